@@ -1,0 +1,227 @@
+# Maestro guest prelude: run once in every sandbox instance, before the first call.
+#
+# It gives user code two things and nothing else:
+#   * bare-name calls between functions: each user function runs with its own `__builtins__`,
+#     a dict whose `__missing__` asks the host whether an unknown name is a function of the
+#     same tenant and, if so, binds a stub that sends the call through `_host.call`;
+#   * the `maestro` module (`maestro.call`, `maestro.CallError`).
+# The host checks every frame it receives: nothing here is trusted, user code can reach
+# `_host` too. Frames are small JSON objects; see src/sandbox/frames.rs for the host side.
+import builtins as _builtins
+import json as _json
+import sys as _sys
+import types as _types
+
+import _host
+
+
+def _mx_frame(obj):
+    return _json.loads(_host.call(_json.dumps(obj, separators=(",", ":")).encode()))
+
+
+class CallError(Exception):
+    """A called function failed. `.function` names it; `.error` is its error record
+    (`kind`, `type`, `message`, ...), the same as the callee's step shows."""
+
+    def __init__(self, function, error):
+        self.function = function
+        self.error = error
+        kind = error.get("kind", "error")
+        detail = error.get("type") or kind
+        super().__init__(f"{function} failed ({detail}): {error.get('message', '')}")
+
+
+def _mx_call(name, input=None):
+    reply = _mx_frame({"op": "call", "function": name, "input": input})
+    if reply.get("ok"):
+        return reply.get("output")
+    raise CallError(name, reply.get("error") or {})
+
+
+class _MxRemote:
+    """Stands for another function of the same tenant; calling it runs that function."""
+
+    __slots__ = ("__name__",)
+
+    def __init__(self, name):
+        self.__name__ = name
+
+    def __call__(self, input=None):
+        return _mx_call(self.__name__, input)
+
+    def __repr__(self):
+        return f"<maestro function {self.__name__}>"
+
+
+class _MxBuiltins(dict):
+    def __missing__(self, name):
+        if name.startswith("__") or not _mx_frame({"op": "resolve", "function": name}).get("found"):
+            raise KeyError(name)
+        stub = self[name] = _MxRemote(name)
+        return stub
+
+
+class _MxSink:
+    """A text stream that keeps at most `cap` bytes and counts the rest."""
+
+    def __init__(self, cap):
+        self.cap, self.parts, self.size, self.dropped = cap, [], 0, 0
+
+    def write(self, s):
+        if not isinstance(s, str):
+            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+        n = len(s)
+        room = self.cap - self.size
+        if room > 0:
+            part = s[:room]
+            self.parts.append(part)
+            self.size += len(part)
+            self.dropped += n - len(part)
+        else:
+            self.dropped += n
+        return n
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return False
+
+    def text(self):
+        out = "".join(self.parts)
+        if self.dropped:
+            out += f"\n[maestro: {self.dropped} more characters dropped]\n"
+        return out
+
+
+maestro = _types.ModuleType("maestro", "Maestro's guest API.")
+maestro.call = _mx_call
+maestro.CallError = CallError
+_sys.modules["maestro"] = maestro
+del maestro
+
+_mx_state = {}
+
+
+def _mx_load(name, code):
+    filename = f"{name}.py"
+    g = {"__name__": name, "__file__": filename, "__builtins__": _MxBuiltins(_builtins.__dict__)}
+    exec(compile(code, filename, "exec"), g)
+    fn = g.get(name)
+    if not callable(fn):
+        raise TypeError(f"the code does not define a function named {name!r}")
+    _mx_state.update(name=name, code=code, filename=filename, fn=fn)
+
+
+def _mx_error(e):
+    """An exception as the host's error record, with a traceback of user frames only."""
+    import linecache
+    import traceback
+
+    st = _mx_state
+    if "filename" in st:  # so tracebacks show the user's source lines
+        code = st["code"]
+        linecache.cache[st["filename"]] = (len(code), None, code.splitlines(True), st["filename"])
+    mine = _mx_run.__code__.co_filename
+    te = traceback.TracebackException.from_exception(e)
+    te.stack = traceback.StackSummary.from_list([f for f in te.stack if f.filename != mine])
+    t = type(e)
+    name = t.__qualname__ if t.__module__ in ("builtins", "__main__", "maestro") else f"{t.__module__}.{t.__qualname__}"
+    record = {
+        "kind": "python_exception",
+        "type": name,
+        "message": str(e),
+        "traceback": "".join(te.format()),
+    }
+    if isinstance(e, CallError):
+        record["cause"] = e.error
+    return record
+
+
+def _mx_run():
+    req = _mx_frame({"op": "begin"})
+    if "code" in req:
+        try:
+            _mx_load(req["function"], req["code"])
+        except BaseException as e:  # module-level code failed: report it like a call error
+            _mx_state.pop("fn", None)
+            reply = {"op": "end", "ok": False, "error": _mx_error(e)}
+            _host.call(_json.dumps(reply).encode())
+            return
+    cap = req.get("capture", 1 << 20)
+    out, err = _MxSink(cap), _MxSink(cap)
+    _sys.stdout, _sys.stderr = out, err
+    try:
+        try:
+            result = _mx_state["fn"](req.get("input"))
+        finally:
+            _sys.stdout, _sys.stderr = _sys.__stdout__, _sys.__stderr__
+        try:
+            data = _json.dumps(
+                {"op": "end", "ok": True, "output": result, "stdout": out.text(), "stderr": err.text()},
+                allow_nan=False,
+            )
+        except (TypeError, ValueError, RecursionError) as e:
+            reply = {
+                "op": "end",
+                "ok": False,
+                "error": {
+                    "kind": "invalid_output",
+                    "message": f"the return value is not JSON-serialisable: {e}",
+                    "type": type(e).__name__,
+                },
+            }
+            data = None
+    except MemoryError as e:
+        reply = {"op": "end", "ok": False, "error": {"kind": "memory_limit", "message": f"MemoryError: {e}"}}
+        data = None
+    except BaseException as e:
+        reply = {"op": "end", "ok": False, "error": _mx_error(e)}
+        data = None
+    if data is None:
+        reply["stdout"], reply["stderr"] = out.text(), err.text()
+        data = _json.dumps(reply)
+    _host.call(data.encode())
+
+
+def _mx_check():
+    """Validate code for a function at create/update time: it compiles and defines
+    `def <name>(input)` at the top level, callable with exactly one positional argument."""
+    import ast
+
+    req = _mx_frame({"op": "begin"})
+    name, code = req["function"], req["code"]
+    reply = {"op": "end", "ok": True, "output": None}
+    try:
+        compile(code, f"{name}.py", "exec", dont_inherit=True)
+        tree = ast.parse(code)
+    except SyntaxError as e:
+        reply = {
+            "op": "end",
+            "ok": False,
+            "error": {
+                "kind": "syntax_error",
+                "message": f"{e.msg} (line {e.lineno})",
+                "line": e.lineno,
+                "offset": e.offset,
+                "text": (e.text or "").rstrip("\n"),
+            },
+        }
+    else:
+        problem = None
+        defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name]
+        if not defs:
+            problem = f"the code does not define `def {name}(input)` at the top level"
+        elif isinstance(defs[-1], ast.AsyncFunctionDef):
+            problem = f"`{name}` must be a plain `def`, not `async def`"
+        else:
+            a = defs[-1].args
+            pos = a.posonlyargs + a.args
+            required = len(pos) - len(a.defaults)
+            kw_required = [k.arg for k, d in zip(a.kwonlyargs, a.kw_defaults) if d is None]
+            if not (pos or a.vararg) or required > 1 or kw_required:
+                problem = f"`{name}` must take exactly one argument: def {name}(input)"
+        if problem:
+            line = defs[-1].lineno if defs else None
+            reply = {"op": "end", "ok": False, "error": {"kind": "invalid_code", "message": problem, "line": line}}
+    _host.call(_json.dumps(reply).encode())

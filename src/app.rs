@@ -1,0 +1,158 @@
+//! Build the application state, start background tasks, serve, shut down gracefully.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use crate::auth::{self, Keys};
+use crate::config::Settings;
+use crate::engine::Engine;
+use crate::http::{self, AppState};
+use crate::sandbox::Sandbox;
+use crate::store::Store;
+
+/// How long past its deadline a `running` execution is presumed dead.
+const STALE_GRACE_MS: i64 = 60_000;
+
+/// State plus what start-up learned.
+pub struct Built {
+    pub state: AppState,
+    /// Set when no secret was configured and one was generated: an admin token to print.
+    pub generated_admin_token: Option<String>,
+}
+
+pub async fn build(settings: Settings) -> anyhow::Result<Built> {
+    let settings = Arc::new(settings);
+    std::fs::create_dir_all(&settings.data_dir)?;
+    let store = Store::connect(&settings.database_url()).await?;
+    tracing::info!(backend = ?store.backend(), "database ready");
+    let sandbox_cfg = settings.sandbox();
+    let sandbox: Arc<Sandbox> = tokio::task::spawn_blocking(move || Sandbox::open(sandbox_cfg)).await??;
+    tracing::info!(initial_memory_mb = sandbox.initial_memory() >> 20, "sandbox ready");
+    let engine = Engine::new(store.clone(), sandbox, settings.clone())?;
+    let (secret, generated) =
+        auth::load_or_create_secret(settings.jwt_secret.as_ref().map(|s| s.0.as_str()), &settings.data_dir)?;
+    let keys = Arc::new(Keys::new(&secret));
+    let generated_admin_token = match generated {
+        true => Some(keys.mint("default", "admin@localhost", true, Duration::from_secs(30 * 86_400))?),
+        false => None,
+    };
+    let redis = match &settings.redis_url {
+        Some(url) => {
+            let client = redis::Client::open(url.0.as_str())?;
+            Some(redis::aio::ConnectionManager::new(client).await?)
+        }
+        None => None,
+    };
+    let state = AppState {
+        engine,
+        store,
+        keys,
+        settings,
+        redis,
+    };
+    Ok(Built {
+        state,
+        generated_admin_token,
+    })
+}
+
+/// A server running in the background (tests and benchmarks use this).
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// Bind `settings.bind` (port 0 picks a free port) and serve in the background.
+pub async fn spawn(settings: Settings) -> anyhow::Result<Running> {
+    let bind = settings.bind;
+    let built = build(settings).await?;
+    let listener = TcpListener::bind(bind).await?;
+    let addr = listener.local_addr()?;
+    let state = built.state.clone();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let _ = run(listener, built.state, async {
+            let _ = stopped.await;
+        })
+        .await;
+    });
+    Ok(Running {
+        addr,
+        state,
+        stop: Some(stop),
+        task,
+    })
+}
+
+/// `maestro serve`: serve until Ctrl-C or SIGTERM.
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let bind = settings.bind;
+    let built = build(settings).await?;
+    let listener = TcpListener::bind(bind).await?;
+    let addr = listener.local_addr()?;
+    if let Some(token) = &built.generated_admin_token {
+        println!("No MAESTRO_JWT_SECRET set: generated one in the data directory.");
+        println!("Admin token for tenant `default` (valid 30 days):\n\n  {token}\n");
+    }
+    println!("maestro listening on http://{addr}");
+    tracing::info!(%addr, "listening");
+    run(listener, built.state, shutdown_signal()).await
+}
+
+async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let sweeper = tokio::spawn(sweep_stale(state.store.clone()));
+    let app = http::router(state);
+    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    sweeper.abort();
+    Ok(result?)
+}
+
+/// Mark executions whose server died mid-run as interrupted, now and every minute.
+async fn sweep_stale(store: Store) {
+    loop {
+        match store.interrupt_stale(STALE_GRACE_MS).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(count = n, "marked interrupted executions"),
+            Err(e) => tracing::warn!(error = %e, "could not sweep stale executions"),
+        }
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}

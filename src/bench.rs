@@ -1,0 +1,150 @@
+//! `maestro bench`: per-call latency of the sandbox and of invoke over HTTP, next to a
+//! baseline measured in the same run (a `python3 -c` subprocess per call, what people do
+//! without a sandbox). Figures are reported as p50/p99 and as ratios to the baseline, since
+//! absolute numbers on a shared 2-core machine drift from run to run.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::config::Settings;
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx]
+}
+
+struct Row {
+    name: &'static str,
+    p50: f64,
+    p99: f64,
+    n: usize,
+}
+
+fn summarise(name: &'static str, mut ms: Vec<f64>) -> Row {
+    ms.sort_by(|a, b| a.total_cmp(b));
+    Row {
+        name,
+        p50: percentile(&ms, 0.5),
+        p99: percentile(&ms, 0.99),
+        n: ms.len(),
+    }
+}
+
+/// The baseline: one `python3 -c` process per call, doing the same work.
+fn python_baseline(iterations: usize) -> anyhow::Result<Vec<f64>> {
+    let code = "import json,sys\ndef f(input):\n    return {'y': input['x'] + 1}\nprint(json.dumps(f(json.loads(sys.argv[1]))))";
+    let mut out = vec![];
+    for _ in 0..iterations {
+        let t = Instant::now();
+        let o = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(code)
+            .arg(r#"{"x": 1}"#)
+            .output()?;
+        anyhow::ensure!(o.status.success(), "python3 baseline failed");
+        out.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    Ok(out)
+}
+
+async fn time_invokes(client: &reqwest::Client, url: &str, token: &str, n: usize) -> anyhow::Result<Vec<f64>> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let v: Value = client
+            .post(url)
+            .bearer_auth(token)
+            .json(&json!({"x": 1}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        out.push(t.elapsed().as_secs_f64() * 1000.0);
+        anyhow::ensure!(v["status"] == "succeeded", "bench call failed: {v}");
+    }
+    Ok(out)
+}
+
+pub async fn run(mut settings: Settings, iterations: usize) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("maestro-bench-{}", std::process::id()));
+    if settings.runtime_dir.is_none() {
+        settings.runtime_dir = Some(settings.runtime_dir());
+    }
+    settings.data_dir = dir.clone();
+    settings.bind = "127.0.0.1:0".parse()?;
+    settings.database_url = None;
+    settings.jwt_secret = Some(crate::config::Secret("bench".into()));
+    let running = crate::app::spawn(settings).await?;
+    let base = format!("http://{}/api/v1", running.addr);
+    let token = running
+        .state
+        .keys
+        .mint("bench", "bench@localhost", false, Duration::from_secs(3600))?;
+    let client = reqwest::Client::new();
+    let functions = [
+        (
+            "leaf_warm",
+            "def leaf_warm(input):\n    return {'y': input['x'] + 1}\n",
+            "warm",
+        ),
+        (
+            "leaf_fresh",
+            "def leaf_fresh(input):\n    return {'y': input['x'] + 1}\n",
+            "fresh",
+        ),
+        ("hop", "def hop(input):\n    return leaf_warm(input)\n", "warm"),
+    ];
+    for (name, code, isolation) in functions {
+        let r = client
+            .post(format!("{base}/functions"))
+            .bearer_auth(&token)
+            .json(&json!({"name": name, "code": code, "isolation": isolation}))
+            .send()
+            .await?;
+        anyhow::ensure!(r.status().is_success(), "creating {name}: {}", r.text().await?);
+    }
+    let url = |name: &str| format!("{base}/functions/{name}/invoke");
+    // Warm up: fill pools, JIT nothing (AOT), touch pages.
+    for name in ["leaf_warm", "leaf_fresh", "hop"] {
+        time_invokes(&client, &url(name), &token, 20).await?;
+    }
+    eprintln!("measuring {iterations} calls each ...");
+    let warm = time_invokes(&client, &url("leaf_warm"), &token, iterations).await?;
+    let fresh = time_invokes(&client, &url("leaf_fresh"), &token, iterations).await?;
+    let hop = time_invokes(&client, &url("hop"), &token, iterations).await?;
+    let baseline_n = (iterations / 5).max(20);
+    let baseline = tokio::task::spawn_blocking(move || python_baseline(baseline_n)).await??;
+
+    let rows = [
+        summarise("python3 -c subprocess (baseline)", baseline),
+        summarise("invoke over HTTP, warm", warm),
+        summarise("invoke over HTTP, fresh", fresh),
+        summarise("invoke over HTTP, warm + 1 nested call", hop),
+    ];
+    let base_p50 = rows[0].p50;
+    println!("| measurement | n | p50 ms | p99 ms | baseline p50 / p50 |");
+    println!("| --- | --- | --- | --- | --- |");
+    for r in &rows {
+        println!(
+            "| {} | {} | {:.3} | {:.3} | {:.1}x |",
+            r.name,
+            r.n,
+            r.p50,
+            r.p99,
+            base_p50 / r.p50
+        );
+    }
+    let hop_cost = rows[3].p50 - rows[1].p50;
+    println!("\nnested hop (p50 of warm+nested minus p50 of warm): {hop_cost:.3} ms");
+    println!(
+        "database: SQLite (the default), stats: {}",
+        serde_json::to_string(&running.state.engine.sandbox().stats())?
+    );
+    running.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}

@@ -1,0 +1,158 @@
+//! Settings, read once at start from flags and environment variables.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::sandbox::Isolation;
+
+/// A secret string that never shows up in `Debug` output or logs.
+#[derive(Clone, Default)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_string()))
+    }
+}
+
+/// Everything `maestro serve` (and `bench`) needs to know.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Address to listen on.
+    #[arg(long, env = "MAESTRO_BIND", default_value = "127.0.0.1:8000")]
+    pub bind: SocketAddr,
+    /// Directory for the SQLite database, the generated JWT secret and (by default) the runtime.
+    #[arg(long, env = "MAESTRO_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Where the CPython WASI runtime lives (default: DATA_DIR/runtime); fetched when missing.
+    #[arg(long, env = "MAESTRO_RUNTIME_DIR")]
+    pub runtime_dir: Option<PathBuf>,
+    /// Where the compiled runtime is cached (default: RUNTIME_DIR/cache).
+    #[arg(long, env = "MAESTRO_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// `postgres://…` or `sqlite://…` (default: SQLite in DATA_DIR/maestro.db).
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<Secret>,
+    /// Redis, when configured, is reported by /health (live logs use it in a later release).
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<Secret>,
+    /// HS256 secret for API tokens (default: generated into DATA_DIR/jwt_secret).
+    #[arg(long, env = "MAESTRO_JWT_SECRET")]
+    pub jwt_secret: Option<Secret>,
+    /// Verbose logging.
+    #[arg(long, env = "DEBUG", default_value_t = false, action = clap::ArgAction::Set)]
+    pub debug: bool,
+    /// `text` or `json` log lines.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+    /// Default wall-clock limit of an execution, in seconds.
+    #[arg(long, env = "FUNCTION_TIMEOUT", default_value_t = 30.0)]
+    pub function_timeout: f64,
+    /// Default fuel (wasm instruction budget) of an execution.
+    #[arg(long, env = "FUNCTION_FUEL", default_value_t = 10_000_000_000)]
+    pub function_fuel: u64,
+    /// Default memory cap of one sandbox instance, in MiB.
+    #[arg(long, env = "FUNCTION_MEMORY_MB", default_value_t = 256)]
+    pub function_memory_mb: u64,
+    /// Highest timeout a function may ask for, in seconds.
+    #[arg(long, env = "MAX_FUNCTION_TIMEOUT", default_value_t = 300.0)]
+    pub max_function_timeout: f64,
+    /// Highest fuel a function may ask for.
+    #[arg(long, env = "MAX_FUNCTION_FUEL", default_value_t = 100_000_000_000)]
+    pub max_function_fuel: u64,
+    /// Highest memory cap a function may ask for, in MiB (wasm32 tops out at 4096).
+    #[arg(long, env = "MAX_FUNCTION_MEMORY_MB", default_value_t = 2048)]
+    pub max_function_memory_mb: u64,
+    /// Deepest chain of nested calls.
+    #[arg(long, env = "MAX_CALL_DEPTH", default_value_t = 16)]
+    pub max_call_depth: u32,
+    /// Largest function source, in bytes.
+    #[arg(long, env = "MAX_CODE_BYTES", default_value_t = 256 * 1024)]
+    pub max_code_bytes: usize,
+    /// Largest request body (and so invoke input), in bytes.
+    #[arg(long, env = "MAX_INPUT_BYTES", default_value_t = 1024 * 1024)]
+    pub max_input_bytes: usize,
+    /// stdout/stderr kept per call, in bytes each; the rest is counted and dropped.
+    #[arg(long, env = "MAX_LOG_BYTES", default_value_t = 1024 * 1024)]
+    pub max_log_bytes: usize,
+    /// Threads running sandboxes: the most executions running at once.
+    #[arg(long, env = "SANDBOX_WORKERS", default_value_t = 8)]
+    pub sandbox_workers: usize,
+    /// Isolation of functions that do not choose one.
+    #[arg(long, env = "DEFAULT_ISOLATION", default_value = "warm", value_parser = parse_isolation)]
+    pub default_isolation: Isolation,
+    /// Idle warm instances kept per function version.
+    #[arg(long, env = "WARM_POOL_PER_FUNCTION", default_value_t = 4)]
+    pub warm_per_function: usize,
+    /// Idle warm instances kept in all.
+    #[arg(long, env = "WARM_POOL_TOTAL", default_value_t = 256)]
+    pub warm_total: usize,
+    /// Calls after which a warm instance is retired.
+    #[arg(long, env = "WARM_MAX_USES", default_value_t = 1000)]
+    pub warm_max_uses: u32,
+}
+
+fn parse_isolation(s: &str) -> Result<Isolation, String> {
+    match s {
+        "warm" => Ok(Isolation::Warm),
+        "fresh" => Ok(Isolation::Fresh),
+        other => Err(format!("isolation must be `warm` or `fresh`, not {other:?}")),
+    }
+}
+
+impl Settings {
+    pub fn runtime_dir(&self) -> PathBuf {
+        self.runtime_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("runtime"))
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache_dir
+            .clone()
+            .unwrap_or_else(|| self.runtime_dir().join("cache"))
+    }
+
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(s) => s.0.clone(),
+            None => format!("sqlite://{}?mode=rwc", self.data_dir.join("maestro.db").display()),
+        }
+    }
+
+    pub fn sandbox(&self) -> crate::sandbox::SandboxConfig {
+        crate::sandbox::SandboxConfig {
+            runtime_dir: self.runtime_dir(),
+            cache_dir: self.cache_dir(),
+            warm_per_function: self.warm_per_function,
+            warm_total: self.warm_total,
+            warm_max_uses: self.warm_max_uses,
+            capture_bytes: self.max_log_bytes,
+        }
+    }
+}
+
+#[derive(clap::Parser)]
+struct SettingsOnly {
+    #[command(flatten)]
+    settings: Settings,
+}
+
+impl Settings {
+    /// Settings from flags like `["--bind", "127.0.0.1:0"]` (plus the environment), for
+    /// tests and benchmarks.
+    pub fn from_args<I: IntoIterator<Item = String>>(args: I) -> anyhow::Result<Settings> {
+        use clap::Parser;
+        let argv = std::iter::once("maestro".to_string()).chain(args);
+        Ok(SettingsOnly::try_parse_from(argv)?.settings)
+    }
+}

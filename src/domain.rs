@@ -1,0 +1,108 @@
+//! Newtypes built once at the edge ("parse, don't validate") and JSON Schema handling.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::sandbox::Isolation;
+
+const KEYWORDS: &str = "False None True and as assert async await break class continue def del elif else except \
+finally for from global if import in is lambda nonlocal not or pass raise return try while with yield";
+
+/// Python's builtins: a function with one of these names could never be called by its bare
+/// name (the builtin wins), so such names are refused.
+const BUILTINS: &str = "ArithmeticError AssertionError AttributeError BaseException BaseExceptionGroup \
+BlockingIOError BrokenPipeError BufferError BytesWarning ChildProcessError ConnectionAbortedError ConnectionError \
+ConnectionRefusedError ConnectionResetError DeprecationWarning EOFError Ellipsis EncodingWarning EnvironmentError \
+Exception ExceptionGroup FileExistsError FileNotFoundError FloatingPointError FutureWarning GeneratorExit IOError \
+ImportError ImportWarning IndentationError IndexError InterruptedError IsADirectoryError KeyError KeyboardInterrupt \
+LookupError MemoryError ModuleNotFoundError NameError NotADirectoryError NotImplemented NotImplementedError OSError \
+OverflowError PendingDeprecationWarning PermissionError ProcessLookupError PythonFinalizationError RecursionError \
+ReferenceError ResourceWarning RuntimeError RuntimeWarning StopAsyncIteration StopIteration SyntaxError SyntaxWarning \
+SystemError SystemExit TabError TimeoutError TypeError UnboundLocalError UnicodeDecodeError UnicodeEncodeError \
+UnicodeError UnicodeTranslateError UnicodeWarning UserWarning ValueError Warning ZeroDivisionError abs aiter all anext \
+any ascii bin bool breakpoint bytearray bytes callable chr classmethod compile complex copyright credits delattr dict \
+dir divmod enumerate eval exec exit filter float format frozenset getattr globals hasattr hash help hex id input int \
+isinstance issubclass iter len license list locals map max memoryview min next object oct open ord pow print property \
+quit range repr reversed round set setattr slice sorted staticmethod str sum super tuple type vars zip maestro CallError";
+
+/// A function's name: an ASCII Python identifier, callable by its bare name from other functions.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct FunctionName(String);
+
+impl FunctionName {
+    pub fn parse(s: &str) -> Result<Self, ApiError> {
+        let bad = |why: &str| {
+            ApiError::validation(
+                format!("invalid function name {s:?}: {why}"),
+                json!([{"field": "name", "message": why}]),
+            )
+        };
+        let mut chars = s.chars();
+        let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+        if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(bad(
+                "a name must be a Python identifier (letters, digits, _; not starting with a digit)",
+            ));
+        }
+        if s.len() > 64 {
+            return Err(bad("a name has at most 64 characters"));
+        }
+        if s.starts_with("__") {
+            return Err(bad("names starting with __ are reserved"));
+        }
+        if KEYWORDS.split(' ').any(|k| k == s) {
+            return Err(bad("a name cannot be a Python keyword"));
+        }
+        if BUILTINS.split_whitespace().any(|k| k == s) {
+            return Err(bad(
+                "a name cannot be a Python builtin or a reserved name (it could not be called by name)",
+            ));
+        }
+        Ok(FunctionName(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for FunctionName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Per-function limits and isolation; unset fields take the server's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<Isolation>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u64>,
+}
+
+/// Compile a JSON Schema, reporting what is wrong with it as a 422.
+pub fn compile_schema(field: &str, schema: &Value) -> Result<jsonschema::Validator, ApiError> {
+    jsonschema::validator_for(schema).map_err(|e| {
+        ApiError::validation(
+            format!("{field} is not a valid JSON Schema: {e}"),
+            json!([{"field": field, "message": e.to_string(), "path": e.instance_path().to_string()}]),
+        )
+    })
+}
+
+/// Every violation of `validator` by `value`, as `[{path, message}]` (empty when valid).
+pub fn violations(validator: &jsonschema::Validator, value: &Value) -> Vec<Value> {
+    validator
+        .iter_errors(value)
+        .take(20)
+        .map(|e| json!({"path": e.instance_path().to_string(), "message": e.to_string()}))
+        .collect()
+}

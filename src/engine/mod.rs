@@ -1,0 +1,290 @@
+//! Executions: run a call tree in the sandbox, enforce schemas, depth, fuel and deadline,
+//! and record the execution and one step per function call.
+
+mod tree;
+mod workers;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::config::Settings;
+use crate::domain::{self, FunctionSettings};
+use crate::error::ApiError;
+use crate::sandbox::{Budget, CallSpec, ErrorKind, ErrorRecord, Isolation, Limits, Outcome, Sandbox, WASM_STACK};
+use crate::store::{Function, NewStep, StepFinish, Store};
+use tree::CallTree;
+use workers::Workers;
+
+/// Outputs larger than this are refused rather than stored.
+const MAX_OUTPUT_BYTES: usize = 16 << 20;
+
+/// How an execution was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Manual,
+    Webhook,
+    Schedule,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Manual => "manual",
+            Trigger::Webhook => "webhook",
+            Trigger::Schedule => "schedule",
+        }
+    }
+}
+
+/// What `invoke` answers.
+#[derive(Debug, Serialize)]
+pub struct InvokeResult {
+    pub execution_id: String,
+    pub status: &'static str,
+    pub output: Option<Value>,
+    pub error: Option<ErrorRecord>,
+    pub duration_ms: f64,
+    pub fuel_used: u64,
+}
+
+/// A function version's compiled schemas.
+struct Schemas {
+    input: Option<jsonschema::Validator>,
+    output: Option<jsonschema::Validator>,
+}
+
+pub(crate) struct Inner {
+    store: Store,
+    sandbox: Arc<Sandbox>,
+    settings: Arc<Settings>,
+    workers: Workers,
+    rt: tokio::runtime::Handle,
+    schemas: Mutex<HashMap<(String, i64), Arc<Schemas>>>,
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl Engine {
+    pub fn new(store: Store, sandbox: Arc<Sandbox>, settings: Arc<Settings>) -> anyhow::Result<Engine> {
+        // Each level of nesting may use a full wasm stack on the worker's native stack.
+        let depth = settings.max_call_depth as usize + 2;
+        let stack = depth * (WASM_STACK + (1 << 20)) + (32 << 20);
+        let workers = Workers::new(settings.sandbox_workers, stack)?;
+        let rt = tokio::runtime::Handle::current();
+        let inner = Inner {
+            store,
+            sandbox,
+            settings,
+            workers,
+            rt,
+            schemas: Mutex::new(HashMap::new()),
+        };
+        Ok(Engine { inner: Arc::new(inner) })
+    }
+
+    pub fn sandbox(&self) -> &Arc<Sandbox> {
+        &self.inner.sandbox
+    }
+
+    /// Check that `code` compiles and defines `def <name>(input)`; a 422 says what is wrong.
+    pub async fn check_code(&self, name: &str, code: &str) -> Result<(), ApiError> {
+        let (sandbox, name2, code) = (self.inner.sandbox.clone(), name.to_string(), code.to_string());
+        let result = self.inner.workers.run(move || sandbox.check(&name2, &code)).await;
+        match result {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) if matches!(e.kind, ErrorKind::SyntaxError | ErrorKind::InvalidCode) => {
+                let mut detail = serde_json::to_value(&e).unwrap_or(Value::Null);
+                detail["field"] = json!("code");
+                Err(ApiError::validation(
+                    format!("code for {name} is not valid: {}", e.message),
+                    json!([detail]),
+                ))
+            }
+            Some(Err(e)) => Err(ApiError::validation(
+                format!("code for {name} could not be checked: {}", e.message),
+                json!([{"field": "code", "kind": e.kind, "message": e.message}]),
+            )),
+            None => Err(ApiError::Internal(anyhow::anyhow!("code check panicked"))),
+        }
+    }
+
+    /// Run a function as a new execution and wait for it to finish.
+    pub async fn invoke(
+        &self,
+        tenant: &str,
+        name: &str,
+        input: Value,
+        trigger: Trigger,
+    ) -> Result<InvokeResult, ApiError> {
+        let inner = &self.inner;
+        let function = inner.store.get_function(tenant, name).await?;
+        let schemas = inner.schemas_for(&function)?;
+        if let Some(v) = &schemas.input {
+            let errors = domain::violations(v, &input);
+            if !errors.is_empty() {
+                return Err(ApiError::validation(
+                    format!("input does not match the input schema of {name}"),
+                    json!(errors),
+                ));
+            }
+        }
+        let (isolation, timeout, fuel, memory) = inner.limits(&function.current.settings);
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let execution_id = uuid::Uuid::now_v7().to_string();
+        let root = NewStep {
+            id: uuid::Uuid::now_v7().to_string(),
+            execution_id: execution_id.clone(),
+            parent_id: None,
+            seq: 0,
+            depth: 0,
+            function_name: name.to_string(),
+            function_version: Some(function.current.version),
+            input: input.to_string(),
+            started_at: crate::store::now_ms(),
+        };
+        let deadline_ms = root.started_at + timeout.as_millis() as i64;
+        inner
+            .store
+            .start_execution(tenant, trigger.as_str(), &root, deadline_ms)
+            .await?;
+
+        let tree = CallTree::root(self.inner.clone(), tenant, &execution_id, &root.id);
+        let job_inner = self.inner.clone();
+        let job_tenant = tenant.to_string();
+        let spec_input = input;
+        let budget = Budget { fuel, deadline };
+        let limits = Limits {
+            budget,
+            memory_bytes: memory,
+        };
+        let outcome = inner
+            .workers
+            .run(move || {
+                let v = &function.current;
+                let spec = CallSpec {
+                    tenant: &job_tenant,
+                    function: &function.name,
+                    version: v.version,
+                    code: &v.code,
+                    code_sha256: &v.code_sha256,
+                    input: &spec_input,
+                    isolation,
+                    limits,
+                };
+                check_output(job_inner.sandbox.run(&spec, Box::new(tree)), &schemas)
+            })
+            .await
+            .unwrap_or_else(|| crashed("the sandbox worker panicked"));
+
+        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let finish = finish_record(&outcome, duration_ms);
+        inner
+            .store
+            .finish_execution(tenant, &execution_id, &root.id, &finish)
+            .await?;
+        let (output, error) = match outcome.result {
+            Ok(v) => (Some(v), None),
+            Err(e) => (None, Some(e)),
+        };
+        Ok(InvokeResult {
+            execution_id,
+            status: finish.status,
+            output,
+            error,
+            duration_ms,
+            fuel_used: outcome.fuel_used,
+        })
+    }
+}
+
+impl Inner {
+    /// Compiled schemas of a function version, cached (versions are immutable).
+    fn schemas_for(&self, f: &Function) -> Result<Arc<Schemas>, ApiError> {
+        let key = (f.id.clone(), f.current.version);
+        if let Some(s) = self.schemas.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(s.clone());
+        }
+        let compile = |field: &str, s: &Option<Value>| s.as_ref().map(|s| domain::compile_schema(field, s)).transpose();
+        let schemas = Arc::new(Schemas {
+            input: compile("input_schema", &f.current.input_schema)?,
+            output: compile("output_schema", &f.current.output_schema)?,
+        });
+        let mut cache = self.schemas.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(key, schemas.clone());
+        Ok(schemas)
+    }
+
+    /// A function's isolation, timeout, fuel and memory: its own settings or the defaults.
+    fn limits(&self, s: &FunctionSettings) -> (Isolation, Duration, u64, usize) {
+        let cfg = &self.settings;
+        let timeout = s.timeout_seconds.unwrap_or(cfg.function_timeout);
+        (
+            s.isolation.unwrap_or(cfg.default_isolation),
+            Duration::from_secs_f64(timeout.max(0.001)),
+            s.fuel.unwrap_or(cfg.function_fuel),
+            (s.memory_mb.unwrap_or(cfg.function_memory_mb) << 20) as usize,
+        )
+    }
+}
+
+fn crashed(message: &str) -> Outcome {
+    Outcome {
+        result: Err(ErrorRecord::new(ErrorKind::Crash, message)),
+        stdout: String::new(),
+        stderr: String::new(),
+        fuel_used: 0,
+        reused: false,
+    }
+}
+
+/// Enforce the output schema and size on a successful outcome.
+fn check_output(mut outcome: Outcome, schemas: &Schemas) -> Outcome {
+    if let Ok(output) = &outcome.result {
+        let size = output.to_string().len();
+        if size > MAX_OUTPUT_BYTES {
+            outcome.result = Err(ErrorRecord::new(
+                ErrorKind::InvalidOutput,
+                format!("the output is {size} bytes; the limit is {MAX_OUTPUT_BYTES}"),
+            ));
+        } else if let Some(v) = &schemas.output {
+            let errors = domain::violations(v, output);
+            if !errors.is_empty() {
+                outcome.result = Err(ErrorRecord::new(
+                    ErrorKind::OutputValidation,
+                    "the output does not match the output schema",
+                )
+                .with("errors", errors)
+                .with("output", output.clone()));
+            }
+        }
+    }
+    outcome
+}
+
+fn finish_record(outcome: &Outcome, duration_ms: f64) -> StepFinish {
+    let (status, output, error) = match &outcome.result {
+        Ok(v) => ("succeeded", Some(v.to_string()), None),
+        Err(e) => ("failed", None, Some(serde_json::to_string(e).unwrap_or_default())),
+    };
+    StepFinish {
+        status,
+        output,
+        error,
+        stdout: outcome.stdout.clone(),
+        stderr: outcome.stderr.clone(),
+        fuel_used: outcome.fuel_used as i64,
+        duration_ms,
+        finished_at: crate::store::now_ms(),
+    }
+}

@@ -1,0 +1,157 @@
+//! The host side of one call in an execution's tree: resolves bare names, runs nested calls
+//! (same tenant only, schemas enforced, depth limited, fuel and deadline inherited) and
+//! records each as a step. Runs on a sandbox worker thread, so database work blocks on the
+//! runtime handle.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::{check_output, finish_record, Inner};
+use crate::domain::{self, FunctionName};
+use crate::sandbox::{Budget, CallSpec, ErrorKind, ErrorRecord, Host, Limits, Nested};
+use crate::store::{NewStep, StoreError};
+
+pub(super) struct CallTree {
+    inner: Arc<Inner>,
+    pub tenant: String,
+    execution_id: String,
+    /// The step of the function running at this level.
+    step_id: String,
+    depth: u32,
+    /// Step order within the execution, shared by the whole tree.
+    seq: Arc<AtomicI64>,
+}
+
+impl CallTree {
+    pub fn root(inner: Arc<Inner>, tenant: &str, execution_id: &str, root_step: &str) -> CallTree {
+        CallTree {
+            inner,
+            tenant: tenant.to_string(),
+            execution_id: execution_id.to_string(),
+            step_id: root_step.to_string(),
+            depth: 0,
+            seq: Arc::new(AtomicI64::new(1)),
+        }
+    }
+
+    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.inner.rt.block_on(f)
+    }
+
+    fn fail(&self, kind: ErrorKind, message: String) -> Nested {
+        Nested {
+            result: Err(ErrorRecord::new(kind, message)),
+            fuel_used: 0,
+        }
+    }
+}
+
+impl Host for CallTree {
+    fn resolve(&mut self, name: &str) -> bool {
+        if FunctionName::parse(name).is_err() {
+            return false;
+        }
+        self.block_on(self.inner.store.function_exists(&self.tenant, name))
+            .unwrap_or(false)
+    }
+
+    fn call(&mut self, name: &str, input: Value, budget: Budget) -> Nested {
+        let inner = self.inner.clone();
+        let max = inner.settings.max_call_depth;
+        if self.depth + 1 > max {
+            return self.fail(
+                ErrorKind::DepthLimit,
+                format!(
+                    "calling {name} would nest {} calls deep; the limit is {max}",
+                    self.depth + 1
+                ),
+            );
+        }
+        let function = match self.block_on(inner.store.get_function(&self.tenant, name)) {
+            Ok(f) => f,
+            Err(StoreError::NotFound(_)) => return self.fail(ErrorKind::NotFound, format!("no function named {name}")),
+            Err(e) => return self.fail(ErrorKind::Crash, format!("looking up {name}: {e}")),
+        };
+        let step = NewStep {
+            id: uuid::Uuid::now_v7().to_string(),
+            execution_id: self.execution_id.clone(),
+            parent_id: Some(self.step_id.clone()),
+            seq: self.seq.fetch_add(1, Ordering::Relaxed),
+            depth: i64::from(self.depth + 1),
+            function_name: name.to_string(),
+            function_version: Some(function.current.version),
+            input: input.to_string(),
+            started_at: crate::store::now_ms(),
+        };
+        if let Err(e) = self.block_on(inner.store.start_step(&self.tenant, &step)) {
+            return self.fail(ErrorKind::Crash, format!("recording the call to {name}: {e}"));
+        }
+        let started = Instant::now();
+        let outcome = match inner.schemas_for(&function) {
+            Err(e) => super::crashed(&format!("the schemas of {name} do not compile: {e}")),
+            Ok(schemas) => {
+                let errors = schemas
+                    .input
+                    .as_ref()
+                    .map(|v| domain::violations(v, &input))
+                    .unwrap_or_default();
+                if !errors.is_empty() {
+                    let e = ErrorRecord::new(
+                        ErrorKind::InputValidation,
+                        format!("the input does not match the input schema of {name}"),
+                    )
+                    .with("errors", json!(errors));
+                    super::Outcome {
+                        result: Err(e),
+                        stdout: String::new(),
+                        stderr: String::new(),
+                        fuel_used: 0,
+                        reused: false,
+                    }
+                } else {
+                    // The callee gets the tighter of its own limits and what the caller has left.
+                    let (isolation, timeout, fuel, memory) = inner.limits(&function.current.settings);
+                    let own_deadline = started + timeout.min(Duration::from_secs(86_400));
+                    let budget = Budget {
+                        fuel: fuel.min(budget.fuel),
+                        deadline: own_deadline.min(budget.deadline),
+                    };
+                    let child = CallTree {
+                        inner: inner.clone(),
+                        tenant: self.tenant.clone(),
+                        execution_id: self.execution_id.clone(),
+                        step_id: step.id.clone(),
+                        depth: self.depth + 1,
+                        seq: self.seq.clone(),
+                    };
+                    let v = &function.current;
+                    let spec = CallSpec {
+                        tenant: &self.tenant,
+                        function: name,
+                        version: v.version,
+                        code: &v.code,
+                        code_sha256: &v.code_sha256,
+                        input: &input,
+                        isolation,
+                        limits: Limits {
+                            budget,
+                            memory_bytes: memory,
+                        },
+                    };
+                    check_output(inner.sandbox.run(&spec, Box::new(child)), &schemas)
+                }
+            }
+        };
+        let finish = finish_record(&outcome, started.elapsed().as_secs_f64() * 1000.0);
+        if let Err(e) = self.block_on(inner.store.finish_step(&self.tenant, &step.id, &finish)) {
+            tracing::error!(error = %e, step = %step.id, "could not record the end of a step");
+        }
+        Nested {
+            result: outcome.result,
+            fuel_used: outcome.fuel_used,
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! `/api/v1/executions`: history with filters, one execution, its steps, its logs.
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{ApiQuery, AppState};
+use crate::auth::Caller;
+use crate::error::ApiResult;
+use crate::store::{ExecutionFilter, ExecutionRecord};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/executions", get(list))
+        .route("/executions/{id}", get(show))
+        .route("/executions/{id}/steps", get(steps))
+        .route("/executions/{id}/logs", get(logs))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    function: Option<String>,
+    status: Option<String>,
+    trigger: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let filter = ExecutionFilter {
+        function: q.function,
+        status: q.status,
+        trigger: q.trigger,
+        limit: q.limit.unwrap_or(50).clamp(1, 500),
+        offset: q.offset.unwrap_or(0).max(0),
+    };
+    let (executions, total) = state.store.list_executions(&caller.tenant, &filter).await?;
+    Ok(Json(
+        json!({"executions": executions, "total": total, "limit": filter.limit, "offset": filter.offset}),
+    ))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ExecutionRecord>> {
+    Ok(Json(state.store.get_execution(&caller.tenant, &id).await?))
+}
+
+async fn steps(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let steps = state.store.list_steps(&caller.tenant, &id).await?;
+    Ok(Json(json!({"execution_id": id, "steps": steps})))
+}
+
+/// Captured stdout/stderr, one entry per step and stream, in call order.
+async fn logs(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let steps = state.store.list_steps(&caller.tenant, &id).await?;
+    let mut logs = vec![];
+    for s in &steps {
+        for (stream, text) in [("stdout", &s.stdout), ("stderr", &s.stderr)] {
+            if !text.is_empty() {
+                logs.push(json!({
+                    "step_id": s.id, "seq": s.seq, "depth": s.depth, "function_name": s.function_name,
+                    "stream": stream, "text": text,
+                }));
+            }
+        }
+    }
+    Ok(Json(json!({"execution_id": id, "logs": logs})))
+}

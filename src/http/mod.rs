@@ -1,0 +1,147 @@
+//! HTTP surface: one router per resource, merged here. Handlers stay thin: parse, call the
+//! engine or store, shape the response.
+
+mod executions;
+mod functions;
+mod health;
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{FromRef, FromRequest, Request};
+use axum::http::{HeaderName, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serializer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::auth::Keys;
+use crate::config::Settings;
+use crate::engine::Engine;
+use crate::error::ApiError;
+use crate::store::Store;
+
+/// Everything a handler may need.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    pub store: Store,
+    pub keys: Arc<Keys>,
+    pub settings: Arc<Settings>,
+    pub redis: Option<redis::aio::ConnectionManager>,
+}
+
+impl FromRef<AppState> for Arc<Keys> {
+    fn from_ref(s: &AppState) -> Arc<Keys> {
+        s.keys.clone()
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let limit = state.settings.max_input_bytes + state.settings.max_code_bytes + 64 * 1024;
+    let request_id = HeaderName::from_static("x-request-id");
+    let api = Router::new().merge(functions::routes()).merge(executions::routes());
+    Router::new()
+        .nest("/api/v1", api)
+        .merge(health::routes())
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .layer(RequestBodyLimitLayer::new(limit))
+        .layer(TraceLayer::new_for_http())
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}
+
+/// A JSON body read regardless of Content-Type (so `curl -d` works), with our error format:
+/// malformed JSON is a 400, well-formed JSON of the wrong shape a 422, too large a 413.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge("the request body is too large".into())
+            } else {
+                ApiError::BadRequest(e.body_text())
+            }
+        })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        use serde_json::error::Category;
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            Category::Data if path != "." => ApiError::validation(
+                format!("invalid request body at `{path}`: {inner}"),
+                serde_json::json!([{"field": path, "message": inner.to_string()}]),
+            ),
+            Category::Data => ApiError::validation(format!("invalid request body: {inner}"), serde_json::Value::Null),
+            _ => ApiError::BadRequest(format!("malformed JSON: {inner}")),
+        }
+    })
+}
+
+/// `?limit=&offset=` with sane bounds.
+#[derive(Debug, Deserialize)]
+pub struct Page {
+    #[serde(default = "default_limit")]
+    pub limit: i64,
+    #[serde(default)]
+    pub offset: i64,
+}
+
+fn default_limit() -> i64 {
+    50
+}
+
+impl Page {
+    pub fn clamp(&self) -> (i64, i64) {
+        (self.limit.clamp(1, 500), self.offset.max(0))
+    }
+}
+
+/// Query strings parsed with our error format.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|q| ApiQuery(q.0))
+            .map_err(|e| ApiError::BadRequest(format!("invalid query string: {}", e.body_text())))
+    }
+}
+
+/// Serialise unix milliseconds as RFC 3339.
+pub fn iso_ms<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&to_iso(*ms))
+}
+
+pub fn iso_ms_opt<S: Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+    match ms {
+        Some(ms) => s.serialize_str(&to_iso(*ms)),
+        None => s.serialize_none(),
+    }
+}
+
+fn to_iso(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// 204 No Content.
+pub fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}

@@ -1,0 +1,22 @@
+//! Maestro: run untrusted Python functions in a WebAssembly sandbox and wire them together.
+
+/// Build state, serve, background tasks, graceful shutdown.
+pub mod app;
+/// JWT verification, the caller extractor, token minting.
+pub mod auth;
+/// Benchmarks behind `maestro bench`.
+pub mod bench;
+/// Typed settings from flags and environment.
+pub mod config;
+/// Newtypes and JSON Schema handling.
+pub mod domain;
+/// Executions and call trees on top of the sandbox.
+pub mod engine;
+/// The API error type.
+pub mod error;
+/// The HTTP surface.
+pub mod http;
+/// CPython on WASI, on wasmtime.
+pub mod sandbox;
+/// PostgreSQL / SQLite storage.
+pub mod store;

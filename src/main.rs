@@ -1,0 +1,105 @@
+//! The `maestro` command line.
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use maestro::config::Settings;
+
+#[derive(Parser)]
+#[command(
+    name = "maestro",
+    version,
+    about = "Run untrusted Python functions in a WebAssembly sandbox"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the server (SQLite in ./data unless DATABASE_URL says otherwise).
+    Serve(Settings),
+    /// Mint an API token signed with the server's secret.
+    Token {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        email: String,
+        /// Give the token the admin role.
+        #[arg(long)]
+        admin: bool,
+        /// Lifetime, e.g. 90s, 30m, 1h, 7d.
+        #[arg(long, default_value = "1h", value_parser = maestro::auth::parse_ttl)]
+        ttl: std::time::Duration,
+        #[command(flatten)]
+        settings: Settings,
+    },
+    /// Fetch the Python runtime and compile it into the cache, then exit.
+    Prepare(Settings),
+    /// Measure per-call latency against a `python3 -c` baseline; see BENCHMARKS.md.
+    Bench {
+        /// Calls per measurement.
+        #[arg(long, default_value_t = 300)]
+        iterations: usize,
+        #[command(flatten)]
+        settings: Settings,
+    },
+}
+
+fn init_logging(settings: &Settings) {
+    let default = if settings.debug {
+        "debug,wasmtime=info,cranelift=info"
+    } else {
+        "info"
+    };
+    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if settings.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(settings) => {
+            init_logging(&settings);
+            maestro::app::serve(settings).await
+        }
+        Command::Token {
+            tenant,
+            email,
+            admin,
+            ttl,
+            settings,
+        } => {
+            let configured = settings.jwt_secret.as_ref().map(|s| s.0.as_str());
+            let (secret, _) = maestro::auth::load_or_create_secret(configured, &settings.data_dir)?;
+            println!(
+                "{}",
+                maestro::auth::Keys::new(&secret).mint(&tenant, &email, admin, ttl)?
+            );
+            Ok(())
+        }
+        Command::Prepare(settings) => {
+            init_logging(&settings);
+            let cfg = settings.sandbox();
+            let sandbox = tokio::task::spawn_blocking(move || maestro::sandbox::Sandbox::open(cfg)).await??;
+            println!(
+                "runtime ready (interpreter starts with {} MiB)",
+                sandbox.initial_memory() >> 20
+            );
+            Ok(())
+        }
+        Command::Bench { iterations, settings } => {
+            init_logging(&settings);
+            maestro::bench::run(settings, iterations).await
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! One sandbox instance: a wasmtime store holding a CPython instance, its WASI context and
+//! limits, and the state of the call running in it.
+
+use std::time::Instant;
+
+use wasmtime::{Engine, InstancePre, Linker, Memory, Store, StoreLimits, StoreLimitsBuilder, Trap, TypedFunc};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+
+use super::hostcall::{self, DeadlineExceeded};
+use super::{Budget, ErrorKind, ErrorRecord, Host, RuntimePaths, TICK};
+
+/// Store data: WASI, limits, and the call in progress.
+pub struct HostState {
+    pub(super) wasi: WasiP1Ctx,
+    pub(super) limits: StoreLimits,
+    pub(super) call: Option<ActiveCall>,
+    /// The marshalled prelude, handed to the guest on `{"op": "prelude"}`.
+    pub(super) prelude: std::sync::Arc<[u8]>,
+}
+
+/// The call currently running in a store: what `begin` hands the guest, what `end` returned.
+pub(super) struct ActiveCall {
+    pub begin: Vec<u8>,
+    pub end: Option<Vec<u8>>,
+    pub host: Option<Box<dyn Host>>,
+    pub deadline: Instant,
+}
+
+/// What one `turn` left behind.
+pub(super) struct TurnEnd {
+    /// The guest's `end` frame, if it sent one.
+    pub frame: Option<Vec<u8>>,
+    /// A trap turned into an error record (timeout, fuel, crash).
+    pub trap: Option<ErrorRecord>,
+    /// `turn`'s return value: low byte exit status, >= 256 when the code called exit().
+    pub status: i32,
+    pub fuel_used: u64,
+}
+
+pub(super) struct Instance {
+    store: Store<HostState>,
+    memory: Memory,
+    alloc: TypedFunc<i32, i32>,
+    turn: TypedFunc<(i32, i32), i32>,
+    pub prelude_loaded: bool,
+    pub loaded: bool,
+    pub uses: u32,
+}
+
+/// WASI plus our two host functions (`host.call` and a deadline-aware `poll_oneoff`).
+pub(super) fn link(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p1::add_to_linker_sync(linker, |s: &mut HostState| &mut s.wasi)?;
+    linker.allow_shadowing(true);
+    hostcall::link(linker)
+}
+
+fn crash(msg: impl std::fmt::Display) -> ErrorRecord {
+    ErrorRecord::new(ErrorKind::Crash, format!("could not start the sandbox: {msg}"))
+}
+
+impl Instance {
+    pub fn new(
+        engine: &Engine,
+        pre: &InstancePre<HostState>,
+        paths: &RuntimePaths,
+        memory_bytes: usize,
+        prelude: std::sync::Arc<[u8]>,
+    ) -> Result<Instance, ErrorRecord> {
+        // Only what the interpreter needs: its stdlib zip and an empty read-only root. No
+        // host env, no network, no writable directory; stdio goes nowhere (the prelude
+        // captures print() itself).
+        let mut b = WasiCtxBuilder::new();
+        b.args(&["/usr/local/bin/python.wasm"])
+            .env("TMPDIR", "/tmp")
+            .env("PYTHONTZPATH", "")
+            .env("HOME", "/tmp")
+            .monotonic_clock(hostcall::Monotonic)
+            .allow_blocking_current_thread(true);
+        b.preopened_dir(&paths.lib, "/usr/local/lib", FsPerms::ReadOnly)
+            .map_err(crash)?;
+        b.preopened_dir(&paths.root, "/", FsPerms::ReadOnly).map_err(crash)?;
+        let limits = StoreLimitsBuilder::new().memory_size(memory_bytes).instances(1).build();
+        let state = HostState {
+            wasi: b.build_p1(),
+            limits,
+            call: None,
+            prelude,
+        };
+        let mut store = Store::new(engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.set_fuel(u64::MAX / 4).map_err(crash)?;
+        store.set_epoch_deadline(1000);
+        let instance = pre.instantiate(&mut store).map_err(|e| {
+            if e.to_string().contains("memory") {
+                ErrorRecord::new(
+                    ErrorKind::MemoryLimit,
+                    format!(
+                        "the memory cap ({} MiB) is below what the interpreter needs: {e}",
+                        memory_bytes >> 20
+                    ),
+                )
+            } else {
+                crash(e)
+            }
+        })?;
+        if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, "_initialize") {
+            init.call(&mut store, ()).map_err(crash)?;
+        }
+        let memory = instance
+            .get_memory(&mut store, "memory")
+            .ok_or_else(|| crash("no memory export"))?;
+        let alloc = instance
+            .get_typed_func::<i32, i32>(&mut store, "host_alloc")
+            .map_err(crash)?;
+        let turn = instance
+            .get_typed_func::<(i32, i32), i32>(&mut store, "turn")
+            .map_err(crash)?;
+        Ok(Instance {
+            store,
+            memory,
+            alloc,
+            turn,
+            prelude_loaded: false,
+            loaded: false,
+            uses: 0,
+        })
+    }
+
+    pub fn memory_size(&self) -> u64 {
+        self.memory.data_size(&self.store) as u64
+    }
+
+    /// Run `source` in the guest's persistent `__main__`, with `begin` as the reply to the
+    /// guest's `begin` frame, within `budget`.
+    pub fn turn(&mut self, source: &str, begin: Vec<u8>, budget: Budget, host: Box<dyn Host>) -> TurnEnd {
+        let fuel = budget.fuel;
+        let now = Instant::now();
+        let remaining = budget.deadline.saturating_duration_since(now);
+        let ticks = remaining.as_nanos().div_ceil(TICK.as_nanos()) as u64;
+        let _ = self.store.set_fuel(fuel);
+        self.store.set_epoch_deadline(ticks.max(1));
+        self.store.data_mut().call = Some(ActiveCall {
+            begin,
+            end: None,
+            host: Some(host),
+            deadline: budget.deadline,
+        });
+        let result = self.write_and_turn(source);
+        let left = self.store.get_fuel().unwrap_or(0);
+        let call = self.store.data_mut().call.take();
+        let frame = call.and_then(|c| c.end);
+        let fuel_used = fuel.saturating_sub(left);
+        match result {
+            Ok(status) => TurnEnd {
+                frame,
+                trap: None,
+                status,
+                fuel_used,
+            },
+            Err(e) => TurnEnd {
+                frame,
+                trap: Some(classify(&e, remaining)),
+                status: -1,
+                fuel_used,
+            },
+        }
+    }
+
+    fn write_and_turn(&mut self, source: &str) -> wasmtime::Result<i32> {
+        let len = i32::try_from(source.len()).map_err(|_| wasmtime::Error::msg("source too large"))?;
+        let ptr = self.alloc.call(&mut self.store, len)?;
+        if ptr == 0 {
+            return Err(wasmtime::Error::msg("host_alloc failed: out of memory"));
+        }
+        self.memory
+            .write(&mut self.store, ptr as u32 as usize, source.as_bytes())?;
+        self.turn.call(&mut self.store, (ptr, len))
+    }
+}
+
+/// Map a trap to the error a user sees.
+fn classify(e: &wasmtime::Error, allowed: std::time::Duration) -> ErrorRecord {
+    if let Some(trap) = e.downcast_ref::<Trap>() {
+        return match trap {
+            Trap::OutOfFuel => ErrorRecord::new(ErrorKind::OutOfFuel, "the call used up its fuel (instruction budget)"),
+            Trap::Interrupt => timeout(allowed),
+            Trap::StackOverflow => ErrorRecord::new(
+                ErrorKind::Crash,
+                "stack overflow in the interpreter (recursion too deep)",
+            ),
+            other => ErrorRecord::new(ErrorKind::Crash, format!("the interpreter trapped: {other}")),
+        };
+    }
+    if e.downcast_ref::<DeadlineExceeded>().is_some() {
+        return timeout(allowed);
+    }
+    if let Some(exit) = e.downcast_ref::<I32Exit>() {
+        return ErrorRecord::new(
+            ErrorKind::Crash,
+            format!("the code ended the interpreter (exit status {})", exit.0),
+        );
+    }
+    ErrorRecord::new(ErrorKind::Crash, format!("the interpreter failed: {e}"))
+}
+
+fn timeout(allowed: std::time::Duration) -> ErrorRecord {
+    ErrorRecord::new(
+        ErrorKind::Timeout,
+        format!("the call ran past its deadline ({:.1} s)", allowed.as_secs_f64()),
+    )
+}

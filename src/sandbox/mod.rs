@@ -1,0 +1,451 @@
+//! Runs Python functions in CPython compiled to WASI, on wasmtime.
+//!
+//! This module knows nothing of HTTP or SQL. It takes a function's code, an input and limits,
+//! runs the call in its own store (fresh from the snapshot, or a warm instance of the same
+//! tenant + function version), and returns the output or a typed error. Calls the guest makes
+//! to other functions come back out through the [`Host`] trait, which the engine implements.
+
+mod hostcall;
+mod instance;
+mod pool;
+pub mod runtime;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use wasmtime::{Config, Engine, InstancePre, Linker};
+
+pub use instance::HostState;
+use instance::{Instance, TurnEnd};
+use pool::{PoolKey, WarmPool};
+pub use runtime::RuntimePaths;
+
+/// How long one epoch tick lasts; deadlines are rounded up to whole ticks.
+pub const TICK: Duration = Duration::from_millis(10);
+/// Native stack a wasm call may use; CPython recurses deeply in C.
+pub const WASM_STACK: usize = 8 << 20;
+
+/// Whether a call gets a brand-new instance or may reuse one kept warm for that function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// A new instance from the snapshot for every call: nothing survives between calls.
+    Fresh,
+    /// A pooled instance of the same tenant + function version; module state may persist.
+    #[default]
+    Warm,
+}
+
+/// What a failed call reports. `kind` is machine-readable; the rest is for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    PythonException,
+    Timeout,
+    OutOfFuel,
+    MemoryLimit,
+    InvalidOutput,
+    Crash,
+    InputValidation,
+    OutputValidation,
+    NotFound,
+    DepthLimit,
+    SyntaxError,
+    InvalidCode,
+    Interrupted,
+}
+
+/// An error as stored on steps and executions and shown by the API.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ErrorRecord {
+    pub kind: ErrorKind,
+    pub message: String,
+    /// The Python exception type, for `python_exception`.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub exc_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceback: Option<String>,
+    /// Anything else the error carries (`line`, `offset`, `cause`, `errors`, ...).
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, Value>,
+}
+
+impl ErrorRecord {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ErrorRecord {
+            kind,
+            message: message.into(),
+            exc_type: None,
+            traceback: None,
+            extra: Default::default(),
+        }
+    }
+
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.extra.insert(key.to_string(), value.into());
+        self
+    }
+}
+
+/// The fuel and wall-clock time a call may use; shared down a call tree.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    pub fuel: u64,
+    pub deadline: Instant,
+}
+
+/// Limits of one call.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub budget: Budget,
+    pub memory_bytes: usize,
+}
+
+/// One call to run.
+pub struct CallSpec<'a> {
+    pub tenant: &'a str,
+    pub function: &'a str,
+    pub version: i64,
+    pub code: &'a str,
+    /// Identifies the code for the warm pool: a recreated function reuses version numbers.
+    pub code_sha256: &'a str,
+    pub input: &'a Value,
+    pub isolation: Isolation,
+    pub limits: Limits,
+}
+
+/// A nested call's result as the caller sees it.
+pub struct Nested {
+    pub result: Result<Value, ErrorRecord>,
+    pub fuel_used: u64,
+}
+
+/// What the sandbox needs from the world while a call runs: calls to other functions.
+/// Implemented by the engine, which checks tenancy, schemas and depth and records steps.
+pub trait Host: Send {
+    /// Whether `name` is a function the running code may call by its bare name.
+    fn resolve(&mut self, name: &str) -> bool;
+    /// Run `name` with `input` within `budget` (the caller's remaining fuel and deadline).
+    fn call(&mut self, name: &str, input: Value, budget: Budget) -> Nested;
+}
+
+/// The result of one call.
+#[derive(Debug)]
+pub struct Outcome {
+    pub result: Result<Value, ErrorRecord>,
+    pub stdout: String,
+    pub stderr: String,
+    pub fuel_used: u64,
+    /// Whether the call reused a warm instance.
+    pub reused: bool,
+}
+
+/// Settings for the sandbox.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    pub runtime_dir: PathBuf,
+    pub cache_dir: PathBuf,
+    /// Idle warm instances kept per function version.
+    pub warm_per_function: usize,
+    /// Idle warm instances kept in all.
+    pub warm_total: usize,
+    /// Calls after which a warm instance is retired.
+    pub warm_max_uses: u32,
+    /// Bytes of stdout and of stderr kept per call.
+    pub capture_bytes: usize,
+}
+
+/// Counters for health and metrics.
+#[derive(Debug, Default, Serialize)]
+pub struct Stats {
+    pub instances_created: u64,
+    pub warm_hits: u64,
+    pub warm_idle: usize,
+}
+
+/// The compiled interpreter plus everything needed to start instances of it.
+pub struct Sandbox {
+    engine: Engine,
+    pre: InstancePre<HostState>,
+    paths: RuntimePaths,
+    pool: WarmPool,
+    cfg: SandboxConfig,
+    created: AtomicU64,
+    hits: AtomicU64,
+    initial_memory: u64,
+    /// The prelude compiled once by the guest's own interpreter (`marshal` format): a fresh
+    /// instance loads it instead of compiling ~200 lines of source (≈50 M fuel) every call.
+    prelude: Arc<[u8]>,
+}
+
+impl Sandbox {
+    /// Fetch the runtime if missing, load (or compile) the module, start the epoch ticker.
+    pub fn open(cfg: SandboxConfig) -> anyhow::Result<Arc<Sandbox>> {
+        let paths = RuntimePaths::new(&cfg.runtime_dir);
+        paths.ensure()?;
+        let mut config = Config::new();
+        config
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .wasm_exceptions(true)
+            .max_wasm_stack(WASM_STACK)
+            .async_stack_size(WASM_STACK + (1 << 20));
+        let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("wasmtime engine: {e}"))?;
+        let key = format!("fuel;epoch;exceptions;stack={WASM_STACK}");
+        let module = runtime::load_module(&engine, &paths, &cfg.cache_dir, &key)?;
+        let initial_memory = module
+            .exports()
+            .find_map(|e| e.ty().memory().map(|m| m.minimum()))
+            .unwrap_or(0)
+            * 65536;
+        let mut linker: Linker<HostState> = Linker::new(&engine);
+        instance::link(&mut linker).map_err(|e| anyhow::anyhow!("linking the runtime: {e}"))?;
+        let pre = linker
+            .instantiate_pre(&module)
+            .map_err(|e| anyhow::anyhow!("instantiate_pre: {e}"))?;
+        spawn_epoch_ticker(&engine);
+        let pool = WarmPool::new(cfg.warm_per_function, cfg.warm_total);
+        let mut sandbox = Sandbox {
+            engine,
+            pre,
+            paths,
+            pool,
+            cfg,
+            created: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            initial_memory,
+            prelude: Arc::from(Vec::new()),
+        };
+        sandbox.prelude = sandbox.compile_prelude()?;
+        Ok(Arc::new(sandbox))
+    }
+
+    /// Compile the prelude inside the guest and return its marshalled code object.
+    fn compile_prelude(&self) -> anyhow::Result<Arc<[u8]>> {
+        let mut inst = self
+            .new_instance(256 << 20)
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        let begin = serde_json::json!({ "code": PRELUDE }).to_string().into_bytes();
+        let budget = Budget {
+            fuel: u64::MAX / 4,
+            deadline: Instant::now() + Duration::from_secs(60),
+        };
+        let end = inst.turn(COMPILE_PRELUDE, begin, budget, Box::new(NoHost));
+        let frame: Value = end
+            .frame
+            .as_deref()
+            .and_then(|b| serde_json::from_slice(b).ok())
+            .ok_or_else(|| anyhow::anyhow!("the guest did not compile the prelude (status {})", end.status))?;
+        let hex_code = frame["output"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("prelude compile failed: {frame}"))?;
+        Ok(Arc::from(hex::decode(hex_code)?))
+    }
+
+    /// Memory the interpreter starts with; a memory cap must be above it.
+    pub fn initial_memory(&self) -> u64 {
+        self.initial_memory
+    }
+
+    pub fn stats(&self) -> Stats {
+        Stats {
+            instances_created: self.created.load(Ordering::Relaxed),
+            warm_hits: self.hits.load(Ordering::Relaxed),
+            warm_idle: self.pool.idle(),
+        }
+    }
+
+    /// Drop every warm instance of a tenant (after its functions or packages change).
+    pub fn recycle_tenant(&self, tenant: &str) {
+        self.pool.drop_tenant(tenant);
+    }
+
+    fn new_instance(&self, memory_bytes: usize) -> Result<Instance, ErrorRecord> {
+        self.created.fetch_add(1, Ordering::Relaxed);
+        Instance::new(&self.engine, &self.pre, &self.paths, memory_bytes, self.prelude.clone())
+    }
+
+    /// Run one call on the current thread. Nested calls recurse through `host` on the same
+    /// thread, so the thread needs a stack of about `WASM_STACK` per level of depth.
+    pub fn run(&self, spec: &CallSpec<'_>, host: Box<dyn Host>) -> Outcome {
+        let key = PoolKey::new(
+            spec.tenant,
+            spec.function,
+            spec.version,
+            spec.code_sha256,
+            spec.limits.memory_bytes,
+        );
+        let pooled = match spec.isolation {
+            Isolation::Warm => self.pool.take(&key),
+            Isolation::Fresh => None,
+        };
+        let reused = pooled.is_some();
+        if reused {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut inst = match pooled
+            .map(Ok)
+            .unwrap_or_else(|| self.new_instance(spec.limits.memory_bytes))
+        {
+            Ok(i) => i,
+            Err(e) => return failed(e),
+        };
+        let mut begin = serde_json::json!({
+            "function": spec.function,
+            "input": spec.input,
+            "capture": self.cfg.capture_bytes,
+        });
+        if !inst.loaded {
+            begin["code"] = Value::from(spec.code);
+        }
+        let source = if inst.prelude_loaded {
+            RUN.to_string()
+        } else {
+            format!("{BOOT}{RUN}\n")
+        };
+        let end = inst.turn(&source, begin.to_string().into_bytes(), spec.limits.budget, host);
+        let outcome = finish(end, &inst, spec.limits.memory_bytes);
+        inst.prelude_loaded = true;
+        inst.loaded = true;
+        inst.uses += 1;
+        let healthy = outcome.result.is_ok();
+        if spec.isolation == Isolation::Warm && healthy && inst.uses < self.cfg.warm_max_uses {
+            self.pool.put(key, inst);
+        }
+        Outcome { reused, ..outcome }
+    }
+
+    /// Check code at create/update time: it compiles and defines `def <name>(input)`.
+    pub fn check(&self, name: &str, code: &str) -> Result<(), ErrorRecord> {
+        let mut inst = self.new_instance(256 << 20)?;
+        let begin = serde_json::json!({ "function": name, "code": code }).to_string();
+        let budget = Budget {
+            fuel: 2_000_000_000,
+            deadline: Instant::now() + Duration::from_secs(10),
+        };
+        let end = inst.turn(
+            &format!("{BOOT}_mx_check()\n"),
+            begin.into_bytes(),
+            budget,
+            Box::new(NoHost),
+        );
+        finish(end, &inst, 256 << 20).result.map(|_| ())
+    }
+}
+
+const PRELUDE: &str = include_str!("../../runtime/guest/prelude.py");
+const RUN: &str = "_mx_run()";
+/// Loads the precompiled prelude into `__main__` of a new instance.
+const BOOT: &str = "import marshal, _host\nexec(marshal.loads(_host.call(b'{\"op\":\"prelude\"}')))\n";
+/// Compiles the prelude (handed over as the `begin` frame's `code`) and returns it marshalled.
+const COMPILE_PRELUDE: &str = "import json, marshal, _host\n\
+_src = json.loads(_host.call(b'{\"op\":\"begin\"}'))['code']\n\
+_code = marshal.dumps(compile(_src, '<maestro>', 'exec'))\n\
+_host.call(json.dumps({'op': 'end', 'ok': True, 'output': _code.hex()}).encode())\n";
+
+fn failed(e: ErrorRecord) -> Outcome {
+    Outcome {
+        result: Err(e),
+        stdout: String::new(),
+        stderr: String::new(),
+        fuel_used: 0,
+        reused: false,
+    }
+}
+
+/// The guest's "end" frame as sent by the prelude.
+#[derive(Deserialize)]
+struct EndFrame {
+    ok: bool,
+    #[serde(default)]
+    output: Value,
+    error: Option<ErrorRecord>,
+    #[serde(default)]
+    stdout: String,
+    #[serde(default)]
+    stderr: String,
+}
+
+/// Turn what a `turn` produced into an outcome: the guest's own report when it sent one,
+/// otherwise what the trap or exit status says.
+fn finish(end: TurnEnd, inst: &Instance, memory_cap: usize) -> Outcome {
+    let fuel_used = end.fuel_used;
+    let frame = end
+        .frame
+        .as_deref()
+        .and_then(|b| serde_json::from_slice::<EndFrame>(b).ok());
+    let (result, stdout, stderr) = match (end.trap, frame) {
+        (Some(e), f) => {
+            let (out, err) = f.map(|f| (f.stdout, f.stderr)).unwrap_or_default();
+            (Err(e), out, err)
+        }
+        (None, Some(f)) if f.ok => (Ok(f.output), f.stdout, f.stderr),
+        (None, Some(f)) => {
+            let e = f
+                .error
+                .unwrap_or_else(|| ErrorRecord::new(ErrorKind::Crash, "the function failed without an error record"));
+            (Err(e), f.stdout, f.stderr)
+        }
+        (None, None) => {
+            let near_cap = inst.memory_size() + (1 << 20) >= memory_cap as u64;
+            let e = if near_cap {
+                ErrorRecord::new(
+                    ErrorKind::MemoryLimit,
+                    format!("the interpreter ran out of memory (cap {} MiB)", memory_cap >> 20),
+                )
+            } else if end.status >= 256 {
+                ErrorRecord::new(
+                    ErrorKind::Crash,
+                    format!("the interpreter exited with status {}", end.status >> 8),
+                )
+            } else {
+                ErrorRecord::new(
+                    ErrorKind::Crash,
+                    format!("the interpreter stopped without a result (status {})", end.status),
+                )
+            };
+            (Err(e), String::new(), String::new())
+        }
+    };
+    Outcome {
+        result,
+        stdout,
+        stderr,
+        fuel_used,
+        reused: false,
+    }
+}
+
+/// A host for code checks: no calls out.
+struct NoHost;
+
+impl Host for NoHost {
+    fn resolve(&mut self, _: &str) -> bool {
+        false
+    }
+    fn call(&mut self, name: &str, _: Value, _: Budget) -> Nested {
+        Nested {
+            result: Err(ErrorRecord::new(ErrorKind::NotFound, format!("no function {name}"))),
+            fuel_used: 0,
+        }
+    }
+}
+
+/// Advance the engine's epoch every tick, for as long as the engine lives.
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("maestro-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(TICK);
+            }
+        })
+        .ok();
+}

@@ -1,0 +1,319 @@
+//! Executions and their steps. Rows are written when a call starts (status `running`) and
+//! updated when it ends, so a crash mid-run leaves a truthful record; runs whose deadline
+//! passed long ago while still `running` are marked `interrupted`.
+
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::Row as _;
+
+use super::{json_col, now_ms, Row, Store, StoreError, StoreResult};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecutionRecord {
+    pub id: String,
+    pub function_name: String,
+    pub function_version: i64,
+    pub trigger: String,
+    pub status: String,
+    pub input: Value,
+    pub output: Option<Value>,
+    pub error: Option<Value>,
+    pub fuel_used: i64,
+    pub duration_ms: Option<f64>,
+    #[serde(serialize_with = "crate::http::iso_ms")]
+    pub started_at: i64,
+    #[serde(serialize_with = "crate::http::iso_ms_opt")]
+    pub finished_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRecord {
+    pub id: String,
+    pub execution_id: String,
+    pub parent_id: Option<String>,
+    pub seq: i64,
+    pub depth: i64,
+    pub function_name: String,
+    pub function_version: Option<i64>,
+    pub status: String,
+    pub input: Value,
+    pub output: Option<Value>,
+    pub error: Option<Value>,
+    pub stdout: String,
+    pub stderr: String,
+    pub fuel_used: i64,
+    pub duration_ms: Option<f64>,
+    #[serde(serialize_with = "crate::http::iso_ms")]
+    pub started_at: i64,
+    #[serde(serialize_with = "crate::http::iso_ms_opt")]
+    pub finished_at: Option<i64>,
+}
+
+/// A step as it starts.
+#[derive(Debug, Clone)]
+pub struct NewStep {
+    pub id: String,
+    pub execution_id: String,
+    pub parent_id: Option<String>,
+    pub seq: i64,
+    pub depth: i64,
+    pub function_name: String,
+    pub function_version: Option<i64>,
+    pub input: String,
+    pub started_at: i64,
+}
+
+/// How a step (or an execution) ended.
+#[derive(Debug, Clone)]
+pub struct StepFinish {
+    pub status: &'static str,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub stdout: String,
+    pub stderr: String,
+    pub fuel_used: i64,
+    pub duration_ms: f64,
+    pub finished_at: i64,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ExecutionFilter {
+    pub function: Option<String>,
+    pub status: Option<String>,
+    pub trigger: Option<String>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+const EXEC_COLS: &str = "id, function_name, function_version, trigger, status, input, output, error, fuel_used, \
+                         duration_ms, started_at, finished_at";
+const STEP_COLS: &str = "id, execution_id, parent_id, seq, depth, function_name, function_version, status, input, \
+                         output, error, stdout, stderr, fuel_used, duration_ms, started_at, finished_at";
+
+fn execution_from(r: &Row) -> Result<ExecutionRecord, sqlx::Error> {
+    Ok(ExecutionRecord {
+        id: r.try_get("id")?,
+        function_name: r.try_get("function_name")?,
+        function_version: r.try_get("function_version")?,
+        trigger: r.try_get("trigger")?,
+        status: r.try_get("status")?,
+        input: json_col(r.try_get("input")?).unwrap_or(Value::Null),
+        output: json_col(r.try_get("output")?),
+        error: json_col(r.try_get("error")?),
+        fuel_used: r.try_get("fuel_used")?,
+        duration_ms: r.try_get("duration_ms")?,
+        started_at: r.try_get("started_at")?,
+        finished_at: r.try_get("finished_at")?,
+    })
+}
+
+fn step_from(r: &Row) -> Result<StepRecord, sqlx::Error> {
+    let depth: i64 = r
+        .try_get::<i32, _>("depth")
+        .map(i64::from)
+        .or_else(|_| r.try_get("depth"))?;
+    Ok(StepRecord {
+        id: r.try_get("id")?,
+        execution_id: r.try_get("execution_id")?,
+        parent_id: r.try_get("parent_id")?,
+        seq: r.try_get("seq")?,
+        depth,
+        function_name: r.try_get("function_name")?,
+        function_version: r.try_get("function_version")?,
+        status: r.try_get("status")?,
+        input: json_col(r.try_get("input")?).unwrap_or(Value::Null),
+        output: json_col(r.try_get("output")?),
+        error: json_col(r.try_get("error")?),
+        stdout: r.try_get("stdout")?,
+        stderr: r.try_get("stderr")?,
+        fuel_used: r.try_get("fuel_used")?,
+        duration_ms: r.try_get("duration_ms")?,
+        started_at: r.try_get("started_at")?,
+        finished_at: r.try_get("finished_at")?,
+    })
+}
+
+async fn insert_step(conn: &mut sqlx::AnyConnection, tenant: &str, s: &NewStep) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        r#"insert into steps (id, tenant, execution_id, parent_id, seq, depth, function_name, function_version,
+           status, input, started_at) values ($1, $2, $3, $4, $5, $6, $7, $8, 'running', $9, $10)"#,
+    )
+    .bind(&s.id)
+    .bind(tenant)
+    .bind(&s.execution_id)
+    .bind(&s.parent_id)
+    .bind(s.seq)
+    .bind(s.depth as i32)
+    .bind(&s.function_name)
+    .bind(s.function_version)
+    .bind(&s.input)
+    .bind(s.started_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn finish_step(
+    conn: &mut sqlx::AnyConnection,
+    tenant: &str,
+    id: &str,
+    f: &StepFinish,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        r#"update steps set status = $3, output = $4, error = $5, stdout = $6, stderr = $7, fuel_used = $8,
+           duration_ms = $9, finished_at = $10 where tenant = $1 and id = $2"#,
+    )
+    .bind(tenant)
+    .bind(id)
+    .bind(f.status)
+    .bind(&f.output)
+    .bind(&f.error)
+    .bind(&f.stdout)
+    .bind(&f.stderr)
+    .bind(f.fuel_used)
+    .bind(f.duration_ms)
+    .bind(f.finished_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Record an execution and its root step as running, in one transaction.
+    pub async fn start_execution(
+        &self,
+        tenant: &str,
+        trigger: &str,
+        root: &NewStep,
+        deadline_at: i64,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            r#"insert into executions (id, tenant, function_name, function_version, trigger, status, input,
+               started_at, deadline_at) values ($1, $2, $3, $4, $5, 'running', $6, $7, $8)"#,
+        )
+        .bind(&root.execution_id)
+        .bind(tenant)
+        .bind(&root.function_name)
+        .bind(root.function_version.unwrap_or(0))
+        .bind(trigger)
+        .bind(&root.input)
+        .bind(root.started_at)
+        .bind(deadline_at)
+        .execute(&mut *tx)
+        .await?;
+        insert_step(&mut tx, tenant, root).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Close an execution and its root step, in one transaction.
+    pub async fn finish_execution(&self, tenant: &str, id: &str, root_step: &str, f: &StepFinish) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            r#"update executions set status = $3, output = $4, error = $5, fuel_used = $6, duration_ms = $7,
+               finished_at = $8 where tenant = $1 and id = $2"#,
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(f.status)
+        .bind(&f.output)
+        .bind(&f.error)
+        .bind(f.fuel_used)
+        .bind(f.duration_ms)
+        .bind(f.finished_at)
+        .execute(&mut *tx)
+        .await?;
+        finish_step(&mut tx, tenant, root_step, f).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn start_step(&self, tenant: &str, s: &NewStep) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await?;
+        insert_step(&mut conn, tenant, s).await?;
+        Ok(())
+    }
+
+    pub async fn finish_step(&self, tenant: &str, id: &str, f: &StepFinish) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await?;
+        finish_step(&mut conn, tenant, id, f).await?;
+        Ok(())
+    }
+
+    pub async fn list_executions(&self, tenant: &str, f: &ExecutionFilter) -> StoreResult<(Vec<ExecutionRecord>, i64)> {
+        // Optional filters as `($n is null or col = $n)` keep one statement for every combination.
+        let filter = "tenant = $1 and ($2 is null or function_name = $2) and ($3 is null or status = $3) \
+                      and ($4 is null or trigger = $4)";
+        let sql = format!(
+            "select {EXEC_COLS} from executions where {filter} order by started_at desc, id desc limit $5 offset $6"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(&f.function)
+            .bind(&f.status)
+            .bind(&f.trigger)
+            .bind(f.limit)
+            .bind(f.offset)
+            .fetch_all(&self.pool)
+            .await?;
+        let total: i64 = sqlx::query(&format!("select count(*) as n from executions where {filter}"))
+            .bind(tenant)
+            .bind(&f.function)
+            .bind(&f.status)
+            .bind(&f.trigger)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
+        Ok((rows.iter().map(execution_from).collect::<Result<_, _>>()?, total))
+    }
+
+    pub async fn get_execution(&self, tenant: &str, id: &str) -> StoreResult<ExecutionRecord> {
+        let sql = format!("select {EXEC_COLS} from executions where tenant = $1 and id = $2");
+        let row = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let row = row.ok_or_else(|| StoreError::NotFound(format!("execution {id} not found")))?;
+        Ok(execution_from(&row)?)
+    }
+
+    pub async fn list_steps(&self, tenant: &str, execution_id: &str) -> StoreResult<Vec<StepRecord>> {
+        self.get_execution(tenant, execution_id).await?;
+        let sql = format!("select {STEP_COLS} from steps where tenant = $1 and execution_id = $2 order by seq");
+        let rows = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(execution_id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(step_from).collect::<Result<_, _>>()?)
+    }
+
+    /// Mark runs still `running` long after their deadline (their server died) as interrupted.
+    pub async fn interrupt_stale(&self, grace_ms: i64) -> StoreResult<u64> {
+        let cutoff = now_ms() - grace_ms;
+        let error =
+            r#"{"kind":"interrupted","message":"the server running this execution stopped before it finished"}"#;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            r#"update steps set status = 'failed', error = $1, finished_at = $2 where status = 'running'
+               and execution_id in (select id from executions where status = 'running' and deadline_at < $3)"#,
+        )
+        .bind(error)
+        .bind(now_ms())
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?;
+        let done = sqlx::query(
+            "update executions set status = 'failed', error = $1, finished_at = $2 where status = 'running' and deadline_at < $3",
+        )
+        .bind(error)
+        .bind(now_ms())
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+}

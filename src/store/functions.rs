@@ -1,0 +1,268 @@
+//! Functions and their immutable versions. A function row points at its current version;
+//! every update or rollback appends a version, so history is never rewritten.
+
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::Row as _;
+
+use super::{conflict_on_unique, json_col, now_ms, Row, Store, StoreError, StoreResult};
+use crate::domain::FunctionSettings;
+
+/// What a new version holds.
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    pub description: String,
+    pub code: String,
+    pub code_sha256: String,
+    pub input_schema: Option<Value>,
+    pub output_schema: Option<Value>,
+    pub settings: FunctionSettings,
+    pub note: Option<String>,
+    pub created_by: String,
+}
+
+/// Where a new version's content comes from.
+pub enum VersionSource<'a> {
+    New(&'a NewVersion),
+    Rollback { version: i64, by: &'a str },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FunctionVersion {
+    pub version: i64,
+    pub description: String,
+    pub code: String,
+    pub code_sha256: String,
+    pub input_schema: Option<Value>,
+    pub output_schema: Option<Value>,
+    pub settings: FunctionSettings,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    pub created_by: String,
+    #[serde(serialize_with = "crate::http::iso_ms")]
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Function {
+    pub id: String,
+    pub name: String,
+    pub latest_version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub current: FunctionVersion,
+}
+
+const VERSION_COLS: &str = "v.version, v.description, v.code, v.code_sha256, v.input_schema, v.output_schema, \
+                            v.settings, v.note, v.created_by, v.created_at";
+
+fn version_from(row: &Row) -> Result<FunctionVersion, sqlx::Error> {
+    let settings: String = row.try_get("settings")?;
+    Ok(FunctionVersion {
+        version: row.try_get("version")?,
+        description: row.try_get("description")?,
+        code: row.try_get("code")?,
+        code_sha256: row.try_get("code_sha256")?,
+        input_schema: json_col(row.try_get("input_schema")?),
+        output_schema: json_col(row.try_get("output_schema")?),
+        settings: serde_json::from_str(&settings).unwrap_or_default(),
+        note: row.try_get("note")?,
+        created_by: row.try_get("created_by")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn function_from(row: &Row) -> Result<Function, sqlx::Error> {
+    Ok(Function {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        latest_version: row.try_get("latest_version")?,
+        created_at: row.try_get("f_created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        current: version_from(row)?,
+    })
+}
+
+fn not_found(name: &str) -> StoreError {
+    StoreError::NotFound(format!("function {name} not found"))
+}
+
+fn schema_text(v: &Option<Value>) -> Option<String> {
+    v.as_ref().map(Value::to_string)
+}
+
+async fn insert_version(
+    conn: &mut sqlx::AnyConnection,
+    tenant: &str,
+    function_id: &str,
+    version: i64,
+    v: &NewVersion,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        r#"insert into function_versions
+           (function_id, tenant, version, description, code, code_sha256, input_schema, output_schema,
+            settings, note, created_by, created_at)
+           values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"#,
+    )
+    .bind(function_id)
+    .bind(tenant)
+    .bind(version)
+    .bind(&v.description)
+    .bind(&v.code)
+    .bind(&v.code_sha256)
+    .bind(schema_text(&v.input_schema))
+    .bind(schema_text(&v.output_schema))
+    .bind(serde_json::to_string(&v.settings).unwrap_or_else(|_| "{}".into()))
+    .bind(&v.note)
+    .bind(&v.created_by)
+    .bind(now_ms())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    pub async fn create_function(&self, tenant: &str, name: &str, v: &NewVersion) -> StoreResult<Function> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            r#"insert into functions (id, tenant, name, current_version, latest_version, created_at, updated_at)
+               values ($1, $2, $3, 1, 1, $4, $4)"#,
+        )
+        .bind(&id)
+        .bind(tenant)
+        .bind(name)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| conflict_on_unique(e, || format!("a function named {name} already exists")))?;
+        insert_version(&mut tx, tenant, &id, 1, v).await?;
+        tx.commit().await?;
+        self.get_function(tenant, name).await
+    }
+
+    pub async fn get_function(&self, tenant: &str, name: &str) -> StoreResult<Function> {
+        let sql = format!(
+            "select f.id, f.name, f.latest_version, f.created_at as f_created_at, f.updated_at, {VERSION_COLS}
+             from functions f join function_versions v on v.function_id = f.id and v.version = f.current_version
+             where f.tenant = $1 and f.name = $2"
+        );
+        let row = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        let row = row.ok_or_else(|| not_found(name))?;
+        Ok(function_from(&row)?)
+    }
+
+    /// Whether the tenant has a function of that name (cheap; used to resolve bare names).
+    pub async fn function_exists(&self, tenant: &str, name: &str) -> StoreResult<bool> {
+        let row = sqlx::query("select 1 as one from functions where tenant = $1 and name = $2")
+            .bind(tenant)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    pub async fn list_functions(&self, tenant: &str, limit: i64, offset: i64) -> StoreResult<(Vec<Function>, i64)> {
+        let sql = format!(
+            "select f.id, f.name, f.latest_version, f.created_at as f_created_at, f.updated_at, {VERSION_COLS}
+             from functions f join function_versions v on v.function_id = f.id and v.version = f.current_version
+             where f.tenant = $1 order by f.name limit $2 offset $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(&self.pool)
+            .await?;
+        let total: i64 = sqlx::query("select count(*) as n from functions where tenant = $1")
+            .bind(tenant)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
+        let list = rows.iter().map(function_from).collect::<Result<_, _>>()?;
+        Ok((list, total))
+    }
+
+    /// Append a version and make it current: new content, or a copy of an old version
+    /// (a rollback, recorded as a version of its own).
+    pub async fn add_version(&self, tenant: &str, name: &str, source: VersionSource<'_>) -> StoreResult<Function> {
+        let mut tx = self.pool.begin().await?;
+        // The update takes the row lock (PostgreSQL) or the write lock (SQLite) first, so two
+        // concurrent updates get consecutive version numbers.
+        let row = sqlx::query(
+            r#"update functions set latest_version = latest_version + 1, current_version = latest_version + 1,
+               updated_at = $3 where tenant = $1 and name = $2 returning id, latest_version"#,
+        )
+        .bind(tenant)
+        .bind(name)
+        .bind(now_ms())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| not_found(name))?;
+        let id: String = row.try_get("id")?;
+        let version: i64 = row.try_get("latest_version")?;
+        let content = match source {
+            VersionSource::New(v) => v.clone(),
+            VersionSource::Rollback { version: old, by } => {
+                let sql = format!(
+                    "select {VERSION_COLS} from function_versions v where v.function_id = $1 and v.version = $2"
+                );
+                let row = sqlx::query(&sql).bind(&id).bind(old).fetch_optional(&mut *tx).await?;
+                let old_v = version_from(
+                    &row.ok_or_else(|| StoreError::NotFound(format!("function {name} has no version {old}")))?,
+                )?;
+                NewVersion {
+                    description: old_v.description,
+                    code: old_v.code,
+                    code_sha256: old_v.code_sha256,
+                    input_schema: old_v.input_schema,
+                    output_schema: old_v.output_schema,
+                    settings: old_v.settings,
+                    note: Some(format!("rollback to version {old}")),
+                    created_by: by.to_string(),
+                }
+            }
+        };
+        insert_version(&mut tx, tenant, &id, version, &content).await?;
+        tx.commit().await?;
+        self.get_function(tenant, name).await
+    }
+
+    pub async fn delete_function(&self, tenant: &str, name: &str) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query("select id from functions where tenant = $1 and name = $2")
+            .bind(tenant)
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| not_found(name))?;
+        let id: String = row.try_get("id")?;
+        sqlx::query("delete from function_versions where function_id = $1")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("delete from functions where id = $1")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn list_versions(&self, tenant: &str, name: &str) -> StoreResult<Vec<FunctionVersion>> {
+        let sql = format!(
+            "select {VERSION_COLS} from functions f join function_versions v on v.function_id = f.id
+             where f.tenant = $1 and f.name = $2 order by v.version desc"
+        );
+        let rows = sqlx::query(&sql).bind(tenant).bind(name).fetch_all(&self.pool).await?;
+        if rows.is_empty() {
+            return Err(not_found(name));
+        }
+        Ok(rows.iter().map(version_from).collect::<Result<_, _>>()?)
+    }
+}

@@ -1,0 +1,179 @@
+//! Shared test helpers: start the real server (real sandbox, real database) on a free port,
+//! mint tokens, make JSON calls.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+pub use maestro::store::Backend;
+
+/// Where the runtime and its compiled module are cached (shared by all tests and `.ci/run`).
+pub fn runtime_dir() -> String {
+    std::env::var("MAESTRO_RUNTIME_DIR").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/maestro/runtime",
+            std::env::var("HOME").unwrap_or_else(|_| "/tmp".into())
+        )
+    })
+}
+
+pub fn postgres_url() -> String {
+    std::env::var("MAESTRO_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+pub const SECRET: &str = "test-secret-for-maestro-tests";
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    /// A token for this app's own tenant (unique per test, so tests never see each other).
+    pub token: String,
+    pub tenant: String,
+    pub keys: maestro::auth::Keys,
+    running: Option<maestro::app::Running>,
+    _dir: tempfile::TempDir,
+}
+
+/// Start a server on `backend`, with extra `--flag value` settings.
+pub async fn start_with(backend: Backend, extra: &[&str]) -> TestApp {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = match backend {
+        Backend::Sqlite => format!("sqlite://{}/maestro.db?mode=rwc", dir.path().display()),
+        Backend::Postgres => postgres_url(),
+    };
+    let mut args: Vec<String> = vec![
+        "--bind",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--runtime-dir",
+        &runtime_dir(),
+        "--database-url",
+        &db,
+        "--jwt-secret",
+        SECRET,
+        "--sandbox-workers",
+        "4",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let settings = maestro::config::Settings::from_args(args).expect("settings");
+    let running = maestro::app::spawn(settings).await.expect("server starts");
+    let tenant = format!("t-{}", uuid::Uuid::new_v4().simple());
+    let keys = maestro::auth::Keys::new(SECRET);
+    let token = keys
+        .mint(&tenant, "dev@example.com", false, Duration::from_secs(3600))
+        .unwrap();
+    TestApp {
+        base: format!("http://{}", running.addr),
+        client: reqwest::Client::new(),
+        token,
+        tenant,
+        keys,
+        running: Some(running),
+        _dir: dir,
+    }
+}
+
+pub async fn start(backend: Backend) -> TestApp {
+    start_with(backend, &[]).await
+}
+
+impl TestApp {
+    /// A token for another tenant, unique to this test (`<tenant>-<suffix>`).
+    pub fn token_for(&self, suffix: &str) -> String {
+        let tenant = format!("{}-{suffix}", self.tenant);
+        self.keys
+            .mint(&tenant, "other@example.com", false, Duration::from_secs(3600))
+            .unwrap()
+    }
+
+    /// A call with this app's token; returns status and JSON body (Null when empty).
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.call_as(&self.token, method, path, body).await
+    }
+
+    pub async fn call_as(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.base, path))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn raw(&self, method: Method, path: &str, token: Option<&str>, body: &str) -> (StatusCode, Value) {
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.base, path))
+            .body(body.to_string());
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    /// Create a function from code; panics unless it is created.
+    pub async fn create(&self, name: &str, code: &str) -> Value {
+        self.create_with(serde_json::json!({"name": name, "code": code})).await
+    }
+
+    pub async fn create_with(&self, body: Value) -> Value {
+        let (status, v) = self.post("/api/v1/functions", body).await;
+        assert_eq!(status, StatusCode::CREATED, "create failed: {v}");
+        v
+    }
+
+    pub async fn invoke(&self, name: &str, input: Value) -> (StatusCode, Value) {
+        self.post(&format!("/api/v1/functions/{name}/invoke"), input).await
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
+    }
+}
+
+/// Run an async test body against both SQLite and PostgreSQL.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,111 @@
+//! Execution history (filters, pagination), health, and the shipped examples.
+
+mod common;
+
+use common::{start, Backend};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+async fn history_filters_and_pages(b: Backend) {
+    let app = start(b).await;
+    app.create("good", "def good(input):\n    return input['n']\n").await;
+    app.create("bad", "def bad(input):\n    raise RuntimeError('no')\n")
+        .await;
+    for n in 0..5 {
+        app.invoke("good", json!({"n": n})).await;
+    }
+    app.invoke("bad", json!({})).await;
+    app.invoke("bad", json!({})).await;
+
+    let (_, all) = app.get("/api/v1/executions").await;
+    assert_eq!(all["total"], 7);
+    // Newest first.
+    assert_eq!(all["executions"][0]["function_name"], "bad");
+    let (_, good) = app.get("/api/v1/executions?function=good").await;
+    assert_eq!(good["total"], 5);
+    assert_eq!(good["executions"][0]["output"], 4);
+    let (_, failed) = app.get("/api/v1/executions?status=failed").await;
+    assert_eq!(failed["total"], 2);
+    assert_eq!(failed["executions"][0]["error"]["type"], "RuntimeError");
+    let (_, manual) = app.get("/api/v1/executions?trigger=manual&function=bad").await;
+    assert_eq!(manual["total"], 2);
+    let (_, none) = app.get("/api/v1/executions?trigger=schedule").await;
+    assert_eq!(none["total"], 0);
+
+    let (_, p1) = app.get("/api/v1/executions?function=good&limit=2").await;
+    let (_, p2) = app.get("/api/v1/executions?function=good&limit=2&offset=2").await;
+    let ids = |v: &Value| {
+        v["executions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&p1).len(), 2);
+    assert_eq!(ids(&p2).len(), 2);
+    assert!(ids(&p1).iter().all(|id| !ids(&p2).contains(id)));
+
+    let (s, v) = app.get("/api/v1/executions?limit=abc").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, _) = app.get("/api/v1/executions/does-not-exist").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = app.get("/api/v1/executions/does-not-exist/steps").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // Another tenant sees none of these executions.
+    let id = all["executions"][0]["id"].as_str().unwrap();
+    let other = app.token_for("intruder");
+    for path in [
+        format!("/api/v1/executions/{id}"),
+        format!("/api/v1/executions/{id}/steps"),
+        format!("/api/v1/executions/{id}/logs"),
+    ] {
+        let (s, _) = app.call_as(&other, reqwest::Method::GET, &path, None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
+    }
+    let (_, theirs) = app
+        .call_as(&other, reqwest::Method::GET, "/api/v1/executions", None)
+        .await;
+    assert_eq!(theirs["total"], 0);
+    app.stop().await;
+}
+
+async fn health_reports(b: Backend) {
+    let app = common::start_with(b, &["--redis-url", "redis://127.0.0.1:6379"]).await;
+    let (s, v) = app.raw(reqwest::Method::GET, "/health", None, "").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["database"]["status"], "ok");
+    let backend = match b {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    assert_eq!(v["database"]["backend"], backend);
+    assert_eq!(v["runtime"]["status"], "ok");
+    assert_eq!(v["redis"]["status"], "ok");
+    app.stop().await;
+}
+
+/// `examples/functions.json` loads and runs, including its two-function chain.
+async fn shipped_examples(b: Backend) {
+    let app = start(b).await;
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/functions.json")).unwrap();
+    for f in serde_json::from_str::<Vec<Value>>(&text).unwrap() {
+        app.create_with(f).await;
+    }
+    let (_, v) = app
+        .invoke("process_order", json!({"customer_id": "CUST001", "amounts": [10, 32]}))
+        .await;
+    assert_eq!(v["output"], json!({"accepted": true, "total": 42}), "{v}");
+    let (_, v) = app.invoke("process_order", json!({"customer_id": 7})).await;
+    assert_eq!(
+        v["output"]["accepted"], false,
+        "a failing callee is caught by the caller: {v}"
+    );
+    let (_, v) = app.invoke("hello_world", json!({})).await;
+    assert_eq!(v["output"], "Hello, World!");
+    app.stop().await;
+}
+
+both_backends!(history_filters_and_pages, health_reports, shipped_examples);
