@@ -106,3 +106,41 @@ pub fn violations(validator: &jsonschema::Validator, value: &Value) -> Vec<Value
         .map(|e| json!({"path": e.instance_path().to_string(), "message": e.to_string()}))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_names() {
+        for ok in ["hello_world", "_private", "f2", "validate_customer", "match", "case"] {
+            assert!(FunctionName::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "2f",
+            "my-func",
+            "a b",
+            "class",
+            "None",
+            "print",
+            "len",
+            "maestro",
+            "__x",
+            "é",
+            &"x".repeat(65),
+        ] {
+            assert!(FunctionName::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn schema_problems_are_reported() {
+        assert!(compile_schema("input_schema", &json!({"type": "object"})).is_ok());
+        let err = compile_schema("input_schema", &json!({"type": 12})).unwrap_err();
+        assert!(err.to_string().contains("input_schema"));
+        let v = compile_schema("s", &json!({"type": "object", "required": ["a"]})).unwrap();
+        assert_eq!(violations(&v, &json!({})).len(), 1);
+        assert!(violations(&v, &json!({"a": 1})).is_empty());
+    }
+}
