@@ -37,10 +37,16 @@ fn summarise(name: &'static str, mut ms: Vec<f64>) -> Row {
 /// The baseline: one `python3 -c` process per call, doing the same work.
 fn python_baseline(iterations: usize) -> anyhow::Result<Vec<f64>> {
     let code = "import json,sys\ndef f(input):\n    return {'y': input['x'] + 1}\nprint(json.dumps(f(json.loads(sys.argv[1]))))";
+    // Resolve the interpreter first, so a version-manager shim on PATH (pyenv's is a shell
+    // script) does not inflate the baseline.
+    let exe = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()?;
+    let exe = String::from_utf8(exe.stdout)?.trim().to_string();
     let mut out = vec![];
     for _ in 0..iterations {
         let t = Instant::now();
-        let o = std::process::Command::new("python3")
+        let o = std::process::Command::new(&exe)
             .arg("-c")
             .arg(code)
             .arg(r#"{"x": 1}"#)

@@ -99,6 +99,9 @@ pub struct Settings {
     /// Calls after which a warm instance is retired.
     #[arg(long, env = "WARM_MAX_USES", default_value_t = 1000)]
     pub warm_max_uses: u32,
+    /// Booted, never-used instances kept ready so fresh calls skip start-up (0 turns this off).
+    #[arg(long, env = "FRESH_SPARES", default_value_t = 4)]
+    pub fresh_spares: usize,
 }
 
 fn parse_isolation(s: &str) -> Result<Isolation, String> {
@@ -137,6 +140,7 @@ impl Settings {
             warm_total: self.warm_total,
             warm_max_uses: self.warm_max_uses,
             capture_bytes: self.max_log_bytes,
+            spares: self.fresh_spares,
         }
     }
 }

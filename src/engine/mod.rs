@@ -1,6 +1,7 @@
 //! Executions: run a call tree in the sandbox, enforce schemas, depth, fuel and deadline,
 //! and record the execution and one step per function call.
 
+mod recorder;
 mod tree;
 mod workers;
 
@@ -15,7 +16,8 @@ use crate::config::Settings;
 use crate::domain::{self, FunctionSettings};
 use crate::error::ApiError;
 use crate::sandbox::{Budget, CallSpec, ErrorKind, ErrorRecord, Isolation, Limits, Outcome, Sandbox, WASM_STACK};
-use crate::store::{Function, NewStep, StepFinish, Store};
+use crate::store::{Function, NewStep, StepFinish, Store, Write};
+use recorder::Recorder;
 use tree::CallTree;
 use workers::Workers;
 
@@ -59,6 +61,7 @@ struct Schemas {
 
 pub(crate) struct Inner {
     store: Store,
+    recorder: Recorder,
     sandbox: Arc<Sandbox>,
     settings: Arc<Settings>,
     workers: Workers,
@@ -78,8 +81,10 @@ impl Engine {
         let stack = depth * (WASM_STACK + (1 << 20)) + (32 << 20);
         let workers = Workers::new(settings.sandbox_workers, stack)?;
         let rt = tokio::runtime::Handle::current();
+        let recorder = Recorder::spawn(store.clone());
         let inner = Inner {
             store,
+            recorder,
             sandbox,
             settings,
             workers,
@@ -139,8 +144,9 @@ impl Engine {
         let started = Instant::now();
         let deadline = started + timeout;
         let execution_id = uuid::Uuid::now_v7().to_string();
+        // The root call is the execution itself: its step id is the execution id.
         let root = NewStep {
-            id: uuid::Uuid::now_v7().to_string(),
+            id: execution_id.clone(),
             execution_id: execution_id.clone(),
             parent_id: None,
             seq: 0,
@@ -151,10 +157,12 @@ impl Engine {
             started_at: crate::store::now_ms(),
         };
         let deadline_ms = root.started_at + timeout.as_millis() as i64;
-        inner
-            .store
-            .start_execution(tenant, trigger.as_str(), &root, deadline_ms)
-            .await?;
+        inner.recorder.send(Write::StartExecution {
+            tenant: tenant.to_string(),
+            trigger: trigger.as_str(),
+            root: root.clone(),
+            deadline_at: deadline_ms,
+        });
 
         let tree = CallTree::root(self.inner.clone(), tenant, &execution_id, &root.id);
         let job_inner = self.inner.clone();
@@ -186,10 +194,16 @@ impl Engine {
 
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         let finish = finish_record(&outcome, duration_ms);
-        inner
-            .store
-            .finish_execution(tenant, &execution_id, &root.id, &finish)
-            .await?;
+        inner.recorder.send(Write::FinishExecution {
+            tenant: tenant.to_string(),
+            id: execution_id.clone(),
+            finish: finish.clone(),
+        });
+        if !inner.recorder.flush().await {
+            return Err(ApiError::Internal(anyhow::anyhow!(
+                "could not record execution {execution_id}"
+            )));
+        }
         let (output, error) = match outcome.result {
             Ok(v) => (Some(v), None),
             Err(e) => (None, Some(e)),

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::{check_output, finish_record, Inner};
 use crate::domain::{self, FunctionName};
 use crate::sandbox::{Budget, CallSpec, ErrorKind, ErrorRecord, Host, Limits, Nested};
-use crate::store::{NewStep, StoreError};
+use crate::store::{NewStep, StoreError, Write};
 
 pub(super) struct CallTree {
     inner: Arc<Inner>,
@@ -86,9 +86,10 @@ impl Host for CallTree {
             input: input.to_string(),
             started_at: crate::store::now_ms(),
         };
-        if let Err(e) = self.block_on(inner.store.start_step(&self.tenant, &step)) {
-            return self.fail(ErrorKind::Crash, format!("recording the call to {name}: {e}"));
-        }
+        inner.recorder.send(Write::StartStep {
+            tenant: self.tenant.clone(),
+            step: step.clone(),
+        });
         let started = Instant::now();
         let outcome = match inner.schemas_for(&function) {
             Err(e) => super::crashed(&format!("the schemas of {name} do not compile: {e}")),
@@ -146,9 +147,11 @@ impl Host for CallTree {
             }
         };
         let finish = finish_record(&outcome, started.elapsed().as_secs_f64() * 1000.0);
-        if let Err(e) = self.block_on(inner.store.finish_step(&self.tenant, &step.id, &finish)) {
-            tracing::error!(error = %e, step = %step.id, "could not record the end of a step");
-        }
+        inner.recorder.send(Write::FinishStep {
+            tenant: self.tenant.clone(),
+            id: step.id.clone(),
+            finish,
+        });
         Nested {
             result: outcome.result,
             fuel_used: outcome.fuel_used,

@@ -127,6 +127,11 @@ impl Instance {
         })
     }
 
+    /// Change the memory cap (a spare is booted under a generic cap, then given the call's).
+    pub fn set_memory_cap(&mut self, bytes: usize) {
+        self.store.data_mut().limits = StoreLimitsBuilder::new().memory_size(bytes).instances(1).build();
+    }
+
     pub fn memory_size(&self) -> u64 {
         self.memory.data_size(&self.store) as u64
     }

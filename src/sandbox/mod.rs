@@ -9,6 +9,7 @@ mod hostcall;
 mod instance;
 mod pool;
 pub mod runtime;
+mod spares;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +24,7 @@ pub use instance::HostState;
 use instance::{Instance, TurnEnd};
 use pool::{PoolKey, WarmPool};
 pub use runtime::RuntimePaths;
+use spares::Spares;
 
 /// How long one epoch tick lasts; deadlines are rounded up to whole ticks.
 pub const TICK: Duration = Duration::from_millis(10);
@@ -157,6 +159,8 @@ pub struct SandboxConfig {
     pub warm_max_uses: u32,
     /// Bytes of stdout and of stderr kept per call.
     pub capture_bytes: usize,
+    /// Booted, never-used instances kept ready for fresh calls and warm-pool misses.
+    pub spares: usize,
 }
 
 /// Counters for health and metrics.
@@ -165,6 +169,7 @@ pub struct Stats {
     pub instances_created: u64,
     pub warm_hits: u64,
     pub warm_idle: usize,
+    pub spares_ready: usize,
 }
 
 /// The compiled interpreter plus everything needed to start instances of it.
@@ -180,6 +185,7 @@ pub struct Sandbox {
     /// The prelude compiled once by the guest's own interpreter (`marshal` format): a fresh
     /// instance loads it instead of compiling ~200 lines of source (≈50 M fuel) every call.
     prelude: Arc<[u8]>,
+    spares: Spares,
 }
 
 impl Sandbox {
@@ -219,9 +225,13 @@ impl Sandbox {
             hits: AtomicU64::new(0),
             initial_memory,
             prelude: Arc::from(Vec::new()),
+            spares: Spares::new(0),
         };
         sandbox.prelude = sandbox.compile_prelude()?;
-        Ok(Arc::new(sandbox))
+        sandbox.spares = Spares::new(sandbox.cfg.spares);
+        let sandbox = Arc::new(sandbox);
+        spares::spawn_refill(&sandbox);
+        Ok(sandbox)
     }
 
     /// Compile the prelude inside the guest and return its marshalled code object.
@@ -256,6 +266,7 @@ impl Sandbox {
             instances_created: self.created.load(Ordering::Relaxed),
             warm_hits: self.hits.load(Ordering::Relaxed),
             warm_idle: self.pool.idle(),
+            spares_ready: self.spares.ready(),
         }
     }
 
@@ -267,6 +278,35 @@ impl Sandbox {
     fn new_instance(&self, memory_bytes: usize) -> Result<Instance, ErrorRecord> {
         self.created.fetch_add(1, Ordering::Relaxed);
         Instance::new(&self.engine, &self.pre, &self.paths, memory_bytes, self.prelude.clone())
+    }
+
+    /// A new instance with the prelude already loaded (for the spare stock).
+    fn boot_instance(&self) -> Result<Instance, ErrorRecord> {
+        let mut inst = self.new_instance(self.initial_memory as usize + (64 << 20))?;
+        let budget = Budget {
+            fuel: 1_000_000_000,
+            deadline: Instant::now() + Duration::from_secs(30),
+        };
+        let end = inst.turn(BOOT, Vec::new(), budget, Box::new(NoHost));
+        if end.trap.is_some() || end.status != 0 {
+            return Err(ErrorRecord::new(
+                ErrorKind::Crash,
+                format!("booting the prelude failed (status {})", end.status),
+            ));
+        }
+        inst.prelude_loaded = true;
+        Ok(inst)
+    }
+
+    /// A spare if one is ready (capped to `memory_bytes`), else a new instance.
+    fn unused_instance(&self, memory_bytes: usize) -> Result<Instance, ErrorRecord> {
+        match self.spares.take() {
+            Some(mut inst) => {
+                inst.set_memory_cap(memory_bytes);
+                Ok(inst)
+            }
+            None => self.new_instance(memory_bytes),
+        }
     }
 
     /// Run one call on the current thread. Nested calls recurse through `host` on the same
@@ -289,7 +329,7 @@ impl Sandbox {
         }
         let mut inst = match pooled
             .map(Ok)
-            .unwrap_or_else(|| self.new_instance(spec.limits.memory_bytes))
+            .unwrap_or_else(|| self.unused_instance(spec.limits.memory_bytes))
         {
             Ok(i) => i,
             Err(e) => return failed(e),
@@ -321,14 +361,18 @@ impl Sandbox {
 
     /// Check code at create/update time: it compiles and defines `def <name>(input)`.
     pub fn check(&self, name: &str, code: &str) -> Result<(), ErrorRecord> {
-        let mut inst = self.new_instance(256 << 20)?;
+        let mut inst = self.unused_instance(256 << 20)?;
         let begin = serde_json::json!({ "function": name, "code": code }).to_string();
         let budget = Budget {
             fuel: 2_000_000_000,
             deadline: Instant::now() + Duration::from_secs(10),
         };
         let end = inst.turn(
-            &format!("{BOOT}_mx_check()\n"),
+            &if inst.prelude_loaded {
+                "_mx_check()".to_string()
+            } else {
+                format!("{BOOT}_mx_check()\n")
+            },
             begin.into_bytes(),
             budget,
             Box::new(NoHost),

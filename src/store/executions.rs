@@ -11,6 +11,11 @@ use super::{json_col, now_ms, Row, Store, StoreError, StoreResult};
 #[derive(Debug, Clone, Serialize)]
 pub struct ExecutionRecord {
     pub id: String,
+    /// The root call's captured output (shown by `/logs` and the synthesised root step).
+    #[serde(skip)]
+    pub stdout: String,
+    #[serde(skip)]
+    pub stderr: String,
     pub function_name: String,
     pub function_version: i64,
     pub trigger: String,
@@ -86,13 +91,15 @@ pub struct ExecutionFilter {
 }
 
 const EXEC_COLS: &str = "id, function_name, function_version, trigger, status, input, output, error, fuel_used, \
-                         duration_ms, started_at, finished_at";
+                         duration_ms, started_at, finished_at, stdout, stderr";
 const STEP_COLS: &str = "id, execution_id, parent_id, seq, depth, function_name, function_version, status, input, \
                          output, error, stdout, stderr, fuel_used, duration_ms, started_at, finished_at";
 
 fn execution_from(r: &Row) -> Result<ExecutionRecord, sqlx::Error> {
     Ok(ExecutionRecord {
         id: r.try_get("id")?,
+        stdout: r.try_get("stdout")?,
+        stderr: r.try_get("stderr")?,
         function_name: r.try_get("function_name")?,
         function_version: r.try_get("function_version")?,
         trigger: r.try_get("trigger")?,
@@ -178,69 +185,95 @@ async fn finish_step(
     Ok(())
 }
 
-impl Store {
-    /// Record an execution and its root step as running, in one transaction.
-    pub async fn start_execution(
-        &self,
-        tenant: &str,
-        trigger: &str,
-        root: &NewStep,
+/// One tracking write, applied in order with others in a batch.
+#[derive(Debug, Clone)]
+pub enum Write {
+    StartExecution {
+        tenant: String,
+        trigger: &'static str,
+        root: NewStep,
         deadline_at: i64,
-    ) -> StoreResult<()> {
+    },
+    StartStep {
+        tenant: String,
+        step: NewStep,
+    },
+    FinishStep {
+        tenant: String,
+        id: String,
+        finish: StepFinish,
+    },
+    FinishExecution {
+        tenant: String,
+        id: String,
+        finish: StepFinish,
+    },
+}
+
+async fn apply(conn: &mut sqlx::AnyConnection, w: &Write) -> Result<(), sqlx::Error> {
+    match w {
+        Write::StartExecution {
+            tenant,
+            trigger,
+            root,
+            deadline_at,
+        } => {
+            sqlx::query(
+                r#"insert into executions (id, tenant, function_name, function_version, trigger, status, input,
+                   started_at, deadline_at) values ($1, $2, $3, $4, $5, 'running', $6, $7, $8)"#,
+            )
+            .bind(&root.execution_id)
+            .bind(tenant)
+            .bind(&root.function_name)
+            .bind(root.function_version.unwrap_or(0))
+            .bind(*trigger)
+            .bind(&root.input)
+            .bind(root.started_at)
+            .bind(*deadline_at)
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+        Write::StartStep { tenant, step } => insert_step(conn, tenant, step).await,
+        Write::FinishStep { tenant, id, finish } => finish_step(conn, tenant, id, finish).await,
+        Write::FinishExecution { tenant, id, finish: f } => {
+            sqlx::query(
+                r#"update executions set status = $3, output = $4, error = $5, fuel_used = $6, duration_ms = $7,
+                   finished_at = $8, stdout = $9, stderr = $10 where tenant = $1 and id = $2"#,
+            )
+            .bind(tenant)
+            .bind(id)
+            .bind(f.status)
+            .bind(&f.output)
+            .bind(&f.error)
+            .bind(f.fuel_used)
+            .bind(f.duration_ms)
+            .bind(f.finished_at)
+            .bind(&f.stdout)
+            .bind(&f.stderr)
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+    }
+}
+
+impl Store {
+    /// Apply tracking writes in order, in one transaction.
+    pub async fn apply_writes(&self, writes: &[Write]) -> StoreResult<()> {
+        if let [one] = writes {
+            // One statement commits on its own: no BEGIN/COMMIT round trips.
+            let mut conn = self.pool.acquire().await?;
+            apply(&mut conn, one).await?;
+            return Ok(());
+        }
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            r#"insert into executions (id, tenant, function_name, function_version, trigger, status, input,
-               started_at, deadline_at) values ($1, $2, $3, $4, $5, 'running', $6, $7, $8)"#,
-        )
-        .bind(&root.execution_id)
-        .bind(tenant)
-        .bind(&root.function_name)
-        .bind(root.function_version.unwrap_or(0))
-        .bind(trigger)
-        .bind(&root.input)
-        .bind(root.started_at)
-        .bind(deadline_at)
-        .execute(&mut *tx)
-        .await?;
-        insert_step(&mut tx, tenant, root).await?;
+        for w in writes {
+            apply(&mut tx, w).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
-
-    /// Close an execution and its root step, in one transaction.
-    pub async fn finish_execution(&self, tenant: &str, id: &str, root_step: &str, f: &StepFinish) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            r#"update executions set status = $3, output = $4, error = $5, fuel_used = $6, duration_ms = $7,
-               finished_at = $8 where tenant = $1 and id = $2"#,
-        )
-        .bind(tenant)
-        .bind(id)
-        .bind(f.status)
-        .bind(&f.output)
-        .bind(&f.error)
-        .bind(f.fuel_used)
-        .bind(f.duration_ms)
-        .bind(f.finished_at)
-        .execute(&mut *tx)
-        .await?;
-        finish_step(&mut tx, tenant, root_step, f).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    pub async fn start_step(&self, tenant: &str, s: &NewStep) -> StoreResult<()> {
-        let mut conn = self.pool.acquire().await?;
-        insert_step(&mut conn, tenant, s).await?;
-        Ok(())
-    }
-
-    pub async fn finish_step(&self, tenant: &str, id: &str, f: &StepFinish) -> StoreResult<()> {
-        let mut conn = self.pool.acquire().await?;
-        finish_step(&mut conn, tenant, id, f).await?;
-        Ok(())
-    }
-
     pub async fn list_executions(&self, tenant: &str, f: &ExecutionFilter) -> StoreResult<(Vec<ExecutionRecord>, i64)> {
         // Optional filters as `($n is null or col = $n)` keep one statement for every combination.
         let filter = "tenant = $1 and ($2 is null or function_name = $2) and ($3 is null or status = $3) \
@@ -279,15 +312,40 @@ impl Store {
         Ok(execution_from(&row)?)
     }
 
+    /// Every call of an execution in order: the root (the execution itself, whose id is the
+    /// root step's id) followed by the nested calls.
     pub async fn list_steps(&self, tenant: &str, execution_id: &str) -> StoreResult<Vec<StepRecord>> {
-        self.get_execution(tenant, execution_id).await?;
+        let e = self.get_execution(tenant, execution_id).await?;
         let sql = format!("select {STEP_COLS} from steps where tenant = $1 and execution_id = $2 order by seq");
         let rows = sqlx::query(&sql)
             .bind(tenant)
             .bind(execution_id)
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.iter().map(step_from).collect::<Result<_, _>>()?)
+        let root = StepRecord {
+            id: e.id.clone(),
+            execution_id: e.id,
+            parent_id: None,
+            seq: 0,
+            depth: 0,
+            function_name: e.function_name,
+            function_version: Some(e.function_version),
+            status: e.status,
+            input: e.input,
+            output: e.output,
+            error: e.error,
+            stdout: e.stdout,
+            stderr: e.stderr,
+            fuel_used: e.fuel_used,
+            duration_ms: e.duration_ms,
+            started_at: e.started_at,
+            finished_at: e.finished_at,
+        };
+        let mut steps = vec![root];
+        for r in &rows {
+            steps.push(step_from(r)?);
+        }
+        Ok(steps)
     }
 
     /// Mark runs still `running` long after their deadline (their server died) as interrupted.

@@ -1,0 +1,69 @@
+//! Spare instances: booted (prelude loaded) but never used by any function. A `fresh` call,
+//! or a warm call that finds no idle instance, takes one instead of creating and booting an
+//! instance on the request path. A spare has run nothing but our prelude, so isolation is the
+//! same as a brand-new instance. One background thread keeps the stock topped up.
+
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::Duration;
+
+use super::instance::Instance;
+use super::Sandbox;
+
+pub(super) struct Spares {
+    want: usize,
+    stock: Mutex<Vec<Instance>>,
+    low: Condvar,
+}
+
+impl Spares {
+    pub fn new(want: usize) -> Self {
+        Spares {
+            want,
+            stock: Mutex::new(Vec::new()),
+            low: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Instance>> {
+        self.stock.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A booted, unused instance, if one is ready.
+    pub fn take(&self) -> Option<Instance> {
+        let inst = self.lock().pop();
+        self.low.notify_one();
+        inst
+    }
+
+    pub fn ready(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// Keep `sandbox.spares` stocked until the sandbox is dropped.
+pub(super) fn spawn_refill(sandbox: &Arc<Sandbox>) {
+    if sandbox.spares.want == 0 {
+        return;
+    }
+    let weak: Weak<Sandbox> = Arc::downgrade(sandbox);
+    let _ = std::thread::Builder::new()
+        .name("maestro-spares".into())
+        .spawn(move || loop {
+            let Some(sb) = weak.upgrade() else { return };
+            let missing = sb.spares.want.saturating_sub(sb.spares.ready());
+            if missing == 0 {
+                let guard = sb.spares.lock();
+                // Wake on a take, or now and then to notice the sandbox going away.
+                let _ = sb.spares.low.wait_timeout(guard, Duration::from_millis(500));
+                continue;
+            }
+            match sb.boot_instance() {
+                Ok(inst) => sb.spares.lock().push(inst),
+                Err(e) => {
+                    tracing::warn!(error = %e.message, "could not boot a spare instance");
+                    drop(sb);
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        });
+}
