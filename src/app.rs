@@ -40,11 +40,9 @@ pub async fn build(settings: Settings) -> anyhow::Result<Built> {
         true => Some(keys.mint("default", "admin@localhost", true, Duration::from_secs(30 * 86_400))?),
         false => None,
     };
+    // Only a client: Redis being down must not stop the server starting (health reports it).
     let redis = match &settings.redis_url {
-        Some(url) => {
-            let client = redis::Client::open(url.0.as_str())?;
-            Some(redis::aio::ConnectionManager::new(client).await?)
-        }
+        Some(url) => Some(redis::Client::open(url.0.as_str())?),
         None => None,
     };
     let state = AppState {

@@ -85,6 +85,19 @@ async fn health_reports(b: Backend) {
     assert_eq!(v["runtime"]["status"], "ok");
     assert_eq!(v["redis"]["status"], "ok");
     app.stop().await;
+
+    // Redis down (nothing listens on port 1) does not stop the server; health says degraded.
+    let app = common::start_with(b, &["--redis-url", "redis://127.0.0.1:1"]).await;
+    let (s, v) = app.raw(reqwest::Method::GET, "/health", None, "").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(v["status"], "degraded");
+    assert_eq!(v["redis"]["status"], "error");
+    assert_eq!(
+        app.invoke("nothing", json!({})).await.0,
+        StatusCode::NOT_FOUND,
+        "the API still answers"
+    );
+    app.stop().await;
 }
 
 /// `examples/functions.json` loads and runs, including its two-function chain.

@@ -28,13 +28,21 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         "stats": sandbox.stats(),
     });
     let mut body = json!({"status": "ok", "database": db, "runtime": runtime});
-    if let Some(mut redis) = state.redis.clone() {
-        let pong: Result<String, _> = redis::cmd("PING").query_async(&mut redis).await;
+    if let Some(client) = &state.redis {
+        let ping = async {
+            let mut conn = client.get_multiplexed_async_connection().await?;
+            redis::cmd("PING").query_async::<String>(&mut conn).await
+        };
+        let pong = tokio::time::timeout(std::time::Duration::from_secs(2), ping).await;
         body["redis"] = match pong {
-            Ok(_) => json!({"status": "ok"}),
-            Err(e) => {
+            Ok(Ok(_)) => json!({"status": "ok"}),
+            Ok(Err(e)) => {
                 healthy = false;
                 json!({"status": "error", "message": e.to_string()})
+            }
+            Err(_) => {
+                healthy = false;
+                json!({"status": "error", "message": "no answer within 2 s"})
             }
         };
     }

@@ -31,7 +31,7 @@ pub struct AppState {
     pub store: Store,
     pub keys: Arc<Keys>,
     pub settings: Arc<Settings>,
-    pub redis: Option<redis::aio::ConnectionManager>,
+    pub redis: Option<redis::Client>,
 }
 
 impl FromRef<AppState> for Arc<Keys> {

@@ -355,6 +355,9 @@ impl Sandbox {
         let healthy = outcome.result.is_ok();
         if spec.isolation == Isolation::Warm && healthy && inst.uses < self.cfg.warm_max_uses {
             self.pool.put(key, inst);
+        } else {
+            // Tearing down a store unmaps its memory: do it off the request path.
+            self.spares.retire(inst);
         }
         Outcome { reused, ..outcome }
     }

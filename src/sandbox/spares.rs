@@ -13,6 +13,8 @@ pub(super) struct Spares {
     want: usize,
     stock: Mutex<Vec<Instance>>,
     low: Condvar,
+    /// Used instances waiting to be dropped by the background thread.
+    retired: Mutex<Vec<Instance>>,
 }
 
 impl Spares {
@@ -21,7 +23,27 @@ impl Spares {
             want,
             stock: Mutex::new(Vec::new()),
             low: Condvar::new(),
+            retired: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Hand over a used instance to be dropped in the background (or now, when there is no
+    /// background thread or too many are waiting).
+    pub fn retire(&self, inst: Instance) {
+        if self.want == 0 {
+            return;
+        }
+        let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        if retired.len() < 64 {
+            retired.push(inst);
+            drop(retired);
+            self.low.notify_one();
+        }
+    }
+
+    fn drop_retired(&self) {
+        let dead = std::mem::take(&mut *self.retired.lock().unwrap_or_else(|e| e.into_inner()));
+        drop(dead);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Instance>> {
@@ -50,6 +72,7 @@ pub(super) fn spawn_refill(sandbox: &Arc<Sandbox>) {
         .name("maestro-spares".into())
         .spawn(move || loop {
             let Some(sb) = weak.upgrade() else { return };
+            sb.spares.drop_retired();
             let missing = sb.spares.want.saturating_sub(sb.spares.ready());
             if missing == 0 {
                 let guard = sb.spares.lock();
