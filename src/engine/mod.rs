@@ -140,7 +140,7 @@ impl Engine {
                 ));
             }
         }
-        let (isolation, timeout, fuel, memory) = inner.limits(&function.current.settings);
+        let (isolation, timeout, fuel, memory) = inner.limits(&function.current.content.settings);
         let started = Instant::now();
         let deadline = started + timeout;
         let execution_id = uuid::Uuid::now_v7().to_string();
@@ -176,11 +176,11 @@ impl Engine {
         let outcome = inner
             .workers
             .run(move || {
-                let v = &function.current;
+                let v = &function.current.content;
                 let spec = CallSpec {
                     tenant: &job_tenant,
                     function: &function.name,
-                    version: v.version,
+                    version: function.current.version,
                     code: &v.code,
                     code_sha256: &v.code_sha256,
                     input: &spec_input,
@@ -228,8 +228,8 @@ impl Inner {
         }
         let compile = |field: &str, s: &Option<Value>| s.as_ref().map(|s| domain::compile_schema(field, s)).transpose();
         let schemas = Arc::new(Schemas {
-            input: compile("input_schema", &f.current.input_schema)?,
-            output: compile("output_schema", &f.current.output_schema)?,
+            input: compile("input_schema", &f.current.content.input_schema)?,
+            output: compile("output_schema", &f.current.content.output_schema)?,
         });
         let mut cache = self.schemas.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() > 10_000 {

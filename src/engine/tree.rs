@@ -114,7 +114,7 @@ impl Host for CallTree {
                     }
                 } else {
                     // The callee gets the tighter of its own limits and what the caller has left.
-                    let (isolation, timeout, fuel, memory) = inner.limits(&function.current.settings);
+                    let (isolation, timeout, fuel, memory) = inner.limits(&function.current.content.settings);
                     let own_deadline = started + timeout.min(Duration::from_secs(86_400));
                     let budget = Budget {
                         fuel: fuel.min(budget.fuel),
@@ -128,11 +128,11 @@ impl Host for CallTree {
                         depth: self.depth + 1,
                         seq: self.seq.clone(),
                     };
-                    let v = &function.current;
+                    let v = &function.current.content;
                     let spec = CallSpec {
                         tenant: &self.tenant,
                         function: name,
-                        version: v.version,
+                        version: function.current.version,
                         code: &v.code,
                         code_sha256: &v.code_sha256,
                         input: &input,

@@ -65,10 +65,10 @@ async fn logs(State(state): State<AppState>, caller: Caller, Path(id): Path<Stri
     let steps = state.store.list_steps(&caller.tenant, &id).await?;
     let mut logs = vec![];
     for s in &steps {
-        for (stream, text) in [("stdout", &s.stdout), ("stderr", &s.stderr)] {
+        for (stream, text) in [("stdout", &s.call.stdout), ("stderr", &s.call.stderr)] {
             if !text.is_empty() {
                 logs.push(json!({
-                    "step_id": s.id, "seq": s.seq, "depth": s.depth, "function_name": s.function_name,
+                    "step_id": s.id, "seq": s.seq, "depth": s.depth, "function_name": s.call.function_name,
                     "stream": stream, "text": text,
                 }));
             }

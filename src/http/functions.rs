@@ -16,7 +16,7 @@ use crate::domain::{compile_schema, FunctionName, FunctionSettings};
 use crate::engine::Trigger;
 use crate::error::{ApiError, ApiResult};
 use crate::sandbox::Isolation;
-use crate::store::{Function, NewVersion, VersionSource};
+use crate::store::{Function, VersionContent, VersionSource};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -43,18 +43,15 @@ struct FunctionBody {
     memory_mb: Option<u64>,
 }
 
+/// A function as the API shows it: its current version's content plus identity and times.
 #[derive(Serialize)]
 struct FunctionView {
     id: String,
     name: String,
-    description: String,
-    code: String,
-    code_sha256: String,
-    input_schema: Option<Value>,
-    output_schema: Option<Value>,
-    settings: FunctionSettings,
     version: i64,
     latest_version: i64,
+    #[serde(flatten)]
+    content: VersionContent,
     #[serde(serialize_with = "super::iso_ms")]
     created_at: i64,
     #[serde(serialize_with = "super::iso_ms")]
@@ -63,18 +60,12 @@ struct FunctionView {
 
 impl From<Function> for FunctionView {
     fn from(f: Function) -> Self {
-        let v = f.current;
         FunctionView {
             id: f.id,
             name: f.name,
-            description: v.description,
-            code: v.code,
-            code_sha256: v.code_sha256,
-            input_schema: v.input_schema,
-            output_schema: v.output_schema,
-            settings: v.settings,
-            version: v.version,
+            version: f.current.version,
             latest_version: f.latest_version,
+            content: f.current.content,
             created_at: f.created_at,
             updated_at: f.updated_at,
         }
@@ -96,9 +87,9 @@ async fn build_version(
     name: &FunctionName,
     body: FunctionBody,
     base: Option<&Function>,
-) -> ApiResult<NewVersion> {
+) -> ApiResult<VersionContent> {
     let cfg = &state.settings;
-    let cur = base.map(|f| &f.current);
+    let cur = base.map(|f| &f.current.content);
     let code = body
         .code
         .or_else(|| cur.map(|c| c.code.clone()))
@@ -133,7 +124,7 @@ async fn build_version(
     if cur.is_none_or(|c| c.code != code) {
         state.engine.check_code(name.as_str(), &code).await?;
     }
-    Ok(NewVersion {
+    Ok(VersionContent {
         description: body
             .description
             .or_else(|| cur.map(|c| c.description.clone()))

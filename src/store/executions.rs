@@ -8,36 +8,9 @@ use sqlx::Row as _;
 
 use super::{json_col, now_ms, Row, Store, StoreError, StoreResult};
 
+/// What every call record has, the execution's root call and nested steps alike.
 #[derive(Debug, Clone, Serialize)]
-pub struct ExecutionRecord {
-    pub id: String,
-    /// The root call's captured output (shown by `/logs` and the synthesised root step).
-    #[serde(skip)]
-    pub stdout: String,
-    #[serde(skip)]
-    pub stderr: String,
-    pub function_name: String,
-    pub function_version: i64,
-    pub trigger: String,
-    pub status: String,
-    pub input: Value,
-    pub output: Option<Value>,
-    pub error: Option<Value>,
-    pub fuel_used: i64,
-    pub duration_ms: Option<f64>,
-    #[serde(serialize_with = "crate::http::iso_ms")]
-    pub started_at: i64,
-    #[serde(serialize_with = "crate::http::iso_ms_opt")]
-    pub finished_at: Option<i64>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct StepRecord {
-    pub id: String,
-    pub execution_id: String,
-    pub parent_id: Option<String>,
-    pub seq: i64,
-    pub depth: i64,
+pub struct CallRecord {
     pub function_name: String,
     pub function_version: Option<i64>,
     pub status: String,
@@ -52,6 +25,25 @@ pub struct StepRecord {
     pub started_at: i64,
     #[serde(serialize_with = "crate::http::iso_ms_opt")]
     pub finished_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecutionRecord {
+    pub id: String,
+    pub trigger: String,
+    #[serde(flatten)]
+    pub call: CallRecord,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRecord {
+    pub id: String,
+    pub execution_id: String,
+    pub parent_id: Option<String>,
+    pub seq: i64,
+    pub depth: i64,
+    #[serde(flatten)]
+    pub call: CallRecord,
 }
 
 /// A step as it starts.
@@ -95,18 +87,16 @@ const EXEC_COLS: &str = "id, function_name, function_version, trigger, status, i
 const STEP_COLS: &str = "id, execution_id, parent_id, seq, depth, function_name, function_version, status, input, \
                          output, error, stdout, stderr, fuel_used, duration_ms, started_at, finished_at";
 
-fn execution_from(r: &Row) -> Result<ExecutionRecord, sqlx::Error> {
-    Ok(ExecutionRecord {
-        id: r.try_get("id")?,
-        stdout: r.try_get("stdout")?,
-        stderr: r.try_get("stderr")?,
+fn call_from(r: &Row) -> Result<CallRecord, sqlx::Error> {
+    Ok(CallRecord {
         function_name: r.try_get("function_name")?,
         function_version: r.try_get("function_version")?,
-        trigger: r.try_get("trigger")?,
         status: r.try_get("status")?,
         input: json_col(r.try_get("input")?).unwrap_or(Value::Null),
         output: json_col(r.try_get("output")?),
         error: json_col(r.try_get("error")?),
+        stdout: r.try_get("stdout")?,
+        stderr: r.try_get("stderr")?,
         fuel_used: r.try_get("fuel_used")?,
         duration_ms: r.try_get("duration_ms")?,
         started_at: r.try_get("started_at")?,
@@ -114,7 +104,16 @@ fn execution_from(r: &Row) -> Result<ExecutionRecord, sqlx::Error> {
     })
 }
 
+fn execution_from(r: &Row) -> Result<ExecutionRecord, sqlx::Error> {
+    Ok(ExecutionRecord {
+        id: r.try_get("id")?,
+        trigger: r.try_get("trigger")?,
+        call: call_from(r)?,
+    })
+}
+
 fn step_from(r: &Row) -> Result<StepRecord, sqlx::Error> {
+    // `integer` decodes as i32 on PostgreSQL and i64 on SQLite.
     let depth: i64 = r
         .try_get::<i32, _>("depth")
         .map(i64::from)
@@ -125,18 +124,7 @@ fn step_from(r: &Row) -> Result<StepRecord, sqlx::Error> {
         parent_id: r.try_get("parent_id")?,
         seq: r.try_get("seq")?,
         depth,
-        function_name: r.try_get("function_name")?,
-        function_version: r.try_get("function_version")?,
-        status: r.try_get("status")?,
-        input: json_col(r.try_get("input")?).unwrap_or(Value::Null),
-        output: json_col(r.try_get("output")?),
-        error: json_col(r.try_get("error")?),
-        stdout: r.try_get("stdout")?,
-        stderr: r.try_get("stderr")?,
-        fuel_used: r.try_get("fuel_used")?,
-        duration_ms: r.try_get("duration_ms")?,
-        started_at: r.try_get("started_at")?,
-        finished_at: r.try_get("finished_at")?,
+        call: call_from(r)?,
     })
 }
 
@@ -328,18 +316,7 @@ impl Store {
             parent_id: None,
             seq: 0,
             depth: 0,
-            function_name: e.function_name,
-            function_version: Some(e.function_version),
-            status: e.status,
-            input: e.input,
-            output: e.output,
-            error: e.error,
-            stdout: e.stdout,
-            stderr: e.stderr,
-            fuel_used: e.fuel_used,
-            duration_ms: e.duration_ms,
-            started_at: e.started_at,
-            finished_at: e.finished_at,
+            call: e.call,
         };
         let mut steps = vec![root];
         for r in &rows {

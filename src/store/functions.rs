@@ -8,28 +8,9 @@ use sqlx::Row as _;
 use super::{conflict_on_unique, json_col, now_ms, Row, Store, StoreError, StoreResult};
 use crate::domain::FunctionSettings;
 
-/// What a new version holds.
-#[derive(Debug, Clone)]
-pub struct NewVersion {
-    pub description: String,
-    pub code: String,
-    pub code_sha256: String,
-    pub input_schema: Option<Value>,
-    pub output_schema: Option<Value>,
-    pub settings: FunctionSettings,
-    pub note: Option<String>,
-    pub created_by: String,
-}
-
-/// Where a new version's content comes from.
-pub enum VersionSource<'a> {
-    New(&'a NewVersion),
-    Rollback { version: i64, by: &'a str },
-}
-
+/// What a version holds (everything but its number and time).
 #[derive(Debug, Clone, Serialize)]
-pub struct FunctionVersion {
-    pub version: i64,
+pub struct VersionContent {
     pub description: String,
     pub code: String,
     pub code_sha256: String,
@@ -39,8 +20,21 @@ pub struct FunctionVersion {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
     pub created_by: String,
+}
+
+/// Where a new version's content comes from.
+pub enum VersionSource<'a> {
+    New(&'a VersionContent),
+    Rollback { version: i64, by: &'a str },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FunctionVersion {
+    pub version: i64,
     #[serde(serialize_with = "crate::http::iso_ms")]
     pub created_at: i64,
+    #[serde(flatten)]
+    pub content: VersionContent,
 }
 
 #[derive(Debug, Clone)]
@@ -58,8 +52,7 @@ const VERSION_COLS: &str = "v.version, v.description, v.code, v.code_sha256, v.i
 
 fn version_from(row: &Row) -> Result<FunctionVersion, sqlx::Error> {
     let settings: String = row.try_get("settings")?;
-    Ok(FunctionVersion {
-        version: row.try_get("version")?,
+    let content = VersionContent {
         description: row.try_get("description")?,
         code: row.try_get("code")?,
         code_sha256: row.try_get("code_sha256")?,
@@ -68,7 +61,11 @@ fn version_from(row: &Row) -> Result<FunctionVersion, sqlx::Error> {
         settings: serde_json::from_str(&settings).unwrap_or_default(),
         note: row.try_get("note")?,
         created_by: row.try_get("created_by")?,
+    };
+    Ok(FunctionVersion {
+        version: row.try_get("version")?,
         created_at: row.try_get("created_at")?,
+        content,
     })
 }
 
@@ -96,7 +93,7 @@ async fn insert_version(
     tenant: &str,
     function_id: &str,
     version: i64,
-    v: &NewVersion,
+    v: &VersionContent,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         r#"insert into function_versions
@@ -122,7 +119,7 @@ async fn insert_version(
 }
 
 impl Store {
-    pub async fn create_function(&self, tenant: &str, name: &str, v: &NewVersion) -> StoreResult<Function> {
+    pub async fn create_function(&self, tenant: &str, name: &str, v: &VersionContent) -> StoreResult<Function> {
         let id = uuid::Uuid::now_v7().to_string();
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
@@ -216,15 +213,10 @@ impl Store {
                 let old_v = version_from(
                     &row.ok_or_else(|| StoreError::NotFound(format!("function {name} has no version {old}")))?,
                 )?;
-                NewVersion {
-                    description: old_v.description,
-                    code: old_v.code,
-                    code_sha256: old_v.code_sha256,
-                    input_schema: old_v.input_schema,
-                    output_schema: old_v.output_schema,
-                    settings: old_v.settings,
+                VersionContent {
                     note: Some(format!("rollback to version {old}")),
                     created_by: by.to_string(),
+                    ..old_v.content
                 }
             }
         };

@@ -12,8 +12,8 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::AnyPool;
 
-pub use executions::{ExecutionFilter, ExecutionRecord, NewStep, StepFinish, StepRecord, Write};
-pub use functions::{Function, FunctionVersion, NewVersion, VersionSource};
+pub use executions::{CallRecord, ExecutionFilter, ExecutionRecord, NewStep, StepFinish, StepRecord, Write};
+pub use functions::{Function, FunctionVersion, VersionContent, VersionSource};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
