@@ -1,5 +1,6 @@
 //! `maestro bench`: per-call latency of the sandbox and of invoke over HTTP, next to a
-//! baseline measured in the same run (a `python3 -c` subprocess per call, what people do
+//! baseline measured in the same run. Calls are sequential with a 2 ms pause between them
+//! (a steady request rate, so spare instances refill as they would in service) (a `python3 -c` subprocess per call, what people do
 //! without a sandbox). Figures are reported as p50/p99 and as ratios to the baseline, since
 //! absolute numbers on a shared 2-core machine drift from run to run.
 
@@ -7,7 +8,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use std::sync::Arc;
+
 use crate::config::Settings;
+use crate::sandbox::{Budget, CallSpec, Host, Isolation, Limits, Nested, Sandbox};
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -57,6 +61,65 @@ fn python_baseline(iterations: usize) -> anyhow::Result<Vec<f64>> {
     Ok(out)
 }
 
+/// A host with no other functions, for measuring the sandbox alone.
+struct Alone;
+
+impl Host for Alone {
+    fn resolve(&mut self, _: &str) -> bool {
+        false
+    }
+    fn call(&mut self, _: &str, _: Value, _: Budget) -> Nested {
+        Nested {
+            result: Ok(Value::Null),
+            fuel_used: 0,
+        }
+    }
+}
+
+/// Calls straight into the sandbox (no HTTP, no database), on a thread with a wasm-sized stack.
+fn time_sandbox(sandbox: Arc<Sandbox>, isolation: Isolation, n: usize) -> anyhow::Result<Vec<f64>> {
+    let run = move || -> Vec<f64> {
+        let code = "def leaf(input):\n    return {'y': input['x'] + 1}\n";
+        let input = json!({"x": 1});
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let limits = Limits {
+                budget: Budget {
+                    fuel: 1_000_000_000,
+                    deadline: Instant::now() + Duration::from_secs(10),
+                },
+                memory_bytes: 256 << 20,
+            };
+            let spec = CallSpec {
+                tenant: "bench",
+                function: "leaf",
+                version: 1,
+                code,
+                code_sha256: "bench",
+                input: &input,
+                isolation,
+                limits,
+            };
+            let t = Instant::now();
+            let o = sandbox.run(&spec, Box::new(Alone));
+            out.push(t.elapsed().as_secs_f64() * 1000.0);
+            if o.result.is_err() {
+                return vec![];
+            }
+            // Paced like requests, so spare instances are refilled between calls.
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        out
+    };
+    let times = std::thread::Builder::new()
+        .stack_size(64 << 20)
+        .spawn(run)?
+        .join()
+        .map_err(|_| anyhow::anyhow!("bench thread panicked"))?;
+    anyhow::ensure!(!times.is_empty(), "sandbox bench call failed");
+    Ok(times)
+}
+
 async fn time_invokes(client: &reqwest::Client, url: &str, token: &str, n: usize) -> anyhow::Result<Vec<f64>> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
@@ -71,6 +134,7 @@ async fn time_invokes(client: &reqwest::Client, url: &str, token: &str, n: usize
             .await?;
         out.push(t.elapsed().as_secs_f64() * 1000.0);
         anyhow::ensure!(v["status"] == "succeeded", "bench call failed: {v}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     Ok(out)
 }
@@ -119,6 +183,15 @@ pub async fn run(mut settings: Settings, iterations: usize) -> anyhow::Result<()
         time_invokes(&client, &url(name), &token, 20).await?;
     }
     eprintln!("measuring {iterations} calls each ...");
+    let sandbox = running.state.engine.sandbox().clone();
+    let sb_warm = {
+        let sb = sandbox.clone();
+        tokio::task::spawn_blocking(move || time_sandbox(sb, Isolation::Warm, iterations)).await??
+    };
+    let sb_fresh = {
+        let sb = sandbox.clone();
+        tokio::task::spawn_blocking(move || time_sandbox(sb, Isolation::Fresh, iterations)).await??
+    };
     let warm = time_invokes(&client, &url("leaf_warm"), &token, iterations).await?;
     let fresh = time_invokes(&client, &url("leaf_fresh"), &token, iterations).await?;
     let hop = time_invokes(&client, &url("hop"), &token, iterations).await?;
@@ -127,6 +200,8 @@ pub async fn run(mut settings: Settings, iterations: usize) -> anyhow::Result<()
 
     let rows = [
         summarise("python3 -c subprocess (baseline)", baseline),
+        summarise("sandbox call, warm", sb_warm),
+        summarise("sandbox call, fresh (from a spare)", sb_fresh),
         summarise("invoke over HTTP, warm", warm),
         summarise("invoke over HTTP, fresh", fresh),
         summarise("invoke over HTTP, warm + 1 nested call", hop),
@@ -144,7 +219,7 @@ pub async fn run(mut settings: Settings, iterations: usize) -> anyhow::Result<()
             base_p50 / r.p50
         );
     }
-    let hop_cost = rows[3].p50 - rows[1].p50;
+    let hop_cost = rows[5].p50 - rows[3].p50;
     println!("\nnested hop (p50 of warm+nested minus p50 of warm): {hop_cost:.3} ms");
     println!(
         "database: SQLite (the default), stats: {}",

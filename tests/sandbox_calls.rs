@@ -185,6 +185,31 @@ async fn python_errors_and_output_validation(b: Backend) {
     assert!(tb.contains("raise ValueError"), "traceback shows the source line: {tb}");
     assert!(!tb.contains("_mx_"), "no prelude frames: {tb}");
 
+    // Chained exceptions read as Python prints them; deep recursion is collapsed.
+    let e = error_of(
+        &app,
+        "chained",
+        "def chained(input):\n    try:\n        1 / 0\n    except ZeroDivisionError as e:\n        raise KeyError('k') from e\n",
+        json!({}),
+    )
+    .await;
+    let tb = e["traceback"].as_str().unwrap();
+    let (first, second) = tb
+        .split_once("The above exception was the direct cause")
+        .expect("chain shown");
+    assert!(first.contains("ZeroDivisionError: division by zero"), "{tb}");
+    assert!(second.contains("KeyError: 'k'"), "{tb}");
+    let e = error_of(
+        &app,
+        "spiral",
+        "def spiral(input):\n    def r(n):\n        return r(n + 1)\n    return r(0)\n",
+        json!({}),
+    )
+    .await;
+    assert_eq!(e["type"], "RecursionError");
+    assert!(e["traceback"].as_str().unwrap().contains("more times]"), "{e}");
+    assert!(e["traceback"].as_str().unwrap().len() < 2000, "{e}");
+
     app.create_with(
         json!({"name": "liar", "code": "def liar(input):\n    return {'n': 'not a number'}\n",
         "output_schema": {"type": "object", "properties": {"n": {"type": "integer"}}}}),

@@ -113,25 +113,67 @@ def _mx_load(name, code):
     _mx_state.update(name=name, code=code, filename=filename, fn=fn)
 
 
-def _mx_error(e):
-    """An exception as the host's error record, with a traceback of user frames only."""
+def _mx_type_name(t):
+    return t.__qualname__ if t.__module__ in ("builtins", "__main__", "maestro") else f"{t.__module__}.{t.__qualname__}"
+
+
+def _mx_format(e):
+    """A traceback like Python's, user frames only (no prelude frames), cheap to produce:
+    importing `traceback` costs ~90 M fuel, which every failing fresh call would pay."""
     import linecache
-    import traceback
+
+    mine = _mx_run.__code__.co_filename
+    parts = []
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        lines = ["Traceback (most recent call last):\n"]
+        tb, last, repeats = e.__traceback__, None, 0
+        while tb is not None:
+            co = tb.tb_frame.f_code
+            if co.co_filename != mine:
+                key = (co.co_filename, tb.tb_lineno, co.co_name)
+                if key == last:
+                    repeats += 1
+                else:
+                    if repeats > 3:
+                        lines.append(f"  [Previous line repeated {repeats - 3} more times]\n")
+                    repeats, last = 1, key
+                if repeats <= 3:
+                    lines.append(f'  File "{co.co_filename}", line {tb.tb_lineno}, in {co.co_name}\n')
+                    src = linecache.getline(co.co_filename, tb.tb_lineno, tb.tb_frame.f_globals).strip()
+                    if src:
+                        lines.append(f"    {src}\n")
+            tb = tb.tb_next
+        if repeats > 3:
+            lines.append(f"  [Previous line repeated {repeats - 3} more times]\n")
+        msg = str(e)
+        lines.append(f"{_mx_type_name(type(e))}: {msg}\n" if msg else f"{_mx_type_name(type(e))}\n")
+        parts.append("".join(lines))
+        if e.__cause__ is not None:
+            parts.append("\nThe above exception was the direct cause of the following exception:\n\n")
+            e = e.__cause__
+        elif e.__context__ is not None and not e.__suppress_context__:
+            parts.append("\nDuring handling of the above exception, another exception occurred:\n\n")
+            e = e.__context__
+        else:
+            e = None
+    return "".join(reversed(parts))
+
+
+def _mx_error(e):
+    """An exception as the host's error record."""
+    import linecache
 
     st = _mx_state
     if "filename" in st:  # so tracebacks show the user's source lines
         code = st["code"]
         linecache.cache[st["filename"]] = (len(code), None, code.splitlines(True), st["filename"])
-    mine = _mx_run.__code__.co_filename
-    te = traceback.TracebackException.from_exception(e)
-    te.stack = traceback.StackSummary.from_list([f for f in te.stack if f.filename != mine])
-    t = type(e)
-    name = t.__qualname__ if t.__module__ in ("builtins", "__main__", "maestro") else f"{t.__module__}.{t.__qualname__}"
     record = {
         "kind": "python_exception",
-        "type": name,
+        "type": _mx_type_name(type(e)),
         "message": str(e),
-        "traceback": "".join(te.format()),
+        "traceback": _mx_format(e),
     }
     if isinstance(e, CallError):
         record["cause"] = e.error
