@@ -27,7 +27,8 @@ pub struct Built {
 pub async fn build(settings: Settings) -> anyhow::Result<Built> {
     let settings = Arc::new(settings);
     std::fs::create_dir_all(&settings.data_dir)?;
-    let store = Store::connect(&settings.database_url()).await?;
+    let cache_ttl = Duration::from_millis(settings.function_cache_ms);
+    let store = Store::connect(&settings.database_url(), cache_ttl).await?;
     tracing::info!(backend = ?store.backend(), "database ready");
     let sandbox_cfg = settings.sandbox();
     let sandbox: Arc<Sandbox> = tokio::task::spawn_blocking(move || Sandbox::open(sandbox_cfg)).await??;

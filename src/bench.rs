@@ -120,6 +120,19 @@ fn time_sandbox(sandbox: Arc<Sandbox>, isolation: Isolation, n: usize) -> anyhow
     Ok(times)
 }
 
+/// The HTTP floor: a request the server answers without auth, database or sandbox.
+async fn time_floor(client: &reqwest::Client, url: &str, n: usize) -> anyhow::Result<Vec<f64>> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let r = client.get(url).send().await?;
+        let _ = r.bytes().await?;
+        out.push(t.elapsed().as_secs_f64() * 1000.0);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(out)
+}
+
 async fn time_invokes(client: &reqwest::Client, url: &str, token: &str, n: usize) -> anyhow::Result<Vec<f64>> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
@@ -146,14 +159,15 @@ pub async fn run(mut settings: Settings, iterations: usize) -> anyhow::Result<()
     }
     settings.data_dir = dir.clone();
     settings.bind = "127.0.0.1:0".parse()?;
-    settings.database_url = None;
     settings.jwt_secret = Some(crate::config::Secret("bench".into()));
     let running = crate::app::spawn(settings).await?;
+    // A tenant of its own, so runs against a shared PostgreSQL never collide.
+    let tenant = format!("bench-{}", uuid::Uuid::now_v7().simple());
     let base = format!("http://{}/api/v1", running.addr);
     let token = running
         .state
         .keys
-        .mint("bench", "bench@localhost", false, Duration::from_secs(3600))?;
+        .mint(&tenant, "bench@localhost", false, Duration::from_secs(3600))?;
     let client = reqwest::Client::new();
     let functions = [
         (
@@ -192,6 +206,7 @@ pub async fn run(mut settings: Settings, iterations: usize) -> anyhow::Result<()
         let sb = sandbox.clone();
         tokio::task::spawn_blocking(move || time_sandbox(sb, Isolation::Fresh, iterations)).await??
     };
+    let floor = time_floor(&client, &format!("http://{}/no-such-route", running.addr), iterations).await?;
     let warm = time_invokes(&client, &url("leaf_warm"), &token, iterations).await?;
     let fresh = time_invokes(&client, &url("leaf_fresh"), &token, iterations).await?;
     let hop = time_invokes(&client, &url("hop"), &token, iterations).await?;
@@ -202,6 +217,7 @@ pub async fn run(mut settings: Settings, iterations: usize) -> anyhow::Result<()
         summarise("python3 -c subprocess (baseline)", baseline),
         summarise("sandbox call, warm", sb_warm),
         summarise("sandbox call, fresh (from a spare)", sb_fresh),
+        summarise("HTTP round trip, no work (floor)", floor),
         summarise("invoke over HTTP, warm", warm),
         summarise("invoke over HTTP, fresh", fresh),
         summarise("invoke over HTTP, warm + 1 nested call", hop),
@@ -219,10 +235,11 @@ pub async fn run(mut settings: Settings, iterations: usize) -> anyhow::Result<()
             base_p50 / r.p50
         );
     }
-    let hop_cost = rows[5].p50 - rows[3].p50;
+    let hop_cost = rows[6].p50 - rows[4].p50;
     println!("\nnested hop (p50 of warm+nested minus p50 of warm): {hop_cost:.3} ms");
     println!(
-        "database: SQLite (the default), stats: {}",
+        "database: {:?}, stats: {}",
+        running.state.store.backend(),
         serde_json::to_string(&running.state.engine.sandbox().stats())?
     );
     running.stop().await;

@@ -99,6 +99,11 @@ pub struct Settings {
     /// Calls after which a warm instance is retired.
     #[arg(long, env = "WARM_MAX_USES", default_value_t = 1000)]
     pub warm_max_uses: u32,
+    /// How long a server may serve a function version from memory, in milliseconds: bounds
+    /// how stale another server's change can look here (this server's own changes apply at
+    /// once; 0 = always read the database).
+    #[arg(long, env = "FUNCTION_CACHE_MS", default_value_t = 1000)]
+    pub function_cache_ms: u64,
     /// Booted, never-used instances kept ready so fresh calls skip start-up (0 turns this off).
     #[arg(long, env = "FRESH_SPARES", default_value_t = 4)]
     pub fresh_spares: usize,

@@ -129,7 +129,7 @@ impl Engine {
         trigger: Trigger,
     ) -> Result<InvokeResult, ApiError> {
         let inner = &self.inner;
-        let function = inner.store.get_function(tenant, name).await?;
+        let function = inner.store.get_function_cached(tenant, name).await?;
         let schemas = inner.schemas_for(&function)?;
         if let Some(v) = &schemas.input {
             let errors = domain::violations(v, &input);
@@ -162,6 +162,7 @@ impl Engine {
             trigger: trigger.as_str(),
             root: root.clone(),
             deadline_at: deadline_ms,
+            finish: None,
         });
 
         let tree = CallTree::root(self.inner.clone(), tenant, &execution_id, &root.id);

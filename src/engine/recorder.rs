@@ -1,15 +1,27 @@
 //! Tracking writes off the call path: one task applies them in order, batching whatever has
-//! queued up into a single transaction. A call enqueues its start and end without waiting;
-//! an invoke waits once, for a flush, before it answers, so a client that reads the
-//! execution right after sees it finished. If the process dies mid-run, what was committed
-//! is true (a `running` row the sweeper later marks `interrupted`).
+//! queued into one transaction.
+//!
+//! A call's start is held for a short window (`WINDOW`): if the call ends within it, the start
+//! and the end become a single insert of the finished row, halving the database work of the
+//! common short call. Starts still running after the window are written as `running`, so a
+//! long call is visible while it runs. An invoke waits once, for a flush (which writes
+//! everything held), before it answers: a client reading the execution right after sees it
+//! finished, from any server. If the process dies, what was committed is true; a call that
+//! started less than `WINDOW` before the crash may be missing, never wrong.
+
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
 use crate::store::{Store, Write};
 
+/// How long a start may wait to be merged with its end.
+const WINDOW: Duration = Duration::from_millis(50);
+/// Most writes committed in one transaction.
+const BATCH: usize = 256;
+
 enum Msg {
-    Write(Write),
+    Write(Box<Write>),
     Flush(oneshot::Sender<bool>),
 }
 
@@ -17,9 +29,6 @@ enum Msg {
 pub struct Recorder {
     tx: mpsc::UnboundedSender<Msg>,
 }
-
-/// Most writes committed in one transaction.
-const BATCH: usize = 256;
 
 impl Recorder {
     pub fn spawn(store: Store) -> Recorder {
@@ -29,7 +38,7 @@ impl Recorder {
     }
 
     pub fn send(&self, w: Write) {
-        if self.tx.send(Msg::Write(w)).is_err() {
+        if self.tx.send(Msg::Write(Box::new(w))).is_err() {
             tracing::error!("the recorder has stopped; a tracking write was lost");
         }
     }
@@ -44,40 +53,141 @@ impl Recorder {
     }
 }
 
-async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Msg>) {
-    let mut writes = Vec::with_capacity(BATCH);
-    let mut flushes = Vec::new();
-    let mut ok = true;
-    while let Some(first) = rx.recv().await {
-        let mut next = Some(first);
-        while let Some(msg) = next.take() {
-            match msg {
-                Msg::Write(w) => writes.push(w),
-                Msg::Flush(f) => flushes.push(f),
+/// Writes on their way to the database: starts held for merging, and the next batch.
+#[derive(Default)]
+struct Queue {
+    held: Vec<(Instant, Write)>,
+    batch: Vec<Write>,
+}
+
+impl Queue {
+    /// Move a held execution start into the batch (a step row needs its execution row first).
+    fn release_execution(&mut self, execution_id: &str) {
+        let pos = self
+            .held
+            .iter()
+            .position(|(_, w)| matches!(w, Write::StartExecution { root, .. } if root.execution_id == execution_id));
+        if let Some(pos) = pos {
+            let (_, w) = self.held.remove(pos);
+            self.batch.push(w);
+        }
+    }
+
+    fn take_held(&mut self, id: &str) -> Option<Write> {
+        let pos = self.held.iter().position(|(_, w)| match w {
+            Write::StartExecution { root, .. } => root.execution_id == id,
+            Write::StartStep { step, .. } => step.id == id,
+            _ => false,
+        })?;
+        Some(self.held.remove(pos).1)
+    }
+
+    fn push(&mut self, w: Write) {
+        match w {
+            Write::StartExecution { .. } => self.held.push((Instant::now(), w)),
+            Write::StartStep { .. } => self.held.push((Instant::now(), w)),
+            Write::FinishExecution { ref id, ref finish, .. } => match self.take_held(id) {
+                Some(Write::StartExecution {
+                    tenant,
+                    trigger,
+                    root,
+                    deadline_at,
+                    ..
+                }) => {
+                    let finish = Some(finish.clone());
+                    self.batch.push(Write::StartExecution {
+                        tenant,
+                        trigger,
+                        root,
+                        deadline_at,
+                        finish,
+                    });
+                }
+                _ => self.batch.push(w),
+            },
+            Write::FinishStep { ref id, ref finish, .. } => match self.take_held(id) {
+                Some(Write::StartStep { tenant, step, .. }) => {
+                    self.release_execution(&step.execution_id);
+                    let finish = Some(finish.clone());
+                    self.batch.push(Write::StartStep { tenant, step, finish });
+                }
+                _ => self.batch.push(w),
+            },
+        }
+    }
+
+    /// Release held starts older than the window (all of them when `all`), oldest first.
+    fn release(&mut self, all: bool) {
+        let now = Instant::now();
+        while let Some((at, _)) = self.held.first() {
+            if !all && now.duration_since(*at) < WINDOW {
+                break;
             }
-            if writes.len() < BATCH {
-                next = rx.try_recv().ok();
-            }
+            let (_, w) = self.held.remove(0);
+            self.batch.push(w);
         }
-        if !writes.is_empty() {
-            ok = commit(&store, &writes).await && ok;
-            writes.clear();
-        }
-        for f in flushes.drain(..) {
-            let _ = f.send(ok);
-        }
-        ok = true;
+    }
+
+    fn next_due(&self) -> Option<tokio::time::Instant> {
+        self.held
+            .first()
+            .map(|(at, _)| tokio::time::Instant::from_std(*at + WINDOW))
     }
 }
 
-/// Commit a batch; if the batch fails, try each write on its own so one bad row cannot
-/// take the others with it.
-async fn commit(store: &Store, writes: &[Write]) -> bool {
-    if store.apply_writes(writes).await.is_ok() {
+async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Msg>) {
+    let mut q = Queue::default();
+    let mut flushes = Vec::new();
+    loop {
+        let msg = match q.next_due() {
+            Some(due) => match tokio::time::timeout_at(due, rx.recv()).await {
+                Ok(msg) => msg,
+                Err(_) => {
+                    q.release(false);
+                    commit(&store, &mut q.batch).await;
+                    continue;
+                }
+            },
+            None => rx.recv().await,
+        };
+        let Some(first) = msg else {
+            q.release(true);
+            commit(&store, &mut q.batch).await;
+            return;
+        };
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Write(w) => q.push(*w),
+                Msg::Flush(f) => {
+                    q.release(true);
+                    flushes.push(f);
+                }
+            }
+            if q.batch.len() < BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        q.release(false);
+        let ok = commit(&store, &mut q.batch).await;
+        for f in flushes.drain(..) {
+            let _ = f.send(ok);
+        }
+    }
+}
+
+/// Commit a batch (emptying it); if the batch fails, try each write on its own so one bad
+/// row cannot take the others with it.
+async fn commit(store: &Store, batch: &mut Vec<Write>) -> bool {
+    if batch.is_empty() {
+        return true;
+    }
+    let writes = std::mem::take(batch);
+    if store.apply_writes(&writes).await.is_ok() {
         return true;
     }
     let mut all = true;
-    for w in writes {
+    for w in &writes {
         if let Err(e) = store.apply_writes(std::slice::from_ref(w)).await {
             tracing::error!(error = %e, write = ?w, "could not record a tracking write");
             all = false;

@@ -70,7 +70,7 @@ impl Host for CallTree {
                 ),
             );
         }
-        let function = match self.block_on(inner.store.get_function(&self.tenant, name)) {
+        let function = match self.block_on(inner.store.get_function_cached(&self.tenant, name)) {
             Ok(f) => f,
             Err(StoreError::NotFound(_)) => return self.fail(ErrorKind::NotFound, format!("no function named {name}")),
             Err(e) => return self.fail(ErrorKind::Crash, format!("looking up {name}: {e}")),
@@ -89,6 +89,7 @@ impl Host for CallTree {
         inner.recorder.send(Write::StartStep {
             tenant: self.tenant.clone(),
             step: step.clone(),
+            finish: None,
         });
         let started = Instant::now();
         let outcome = match inner.schemas_for(&function) {

@@ -128,52 +128,116 @@ fn step_from(r: &Row) -> Result<StepRecord, sqlx::Error> {
     })
 }
 
-async fn insert_step(conn: &mut sqlx::AnyConnection, tenant: &str, s: &NewStep) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        r#"insert into steps (id, tenant, execution_id, parent_id, seq, depth, function_name, function_version,
-           status, input, started_at) values ($1, $2, $3, $4, $5, $6, $7, $8, 'running', $9, $10)"#,
-    )
-    .bind(&s.id)
-    .bind(tenant)
-    .bind(&s.execution_id)
-    .bind(&s.parent_id)
-    .bind(s.seq)
-    .bind(s.depth as i32)
-    .bind(&s.function_name)
-    .bind(s.function_version)
-    .bind(&s.input)
-    .bind(s.started_at)
-    .execute(conn)
-    .await?;
+/// Insert a step: running, or already finished when `finish` is given (a short call whose
+/// start and end the recorder merged into one write). Two statements rather than binding
+/// nulls: sqlx's `Any` driver sends a null `f64` in a form PostgreSQL rejects.
+async fn insert_step(
+    conn: &mut sqlx::AnyConnection,
+    tenant: &str,
+    s: &NewStep,
+    finish: Option<&StepFinish>,
+) -> Result<(), sqlx::Error> {
+    let q = match finish {
+        None => sqlx::query(
+            r#"insert into steps (id, tenant, execution_id, parent_id, seq, depth, function_name, function_version,
+               status, input, started_at) values ($1, $2, $3, $4, $5, $6, $7, $8, 'running', $9, $10)"#,
+        ),
+        Some(_) => sqlx::query(
+            r#"insert into steps (id, tenant, execution_id, parent_id, seq, depth, function_name, function_version,
+               input, started_at, status, output, error, stdout, stderr, fuel_used, duration_ms, finished_at)
+               values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"#,
+        ),
+    };
+    let q = q
+        .bind(&s.id)
+        .bind(tenant)
+        .bind(&s.execution_id)
+        .bind(&s.parent_id)
+        .bind(s.seq)
+        .bind(s.depth as i32)
+        .bind(&s.function_name)
+        .bind(s.function_version)
+        .bind(&s.input)
+        .bind(s.started_at);
+    match finish {
+        None => q.execute(conn).await?,
+        Some(f) => bind_finish(q, f).execute(conn).await?,
+    };
     Ok(())
 }
 
-async fn finish_step(
+/// Insert an execution: running, or already finished (see `insert_step`).
+async fn insert_execution(
+    conn: &mut sqlx::AnyConnection,
+    tenant: &str,
+    trigger: &str,
+    root: &NewStep,
+    deadline_at: i64,
+    finish: Option<&StepFinish>,
+) -> Result<(), sqlx::Error> {
+    let q = match finish {
+        None => sqlx::query(
+            r#"insert into executions (id, tenant, function_name, function_version, trigger, input, started_at,
+               deadline_at, status) values ($1, $2, $3, $4, $5, $6, $7, $8, 'running')"#,
+        ),
+        Some(_) => sqlx::query(
+            r#"insert into executions (id, tenant, function_name, function_version, trigger, input, started_at,
+               deadline_at, status, output, error, stdout, stderr, fuel_used, duration_ms, finished_at)
+               values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"#,
+        ),
+    };
+    let q = q
+        .bind(&root.execution_id)
+        .bind(tenant)
+        .bind(&root.function_name)
+        .bind(root.function_version.unwrap_or(0))
+        .bind(trigger)
+        .bind(&root.input)
+        .bind(root.started_at)
+        .bind(deadline_at);
+    match finish {
+        None => q.execute(conn).await?,
+        Some(f) => bind_finish(q, f).execute(conn).await?,
+    };
+    Ok(())
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Bind how a call ended, in the column order the statements here use.
+fn bind_finish<'q>(q: AnyQuery<'q>, f: &'q StepFinish) -> AnyQuery<'q> {
+    q.bind(f.status)
+        .bind(&f.output)
+        .bind(&f.error)
+        .bind(&f.stdout)
+        .bind(&f.stderr)
+        .bind(f.fuel_used)
+        .bind(f.duration_ms)
+        .bind(f.finished_at)
+}
+
+/// Close a call that was recorded as running: a nested step, or (with `execution`) the
+/// execution row itself.
+async fn finish_call(
     conn: &mut sqlx::AnyConnection,
     tenant: &str,
     id: &str,
     f: &StepFinish,
+    execution: bool,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        r#"update steps set status = $3, output = $4, error = $5, stdout = $6, stderr = $7, fuel_used = $8,
-           duration_ms = $9, finished_at = $10 where tenant = $1 and id = $2"#,
-    )
-    .bind(tenant)
-    .bind(id)
-    .bind(f.status)
-    .bind(&f.output)
-    .bind(&f.error)
-    .bind(&f.stdout)
-    .bind(&f.stderr)
-    .bind(f.fuel_used)
-    .bind(f.duration_ms)
-    .bind(f.finished_at)
-    .execute(conn)
-    .await?;
+    let table = if execution { "executions" } else { "steps" };
+    let sql = format!(
+        "update {table} set status = $3, output = $4, error = $5, stdout = $6, stderr = $7, fuel_used = $8, \
+         duration_ms = $9, finished_at = $10 where tenant = $1 and id = $2"
+    );
+    bind_finish(sqlx::query(&sql).bind(tenant).bind(id), f)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
-/// One tracking write, applied in order with others in a batch.
+/// One tracking write, applied in order with others in a batch. A start may carry its finish
+/// when the call ended before the start was written.
 #[derive(Debug, Clone)]
 pub enum Write {
     StartExecution {
@@ -181,10 +245,12 @@ pub enum Write {
         trigger: &'static str,
         root: NewStep,
         deadline_at: i64,
+        finish: Option<StepFinish>,
     },
     StartStep {
         tenant: String,
         step: NewStep,
+        finish: Option<StepFinish>,
     },
     FinishStep {
         tenant: String,
@@ -205,44 +271,11 @@ async fn apply(conn: &mut sqlx::AnyConnection, w: &Write) -> Result<(), sqlx::Er
             trigger,
             root,
             deadline_at,
-        } => {
-            sqlx::query(
-                r#"insert into executions (id, tenant, function_name, function_version, trigger, status, input,
-                   started_at, deadline_at) values ($1, $2, $3, $4, $5, 'running', $6, $7, $8)"#,
-            )
-            .bind(&root.execution_id)
-            .bind(tenant)
-            .bind(&root.function_name)
-            .bind(root.function_version.unwrap_or(0))
-            .bind(*trigger)
-            .bind(&root.input)
-            .bind(root.started_at)
-            .bind(*deadline_at)
-            .execute(&mut *conn)
-            .await?;
-            Ok(())
-        }
-        Write::StartStep { tenant, step } => insert_step(conn, tenant, step).await,
-        Write::FinishStep { tenant, id, finish } => finish_step(conn, tenant, id, finish).await,
-        Write::FinishExecution { tenant, id, finish: f } => {
-            sqlx::query(
-                r#"update executions set status = $3, output = $4, error = $5, fuel_used = $6, duration_ms = $7,
-                   finished_at = $8, stdout = $9, stderr = $10 where tenant = $1 and id = $2"#,
-            )
-            .bind(tenant)
-            .bind(id)
-            .bind(f.status)
-            .bind(&f.output)
-            .bind(&f.error)
-            .bind(f.fuel_used)
-            .bind(f.duration_ms)
-            .bind(f.finished_at)
-            .bind(&f.stdout)
-            .bind(&f.stderr)
-            .execute(&mut *conn)
-            .await?;
-            Ok(())
-        }
+            finish,
+        } => insert_execution(conn, tenant, trigger, root, *deadline_at, finish.as_ref()).await,
+        Write::StartStep { tenant, step, finish } => insert_step(conn, tenant, step, finish.as_ref()).await,
+        Write::FinishStep { tenant, id, finish } => finish_call(conn, tenant, id, finish, false).await,
+        Write::FinishExecution { tenant, id, finish } => finish_call(conn, tenant, id, finish, true).await,
     }
 }
 

@@ -136,7 +136,19 @@ impl Store {
         .map_err(|e| conflict_on_unique(e, || format!("a function named {name} already exists")))?;
         insert_version(&mut tx, tenant, &id, 1, v).await?;
         tx.commit().await?;
+        self.functions.forget(tenant, name);
         self.get_function(tenant, name).await
+    }
+
+    /// The current version for the call path: from this server's short-lived cache when
+    /// fresh, else from the database.
+    pub async fn get_function_cached(&self, tenant: &str, name: &str) -> StoreResult<Function> {
+        if let Some(f) = self.functions.get(tenant, name) {
+            return Ok(f);
+        }
+        let f = self.get_function(tenant, name).await?;
+        self.functions.put(tenant, &f);
+        Ok(f)
     }
 
     pub async fn get_function(&self, tenant: &str, name: &str) -> StoreResult<Function> {
@@ -156,6 +168,9 @@ impl Store {
 
     /// Whether the tenant has a function of that name (cheap; used to resolve bare names).
     pub async fn function_exists(&self, tenant: &str, name: &str) -> StoreResult<bool> {
+        if self.functions.get(tenant, name).is_some() {
+            return Ok(true);
+        }
         let row = sqlx::query("select 1 as one from functions where tenant = $1 and name = $2")
             .bind(tenant)
             .bind(name)
@@ -222,6 +237,7 @@ impl Store {
         };
         insert_version(&mut tx, tenant, &id, version, &content).await?;
         tx.commit().await?;
+        self.functions.forget(tenant, name);
         self.get_function(tenant, name).await
     }
 
@@ -243,6 +259,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.functions.forget(tenant, name);
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 //! `$n` placeholders, portable types: text, bigint, double precision), each backend has its
 //! own migrations folder. Every query takes the tenant; no query can forget it.
 
+mod cache;
 mod executions;
 mod functions;
 
@@ -40,11 +41,14 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    functions: std::sync::Arc<cache::FunctionCache>,
 }
 
 impl Store {
     /// Connect (creating the SQLite file if needed) and apply migrations.
-    pub async fn connect(url: &str) -> anyhow::Result<Store> {
+    /// Connect and migrate; `cache_ttl` bounds how stale another server's function change
+    /// may look here (zero turns the cache off).
+    pub async fn connect(url: &str, cache_ttl: Duration) -> anyhow::Result<Store> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("postgres") {
             Backend::Postgres
@@ -76,7 +80,12 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Store { pool, backend })
+        let functions = std::sync::Arc::new(cache::FunctionCache::new(cache_ttl));
+        Ok(Store {
+            pool,
+            backend,
+            functions,
+        })
     }
 
     pub fn backend(&self) -> Backend {
