@@ -198,20 +198,24 @@ pub async fn run(mut settings: Settings, iterations: usize) -> anyhow::Result<()
     }
     eprintln!("measuring {iterations} calls each ...");
     let sandbox = running.state.engine.sandbox().clone();
-    let sb_warm = {
+    // Interleave the measurements in rounds, so drift on a shared machine hits every row alike.
+    const ROUNDS: usize = 5;
+    let per = iterations.div_ceil(ROUNDS);
+    let floor_url = format!("http://{}/no-such-route", running.addr);
+    let mut m: [Vec<f64>; 7] = Default::default();
+    for _ in 0..ROUNDS {
         let sb = sandbox.clone();
-        tokio::task::spawn_blocking(move || time_sandbox(sb, Isolation::Warm, iterations)).await??
-    };
-    let sb_fresh = {
+        m[1].extend(tokio::task::spawn_blocking(move || time_sandbox(sb, Isolation::Warm, per)).await??);
         let sb = sandbox.clone();
-        tokio::task::spawn_blocking(move || time_sandbox(sb, Isolation::Fresh, iterations)).await??
-    };
-    let floor = time_floor(&client, &format!("http://{}/no-such-route", running.addr), iterations).await?;
-    let warm = time_invokes(&client, &url("leaf_warm"), &token, iterations).await?;
-    let fresh = time_invokes(&client, &url("leaf_fresh"), &token, iterations).await?;
-    let hop = time_invokes(&client, &url("hop"), &token, iterations).await?;
-    let baseline_n = (iterations / 5).max(20);
-    let baseline = tokio::task::spawn_blocking(move || python_baseline(baseline_n)).await??;
+        m[2].extend(tokio::task::spawn_blocking(move || time_sandbox(sb, Isolation::Fresh, per)).await??);
+        m[3].extend(time_floor(&client, &floor_url, per).await?);
+        m[4].extend(time_invokes(&client, &url("leaf_warm"), &token, per).await?);
+        m[5].extend(time_invokes(&client, &url("leaf_fresh"), &token, per).await?);
+        m[6].extend(time_invokes(&client, &url("hop"), &token, per).await?);
+        let n = (per / 5).max(4);
+        m[0].extend(tokio::task::spawn_blocking(move || python_baseline(n)).await??);
+    }
+    let [baseline, sb_warm, sb_fresh, floor, warm, fresh, hop] = m;
 
     let rows = [
         summarise("python3 -c subprocess (baseline)", baseline),
