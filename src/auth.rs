@@ -161,22 +161,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ttls() {
-        assert_eq!(parse_ttl("90").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_ttl("30m").unwrap(), Duration::from_secs(1800));
-        assert_eq!(parse_ttl("1h").unwrap(), Duration::from_secs(3600));
-        assert_eq!(parse_ttl("7d").unwrap(), Duration::from_secs(604_800));
+    fn ttls() -> Result<(), String> {
+        assert_eq!(parse_ttl("90")?, Duration::from_secs(90));
+        assert_eq!(parse_ttl("30m")?, Duration::from_secs(1800));
+        assert_eq!(parse_ttl("1h")?, Duration::from_secs(3600));
+        assert_eq!(parse_ttl("7d")?, Duration::from_secs(604_800));
         assert!(parse_ttl("1y").is_err());
         assert!(parse_ttl("h").is_err());
+        Ok(())
     }
 
     #[test]
-    fn tokens_round_trip_and_reject_other_secrets() {
+    fn tokens_round_trip_and_reject_other_secrets() -> anyhow::Result<()> {
         let keys = Keys::new("s1");
-        let t = keys.mint("acme", "a@acme.io", true, Duration::from_secs(60)).unwrap();
-        let c = keys.verify(&t).unwrap();
+        let t = keys.mint("acme", "a@acme.io", true, Duration::from_secs(60))?;
+        let c = keys.verify(&t)?;
         assert_eq!(c.tenant.as_deref(), Some("acme"));
         assert_eq!(c.role.as_deref(), Some("admin"));
         assert!(Keys::new("s2").verify(&t).is_err());
+        Ok(())
     }
 }

@@ -135,12 +135,13 @@ mod tests {
     }
 
     #[test]
-    fn schema_problems_are_reported() {
+    fn schema_problems_are_reported() -> Result<(), ApiError> {
         assert!(compile_schema("input_schema", &json!({"type": "object"})).is_ok());
         let err = compile_schema("input_schema", &json!({"type": 12})).unwrap_err();
         assert!(err.to_string().contains("input_schema"));
-        let v = compile_schema("s", &json!({"type": "object", "required": ["a"]})).unwrap();
+        let v = compile_schema("s", &json!({"type": "object", "required": ["a"]}))?;
         assert_eq!(violations(&v, &json!({})).len(), 1);
         assert!(violations(&v, &json!({"a": 1})).is_empty());
+        Ok(())
     }
 }
