@@ -95,7 +95,7 @@ fn time_sandbox(sandbox: Arc<Sandbox>, isolation: Isolation, n: usize) -> anyhow
                 function: "leaf",
                 version: 1,
                 code,
-                code_sha256: "bench",
+                code_key: "bench",
                 input: &input,
                 isolation,
                 limits,

@@ -75,6 +75,9 @@ pub struct Settings {
     /// Deepest chain of nested calls.
     #[arg(long, env = "MAX_CALL_DEPTH", default_value_t = 16)]
     pub max_call_depth: u32,
+    /// Most nested calls one execution may make (each is a recorded step).
+    #[arg(long, env = "MAX_CALLS_PER_EXECUTION", default_value_t = 1000)]
+    pub max_calls_per_execution: u32,
     /// Largest function source, in bytes.
     #[arg(long, env = "MAX_CODE_BYTES", default_value_t = 256 * 1024)]
     pub max_code_bytes: usize,

@@ -394,7 +394,78 @@ async fn isolation_modes(b: Backend) {
     app.stop().await;
 }
 
+/// Hostile inputs found in review: NUL bytes (PostgreSQL refuses them in text), free host
+/// calls, oversized nested inputs, call floods, state surviving a delete + recreate.
+async fn abuse_regressions(b: Backend) {
+    let app = start(b).await;
+    // NUL bytes never become a 500.
+    let (s, v) = app.get("/api/v1/functions/%00").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, _) = app.get("/api/v1/executions?status=%00").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, v) = app
+        .post(
+            "/api/v1/functions",
+            json!({"name": "d", "code": "def d(input): pass", "description": "a\u{0}b"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    app.create(
+        "nul_printer",
+        "def nul_printer(input):\n    print('a\\0b')\n    return 'x\\0y'\n",
+    )
+    .await;
+    let (s, v) = app.invoke("nul_printer", json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "succeeded", "{v}");
+    assert_eq!(v["output"], "x\u{0}y");
+    let (_, logs) = app
+        .get(&format!(
+            "/api/v1/executions/{}/logs",
+            v["execution_id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(logs["logs"][0]["text"], "a\u{FFFD}b\n", "{logs}");
+
+    // Host calls cost fuel: a loop on _host.call runs out of fuel instead of running free.
+    app.create_with(json!({"name": "spammer", "fuel": 100_000_000, "timeout_seconds": 20,
+        "code": "import _host\ndef spammer(input):\n    while True:\n        _host.call(b'{\"op\":\"nope\"}')\n"}))
+        .await;
+    let (_, v) = app.invoke("spammer", json!({})).await;
+    assert_eq!(v["error"]["kind"], "out_of_fuel", "{v}");
+
+    // Nested inputs are held to MAX_INPUT_BYTES like invoke inputs.
+    app.create("sink", "def sink(input):\n    return len(input['blob'])\n")
+        .await;
+    app.create("big_caller", "import maestro\ndef big_caller(input):\n    try:\n        return sink({'blob': 'x' * 2_000_000})\n    except maestro.CallError as e:\n        return e.error['kind']\n").await;
+    assert_eq!(
+        app.invoke("big_caller", json!({})).await.1["output"],
+        "input_validation"
+    );
+
+    // One execution cannot make more than MAX_CALLS_PER_EXECUTION nested calls.
+    app.create("flooder", "import maestro\ndef flooder(input):\n    n = 0\n    try:\n        while True:\n            sink({'blob': ''})\n            n += 1\n    except maestro.CallError as e:\n        return [n, e.error['kind']]\n").await;
+    let (_, v) = app.invoke("flooder", json!({})).await;
+    assert_eq!(v["output"], json!([1000, "call_limit"]), "{v}");
+
+    // A deleted and recreated function (same code, same version number) starts clean.
+    let counter = "state = {'n': 0}\ndef again(input):\n    state['n'] += 1\n    return state['n']\n";
+    app.create("again", counter).await;
+    app.invoke("again", json!({})).await;
+    assert_eq!(app.invoke("again", json!({})).await.1["output"], 2);
+    assert_eq!(
+        app.call(reqwest::Method::DELETE, "/api/v1/functions/again", None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    app.create("again", counter).await;
+    assert_eq!(app.invoke("again", json!({})).await.1["output"], 1);
+    app.stop().await;
+}
+
 both_backends!(
+    abuse_regressions,
     hostile_code,
     fuel_and_per_function_limits,
     python_errors_and_output_validation,

@@ -174,7 +174,11 @@ impl Engine {
             budget,
             memory_bytes: memory,
         };
-        let outcome = inner
+        // The job records the end itself, so a client that disconnects mid-call (dropping
+        // this future) does not lose the result.
+        let recorder = inner.recorder.clone();
+        let (record_tenant, record_id) = (tenant.to_string(), execution_id.clone());
+        let ran = inner
             .workers
             .run(move || {
                 let v = &function.current.content;
@@ -183,24 +187,38 @@ impl Engine {
                     function: &function.name,
                     version: function.current.version,
                     code: &v.code,
-                    code_sha256: &v.code_sha256,
+                    code_key: &format!("{}:{}", function.id, v.code_sha256),
                     input: &spec_input,
                     isolation,
                     limits,
                 };
-                check_output(job_inner.sandbox.run(&spec, Box::new(tree)), &schemas)
+                let outcome = check_output(job_inner.sandbox.run(&spec, Box::new(tree)), &schemas);
+                let finish = finish_record(&outcome, started.elapsed().as_secs_f64() * 1000.0);
+                let (status, duration_ms) = (finish.status, finish.duration_ms);
+                recorder.send(Write::FinishExecution {
+                    tenant: record_tenant,
+                    id: record_id,
+                    finish,
+                });
+                (outcome, status, duration_ms)
             })
-            .await
-            .unwrap_or_else(|| crashed("the sandbox worker panicked"));
-
-        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let finish = finish_record(&outcome, duration_ms);
-        inner.recorder.send(Write::FinishExecution {
-            tenant: tenant.to_string(),
-            id: execution_id.clone(),
-            finish: finish.clone(),
-        });
-        if !inner.recorder.flush().await {
+            .await;
+        let (outcome, status, duration_ms) = match ran {
+            Some(done) => done,
+            None => {
+                let outcome = crashed("the sandbox worker panicked");
+                let finish = finish_record(&outcome, started.elapsed().as_secs_f64() * 1000.0);
+                let duration_ms = finish.duration_ms;
+                let id = execution_id.clone();
+                inner.recorder.send(Write::FinishExecution {
+                    tenant: tenant.to_string(),
+                    id,
+                    finish,
+                });
+                (outcome, "failed", duration_ms)
+            }
+        };
+        if !inner.recorder.flush(&execution_id).await {
             return Err(ApiError::Internal(anyhow::anyhow!(
                 "could not record execution {execution_id}"
             )));
@@ -211,7 +229,7 @@ impl Engine {
         };
         Ok(InvokeResult {
             execution_id,
-            status: finish.status,
+            status,
             output,
             error,
             duration_ms,
@@ -287,17 +305,52 @@ fn check_output(mut outcome: Outcome, schemas: &Schemas) -> Outcome {
     outcome
 }
 
+/// An error record as stored: at most ~256 KiB whatever the guest sent (message and
+/// traceback are cut, anything extra dropped).
+fn error_text(e: &ErrorRecord) -> String {
+    const LIMIT: usize = 256 << 10;
+    let text = serde_json::to_string(e).unwrap_or_default();
+    if text.len() <= LIMIT {
+        return text;
+    }
+    let cut = |s: &str| clean_text(&s[..floor_char(s, 64 << 10)]);
+    let small = ErrorRecord {
+        kind: e.kind,
+        message: cut(&e.message),
+        exc_type: e.exc_type.as_deref().map(cut),
+        traceback: e.traceback.as_deref().map(cut),
+        extra: Default::default(),
+    };
+    serde_json::to_string(&small).unwrap_or_default()
+}
+
+/// The largest char boundary at or below `max`.
+fn floor_char(s: &str, max: usize) -> usize {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    end
+}
+
+/// Captured output as storable text: NUL bytes (which PostgreSQL refuses in text) become
+/// U+FFFD, and at most `MAX_LOG_TEXT` bytes are kept whatever the guest claims.
+fn clean_text(s: &str) -> String {
+    const MAX_LOG_TEXT: usize = 4 << 20;
+    s[..floor_char(s, MAX_LOG_TEXT)].replace('\0', "\u{FFFD}")
+}
+
 fn finish_record(outcome: &Outcome, duration_ms: f64) -> StepFinish {
     let (status, output, error) = match &outcome.result {
         Ok(v) => ("succeeded", Some(v.to_string()), None),
-        Err(e) => ("failed", None, Some(serde_json::to_string(e).unwrap_or_default())),
+        Err(e) => ("failed", None, Some(error_text(e))),
     };
     StepFinish {
         status,
         output,
         error,
-        stdout: outcome.stdout.clone(),
-        stderr: outcome.stderr.clone(),
+        stdout: clean_text(&outcome.stdout),
+        stderr: clean_text(&outcome.stderr),
         fuel_used: outcome.fuel_used as i64,
         duration_ms,
         finished_at: crate::store::now_ms(),

@@ -9,6 +9,7 @@
 //! finished, from any server. If the process dies, what was committed is true; a call that
 //! started less than `WINDOW` before the crash may be missing, never wrong.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
@@ -22,7 +23,8 @@ const BATCH: usize = 256;
 
 enum Msg {
     Write(Box<Write>),
-    Flush(oneshot::Sender<bool>),
+    /// Commit everything sent so far; answer whether all writes of this execution succeeded.
+    Flush(String, oneshot::Sender<bool>),
 }
 
 #[derive(Clone)]
@@ -43,10 +45,11 @@ impl Recorder {
         }
     }
 
-    /// Wait until every write sent before this call is committed. `false` if any failed.
-    pub async fn flush(&self) -> bool {
+    /// Wait until every write sent before this call is committed. `false` if any write of
+    /// `execution_id` failed (other executions' failures are theirs to report).
+    pub async fn flush(&self, execution_id: &str) -> bool {
         let (done, wait) = oneshot::channel();
-        if self.tx.send(Msg::Flush(done)).is_err() {
+        if self.tx.send(Msg::Flush(execution_id.to_string(), done)).is_err() {
             return false;
         }
         wait.await.unwrap_or(false)
@@ -138,13 +141,15 @@ impl Queue {
 async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Msg>) {
     let mut q = Queue::default();
     let mut flushes = Vec::new();
+    // Executions with a write that could not be recorded, until a flush reports it.
+    let mut failed: HashSet<String> = HashSet::new();
     loop {
         let msg = match q.next_due() {
             Some(due) => match tokio::time::timeout_at(due, rx.recv()).await {
                 Ok(msg) => msg,
                 Err(_) => {
                     q.release(false);
-                    commit(&store, &mut q.batch).await;
+                    commit(&store, &mut q.batch, &mut failed).await;
                     continue;
                 }
             },
@@ -152,16 +157,16 @@ async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Msg>) {
         };
         let Some(first) = msg else {
             q.release(true);
-            commit(&store, &mut q.batch).await;
+            commit(&store, &mut q.batch, &mut failed).await;
             return;
         };
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             match msg {
                 Msg::Write(w) => q.push(*w),
-                Msg::Flush(f) => {
+                Msg::Flush(id, f) => {
                     q.release(true);
-                    flushes.push(f);
+                    flushes.push((id, f));
                 }
             }
             if q.batch.len() < BATCH {
@@ -169,29 +174,30 @@ async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Msg>) {
             }
         }
         q.release(false);
-        let ok = commit(&store, &mut q.batch).await;
-        for f in flushes.drain(..) {
-            let _ = f.send(ok);
+        commit(&store, &mut q.batch, &mut failed).await;
+        for (id, f) in flushes.drain(..) {
+            let _ = f.send(!failed.remove(&id));
+        }
+        if failed.len() > 10_000 {
+            failed.clear(); // never reported (their invokes were abandoned): do not grow forever
         }
     }
 }
 
 /// Commit a batch (emptying it); if the batch fails, try each write on its own so one bad
-/// row cannot take the others with it.
-async fn commit(store: &Store, batch: &mut Vec<Write>) -> bool {
+/// row cannot take the others with it, and note the executions whose writes failed.
+async fn commit(store: &Store, batch: &mut Vec<Write>, failed: &mut HashSet<String>) {
     if batch.is_empty() {
-        return true;
+        return;
     }
     let writes = std::mem::take(batch);
     if store.apply_writes(&writes).await.is_ok() {
-        return true;
+        return;
     }
-    let mut all = true;
     for w in &writes {
         if let Err(e) = store.apply_writes(std::slice::from_ref(w)).await {
-            tracing::error!(error = %e, write = ?w, "could not record a tracking write");
-            all = false;
+            tracing::error!(error = %e, execution = w.execution_id(), "could not record a tracking write");
+            failed.insert(w.execution_id().to_string());
         }
     }
-    all
 }

@@ -60,6 +60,25 @@ impl Host for CallTree {
 
     fn call(&mut self, name: &str, input: Value, budget: Budget) -> Nested {
         let inner = self.inner.clone();
+        if FunctionName::parse(name).is_err() {
+            return self.fail(ErrorKind::NotFound, format!("no function named {name:?}"));
+        }
+        let size = input.to_string().len();
+        if size > inner.settings.max_input_bytes {
+            let limit = inner.settings.max_input_bytes;
+            return self.fail(
+                ErrorKind::InputValidation,
+                format!("the input to {name} is {size} bytes; the limit is {limit}"),
+            );
+        }
+        let calls = self.seq.load(Ordering::Relaxed);
+        let max_calls = inner.settings.max_calls_per_execution as i64;
+        if calls > max_calls {
+            return self.fail(
+                ErrorKind::CallLimit,
+                format!("this execution already made {max_calls} calls; that is the limit"),
+            );
+        }
         let max = inner.settings.max_call_depth;
         if self.depth + 1 > max {
             return self.fail(
@@ -135,7 +154,7 @@ impl Host for CallTree {
                         function: name,
                         version: function.current.version,
                         code: &v.code,
-                        code_sha256: &v.code_sha256,
+                        code_key: &format!("{}:{}", function.id, v.code_sha256),
                         input: &input,
                         isolation,
                         limits: Limits {
@@ -150,6 +169,7 @@ impl Host for CallTree {
         let finish = finish_record(&outcome, started.elapsed().as_secs_f64() * 1000.0);
         inner.recorder.send(Write::FinishStep {
             tenant: self.tenant.clone(),
+            execution_id: self.execution_id.clone(),
             id: step.id.clone(),
             finish,
         });

@@ -121,6 +121,10 @@ async fn build_version(
         memory_mb: body.memory_mb.or(old.memory_mb),
     };
     check_settings(state, &settings)?;
+    if body.description.as_deref().is_some_and(|d| d.contains('\0')) {
+        let detail = json!([{"field": "description", "message": "contains a NUL byte"}]);
+        return Err(ApiError::validation("description contains a NUL byte", detail));
+    }
     if cur.is_none_or(|c| c.code != code) {
         state.engine.check_code(name.as_str(), &code).await?;
     }

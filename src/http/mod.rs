@@ -48,11 +48,22 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .merge(health::routes())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .layer(axum::middleware::from_fn(refuse_nul))
         .layer(RequestBodyLimitLayer::new(limit))
         .layer(TraceLayer::new_for_http())
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
+}
+
+/// Refuse NUL bytes anywhere in the URL: no name or id can contain one, and PostgreSQL
+/// rejects them in text, which would otherwise surface as a 500.
+async fn refuse_nul(req: Request, next: axum::middleware::Next) -> Response {
+    let uri = req.uri().to_string();
+    if uri.contains('\0') || uri.to_ascii_lowercase().contains("%00") {
+        return ApiError::BadRequest("the URL contains a NUL byte".into()).into_response();
+    }
+    next.run(req).await
 }
 
 /// A JSON body read regardless of Content-Type (so `curl -d` works), with our error format:

@@ -20,6 +20,10 @@ use super::{Budget, ErrorKind, ErrorRecord};
 
 /// A guest frame larger than this is refused (inputs are capped far below it).
 const MAX_FRAME: usize = 64 << 20;
+/// Fuel charged per host call and per frame byte: host work is not free, so a guest cannot
+/// loop on `_host.call` at no cost.
+const FUEL_PER_CALL: u64 = 10_000;
+const FUEL_PER_BYTE: u64 = 4;
 
 /// The guest's monotonic clock: nanoseconds since a process-wide epoch, so `poll_oneoff`
 /// can turn an absolute monotonic deadline (CPython's `time.sleep`) into a wait.
@@ -82,6 +86,12 @@ fn host_call(
     let Some(bytes) = memory.data(&caller).get(start..start + len).map(<[u8]>::to_vec) else {
         return Ok(-2);
     };
+    let cost = FUEL_PER_CALL + FUEL_PER_BYTE * len as u64;
+    let left = caller.get_fuel().unwrap_or(0);
+    if left < cost {
+        return Err(wasmtime::Trap::OutOfFuel.into());
+    }
+    let _ = caller.set_fuel(left - cost);
     let reply = match serde_json::from_slice::<Frame>(&bytes) {
         Ok(frame) => handle(&mut caller, frame, bytes),
         Err(e) => json!({"ok": false, "error": {"kind": "crash", "message": format!("malformed frame: {e}")}})

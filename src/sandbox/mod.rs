@@ -56,6 +56,7 @@ pub enum ErrorKind {
     OutputValidation,
     NotFound,
     DepthLimit,
+    CallLimit,
     SyntaxError,
     InvalidCode,
     Interrupted,
@@ -113,8 +114,9 @@ pub struct CallSpec<'a> {
     pub function: &'a str,
     pub version: i64,
     pub code: &'a str,
-    /// Identifies the code for the warm pool: a recreated function reuses version numbers.
-    pub code_sha256: &'a str,
+    /// Identifies this exact code for the warm pool (function id + code hash): a deleted and
+    /// recreated function reuses version numbers, never instances.
+    pub code_key: &'a str,
     pub input: &'a Value,
     pub isolation: Isolation,
     pub limits: Limits,
@@ -316,7 +318,7 @@ impl Sandbox {
             spec.tenant,
             spec.function,
             spec.version,
-            spec.code_sha256,
+            spec.code_key,
             spec.limits.memory_bytes,
         );
         let pooled = match spec.isolation {

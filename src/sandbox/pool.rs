@@ -1,4 +1,5 @@
-//! Idle warm instances, keyed by tenant + function + version + code hash (+ memory cap). An instance
+//! Idle warm instances, keyed by tenant + function + version + code key (function id and
+//! code hash) + memory cap. An instance
 //! is only ever reused for the exact function version it loaded, never across tenants.
 
 use std::collections::HashMap;
@@ -11,17 +12,17 @@ pub(super) struct PoolKey {
     tenant: String,
     function: String,
     version: i64,
-    code_sha256: String,
+    code_key: String,
     memory: usize,
 }
 
 impl PoolKey {
-    pub fn new(tenant: &str, function: &str, version: i64, code_sha256: &str, memory: usize) -> Self {
+    pub fn new(tenant: &str, function: &str, version: i64, code_key: &str, memory: usize) -> Self {
         PoolKey {
             tenant: tenant.to_string(),
             function: function.to_string(),
             version,
-            code_sha256: code_sha256.to_string(),
+            code_key: code_key.to_string(),
             memory,
         }
     }

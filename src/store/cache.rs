@@ -4,6 +4,7 @@
 //! servers on the same database see a change within the TTL.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,9 @@ use super::Function;
 pub(super) struct FunctionCache {
     ttl: Duration,
     map: Mutex<HashMap<(String, String), (Function, Instant)>>,
+    /// Bumped by every `forget`: a lookup that started before a change must not put back
+    /// what it read (it may predate the change).
+    generation: AtomicU64,
 }
 
 impl FunctionCache {
@@ -19,6 +23,7 @@ impl FunctionCache {
         FunctionCache {
             ttl,
             map: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -35,11 +40,19 @@ impl FunctionCache {
         (at.elapsed() < self.ttl).then(|| f.clone())
     }
 
-    pub fn put(&self, tenant: &str, f: &Function) {
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Remember `f`, read after `generation()` returned `seen`, unless a change came since.
+    pub fn put(&self, seen: u64, tenant: &str, f: &Function) {
         if self.ttl.is_zero() {
             return;
         }
         let mut map = self.lock();
+        if self.generation() != seen {
+            return;
+        }
         if map.len() > 10_000 {
             map.retain(|_, (_, at)| at.elapsed() < self.ttl);
         }
@@ -47,6 +60,8 @@ impl FunctionCache {
     }
 
     pub fn forget(&self, tenant: &str, name: &str) {
-        self.lock().remove(&(tenant.to_string(), name.to_string()));
+        let mut map = self.lock();
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        map.remove(&(tenant.to_string(), name.to_string()));
     }
 }

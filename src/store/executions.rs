@@ -230,9 +230,13 @@ async fn finish_call(
         "update {table} set status = $3, output = $4, error = $5, stdout = $6, stderr = $7, fuel_used = $8, \
          duration_ms = $9, finished_at = $10 where tenant = $1 and id = $2"
     );
-    bind_finish(sqlx::query(&sql).bind(tenant).bind(id), f)
+    let done = bind_finish(sqlx::query(&sql).bind(tenant).bind(id), f)
         .execute(conn)
         .await?;
+    if done.rows_affected() == 0 {
+        // Its start was never recorded: report it rather than claim the call was tracked.
+        return Err(sqlx::Error::RowNotFound);
+    }
     Ok(())
 }
 
@@ -254,6 +258,7 @@ pub enum Write {
     },
     FinishStep {
         tenant: String,
+        execution_id: String,
         id: String,
         finish: StepFinish,
     },
@@ -262,6 +267,18 @@ pub enum Write {
         id: String,
         finish: StepFinish,
     },
+}
+
+impl Write {
+    /// The execution this write belongs to.
+    pub fn execution_id(&self) -> &str {
+        match self {
+            Write::StartExecution { root, .. } => &root.execution_id,
+            Write::StartStep { step, .. } => &step.execution_id,
+            Write::FinishStep { execution_id, .. } => execution_id,
+            Write::FinishExecution { id, .. } => id,
+        }
+    }
 }
 
 async fn apply(conn: &mut sqlx::AnyConnection, w: &Write) -> Result<(), sqlx::Error> {
@@ -274,7 +291,7 @@ async fn apply(conn: &mut sqlx::AnyConnection, w: &Write) -> Result<(), sqlx::Er
             finish,
         } => insert_execution(conn, tenant, trigger, root, *deadline_at, finish.as_ref()).await,
         Write::StartStep { tenant, step, finish } => insert_step(conn, tenant, step, finish.as_ref()).await,
-        Write::FinishStep { tenant, id, finish } => finish_call(conn, tenant, id, finish, false).await,
+        Write::FinishStep { tenant, id, finish, .. } => finish_call(conn, tenant, id, finish, false).await,
         Write::FinishExecution { tenant, id, finish } => finish_call(conn, tenant, id, finish, true).await,
     }
 }

@@ -146,8 +146,9 @@ impl Store {
         if let Some(f) = self.functions.get(tenant, name) {
             return Ok(f);
         }
+        let seen = self.functions.generation();
         let f = self.get_function(tenant, name).await?;
-        self.functions.put(tenant, &f);
+        self.functions.put(seen, tenant, &f);
         Ok(f)
     }
 
