@@ -45,6 +45,18 @@ fn serve(data: &str, extra: &[&str]) -> (std::process::Child, Vec<String>) {
     (child, lines)
 }
 
+async fn get_json(client: &reqwest::Client, url: &str, token: &str) -> Value {
+    client
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 fn address(lines: &[String]) -> String {
     lines
         .iter()
@@ -162,15 +174,7 @@ async fn killed_server_leaves_truthful_record() {
     .unwrap();
     let running = maestro::app::spawn(settings).await.unwrap();
     let base = format!("http://{}/api/v1", running.addr);
-    let list: Value = client
-        .get(format!("{base}/executions"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = get_json(&client, &format!("{base}/executions"), &token).await;
     assert_eq!(list["total"], 1, "{list}");
     let e = &list["executions"][0];
     assert_eq!(e["status"], "running");
@@ -181,15 +185,7 @@ async fn killed_server_leaves_truthful_record() {
     let marked = running.state.store.interrupt_stale(-3_600_000).await.unwrap();
     assert_eq!(marked, 1);
     let id = e["id"].as_str().unwrap();
-    let e: Value = client
-        .get(format!("{base}/executions/{id}"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let e = get_json(&client, &format!("{base}/executions/{id}"), &token).await;
     assert_eq!(e["status"], "failed");
     assert_eq!(e["error"]["kind"], "interrupted");
     running.stop().await;
