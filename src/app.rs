@@ -52,6 +52,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Built> {
         keys,
         settings,
         redis,
+        gates: Default::default(),
     };
     Ok(Built {
         state,

@@ -100,6 +100,7 @@ fn time_sandbox(sandbox: Arc<Sandbox>, isolation: Isolation, n: usize) -> anyhow
                 code_key: "bench",
                 input: &input,
                 isolation,
+                webhook: false,
                 limits,
             };
             let t = Instant::now();

@@ -110,6 +110,17 @@ pub struct Settings {
     /// Booted, never-used instances kept ready so fresh calls skip start-up (0 turns this off).
     #[arg(long, env = "FRESH_SPARES", default_value_t = 4)]
     pub fresh_spares: usize,
+    /// Largest webhook request body, in bytes (a larger one gets 413).
+    #[arg(long, env = "WEBHOOK_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub webhook_max_body_bytes: usize,
+    /// Requests one webhook may run at once on this server unless the webhook sets its own
+    /// `max_concurrency`; more get 429.
+    #[arg(long, env = "WEBHOOK_MAX_CONCURRENCY", default_value_t = 32)]
+    pub webhook_max_concurrency: u32,
+    /// Allow installing Python packages for functions (the package manager is not built yet;
+    /// accepted now so deployments can set it).
+    #[arg(long, env = "ALLOW_PACKAGE_INSTALLATION", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_package_installation: bool,
 }
 
 fn parse_isolation(s: &str) -> Result<Isolation, String> {

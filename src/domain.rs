@@ -107,6 +107,48 @@ pub fn violations(validator: &jsonschema::Validator, value: &Value) -> Vec<Value
         .collect()
 }
 
+/// Longest webhook path, in bytes.
+pub const MAX_WEBHOOK_PATH: usize = 200;
+
+/// A webhook's path under `/api/v1/h/`: `/`-separated segments of URL-safe characters
+/// (letters, digits, `-`, `.`, `_`, `~`), none empty, `.` or `..`. Percent-encoding is never
+/// needed for these, so a `%` is refused too: `%2e%2e` cannot sneak in a `..`.
+pub fn webhook_path(raw: &str) -> Result<String, String> {
+    let path = raw.trim_matches('/');
+    if path.is_empty() {
+        return Err("a webhook path cannot be empty".into());
+    }
+    if path.len() > MAX_WEBHOOK_PATH {
+        return Err(format!("a webhook path has at most {MAX_WEBHOOK_PATH} characters"));
+    }
+    for segment in path.split('/') {
+        if segment.is_empty() || segment == "." || segment == ".." {
+            return Err("a webhook path cannot contain empty, `.` or `..` segments".into());
+        }
+        if !segment.chars().all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c)) {
+            return Err("a webhook path uses only letters, digits, `-`, `.`, `_`, `~` and `/`".into());
+        }
+    }
+    Ok(path.to_string())
+}
+
+/// The methods a webhook may accept (`ANY` accepts all of them).
+pub const WEBHOOK_METHODS: [&str; 8] = ["ANY", "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+
+/// A webhook's method, upper-cased; `*` means `ANY`.
+pub fn webhook_method(raw: &str) -> Result<String, String> {
+    let m = if raw == "*" {
+        "ANY".to_string()
+    } else {
+        raw.to_ascii_uppercase()
+    };
+    if WEBHOOK_METHODS.contains(&m.as_str()) {
+        Ok(m)
+    } else {
+        Err(format!("http_method must be one of {}", WEBHOOK_METHODS.join(", ")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,5 +185,34 @@ mod tests {
         assert_eq!(violations(&v, &json!({})).len(), 1);
         assert!(violations(&v, &json!({"a": 1})).is_empty());
         Ok(())
+    }
+
+    #[test]
+    fn webhook_paths() {
+        for (raw, want) in [
+            ("hello", "hello"),
+            ("/a/b-c/d.e_f~/", "a/b-c/d.e_f~"),
+            ("v1/stripe", "v1/stripe"),
+        ] {
+            assert_eq!(webhook_path(raw).as_deref(), Ok(want), "{raw}");
+        }
+        for bad in [
+            "",
+            "/",
+            "a//b",
+            "..",
+            "a/../b",
+            "a/./b",
+            "%2e%2e",
+            "a b",
+            "a?b",
+            "é",
+            &"x".repeat(201),
+        ] {
+            assert!(webhook_path(bad).is_err(), "{bad}");
+        }
+        assert_eq!(webhook_method("post").as_deref(), Ok("POST"));
+        assert_eq!(webhook_method("*").as_deref(), Ok("ANY"));
+        assert!(webhook_method("TRACE").is_err());
     }
 }

@@ -1,7 +1,7 @@
 //! The one API error type. Client mistakes become 4xx with a machine-readable `code`;
 //! anything internal becomes a 500 whose details are logged, never sent.
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
@@ -23,6 +23,20 @@ pub enum ApiError {
     TooLarge(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error("{message}")]
+    MethodNotAllowed { message: String, allow: String },
+    #[error("{0}")]
+    TooManyRequests(String),
+    /// An execution ran and failed; the answer names it so its owner can look it up.
+    /// `details` (the error record) is only set for callers allowed to see it.
+    #[error("{message}")]
+    Execution {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+        execution_id: String,
+        details: Option<Value>,
+    },
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -47,6 +61,9 @@ impl ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
+            ApiError::Execution { status, code, .. } => (*status, code),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -58,6 +75,11 @@ impl From<crate::store::StoreError> for ApiError {
         match e {
             StoreError::NotFound(m) => ApiError::NotFound(m),
             StoreError::Conflict(m) => ApiError::Conflict(m),
+            StoreError::Invalid { field, message } => {
+                let details = json!([{"field": field, "message": message}]);
+                let message = format!("invalid `{field}`: {message}");
+                ApiError::Validation { message, details }
+            }
             StoreError::Db(e) => ApiError::Internal(e.into()),
         }
     }
@@ -71,9 +93,28 @@ impl IntoResponse for ApiError {
             ApiError::Validation { details, .. } if !details.is_null() => {
                 body["error"]["details"] = details.clone();
             }
+            ApiError::Execution {
+                execution_id, details, ..
+            } => {
+                body["error"]["execution_id"] = json!(execution_id);
+                if let Some(d) = details {
+                    body["error"]["details"] = d.clone();
+                }
+            }
             ApiError::Internal(e) => tracing::error!(error = ?e, "internal error"),
             _ => {}
         }
-        (status, axum::Json(body)).into_response()
+        let mut response = (status, axum::Json(body)).into_response();
+        let extra = match &self {
+            ApiError::MethodNotAllowed { allow, .. } => Some((header::ALLOW, allow.as_str())),
+            ApiError::TooManyRequests(_) => Some((header::RETRY_AFTER, "1")),
+            _ => None,
+        };
+        if let Some((name, value)) = extra {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                response.headers_mut().insert(name, v);
+            }
+        }
+        response
     }
 }

@@ -14,6 +14,8 @@ pub mod domain;
 pub mod engine;
 /// The API error type.
 pub mod error;
+/// The shipped example bundles and their loader.
+pub mod examples;
 /// The HTTP surface.
 pub mod http;
 /// CPython on WASI, on wasmtime.

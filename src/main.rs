@@ -37,6 +37,11 @@ enum Command {
     },
     /// Fetch the Python runtime and compile it into the cache, then exit.
     Prepare(Settings),
+    /// Example functions and webhooks (the seed's workflows).
+    Examples {
+        #[command(subcommand)]
+        action: ExamplesAction,
+    },
     /// Measure per-call latency against a `python3 -c` baseline; see BENCHMARKS.md.
     Bench {
         /// Calls per measurement.
@@ -44,6 +49,25 @@ enum Command {
         iterations: usize,
         #[command(flatten)]
         settings: Settings,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExamplesAction {
+    /// Create (or bring up to date) the example functions and webhooks on a running server.
+    Load {
+        /// The server's base URL.
+        #[arg(long, env = "MAESTRO_URL", default_value = "http://127.0.0.1:8000")]
+        url: String,
+        /// An API token; the examples go into its tenant.
+        #[arg(long, env = "MAESTRO_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Load the `*.json` bundles of this directory instead of the built-in ones.
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+        /// Put this before every webhook path (e.g. `acme/`): paths are shared by all tenants.
+        #[arg(long, default_value = "")]
+        path_prefix: String,
     },
 }
 
@@ -95,6 +119,21 @@ async fn main() -> anyhow::Result<()> {
                 "runtime ready (interpreter starts with {} MiB)",
                 sandbox.initial_memory() >> 20
             );
+            Ok(())
+        }
+        Command::Examples {
+            action:
+                ExamplesAction::Load {
+                    url,
+                    token,
+                    dir,
+                    path_prefix,
+                },
+        } => {
+            let bundles = maestro::examples::bundles(dir.as_deref())?;
+            for line in maestro::examples::load(&url, &token, &bundles, &path_prefix).await? {
+                println!("{line}");
+            }
             Ok(())
         }
         Command::Bench { iterations, settings } => {

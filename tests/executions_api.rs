@@ -100,25 +100,4 @@ async fn health_reports(b: Backend) {
     app.stop().await;
 }
 
-/// `examples/functions.json` loads and runs, including its two-function chain.
-async fn shipped_examples(b: Backend) {
-    let app = start(b).await;
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/functions.json")).unwrap();
-    for f in serde_json::from_str::<Vec<Value>>(&text).unwrap() {
-        app.create_with(f).await;
-    }
-    let (_, v) = app
-        .invoke("process_order", json!({"customer_id": "CUST001", "amounts": [10, 32]}))
-        .await;
-    assert_eq!(v["output"], json!({"accepted": true, "total": 42}), "{v}");
-    let (_, v) = app.invoke("process_order", json!({"customer_id": 7})).await;
-    assert_eq!(
-        v["output"]["accepted"], false,
-        "a failing callee is caught by the caller: {v}"
-    );
-    let (_, v) = app.invoke("hello_world", json!({})).await;
-    assert_eq!(v["output"], "Hello, World!");
-    app.stop().await;
-}
-
-both_backends!(history_filters_and_pages, health_reports, shipped_examples);
+both_backends!(history_filters_and_pages, health_reports);

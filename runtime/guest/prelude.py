@@ -94,9 +94,64 @@ class _MxSink:
         return out
 
 
+class Headers(dict):
+    """HTTP request headers: names are stored lower-cased and looked up in any case, so
+    `input["headers"]["X-User-ID"]` and `.get("x-user-id")` find the same header."""
+
+    __slots__ = ()
+
+    def __init__(self, items=(), **kw):
+        super().__init__()
+        self.update(items, **kw)
+
+    @staticmethod
+    def _key(k):
+        return k.lower() if isinstance(k, str) else k
+
+    def __getitem__(self, k):
+        return super().__getitem__(self._key(k))
+
+    def __setitem__(self, k, v):
+        super().__setitem__(self._key(k), v)
+
+    def __delitem__(self, k):
+        super().__delitem__(self._key(k))
+
+    def __contains__(self, k):
+        return super().__contains__(self._key(k))
+
+    def get(self, k, default=None):
+        return super().get(self._key(k), default)
+
+    def pop(self, k, *default):
+        return super().pop(self._key(k), *default)
+
+    def setdefault(self, k, default=None):
+        return super().setdefault(self._key(k), default)
+
+    def update(self, items=(), **kw):
+        for k, v in dict(items, **kw).items():
+            self[k] = v
+
+    def copy(self):
+        return Headers(self)
+
+
+HTTP_RESPONSE = "__http_response__"
+
+
+def http_response(body=None, status_code=200, headers=None):
+    """Shape a webhook's HTTP answer: `return maestro.http_response({"ok": True}, 201)`.
+    It is the plain dict `{"__http_response__": {"status_code", "headers", "body"}}`."""
+    return {HTTP_RESPONSE: {"status_code": status_code, "headers": dict(headers or {}), "body": body}}
+
+
 maestro = _types.ModuleType("maestro", "Maestro's guest API.")
 maestro.call = _mx_call
 maestro.CallError = CallError
+maestro.Headers = Headers
+maestro.HTTP_RESPONSE = HTTP_RESPONSE
+maestro.http_response = http_response
 _sys.modules["maestro"] = maestro
 del maestro
 
@@ -195,7 +250,10 @@ def _mx_run():
     _sys.stdout, _sys.stderr = out, err
     try:
         try:
-            result = _mx_state["fn"](req.get("input"))
+            arg = req.get("input")
+            if req.get("webhook") and isinstance(arg, dict) and isinstance(arg.get("headers"), dict):
+                arg["headers"] = Headers(arg["headers"])
+            result = _mx_state["fn"](arg)
         finally:
             _sys.stdout, _sys.stderr = _sys.__stdout__, _sys.__stderr__
         try:

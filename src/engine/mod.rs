@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::{json, Value};
+use tokio::sync::oneshot;
 
 use crate::config::Settings;
 use crate::domain::{self, FunctionSettings};
@@ -24,20 +25,27 @@ use workers::Workers;
 /// Outputs larger than this are refused rather than stored.
 const MAX_OUTPUT_BYTES: usize = 16 << 20;
 
-/// How an execution was started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How an execution was started, and by what (the webhook or schedule id).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trigger {
     Manual,
-    Webhook,
-    Schedule,
+    Webhook(String),
+    Schedule(String),
 }
 
 impl Trigger {
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &'static str {
         match self {
             Trigger::Manual => "manual",
-            Trigger::Webhook => "webhook",
-            Trigger::Schedule => "schedule",
+            Trigger::Webhook(_) => "webhook",
+            Trigger::Schedule(_) => "schedule",
+        }
+    }
+
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            Trigger::Manual => None,
+            Trigger::Webhook(id) | Trigger::Schedule(id) => Some(id),
         }
     }
 }
@@ -128,6 +136,13 @@ impl Engine {
         input: Value,
         trigger: Trigger,
     ) -> Result<InvokeResult, ApiError> {
+        self.start(tenant, name, input, trigger).await?.wait().await
+    }
+
+    /// Start a function as a new execution: check its input, record the start and hand the
+    /// run to a sandbox worker. The run goes on (and records its end) even if the returned
+    /// handle is dropped, so a client that disconnects loses nothing.
+    pub async fn start(&self, tenant: &str, name: &str, input: Value, trigger: Trigger) -> Result<Started, ApiError> {
         let inner = &self.inner;
         let function = inner.store.get_function_cached(tenant, name).await?;
         let schemas = inner.schemas_for(&function)?;
@@ -160,6 +175,7 @@ impl Engine {
         inner.recorder.send(Write::StartExecution {
             tenant: tenant.to_string(),
             trigger: trigger.as_str(),
+            trigger_id: trigger.id().map(str::to_string),
             root: root.clone(),
             deadline_at: deadline_ms,
             finish: None,
@@ -168,51 +184,80 @@ impl Engine {
         let tree = CallTree::root(self.inner.clone(), tenant, &execution_id, &root.id);
         let job_inner = self.inner.clone();
         let job_tenant = tenant.to_string();
-        let spec_input = input;
-        let budget = Budget { fuel, deadline };
+        let webhook = matches!(trigger, Trigger::Webhook(_));
         let limits = Limits {
-            budget,
+            budget: Budget { fuel, deadline },
             memory_bytes: memory,
         };
-        // The job records the end itself, so a client that disconnects mid-call (dropping
-        // this future) does not lose the result.
+        // The job records the end itself, so nobody has to wait for it.
         let recorder = inner.recorder.clone();
         let (record_tenant, record_id) = (tenant.to_string(), execution_id.clone());
-        let ran = inner
-            .workers
-            .run(move || {
-                let v = &function.current.content;
-                let spec = CallSpec {
-                    tenant: &job_tenant,
-                    function: &function.name,
-                    version: function.current.version,
-                    code: &v.code,
-                    code_key: &format!("{}:{}", function.id, v.code_sha256),
-                    input: &spec_input,
-                    isolation,
-                    limits,
-                };
-                let outcome = check_output(job_inner.sandbox.run(&spec, Box::new(tree)), &schemas);
-                let finish = finish_record(&outcome, started.elapsed().as_secs_f64() * 1000.0);
-                let (status, duration_ms) = (finish.status, finish.duration_ms);
-                recorder.send(Write::FinishExecution {
-                    tenant: record_tenant,
-                    id: record_id,
-                    finish,
-                });
-                (outcome, status, duration_ms)
-            })
-            .await;
-        let (outcome, status, duration_ms) = match ran {
-            Some(done) => done,
-            None => {
+        let done = inner.workers.submit(move || {
+            let v = &function.current.content;
+            let spec = CallSpec {
+                tenant: &job_tenant,
+                function: &function.name,
+                version: function.current.version,
+                code: &v.code,
+                code_key: &format!("{}:{}", function.id, v.code_sha256),
+                input: &input,
+                isolation,
+                limits,
+                webhook,
+            };
+            let outcome = check_output(job_inner.sandbox.run(&spec, Box::new(tree)), &schemas);
+            let finish = finish_record(&outcome, started.elapsed().as_secs_f64() * 1000.0);
+            let (status, duration_ms) = (finish.status, finish.duration_ms);
+            recorder.send(Write::FinishExecution {
+                tenant: record_tenant,
+                id: record_id,
+                finish,
+            });
+            (outcome, status, duration_ms)
+        });
+        Ok(Started {
+            execution_id,
+            tenant: tenant.to_string(),
+            started,
+            done,
+            inner: self.inner.clone(),
+        })
+    }
+
+    /// Wait until everything recorded so far about `execution_id` is committed.
+    pub async fn flush(&self, execution_id: &str) -> bool {
+        self.inner.recorder.flush(execution_id).await
+    }
+}
+
+/// An execution handed to a worker.
+pub struct Started {
+    pub execution_id: String,
+    tenant: String,
+    started: Instant,
+    done: oneshot::Receiver<(Outcome, &'static str, f64)>,
+    inner: Arc<Inner>,
+}
+
+impl Started {
+    /// Wait for the run to end and its record to be committed.
+    pub async fn wait(self) -> Result<InvokeResult, ApiError> {
+        let Started {
+            execution_id,
+            tenant,
+            started,
+            done,
+            inner,
+        } = self;
+        let (outcome, status, duration_ms) = match done.await {
+            Ok(done) => done,
+            Err(_) => {
                 let outcome = crashed("the sandbox worker panicked");
                 let finish = finish_record(&outcome, started.elapsed().as_secs_f64() * 1000.0);
                 let duration_ms = finish.duration_ms;
-                let id = execution_id.clone();
                 inner.recorder.send(Write::FinishExecution {
-                    tenant: tenant.to_string(),
-                    id,
+                    tenant,
+                    id: execution_id.clone(),
                     finish,
                 });
                 (outcome, "failed", duration_ms)

@@ -90,21 +90,11 @@ impl Queue {
             Write::StartExecution { .. } => self.held.push((Instant::now(), w)),
             Write::StartStep { .. } => self.held.push((Instant::now(), w)),
             Write::FinishExecution { ref id, ref finish, .. } => match self.take_held(id) {
-                Some(Write::StartExecution {
-                    tenant,
-                    trigger,
-                    root,
-                    deadline_at,
-                    ..
-                }) => {
-                    let finish = Some(finish.clone());
-                    self.batch.push(Write::StartExecution {
-                        tenant,
-                        trigger,
-                        root,
-                        deadline_at,
-                        finish,
-                    });
+                Some(mut start @ Write::StartExecution { .. }) => {
+                    if let Write::StartExecution { finish: merged, .. } = &mut start {
+                        *merged = Some(finish.clone());
+                    }
+                    self.batch.push(start);
                 }
                 _ => self.batch.push(w),
             },

@@ -157,6 +157,7 @@ impl Host for CallTree {
                         code_key: &format!("{}:{}", function.id, v.code_sha256),
                         input: &input,
                         isolation,
+                        webhook: false,
                         limits: Limits {
                             budget,
                             memory_bytes: memory,

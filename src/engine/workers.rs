@@ -92,12 +92,18 @@ impl Workers {
         }
     }
 
-    /// Run `f` on a worker thread and wait for its result. `None` if the job panicked.
-    pub async fn run<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> Option<R> {
+    /// Hand `f` to a worker thread now; the receiver gets its result (an error if it panicked).
+    /// The job runs whether or not anyone waits for it.
+    pub fn submit<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> oneshot::Receiver<R> {
         let (done, result) = oneshot::channel();
         self.dispatch(Box::new(move || {
             let _ = done.send(f());
         }));
-        result.await.ok()
+        result
+    }
+
+    /// Run `f` on a worker thread and wait for its result. `None` if the job panicked.
+    pub async fn run<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> Option<R> {
+        self.submit(f).await.ok()
     }
 }

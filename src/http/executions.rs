@@ -25,6 +25,7 @@ struct ListQuery {
     function: Option<String>,
     status: Option<String>,
     trigger: Option<String>,
+    trigger_id: Option<String>,
     limit: Option<i64>,
     offset: Option<i64>,
 }
@@ -38,6 +39,7 @@ async fn list(
         function: q.function,
         status: q.status,
         trigger: q.trigger,
+        trigger_id: q.trigger_id,
         limit: q.limit.unwrap_or(50).clamp(1, 500),
         offset: q.offset.unwrap_or(0).max(0),
     };

@@ -4,6 +4,8 @@
 mod executions;
 mod functions;
 mod health;
+pub mod hooks;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -32,6 +34,8 @@ pub struct AppState {
     pub keys: Arc<Keys>,
     pub settings: Arc<Settings>,
     pub redis: Option<redis::Client>,
+    /// Per-webhook concurrency caps.
+    pub gates: Arc<hooks::Gates>,
 }
 
 impl FromRef<AppState> for Arc<Keys> {
@@ -43,17 +47,42 @@ impl FromRef<AppState> for Arc<Keys> {
 pub fn router(state: AppState) -> Router {
     let limit = state.settings.max_input_bytes + state.settings.max_code_bytes + 64 * 1024;
     let request_id = HeaderName::from_static("x-request-id");
-    let api = Router::new().merge(functions::routes()).merge(executions::routes());
+    let api = Router::new()
+        .merge(functions::routes())
+        .merge(executions::routes())
+        .merge(webhooks::routes())
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(RequestBodyLimitLayer::new(limit))
+        .layer(axum::middleware::from_fn_with_state(limit, declared_size));
+    // Webhooks read their body themselves, under their own limit.
+    let api = api.merge(hooks::routes());
     Router::new()
         .nest("/api/v1", api)
         .merge(health::routes())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(axum::middleware::from_fn(refuse_nul))
-        .layer(RequestBodyLimitLayer::new(limit))
         .layer(TraceLayer::new_for_http())
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
+}
+
+/// A body whose declared length is over `limit` gets our 413 at once, before any of it is read.
+async fn declared_size(
+    axum::extract::State(limit): axum::extract::State<usize>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return ApiError::TooLarge(format!("the request body is larger than the limit of {limit} bytes"))
+            .into_response();
+    }
+    next.run(req).await
 }
 
 /// Refuse NUL bytes anywhere in the URL: no name or id can contain one, and PostgreSQL

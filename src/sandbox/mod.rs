@@ -120,6 +120,8 @@ pub struct CallSpec<'a> {
     pub input: &'a Value,
     pub isolation: Isolation,
     pub limits: Limits,
+    /// The input is a webhook request: the guest makes `input["headers"]` case-insensitive.
+    pub webhook: bool,
 }
 
 /// A nested call's result as the caller sees it.
@@ -343,6 +345,9 @@ impl Sandbox {
         });
         if !inst.loaded {
             begin["code"] = Value::from(spec.code);
+        }
+        if spec.webhook {
+            begin["webhook"] = Value::Bool(true);
         }
         let source = if inst.prelude_loaded {
             RUN.to_string()

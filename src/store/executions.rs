@@ -31,6 +31,8 @@ pub struct CallRecord {
 pub struct ExecutionRecord {
     pub id: String,
     pub trigger: String,
+    /// The webhook (or schedule) that started it.
+    pub trigger_id: Option<String>,
     #[serde(flatten)]
     pub call: CallRecord,
 }
@@ -78,11 +80,13 @@ pub struct ExecutionFilter {
     pub function: Option<String>,
     pub status: Option<String>,
     pub trigger: Option<String>,
+    pub trigger_id: Option<String>,
     pub limit: i64,
     pub offset: i64,
 }
 
-const EXEC_COLS: &str = "id, function_name, function_version, trigger, status, input, output, error, fuel_used, \
+const EXEC_COLS: &str =
+    "id, function_name, function_version, trigger, trigger_id, status, input, output, error, fuel_used, \
                          duration_ms, started_at, finished_at, stdout, stderr";
 const STEP_COLS: &str = "id, execution_id, parent_id, seq, depth, function_name, function_version, status, input, \
                          output, error, stdout, stderr, fuel_used, duration_ms, started_at, finished_at";
@@ -108,6 +112,7 @@ fn execution_from(r: &Row) -> Result<ExecutionRecord, sqlx::Error> {
     Ok(ExecutionRecord {
         id: r.try_get("id")?,
         trigger: r.try_get("trigger")?,
+        trigger_id: r.try_get("trigger_id")?,
         call: call_from(r)?,
     })
 }
@@ -170,20 +175,20 @@ async fn insert_step(
 async fn insert_execution(
     conn: &mut sqlx::AnyConnection,
     tenant: &str,
-    trigger: &str,
+    (trigger, trigger_id): (&str, Option<&str>),
     root: &NewStep,
     deadline_at: i64,
     finish: Option<&StepFinish>,
 ) -> Result<(), sqlx::Error> {
     let q = match finish {
         None => sqlx::query(
-            r#"insert into executions (id, tenant, function_name, function_version, trigger, input, started_at,
-               deadline_at, status) values ($1, $2, $3, $4, $5, $6, $7, $8, 'running')"#,
+            r#"insert into executions (id, tenant, function_name, function_version, trigger, trigger_id, input,
+               started_at, deadline_at, status) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'running')"#,
         ),
         Some(_) => sqlx::query(
-            r#"insert into executions (id, tenant, function_name, function_version, trigger, input, started_at,
-               deadline_at, status, output, error, stdout, stderr, fuel_used, duration_ms, finished_at)
-               values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"#,
+            r#"insert into executions (id, tenant, function_name, function_version, trigger, trigger_id, input,
+               started_at, deadline_at, status, output, error, stdout, stderr, fuel_used, duration_ms, finished_at)
+               values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"#,
         ),
     };
     let q = q
@@ -192,6 +197,7 @@ async fn insert_execution(
         .bind(&root.function_name)
         .bind(root.function_version.unwrap_or(0))
         .bind(trigger)
+        .bind(trigger_id)
         .bind(&root.input)
         .bind(root.started_at)
         .bind(deadline_at);
@@ -247,6 +253,7 @@ pub enum Write {
     StartExecution {
         tenant: String,
         trigger: &'static str,
+        trigger_id: Option<String>,
         root: NewStep,
         deadline_at: i64,
         finish: Option<StepFinish>,
@@ -286,10 +293,14 @@ async fn apply(conn: &mut sqlx::AnyConnection, w: &Write) -> Result<(), sqlx::Er
         Write::StartExecution {
             tenant,
             trigger,
+            trigger_id,
             root,
             deadline_at,
             finish,
-        } => insert_execution(conn, tenant, trigger, root, *deadline_at, finish.as_ref()).await,
+        } => {
+            let trigger = (*trigger, trigger_id.as_deref());
+            insert_execution(conn, tenant, trigger, root, *deadline_at, finish.as_ref()).await
+        }
         Write::StartStep { tenant, step, finish } => insert_step(conn, tenant, step, finish.as_ref()).await,
         Write::FinishStep { tenant, id, finish, .. } => finish_call(conn, tenant, id, finish, false).await,
         Write::FinishExecution { tenant, id, finish } => finish_call(conn, tenant, id, finish, true).await,
@@ -315,15 +326,16 @@ impl Store {
     pub async fn list_executions(&self, tenant: &str, f: &ExecutionFilter) -> StoreResult<(Vec<ExecutionRecord>, i64)> {
         // Optional filters as `($n is null or col = $n)` keep one statement for every combination.
         let filter = "tenant = $1 and ($2 is null or function_name = $2) and ($3 is null or status = $3) \
-                      and ($4 is null or trigger = $4)";
+                      and ($4 is null or trigger = $4) and ($5 is null or trigger_id = $5)";
         let sql = format!(
-            "select {EXEC_COLS} from executions where {filter} order by started_at desc, id desc limit $5 offset $6"
+            "select {EXEC_COLS} from executions where {filter} order by started_at desc, id desc limit $6 offset $7"
         );
         let rows = sqlx::query(&sql)
             .bind(tenant)
             .bind(&f.function)
             .bind(&f.status)
             .bind(&f.trigger)
+            .bind(&f.trigger_id)
             .bind(f.limit)
             .bind(f.offset)
             .fetch_all(&self.pool)
@@ -333,6 +345,7 @@ impl Store {
             .bind(&f.function)
             .bind(&f.status)
             .bind(&f.trigger)
+            .bind(&f.trigger_id)
             .fetch_one(&self.pool)
             .await?
             .try_get("n")?;

@@ -251,6 +251,13 @@ impl Store {
             .await?
             .ok_or_else(|| not_found(name))?;
         let id: String = row.try_get("id")?;
+        let paths = super::webhooks::paths_for_function(&mut tx, tenant, name).await?;
+        if !paths.is_empty() {
+            return Err(StoreError::Conflict(format!(
+                "function {name} is run by webhooks {}; delete or repoint them first",
+                paths.join(", ")
+            )));
+        }
         sqlx::query("delete from function_versions where function_id = $1")
             .bind(&id)
             .execute(&mut *tx)

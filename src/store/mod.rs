@@ -7,6 +7,7 @@
 mod cache;
 mod executions;
 mod functions;
+mod webhooks;
 
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use sqlx::AnyPool;
 
 pub use executions::{CallRecord, ExecutionFilter, ExecutionRecord, NewStep, StepFinish, StepRecord, Write};
 pub use functions::{Function, FunctionVersion, VersionContent, VersionSource};
+pub use webhooks::{Webhook, WebhookFields};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -25,6 +27,9 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A field refers to something that does not exist (e.g. a webhook's function).
+    #[error("{message}")]
+    Invalid { field: &'static str, message: String },
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
 }

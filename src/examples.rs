@@ -1,0 +1,169 @@
+//! `maestro examples load`: create the shipped example functions and webhooks through the
+//! API of a running server, as any client would.
+//!
+//! Bundles are `{"functions": [...], "webhooks": [...]}` files; the ones in `examples/` are
+//! built into the binary so the container image can load them too. Loading is idempotent: an
+//! unchanged function is skipped, a changed one gets a new version, a webhook at an existing
+//! path is updated in place.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+/// The shipped bundles, in load order.
+pub const BUNDLES: [(&str, &str); 3] = [
+    ("basics", include_str!("../examples/basics.json")),
+    (
+        "document_processing",
+        include_str!("../examples/document_processing.json"),
+    ),
+    (
+        "invoice_processing",
+        include_str!("../examples/invoice_processing.json"),
+    ),
+];
+
+/// Bundles from `dir` (every `*.json`, by name), or the shipped ones.
+pub fn bundles(dir: Option<&Path>) -> anyhow::Result<Vec<(String, Value)>> {
+    let Some(dir) = dir else {
+        return BUNDLES
+            .iter()
+            .map(|(name, text)| Ok((name.to_string(), serde_json::from_str(text)?)))
+            .collect();
+    };
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p)?;
+            let name = p.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+            Ok((
+                name,
+                serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))?,
+            ))
+        })
+        .collect()
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Client {
+    async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> anyhow::Result<(StatusCode, Value)> {
+        let mut req = self
+            .http
+            .request(method, format!("{}/api/v1{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.with_context(|| format!("calling {}", self.base))?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    }
+
+    /// Fail with the server's message unless `status` is one of `ok`.
+    async fn expect(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        ok: &[StatusCode],
+    ) -> anyhow::Result<Value> {
+        let (status, v) = self.call(method.clone(), path, body).await?;
+        if !ok.contains(&status) {
+            bail!(
+                "{method} {path}: {status}: {}",
+                v["error"]["message"].as_str().unwrap_or(&v.to_string())
+            );
+        }
+        Ok(v)
+    }
+}
+
+/// Whether the stored function already has this content.
+fn same_function(stored: &Value, wanted: &Value) -> bool {
+    ["code", "description", "input_schema", "output_schema"]
+        .iter()
+        .all(|k| wanted.get(*k).unwrap_or(&Value::Null) == stored.get(*k).unwrap_or(&Value::Null))
+}
+
+/// Load `bundles` into the server at `base` as the token's tenant, with `path_prefix` before
+/// every webhook path (paths are shared by all tenants of a server); one line per item.
+pub async fn load(
+    base: &str,
+    token: &str,
+    bundles: &[(String, Value)],
+    path_prefix: &str,
+) -> anyhow::Result<Vec<String>> {
+    let client = Client {
+        http: reqwest::Client::new(),
+        base: base.trim_end_matches('/').to_string(),
+        token: token.to_string(),
+    };
+    let mut report = vec![];
+    for (bundle, b) in bundles {
+        for f in b["functions"].as_array().into_iter().flatten() {
+            let name = f["name"].as_str().context("a function without a name")?;
+            let (status, stored) = client.call(Method::GET, &format!("/functions/{name}"), None).await?;
+            let line = if status == StatusCode::NOT_FOUND {
+                client
+                    .expect(Method::POST, "/functions", Some(f), &[StatusCode::CREATED])
+                    .await?;
+                format!("{bundle}: created function {name}")
+            } else if same_function(&stored, f) {
+                format!("{bundle}: function {name} is up to date")
+            } else {
+                let v = client
+                    .expect(Method::PUT, &format!("/functions/{name}"), Some(f), &[StatusCode::OK])
+                    .await?;
+                format!("{bundle}: updated function {name} to version {}", v["version"])
+            };
+            report.push(line);
+        }
+        let existing = client
+            .expect(Method::GET, "/webhooks?limit=500", None, &[StatusCode::OK])
+            .await?;
+        for w in b["webhooks"].as_array().into_iter().flatten() {
+            let mut w = w.clone();
+            let path = format!(
+                "{path_prefix}{}",
+                w["path"].as_str().context("a webhook without a path")?
+            );
+            w["path"] = json!(path);
+            let w = &w;
+            let found = existing["webhooks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|e| e["path"] == json!(path));
+            let line = match found.and_then(|e| e["id"].as_str()) {
+                Some(id) => {
+                    client
+                        .expect(Method::PUT, &format!("/webhooks/{id}"), Some(w), &[StatusCode::OK])
+                        .await?;
+                    format!("{bundle}: updated webhook /api/v1/h/{path}")
+                }
+                None => {
+                    client
+                        .expect(Method::POST, "/webhooks", Some(w), &[StatusCode::CREATED])
+                        .await?;
+                    format!("{bundle}: created webhook /api/v1/h/{path}")
+                }
+            };
+            report.push(line);
+        }
+    }
+    Ok(report)
+}

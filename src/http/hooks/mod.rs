@@ -1,0 +1,347 @@
+//! `ANY /api/v1/h/{path}`: run a webhook's function with the request as its input.
+//!
+//! Order of checks: the path (400 if malformed, 404 if no enabled webhook has it), the method
+//! (405), the body size (413), authentication when required (401/403), the body's syntax
+//! (400), the webhook's concurrency cap (429). Only then does an execution start.
+
+mod envelope;
+pub mod reply;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::{Json, Router};
+use hmac::{Hmac, Mac};
+use serde_json::json;
+use sha2::Sha256;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::AppState;
+use crate::auth::Caller;
+use crate::domain::webhook_path;
+use crate::engine::{InvokeResult, Trigger};
+use crate::error::{ApiError, ApiResult};
+use crate::sandbox::ErrorKind;
+use crate::store::Webhook;
+
+pub const SIGNATURE_HEADER: &str = "x-maestro-signature";
+pub const TIMESTAMP_HEADER: &str = "x-maestro-timestamp";
+/// How far a signed request's timestamp may be from now, in seconds.
+const SIGNATURE_WINDOW: i64 = 300;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/h/{*path}", any(handle))
+}
+
+/// Per-webhook semaphores capping the requests running at once on this server.
+#[derive(Default)]
+pub struct Gates {
+    map: Mutex<HashMap<String, (u32, Arc<Semaphore>)>>,
+}
+
+impl Gates {
+    fn enter(&self, id: &str, limit: u32) -> Option<OwnedSemaphorePermit> {
+        let sem = {
+            let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = map
+                .entry(id.to_string())
+                .or_insert_with(|| (limit, Arc::new(Semaphore::new(limit as usize))));
+            if entry.0 != limit {
+                // The cap changed: new requests count against a fresh semaphore.
+                *entry = (limit, Arc::new(Semaphore::new(limit as usize)));
+            }
+            entry.1.clone()
+        };
+        sem.try_acquire_owned().ok()
+    }
+}
+
+/// How the caller proved who they are, if the webhook asked.
+#[derive(PartialEq)]
+enum Proof {
+    None,
+    /// A token of the owning tenant: the caller may see error details.
+    Token,
+    Signature,
+}
+
+async fn handle(State(state): State<AppState>, req: axum::extract::Request) -> ApiResult<Response> {
+    let (mut parts, body) = req.into_parts();
+    let Path(raw) = Path::<String>::from_request_parts(&mut parts, &state)
+        .await
+        .map_err(|e| ApiError::BadRequest(format!("invalid webhook path: {}", e.body_text())))?;
+    let path = webhook_path(&raw).map_err(|m| ApiError::BadRequest(format!("invalid webhook path: {m}")))?;
+    let not_found = || ApiError::NotFound(format!("no webhook at /api/v1/h/{path}"));
+    let hook = state.store.webhook_by_path(&path).await?.ok_or_else(not_found)?;
+    if !hook.fields.enabled {
+        return Err(not_found());
+    }
+    let method = parts.method.clone();
+    if hook.fields.http_method != "ANY" && method.as_str() != hook.fields.http_method {
+        return Err(ApiError::MethodNotAllowed {
+            message: format!(
+                "this webhook accepts {} requests, not {method}",
+                hook.fields.http_method
+            ),
+            allow: hook.fields.http_method.clone(),
+        });
+    }
+    let bytes = read_body(body, &parts.headers, state.settings.webhook_max_body_bytes).await?;
+    let proof = authenticate(&state, &hook, &mut parts, &bytes).await?;
+
+    let run_async = match envelope_async_flag(parts.uri.query())? {
+        Some(flag) => flag,
+        None => hook.fields.async_mode,
+    };
+    let skip = (proof == Proof::Token).then_some(&header::AUTHORIZATION);
+    let body = envelope::body_value(&parts.headers, &bytes)?;
+    let input = if hook.fields.input_mode == "body" {
+        if body.0.is_null() {
+            json!({})
+        } else {
+            body.0
+        }
+    } else {
+        let query = envelope::query_dict(parts.uri.query());
+        let headers = envelope::header_dict(&parts.headers, skip);
+        envelope::envelope(&method, &path, query, headers, body)
+    };
+
+    let limit = super::webhooks::limit_of(&state, &hook);
+    let permit = state.gates.enter(&hook.id, limit).ok_or_else(|| {
+        ApiError::TooManyRequests(format!(
+            "webhook /api/v1/h/{path} is already running {limit} requests (its concurrency cap); retry shortly"
+        ))
+    })?;
+    let started = state
+        .engine
+        .start(
+            &hook.tenant,
+            &hook.fields.function_name,
+            input,
+            Trigger::Webhook(hook.id.clone()),
+        )
+        .await?;
+    let execution_id = started.execution_id.clone();
+    // The run and its permit live in their own task: a client that hangs up neither stops the
+    // run nor frees its slot early.
+    let run = tokio::spawn(async move {
+        let result = started.wait().await;
+        drop(permit);
+        result
+    });
+    if run_async {
+        if !state.engine.flush(&execution_id).await {
+            tracing::warn!(%execution_id, "the start of an async webhook run was not recorded");
+        }
+        return Ok(accepted(&execution_id));
+    }
+    let result = run
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("webhook run task failed: {e}")))??;
+    Ok(answer(result, proof == Proof::Token))
+}
+
+/// `?async=true|false` overrides the webhook's own setting.
+fn envelope_async_flag(query: Option<&str>) -> ApiResult<Option<bool>> {
+    let value = form_urlencoded::parse(query.unwrap_or("").as_bytes()).find(|(k, _)| k == "async");
+    match value.as_ref().map(|(_, v)| v.as_ref()) {
+        None => Ok(None),
+        Some("true" | "1" | "") => Ok(Some(true)),
+        Some("false" | "0") => Ok(Some(false)),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "async must be true or false, not {other:?}"
+        ))),
+    }
+}
+
+/// Read at most `limit` bytes; a declared or actual larger body is a 413.
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> ApiResult<axum::body::Bytes> {
+    let too_large = || {
+        ApiError::TooLarge(format!(
+            "the request body is larger than the webhook limit of {limit} bytes"
+        ))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|_| too_large())
+}
+
+/// Check a `requires_auth` webhook's caller: a Bearer token of the owning tenant, or an
+/// HMAC-SHA256 signature of the body made with the webhook's secret.
+async fn authenticate(
+    state: &AppState,
+    hook: &Webhook,
+    parts: &mut axum::http::request::Parts,
+    body: &[u8],
+) -> ApiResult<Proof> {
+    if !hook.fields.requires_auth {
+        // An open webhook still recognises its owner (who then sees error details); any
+        // other Authorization header is the function's business.
+        let owner = match Caller::from_request_parts(parts, state).await {
+            Ok(caller) if caller.tenant == hook.tenant => Proof::Token,
+            _ => Proof::None,
+        };
+        return Ok(owner);
+    }
+    if parts.headers.contains_key(header::AUTHORIZATION) {
+        let caller = Caller::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+        if caller.tenant != hook.tenant {
+            return Err(ApiError::Forbidden("the token belongs to another tenant".into()));
+        }
+        return Ok(Proof::Token);
+    }
+    let Some(signature) = parts.headers.get(SIGNATURE_HEADER) else {
+        return Err(ApiError::Unauthorized(format!(
+            "this webhook requires a Bearer token of its tenant or an {SIGNATURE_HEADER} header"
+        )));
+    };
+    let timestamp = parts.headers.get(TIMESTAMP_HEADER).map(HeaderValue::as_bytes);
+    verify_signature(
+        &hook.secret,
+        signature.as_bytes(),
+        timestamp,
+        body,
+        chrono::Utc::now().timestamp(),
+    )?;
+    Ok(Proof::Signature)
+}
+
+/// `sha256=<hex>` of HMAC-SHA256(secret, body), GitHub's convention; with a timestamp header
+/// the signed message is `<timestamp>.<body>` and the timestamp must be within five minutes,
+/// so a captured request cannot be replayed later. Compared in constant time.
+pub fn verify_signature(
+    secret: &str,
+    signature: &[u8],
+    timestamp: Option<&[u8]>,
+    body: &[u8],
+    now: i64,
+) -> ApiResult<()> {
+    let bad = |m: &str| ApiError::Unauthorized(m.to_string());
+    let hex_sig = signature
+        .strip_prefix(b"sha256=")
+        .ok_or_else(|| bad("the signature must look like sha256=<hex>"))?;
+    let expected = hex::decode(hex_sig).map_err(|_| bad("the signature must look like sha256=<hex>"))?;
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).map_err(|_| bad("the webhook has no usable secret"))?;
+    if let Some(ts) = timestamp {
+        let at: i64 = std::str::from_utf8(ts)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .ok_or_else(|| bad("the timestamp must be unix seconds"))?;
+        if (now - at).abs() > SIGNATURE_WINDOW {
+            return Err(bad(
+                "the signed timestamp is too old or in the future (replayed request?)",
+            ));
+        }
+        mac.update(ts);
+        mac.update(b".");
+    }
+    mac.update(body);
+    mac.verify_slice(&expected)
+        .map_err(|_| bad("the signature does not match the body"))
+}
+
+/// 202 for an async run: where to find it.
+fn accepted(execution_id: &str) -> Response {
+    let location = format!("/api/v1/executions/{execution_id}");
+    let body = json!({"execution_id": execution_id, "status": "running", "status_url": location});
+    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    with_execution_id(response, execution_id)
+}
+
+/// The finished run as the HTTP answer: the function's value, or an error naming the
+/// execution. Error details only go to a caller holding a token of the tenant.
+fn answer(result: InvokeResult, owner: bool) -> Response {
+    let id = result.execution_id.clone();
+    let response = match (result.output, result.error) {
+        (Some(output), _) => reply::response(&output).unwrap_or_else(|why| {
+            ApiError::Execution {
+                status: StatusCode::BAD_GATEWAY,
+                code: "invalid_response",
+                message: format!("the function's shaped response is invalid: {why}"),
+                execution_id: id.clone(),
+                details: None,
+            }
+            .into_response()
+        }),
+        (None, error) => {
+            let kind = error.as_ref().map_or(ErrorKind::Crash, |e| e.kind);
+            let (status, code) = match kind {
+                ErrorKind::Timeout => (StatusCode::GATEWAY_TIMEOUT, "function_timeout"),
+                _ => (StatusCode::INTERNAL_SERVER_ERROR, "function_failed"),
+            };
+            let kind_text = serde_json::to_value(kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string));
+            let message = match (&error, owner) {
+                (Some(e), true) => e.message.clone(),
+                _ => format!(
+                    "the function failed ({}); see execution {id}",
+                    kind_text.unwrap_or_else(|| "error".into())
+                ),
+            };
+            let details = if owner {
+                error.and_then(|e| serde_json::to_value(e).ok())
+            } else {
+                None
+            };
+            ApiError::Execution {
+                status,
+                code,
+                message,
+                execution_id: id.clone(),
+                details,
+            }
+            .into_response()
+        }
+    };
+    with_execution_id(response, &id)
+}
+
+fn with_execution_id(mut response: Response, id: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(id) {
+        response.headers_mut().insert("x-maestro-execution-id", v);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sign(secret: &str, msg: &[u8]) -> Result<String, hmac::digest::InvalidLength> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())?;
+        mac.update(msg);
+        Ok(format!("sha256={}", hex::encode(mac.finalize().into_bytes())))
+    }
+
+    #[test]
+    fn signatures() -> Result<(), Box<dyn std::error::Error>> {
+        let body = br#"{"a":1}"#;
+        let good = sign("s3cret-s3cret-s3cret", body)?;
+        assert!(verify_signature("s3cret-s3cret-s3cret", good.as_bytes(), None, body, 0).is_ok());
+        assert!(verify_signature("other-secret-xxxxx", good.as_bytes(), None, body, 0).is_err());
+        assert!(verify_signature("s3cret-s3cret-s3cret", good.as_bytes(), None, b"{}", 0).is_err());
+        assert!(verify_signature("s3cret-s3cret-s3cret", b"md5=00", None, body, 0).is_err());
+        let signed = sign("k-k-k-k-k-k-k-k-k", b"1000.{\"a\":1}")?;
+        assert!(verify_signature("k-k-k-k-k-k-k-k-k", signed.as_bytes(), Some(b"1000"), body, 1100).is_ok());
+        assert!(verify_signature("k-k-k-k-k-k-k-k-k", signed.as_bytes(), Some(b"1000"), body, 2000).is_err());
+        Ok(())
+    }
+}
