@@ -37,6 +37,11 @@ enum Command {
     },
     /// Fetch the Python runtime and compile it into the cache, then exit.
     Prepare(Settings),
+    /// Exit 0 when the server's /health answers 200 (for container health checks).
+    Healthcheck {
+        #[arg(long, env = "MAESTRO_HEALTH_URL", default_value = "http://127.0.0.1:8000/health")]
+        url: String,
+    },
     /// Example functions and webhooks (the seed's workflows).
     Examples {
         #[command(subcommand)]
@@ -119,6 +124,14 @@ async fn main() -> anyhow::Result<()> {
                 "runtime ready (interpreter starts with {} MiB)",
                 sandbox.initial_memory() >> 20
             );
+            Ok(())
+        }
+        Command::Healthcheck { url } => {
+            let client = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(5))
+                .build()?;
+            let status = client.get(&url).send().await?.status();
+            anyhow::ensure!(status.is_success(), "{url} answered {status}");
             Ok(())
         }
         Command::Examples {

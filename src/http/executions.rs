@@ -35,13 +35,14 @@ async fn list(
     caller: Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Value>> {
+    let (limit, offset) = super::Page::of(q.limit, q.offset);
     let filter = ExecutionFilter {
         function: q.function,
         status: q.status,
         trigger: q.trigger,
         trigger_id: q.trigger_id,
-        limit: q.limit.unwrap_or(50).clamp(1, 500),
-        offset: q.offset.unwrap_or(0).max(0),
+        limit,
+        offset,
     };
     let (executions, total) = state.store.list_executions(&caller.tenant, &filter).await?;
     Ok(Json(

@@ -148,6 +148,15 @@ impl Page {
     pub fn clamp(&self) -> (i64, i64) {
         (self.limit.clamp(1, 500), self.offset.max(0))
     }
+
+    /// Bounds for `limit`/`offset` read as part of a larger query.
+    pub fn of(limit: Option<i64>, offset: Option<i64>) -> (i64, i64) {
+        Page {
+            limit: limit.unwrap_or_else(default_limit),
+            offset: offset.unwrap_or(0),
+        }
+        .clamp()
+    }
 }
 
 /// Query strings parsed with our error format.

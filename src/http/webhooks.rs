@@ -172,7 +172,7 @@ async fn list(
     caller: Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Value>> {
-    let (limit, offset) = (q.limit.unwrap_or(50).clamp(1, 500), q.offset.unwrap_or(0).max(0));
+    let (limit, offset) = super::Page::of(q.limit, q.offset);
     let (hooks, total) = state
         .store
         .list_webhooks(&caller.tenant, q.function.as_deref(), limit, offset)
