@@ -33,7 +33,9 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --create-home --home-dir /var/lib/maestro --uid 10001 maestro
 COPY --from=build /src/target/release/maestro /usr/local/bin/maestro
-COPY --from=runtime --chown=maestro /opt/maestro/runtime /opt/maestro/runtime
+COPY --from=runtime /opt/maestro/runtime /opt/maestro/runtime
+RUN mkdir -p /opt/maestro/runtime/cache /opt/maestro/runtime/root \
+ && chown -R maestro /opt/maestro/runtime
 USER maestro
 WORKDIR /var/lib/maestro
 ENV MAESTRO_BIND=0.0.0.0:8000 \
@@ -47,6 +49,7 @@ ENV MAESTRO_BIND=0.0.0.0:8000 \
 # recompiles once at first start (the cache directory is writable by the maestro user).
 RUN maestro prepare
 EXPOSE 8000
+# Checks http://127.0.0.1:8000/health; set MAESTRO_HEALTH_URL when binding another port.
 HEALTHCHECK --interval=30s --timeout=5s CMD ["maestro", "healthcheck"]
 # Configured by environment: DATABASE_URL (default SQLite in MAESTRO_DATA_DIR), REDIS_URL,
 # MAESTRO_JWT_SECRET, FUNCTION_TIMEOUT, DEBUG, ALLOW_PACKAGE_INSTALLATION and the rest listed

@@ -20,5 +20,7 @@ pub mod examples;
 pub mod http;
 /// CPython on WASI, on wasmtime.
 pub mod sandbox;
+/// Cron schedules and the loop that fires them.
+pub mod scheduler;
 /// PostgreSQL / SQLite storage.
 pub mod store;

@@ -103,6 +103,9 @@ async fn management(b: Backend) {
     assert_eq!(s, StatusCode::OK);
     assert!(shown.get("secret").is_none(), "never shown again: {shown}");
     assert_eq!(shown["function_name"], "target");
+    let (_, listed) = app.get("/api/v1/webhooks").await;
+    assert_eq!(listed["webhooks"][0]["id"], json!(id));
+    assert!(listed["webhooks"][0].get("secret").is_none(), "{listed}");
 
     let (s, up) = app
         .call(
@@ -346,6 +349,35 @@ async fn envelope_and_routing(b: Backend) {
     let (s, _, _) = hit(&app, Method::POST, "in/echo", &[], "").await;
     assert_eq!(s, StatusCode::NOT_FOUND, "a disabled webhook is not there");
 
+    // Tokens are never handed to functions, whatever their tenant; other credentials are.
+    let enable = Some(json!({"enabled": true}));
+    app.call(Method::PUT, &format!("/api/v1/webhooks/{hook_id}"), enable)
+        .await;
+    for token in [app.token.clone(), app.token_for("visitor")] {
+        let auth = format!("Bearer {token}");
+        let (s, _, text) = hit(&app, Method::POST, "in/echo", &[("Authorization", &auth)], "").await;
+        assert_eq!(s, StatusCode::OK, "{text}");
+        assert!(
+            json_of(&text)["input"]["headers"].get("authorization").is_none(),
+            "{text}"
+        );
+    }
+    let (_, _, text) = hit(
+        &app,
+        Method::POST,
+        "in/echo",
+        &[("Authorization", "Bearer not-ours")],
+        "",
+    )
+    .await;
+    assert_eq!(json_of(&text)["input"]["headers"]["authorization"], "Bearer not-ours");
+    let (s, headers, _) = hit(&app, Method::OPTIONS, "in/echo", &[], "").await;
+    assert_eq!(
+        (s, headers["allow"].to_str().unwrap()),
+        (StatusCode::NO_CONTENT, "POST"),
+        "OPTIONS runs nothing"
+    );
+
     // `input_mode: body` hands over just the body; `ANY` takes every method.
     app.create(
         "hello_world",
@@ -361,6 +393,18 @@ async fn envelope_and_routing(b: Backend) {
     assert_eq!((s, json_of(&text)), (StatusCode::OK, json!("Hello, Claude!")));
     let (s, _, text) = hit(&app, Method::DELETE, "hello", &[], "").await;
     assert_eq!((s, json_of(&text)), (StatusCode::OK, json!("Hello, World!")));
+    let (s, _, text) = hit(&app, Method::HEAD, "hello", &[], "").await;
+    assert_eq!((s, text.as_str()), (StatusCode::OK, ""));
+    // In body mode a body's own `headers` key is data, left as sent.
+    app.create("raw_body", "def raw_body(input):\n    return input\n").await;
+    hook(
+        &app,
+        json!({"path": "raw", "function_name": "raw_body", "input_mode": "body"}),
+    )
+    .await;
+    let sent = json!({"headers": {"Foo": 1, "foo": 2}});
+    let (_, _, text) = hit(&app, Method::POST, "raw", &json_ct, sent.to_string()).await;
+    assert_eq!(json_of(&text), sent);
     app.stop().await;
 }
 
@@ -497,7 +541,14 @@ async fn authentication(b: Backend) {
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{bad}: {text}");
     }
 
-    // With a timestamp the signature covers `<ts>.<body>` and stale ones are replays.
+    // A `require_timestamp` webhook signs `<ts>.<body>`; stale timestamps are replays, and a
+    // captured signature cannot be replayed without its timestamp either.
+    hook(
+        &app,
+        json!({"path": "guarded-ts", "function_name": "guarded", "requires_auth": true,
+        "require_timestamp": true, "secret": secret}),
+    )
+    .await;
     let now = chrono::Utc::now().timestamp();
     let ts = now.to_string();
     let signed = sign(secret, format!("{ts}.{body}").as_bytes());
@@ -505,21 +556,54 @@ async fn authentication(b: Backend) {
         ("X-Maestro-Signature", signed.as_str()),
         ("X-Maestro-Timestamp", ts.as_str()),
     ];
-    let (s, _, text) = hit(&app, Method::POST, "guarded", &headers, body).await;
+    let (s, _, text) = hit(&app, Method::POST, "guarded-ts", &headers, body).await;
     assert_eq!(s, StatusCode::OK, "{text}");
+    let (s, _, text) = hit(
+        &app,
+        Method::POST,
+        "guarded-ts",
+        &[("X-Maestro-Signature", &signed)],
+        format!("{ts}.{body}"),
+    )
+    .await;
+    assert_eq!(
+        s,
+        StatusCode::UNAUTHORIZED,
+        "the same signature without its timestamp: {text}"
+    );
+    let (s, _, _) = hit(
+        &app,
+        Method::POST,
+        "guarded-ts",
+        &[("X-Maestro-Signature", &good)],
+        body,
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "an untimestamped signature");
     let old = (now - 3600).to_string();
     let signed = sign(secret, format!("{old}.{body}").as_bytes());
     let headers = [
         ("X-Maestro-Signature", signed.as_str()),
         ("X-Maestro-Timestamp", old.as_str()),
     ];
-    let (s, _, text) = hit(&app, Method::POST, "guarded", &headers, body).await;
+    let (s, _, text) = hit(&app, Method::POST, "guarded-ts", &headers, body).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "{text}");
     assert!(text.contains("replayed"), "{text}");
+    // An unrelated Authorization header does not hide a valid signature.
+    let (s, _, text) = hit(
+        &app,
+        Method::POST,
+        "guarded",
+        &[("Authorization", "Basic eDp5"), ("X-Maestro-Signature", &good)],
+        body,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    assert_eq!(json_of(&text)["auth"], "Basic eDp5", "and reaches the function");
 
-    // Only the three accepted requests ran.
+    // Only the four accepted requests ran.
     let (_, list) = app.get("/api/v1/executions?function=guarded").await;
-    assert_eq!(list["total"], 3, "{list}");
+    assert_eq!(list["total"], 4, "{list}");
     app.stop().await;
 }
 
@@ -556,6 +640,10 @@ async fn async_and_limits(b: Backend) {
     assert_eq!(headers["location"], format!("/api/v1/executions/{id}").as_str());
     let (s, e) = app.get(&format!("/api/v1/executions/{id}")).await;
     assert_eq!(s, StatusCode::OK, "visible at once: {e}");
+    let (_, list) = app
+        .get(&format!("/api/v1/executions?trigger_id={}", h["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(list["executions"][0]["id"], json!(id), "and listed: {list}");
     // While it runs, the cap of one turns a second request away.
     let (s, headers, text) = hit(&app, Method::POST, "slow", &json_ct, r#"{"seconds": 0}"#).await;
     assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{text}");
@@ -565,6 +653,23 @@ async fn async_and_limits(b: Backend) {
         (e["status"].clone(), e["output"].clone()),
         (json!("succeeded"), json!("done"))
     );
+
+    // A sync run holds its slot too.
+    let (app2, path2) = (
+        app.client.clone(),
+        format!("{}/api/v1/h/{}", app.base, at(&app, "slow")),
+    );
+    let first = tokio::spawn(async move {
+        app2.post(path2)
+            .header("Content-Type", "application/json")
+            .body(r#"{"seconds": 0.8}"#)
+            .send()
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (s, _, _) = hit(&app, Method::POST, "slow", &json_ct, r#"{"seconds": 0}"#).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
 
     // The webhook's own async setting, and `?async=false` overriding it.
     let hook_id = h["id"].as_str().unwrap();

@@ -29,7 +29,12 @@ const MAX_OUTPUT_BYTES: usize = 16 << 20;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trigger {
     Manual,
-    Webhook(String),
+    /// `envelope`: the input is the whole request, whose headers the guest makes
+    /// case-insensitive.
+    Webhook {
+        id: String,
+        envelope: bool,
+    },
     Schedule(String),
 }
 
@@ -37,7 +42,7 @@ impl Trigger {
     pub fn as_str(&self) -> &'static str {
         match self {
             Trigger::Manual => "manual",
-            Trigger::Webhook(_) => "webhook",
+            Trigger::Webhook { .. } => "webhook",
             Trigger::Schedule(_) => "schedule",
         }
     }
@@ -45,7 +50,7 @@ impl Trigger {
     pub fn id(&self) -> Option<&str> {
         match self {
             Trigger::Manual => None,
-            Trigger::Webhook(id) | Trigger::Schedule(id) => Some(id),
+            Trigger::Webhook { id, .. } | Trigger::Schedule(id) => Some(id),
         }
     }
 }
@@ -184,7 +189,7 @@ impl Engine {
         let tree = CallTree::root(self.inner.clone(), tenant, &execution_id, &root.id);
         let job_inner = self.inner.clone();
         let job_tenant = tenant.to_string();
-        let webhook = matches!(trigger, Trigger::Webhook(_));
+        let webhook = matches!(trigger, Trigger::Webhook { envelope: true, .. });
         let limits = Limits {
             budget: Budget { fuel, deadline },
             memory_bytes: memory,

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::{no_content, ApiJson, ApiQuery, AppState};
 use crate::auth::Caller;
-use crate::domain::{webhook_method, webhook_path};
+use crate::domain::{webhook_method, webhook_path, FunctionName};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{Webhook, WebhookFields};
 
@@ -30,6 +30,7 @@ struct WebhookBody {
     function_name: Option<String>,
     http_method: Option<String>,
     requires_auth: Option<bool>,
+    require_timestamp: Option<bool>,
     description: Option<String>,
     enabled: Option<bool>,
     #[serde(rename = "async")]
@@ -81,7 +82,10 @@ fn fields_from(body: &WebhookBody, base: Option<&WebhookFields>) -> ApiResult<We
         (None, None) => return Err(invalid("path", "required")),
     };
     let function_name = match (&body.function_name, base) {
-        (Some(f), _) => f.clone(),
+        (Some(f), _) => FunctionName::parse(f)
+            .map_err(|_| invalid("function_name", format!("there is no function named {f:?}")))?
+            .as_str()
+            .to_string(),
         (None, Some(b)) => b.function_name.clone(),
         (None, None) => return Err(invalid("function_name", "required")),
     };
@@ -119,6 +123,7 @@ fn fields_from(body: &WebhookBody, base: Option<&WebhookFields>) -> ApiResult<We
         function_name,
         http_method,
         requires_auth: flag(body.requires_auth, base.map(|b| b.requires_auth), false),
+        require_timestamp: flag(body.require_timestamp, base.map(|b| b.require_timestamp), false),
         description,
         enabled: flag(body.enabled, base.map(|b| b.enabled), true),
         async_mode: flag(body.async_mode, base.map(|b| b.async_mode), false),

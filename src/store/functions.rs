@@ -252,10 +252,16 @@ impl Store {
             .ok_or_else(|| not_found(name))?;
         let id: String = row.try_get("id")?;
         let paths = super::webhooks::paths_for_function(&mut tx, tenant, name).await?;
-        if !paths.is_empty() {
+        let schedules = super::schedules::names_for_function(&mut tx, tenant, name).await?;
+        if !paths.is_empty() || !schedules.is_empty() {
+            let users: Vec<String> = paths
+                .iter()
+                .map(|p| format!("webhook {p}"))
+                .chain(schedules.iter().map(|s| format!("schedule {s}")))
+                .collect();
             return Err(StoreError::Conflict(format!(
-                "function {name} is run by webhooks {}; delete or repoint them first",
-                paths.join(", ")
+                "function {name} is run by {}; delete or repoint them first",
+                users.join(", ")
             )));
         }
         sqlx::query("delete from function_versions where function_id = $1")

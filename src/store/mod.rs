@@ -7,6 +7,7 @@
 mod cache;
 mod executions;
 mod functions;
+mod schedules;
 mod webhooks;
 
 use std::time::Duration;
@@ -16,6 +17,7 @@ use sqlx::AnyPool;
 
 pub use executions::{CallRecord, ExecutionFilter, ExecutionRecord, NewStep, StepFinish, StepRecord, Write};
 pub use functions::{Function, FunctionVersion, VersionContent, VersionSource};
+pub use schedules::{NewRun, Schedule, ScheduleFields, ScheduleRun};
 pub use webhooks::{Webhook, WebhookFields};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");

@@ -16,6 +16,8 @@ pub struct WebhookFields {
     pub function_name: String,
     pub http_method: String,
     pub requires_auth: bool,
+    /// Signatures must carry a recent `X-Maestro-Timestamp` (replay protection).
+    pub require_timestamp: bool,
     pub description: String,
     pub enabled: bool,
     #[serde(rename = "async")]
@@ -41,8 +43,8 @@ pub struct Webhook {
     pub updated_at: i64,
 }
 
-const COLS: &str = "id, tenant, path, function_name, http_method, requires_auth, secret, description, enabled, \
-                    async_mode, input_mode, max_concurrency, created_by, created_at, updated_at";
+const COLS: &str = "id, tenant, path, function_name, http_method, requires_auth, require_timestamp, secret, \
+                    description, enabled, async_mode, input_mode, max_concurrency, created_by, created_at, updated_at";
 
 fn webhook_from(r: &Row) -> Result<Webhook, sqlx::Error> {
     let flag = |c: &str| r.try_get::<i64, _>(c).map(|v| v != 0);
@@ -55,6 +57,7 @@ fn webhook_from(r: &Row) -> Result<Webhook, sqlx::Error> {
             function_name: r.try_get("function_name")?,
             http_method: r.try_get("http_method")?,
             requires_auth: flag("requires_auth")?,
+            require_timestamp: flag("require_timestamp")?,
             description: r.try_get("description")?,
             enabled: flag("enabled")?,
             async_mode: flag("async_mode")?,
@@ -75,8 +78,9 @@ fn path_taken(path: &str) -> String {
     format!("a webhook already uses the path {path:?}")
 }
 
-/// The target must be a function of the same tenant, checked inside the write's transaction.
-async fn check_function(conn: &mut sqlx::AnyConnection, tenant: &str, name: &str) -> StoreResult<()> {
+/// The target must be a function of the same tenant, checked inside the write's transaction
+/// (webhooks and schedules alike).
+pub(super) async fn check_function(conn: &mut sqlx::AnyConnection, tenant: &str, name: &str) -> StoreResult<()> {
     let row = sqlx::query("select 1 as one from functions where tenant = $1 and name = $2")
         .bind(tenant)
         .bind(name)
@@ -105,8 +109,8 @@ impl Store {
         check_function(&mut tx, tenant, &f.function_name).await?;
         sqlx::query(
             r#"insert into webhooks (id, tenant, path, function_name, http_method, requires_auth, secret, description,
-               enabled, async_mode, input_mode, max_concurrency, created_by, created_at, updated_at)
-               values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)"#,
+               enabled, async_mode, input_mode, max_concurrency, created_by, created_at, updated_at, require_timestamp)
+               values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15)"#,
         )
         .bind(&id)
         .bind(tenant)
@@ -122,6 +126,7 @@ impl Store {
         .bind(f.max_concurrency)
         .bind(by)
         .bind(now)
+        .bind(f.require_timestamp as i64)
         .execute(&mut *tx)
         .await
         .map_err(|e| conflict_on_unique(e, || path_taken(&f.path)))?;
@@ -136,7 +141,7 @@ impl Store {
         let done = sqlx::query(
             r#"update webhooks set path = $3, function_name = $4, http_method = $5, requires_auth = $6,
                description = $7, enabled = $8, async_mode = $9, input_mode = $10, max_concurrency = $11,
-               updated_at = $12 where tenant = $1 and id = $2"#,
+               updated_at = $12, require_timestamp = $13 where tenant = $1 and id = $2"#,
         )
         .bind(tenant)
         .bind(id)
@@ -150,6 +155,7 @@ impl Store {
         .bind(&f.input_mode)
         .bind(f.max_concurrency)
         .bind(now_ms())
+        .bind(f.require_timestamp as i64)
         .execute(&mut *tx)
         .await
         .map_err(|e| conflict_on_unique(e, || path_taken(&f.path)))?;

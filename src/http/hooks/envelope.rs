@@ -29,13 +29,10 @@ pub fn query_dict(query: Option<&str>) -> Value {
 }
 
 /// Header names (lower-case, as HTTP/2 sends them) to values; repeated headers are joined
-/// with `, ` as RFC 9110 allows. `skip` leaves out a header Maestro consumed (a verified token).
-pub fn header_dict(headers: &HeaderMap, skip: Option<&header::HeaderName>) -> Value {
+/// with `, ` as RFC 9110 allows.
+pub fn header_dict(headers: &HeaderMap) -> Value {
     let mut out = Map::new();
     for name in headers.keys() {
-        if Some(name) == skip {
-            continue;
-        }
         let values: Vec<String> = headers
             .get_all(name)
             .iter()

@@ -8,18 +8,19 @@ mod envelope;
 pub mod reply;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::{Json, Router};
 use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::AppState;
 use crate::auth::Caller;
@@ -38,37 +39,46 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/h/{*path}", any(handle))
 }
 
-/// Per-webhook semaphores capping the requests running at once on this server.
+/// Requests in flight per webhook on this server. A counter checked against the webhook's
+/// current cap, so changing the cap never lets earlier runs go uncounted.
 #[derive(Default)]
 pub struct Gates {
-    map: Mutex<HashMap<String, (u32, Arc<Semaphore>)>>,
+    map: Mutex<HashMap<String, Arc<AtomicU32>>>,
 }
 
-impl Gates {
-    fn enter(&self, id: &str, limit: u32) -> Option<OwnedSemaphorePermit> {
-        let sem = {
-            let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-            let entry = map
-                .entry(id.to_string())
-                .or_insert_with(|| (limit, Arc::new(Semaphore::new(limit as usize))));
-            if entry.0 != limit {
-                // The cap changed: new requests count against a fresh semaphore.
-                *entry = (limit, Arc::new(Semaphore::new(limit as usize)));
-            }
-            entry.1.clone()
-        };
-        sem.try_acquire_owned().ok()
+/// One admitted request; leaving frees its slot.
+pub struct Slot(Arc<AtomicU32>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
-/// How the caller proved who they are, if the webhook asked.
+impl Gates {
+    fn enter(&self, id: &str, limit: u32) -> Option<Slot> {
+        let counter = {
+            let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+            map.entry(id.to_string()).or_default().clone()
+        };
+        counter
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1))
+            .ok()
+            .map(|_| Slot(counter))
+    }
+}
+
+/// How the caller proved who they are.
 #[derive(PartialEq)]
 enum Proof {
     None,
     /// A token of the owning tenant: the caller may see error details.
-    Token,
+    Owner,
     Signature,
 }
+
+/// The most time a client gets to send its body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 async fn handle(State(state): State<AppState>, req: axum::extract::Request) -> ApiResult<Response> {
     let (mut parts, body) = req.into_parts();
@@ -82,25 +92,40 @@ async fn handle(State(state): State<AppState>, req: axum::extract::Request) -> A
         return Err(not_found());
     }
     let method = parts.method.clone();
-    if hook.fields.http_method != "ANY" && method.as_str() != hook.fields.http_method {
+    let accepted_method = hook.fields.http_method.as_str();
+    if method == Method::OPTIONS && accepted_method != "OPTIONS" {
+        // A preflight or probe: say what is allowed, run nothing.
+        return Ok(options(accepted_method));
+    }
+    let allowed = accepted_method == "ANY"
+        || method.as_str() == accepted_method
+        || (method == Method::HEAD && accepted_method == "GET");
+    if !allowed {
         return Err(ApiError::MethodNotAllowed {
-            message: format!(
-                "this webhook accepts {} requests, not {method}",
-                hook.fields.http_method
-            ),
-            allow: hook.fields.http_method.clone(),
+            message: format!("this webhook accepts {accepted_method} requests, not {method}"),
+            allow: accepted_method.to_string(),
         });
     }
-    let bytes = read_body(body, &parts.headers, state.settings.webhook_max_body_bytes).await?;
+    // Take a slot before reading or parsing anything, so a flood costs little.
+    let limit = super::webhooks::limit_of(&state, &hook);
+    let slot = state.gates.enter(&hook.id, limit).ok_or_else(|| {
+        ApiError::TooManyRequests(format!(
+            "webhook /api/v1/h/{path} is already running {limit} requests (its concurrency cap); retry shortly"
+        ))
+    })?;
+    let cap = state.settings.webhook_max_body_bytes;
+    let bytes = tokio::time::timeout(BODY_TIMEOUT, read_body(body, &parts.headers, cap))
+        .await
+        .map_err(|_| ApiError::BadRequest("the request body did not arrive in time".into()))??;
     let proof = authenticate(&state, &hook, &mut parts, &bytes).await?;
 
     let run_async = match envelope_async_flag(parts.uri.query())? {
         Some(flag) => flag,
         None => hook.fields.async_mode,
     };
-    let skip = (proof == Proof::Token).then_some(&header::AUTHORIZATION);
     let body = envelope::body_value(&parts.headers, &bytes)?;
-    let input = if hook.fields.input_mode == "body" {
+    let envelope_mode = hook.fields.input_mode != "body";
+    let input = if !envelope_mode {
         if body.0.is_null() {
             json!({})
         } else {
@@ -108,43 +133,73 @@ async fn handle(State(state): State<AppState>, req: axum::extract::Request) -> A
         }
     } else {
         let query = envelope::query_dict(parts.uri.query());
-        let headers = envelope::header_dict(&parts.headers, skip);
+        let headers = envelope::header_dict(&parts.headers);
         envelope::envelope(&method, &path, query, headers, body)
     };
-
-    let limit = super::webhooks::limit_of(&state, &hook);
-    let permit = state.gates.enter(&hook.id, limit).ok_or_else(|| {
-        ApiError::TooManyRequests(format!(
-            "webhook /api/v1/h/{path} is already running {limit} requests (its concurrency cap); retry shortly"
-        ))
-    })?;
-    let started = state
+    // Escaping and base64 make the input larger than the body; bound what gets stored.
+    let input_cap = state.settings.max_input_bytes.max(cap * 2 + (64 << 10));
+    let size = input.to_string().len();
+    if size > input_cap {
+        return Err(ApiError::TooLarge(format!(
+            "the request makes an input of {size} bytes; the limit is {input_cap}"
+        )));
+    }
+    let trigger = Trigger::Webhook {
+        id: hook.id.clone(),
+        envelope: envelope_mode,
+    };
+    let started = match state
         .engine
-        .start(
-            &hook.tenant,
-            &hook.fields.function_name,
-            input,
-            Trigger::Webhook(hook.id.clone()),
-        )
-        .await?;
+        .start(&hook.tenant, &hook.fields.function_name, input, trigger)
+        .await
+    {
+        Err(ApiError::NotFound(m)) => {
+            // The function went away under the webhook: the caller needs no internal names.
+            tracing::warn!(webhook = %hook.id, "webhook target missing: {m}");
+            return Err(not_found());
+        }
+        other => other?,
+    };
     let execution_id = started.execution_id.clone();
-    // The run and its permit live in their own task: a client that hangs up neither stops the
+    // The run and its slot live in their own task: a client that hangs up neither stops the
     // run nor frees its slot early.
     let run = tokio::spawn(async move {
         let result = started.wait().await;
-        drop(permit);
+        drop(slot);
         result
     });
     if run_async {
         if !state.engine.flush(&execution_id).await {
-            tracing::warn!(%execution_id, "the start of an async webhook run was not recorded");
+            return Err(ApiError::Execution {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "not_recorded",
+                message: "the run started but its record could not be written; check the execution later".into(),
+                execution_id,
+                details: None,
+            });
         }
         return Ok(accepted(&execution_id));
     }
     let result = run
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("webhook run task failed: {e}")))??;
-    Ok(answer(result, proof == Proof::Token))
+    Ok(answer(result, proof == Proof::Owner))
+}
+
+/// 204 for OPTIONS: the methods this webhook takes.
+fn options(accepted: &str) -> Response {
+    let allow = if accepted == "ANY" {
+        "GET, HEAD, POST, PUT, PATCH, DELETE".to_string()
+    } else if accepted == "GET" {
+        "GET, HEAD".to_string()
+    } else {
+        accepted.to_string()
+    };
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if let Ok(v) = HeaderValue::from_str(&allow) {
+        response.headers_mut().insert(header::ALLOW, v);
+    }
+    response
 }
 
 /// `?async=true|false` overrides the webhook's own setting.
@@ -152,8 +207,8 @@ fn envelope_async_flag(query: Option<&str>) -> ApiResult<Option<bool>> {
     let value = form_urlencoded::parse(query.unwrap_or("").as_bytes()).find(|(k, _)| k == "async");
     match value.as_ref().map(|(_, v)| v.as_ref()) {
         None => Ok(None),
-        Some("true" | "1" | "") => Ok(Some(true)),
-        Some("false" | "0") => Ok(Some(false)),
+        Some(v) if v.is_empty() || v == "1" || v.eq_ignore_ascii_case("true") => Ok(Some(true)),
+        Some(v) if v == "0" || v.eq_ignore_ascii_case("false") => Ok(Some(false)),
         Some(other) => Err(ApiError::BadRequest(format!(
             "async must be true or false, not {other:?}"
         ))),
@@ -177,51 +232,59 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> ApiResult<a
     axum::body::to_bytes(body, limit).await.map_err(|_| too_large())
 }
 
-/// Check a `requires_auth` webhook's caller: a Bearer token of the owning tenant, or an
-/// HMAC-SHA256 signature of the body made with the webhook's secret.
+/// Who the caller is. A Maestro token is recognised on every webhook and then removed from
+/// the headers, whatever its tenant, so no function ever receives a caller's token; only a
+/// token of the owning tenant makes the caller the owner (who sees error details). On a
+/// `requires_auth` webhook the caller must be the owner or sign the body with the secret.
 async fn authenticate(
     state: &AppState,
     hook: &Webhook,
     parts: &mut axum::http::request::Parts,
     body: &[u8],
 ) -> ApiResult<Proof> {
-    if !hook.fields.requires_auth {
-        // An open webhook still recognises its owner (who then sees error details); any
-        // other Authorization header is the function's business.
-        let owner = match Caller::from_request_parts(parts, state).await {
-            Ok(caller) if caller.tenant == hook.tenant => Proof::Token,
-            _ => Proof::None,
-        };
-        return Ok(owner);
-    }
-    if parts.headers.contains_key(header::AUTHORIZATION) {
-        let caller = Caller::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
-        if caller.tenant != hook.tenant {
-            return Err(ApiError::Forbidden("the token belongs to another tenant".into()));
+    let token = if parts.headers.contains_key(header::AUTHORIZATION) {
+        let caller = Caller::from_request_parts(parts, state).await;
+        if caller.is_ok() {
+            parts.headers.remove(header::AUTHORIZATION);
         }
-        return Ok(Proof::Token);
-    }
-    let Some(signature) = parts.headers.get(SIGNATURE_HEADER) else {
-        return Err(ApiError::Unauthorized(format!(
-            "this webhook requires a Bearer token of its tenant or an {SIGNATURE_HEADER} header"
-        )));
+        Some(caller)
+    } else {
+        None
     };
-    let timestamp = parts.headers.get(TIMESTAMP_HEADER).map(HeaderValue::as_bytes);
-    verify_signature(
-        &hook.secret,
-        signature.as_bytes(),
-        timestamp,
-        body,
-        chrono::Utc::now().timestamp(),
-    )?;
-    Ok(Proof::Signature)
+    let owner = matches!(&token, Some(Ok(c)) if c.tenant == hook.tenant);
+    if owner {
+        return Ok(Proof::Owner);
+    }
+    if !hook.fields.requires_auth {
+        return Ok(Proof::None);
+    }
+    // A signature is checked first: an unrelated Authorization header must not hide it.
+    if let Some(signature) = parts.headers.get(SIGNATURE_HEADER) {
+        let timestamp = parts.headers.get(TIMESTAMP_HEADER).map(HeaderValue::as_bytes);
+        if hook.fields.require_timestamp && timestamp.is_none() {
+            return Err(ApiError::Unauthorized(format!(
+                "this webhook requires a signed {TIMESTAMP_HEADER} header"
+            )));
+        }
+        let timestamp = timestamp.filter(|_| hook.fields.require_timestamp);
+        let now = chrono::Utc::now().timestamp();
+        verify_signature(&hook.secret, signature.as_bytes(), timestamp, body, now)?;
+        return Ok(Proof::Signature);
+    }
+    match token {
+        Some(Ok(_)) => Err(ApiError::Forbidden("the token belongs to another tenant".into())),
+        Some(Err(e)) => Err(ApiError::Unauthorized(e.to_string())),
+        None => Err(ApiError::Unauthorized(format!(
+            "this webhook requires a Bearer token of its tenant or an {SIGNATURE_HEADER} header"
+        ))),
+    }
 }
 
-/// `sha256=<hex>` of HMAC-SHA256(secret, body), GitHub's convention; with a timestamp header
-/// the signed message is `<timestamp>.<body>` and the timestamp must be within five minutes,
-/// so a captured request cannot be replayed later. Compared in constant time.
+/// `sha256=<hex>` of HMAC-SHA256(secret, body), GitHub's convention. On a webhook with
+/// `require_timestamp` the signed message is `<timestamp>.<body>` instead and the timestamp
+/// must be within five minutes, so a captured request cannot be replayed later. A webhook
+/// takes exactly one of the two forms, so a signature of one cannot pass as the other.
+/// Compared in constant time.
 pub fn verify_signature(
     secret: &str,
     signature: &[u8],

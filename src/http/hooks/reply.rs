@@ -13,19 +13,28 @@ use serde_json::{Map, Value};
 /// The key that marks a shaped response.
 pub const MARKER: &str = "__http_response__";
 
-/// Headers a function may not set: they describe the connection or the framing, which the
-/// server owns.
-const RESERVED: [&str; 9] = [
+/// Headers a function may not set: the connection and framing belong to the server, and the
+/// rest would let tenant code act on the API's own origin (cookies, CORS, HSTS, request ids).
+const RESERVED: [&str; 14] = [
     "connection",
+    "content-encoding",
     "content-length",
     "keep-alive",
     "proxy-authenticate",
     "proxy-connection",
+    "set-cookie",
+    "strict-transport-security",
     "te",
     "trailer",
     "transfer-encoding",
     "upgrade",
+    "x-content-type-options",
+    "x-request-id",
 ];
+
+fn reserved(name: &str) -> bool {
+    RESERVED.contains(&name) || name.starts_with("access-control-") || name.starts_with("x-maestro-")
+}
 
 /// The answer for a successful run; `Err` says why a shaped response is unusable.
 pub fn response(output: &Value) -> Result<Response, String> {
@@ -57,7 +66,7 @@ fn shaped(spec: &Map<String, Value>) -> Result<Response, String> {
         Some(Value::Object(h)) => {
             for (k, v) in h {
                 let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| format!("invalid header name {k:?}"))?;
-                if RESERVED.contains(&name.as_str()) {
+                if reserved(name.as_str()) {
                     return Err(format!("the header {k:?} is set by the server"));
                 }
                 let text = match v {
@@ -94,6 +103,13 @@ fn build(status: StatusCode, headers: &[(HeaderName, HeaderValue)], body: Option
     for (name, value) in headers {
         response.headers_mut().insert(name.clone(), value.clone());
     }
+    // Tenant content on the API's origin: never sniffed into something else, and when the
+    // function chose the type, sandboxed (no scripts, no same-origin access).
+    let h = response.headers_mut();
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if shaped {
+        h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox"));
+    }
     response
 }
 
@@ -119,6 +135,9 @@ mod tests {
             json!({MARKER: {"status_code": 99}}),
             json!({MARKER: {"status_code": "200"}}),
             json!({MARKER: {"headers": {"Content-Length": "1"}}}),
+            json!({MARKER: {"headers": {"Set-Cookie": "session=x"}}}),
+            json!({MARKER: {"headers": {"Access-Control-Allow-Origin": "*"}}}),
+            json!({MARKER: {"headers": {"X-Maestro-Execution-Id": "forged"}}}),
             json!({MARKER: {"headers": {"X": "a\nb"}}}),
             json!({MARKER: {"headers": ["x"]}}),
             json!({MARKER: {"statuscode": 200}}),

@@ -1,0 +1,493 @@
+//! Schedules and their runs. The scheduler's queries (`due_schedules`, `claim_tick`,
+//! `due_retries`, ...) work across tenants: they are how a tick finds its tenant.
+
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::Row as _;
+
+use super::webhooks::check_function;
+use super::{conflict_on_unique, json_col, now_ms, Row, Store, StoreError, StoreResult};
+
+/// A schedule's settings, as created or replaced.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScheduleFields {
+    pub name: String,
+    pub function_name: String,
+    pub cron_expression: String,
+    pub timezone: String,
+    pub input_data: Value,
+    pub enabled: bool,
+    pub max_retries: i64,
+    pub retry_delay_seconds: f64,
+    pub backoff_factor: f64,
+    pub max_retry_delay_seconds: f64,
+    pub overlap_policy: String,
+    pub catchup_window_seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Schedule {
+    pub id: String,
+    #[serde(skip)]
+    pub tenant: String,
+    #[serde(flatten)]
+    pub fields: ScheduleFields,
+    #[serde(serialize_with = "crate::http::iso_ms_opt")]
+    pub next_run_at: Option<i64>,
+    #[serde(serialize_with = "crate::http::iso_ms_opt")]
+    pub last_run_at: Option<i64>,
+    pub last_status: Option<String>,
+    pub last_execution_id: Option<String>,
+    pub created_by: String,
+    #[serde(serialize_with = "crate::http::iso_ms")]
+    pub created_at: i64,
+    #[serde(serialize_with = "crate::http::iso_ms")]
+    pub updated_at: i64,
+}
+
+/// One tick or attempt of a schedule.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScheduleRun {
+    pub id: String,
+    #[serde(skip)]
+    pub tenant: String,
+    pub schedule_id: String,
+    /// The tick this run belongs to (retries keep their first attempt's tick).
+    #[serde(serialize_with = "crate::http::iso_ms")]
+    pub fire_at: i64,
+    pub attempt: i64,
+    /// `pending` (a retry waiting for `due_at`), `running`, `succeeded`, `failed`, `skipped`.
+    pub status: String,
+    /// Why it was skipped or could not start, or `manual`.
+    pub reason: Option<String>,
+    #[serde(serialize_with = "crate::http::iso_ms")]
+    pub due_at: i64,
+    pub execution_id: Option<String>,
+    pub retry_of: Option<String>,
+    /// Ticks missed during downtime that this one stands for.
+    pub missed: i64,
+    #[serde(serialize_with = "crate::http::iso_ms")]
+    pub created_at: i64,
+    #[serde(serialize_with = "crate::http::iso_ms_opt")]
+    pub finished_at: Option<i64>,
+}
+
+const COLS: &str = "id, tenant, name, function_name, cron_expression, timezone, input_data, enabled, max_retries, \
+                    retry_delay_seconds, backoff_factor, max_retry_delay_seconds, overlap_policy, \
+                    catchup_window_seconds, next_run_at, last_run_at, last_status, last_execution_id, created_by, \
+                    created_at, updated_at";
+const RUN_COLS: &str = "id, tenant, schedule_id, fire_at, attempt, status, reason, due_at, execution_id, retry_of, \
+                        missed, created_at, finished_at";
+
+fn schedule_from(r: &Row) -> Result<Schedule, sqlx::Error> {
+    Ok(Schedule {
+        id: r.try_get("id")?,
+        tenant: r.try_get("tenant")?,
+        fields: ScheduleFields {
+            name: r.try_get("name")?,
+            function_name: r.try_get("function_name")?,
+            cron_expression: r.try_get("cron_expression")?,
+            timezone: r.try_get("timezone")?,
+            input_data: json_col(r.try_get("input_data")?).unwrap_or(Value::Null),
+            enabled: r.try_get::<i64, _>("enabled")? != 0,
+            max_retries: r.try_get("max_retries")?,
+            retry_delay_seconds: r.try_get("retry_delay_seconds")?,
+            backoff_factor: r.try_get("backoff_factor")?,
+            max_retry_delay_seconds: r.try_get("max_retry_delay_seconds")?,
+            overlap_policy: r.try_get("overlap_policy")?,
+            catchup_window_seconds: r.try_get("catchup_window_seconds")?,
+        },
+        next_run_at: r.try_get("next_run_at")?,
+        last_run_at: r.try_get("last_run_at")?,
+        last_status: r.try_get("last_status")?,
+        last_execution_id: r.try_get("last_execution_id")?,
+        created_by: r.try_get("created_by")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn run_from(r: &Row) -> Result<ScheduleRun, sqlx::Error> {
+    Ok(ScheduleRun {
+        id: r.try_get("id")?,
+        tenant: r.try_get("tenant")?,
+        schedule_id: r.try_get("schedule_id")?,
+        fire_at: r.try_get("fire_at")?,
+        attempt: r.try_get("attempt")?,
+        status: r.try_get("status")?,
+        reason: r.try_get("reason")?,
+        due_at: r.try_get("due_at")?,
+        execution_id: r.try_get("execution_id")?,
+        retry_of: r.try_get("retry_of")?,
+        missed: r.try_get("missed")?,
+        created_at: r.try_get("created_at")?,
+        finished_at: r.try_get("finished_at")?,
+    })
+}
+
+fn not_found(id: &str) -> StoreError {
+    StoreError::NotFound(format!("schedule {id} not found"))
+}
+
+fn name_taken(name: &str) -> String {
+    format!("a schedule named {name:?} already exists")
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Bind the settings in the order the statements here list them.
+fn bind_fields<'q>(q: AnyQuery<'q>, f: &'q ScheduleFields) -> AnyQuery<'q> {
+    q.bind(&f.name)
+        .bind(&f.function_name)
+        .bind(&f.cron_expression)
+        .bind(&f.timezone)
+        .bind(f.input_data.to_string())
+        .bind(f.enabled as i64)
+        .bind(f.max_retries)
+        .bind(f.retry_delay_seconds)
+        .bind(f.backoff_factor)
+        .bind(f.max_retry_delay_seconds)
+        .bind(&f.overlap_policy)
+        .bind(f.catchup_window_seconds)
+}
+
+/// A run about to be recorded.
+pub struct NewRun<'a> {
+    pub tenant: &'a str,
+    pub schedule_id: &'a str,
+    pub fire_at: i64,
+    pub attempt: i64,
+    pub status: &'a str,
+    pub reason: Option<&'a str>,
+    pub due_at: i64,
+    pub retry_of: Option<&'a str>,
+    pub missed: i64,
+}
+
+impl Store {
+    pub async fn create_schedule(
+        &self,
+        tenant: &str,
+        f: &ScheduleFields,
+        next_run_at: Option<i64>,
+        by: &str,
+    ) -> StoreResult<Schedule> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        check_function(&mut tx, tenant, &f.function_name).await?;
+        let q = sqlx::query(
+            r#"insert into schedules (id, tenant, name, function_name, cron_expression, timezone, input_data, enabled,
+               max_retries, retry_delay_seconds, backoff_factor, max_retry_delay_seconds, overlap_policy,
+               catchup_window_seconds, next_run_at, created_by, created_at, updated_at)
+               values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17)"#,
+        )
+        .bind(&id)
+        .bind(tenant);
+        bind_fields(q, f)
+            .bind(next_run_at)
+            .bind(by)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| conflict_on_unique(e, || name_taken(&f.name)))?;
+        tx.commit().await?;
+        self.get_schedule(tenant, &id).await
+    }
+
+    /// Replace a schedule's settings and its next tick.
+    pub async fn update_schedule(
+        &self,
+        tenant: &str,
+        id: &str,
+        f: &ScheduleFields,
+        next_run_at: Option<i64>,
+    ) -> StoreResult<Schedule> {
+        let mut tx = self.pool.begin().await?;
+        check_function(&mut tx, tenant, &f.function_name).await?;
+        let q = sqlx::query(
+            r#"update schedules set name = $3, function_name = $4, cron_expression = $5, timezone = $6,
+               input_data = $7, enabled = $8, max_retries = $9, retry_delay_seconds = $10, backoff_factor = $11,
+               max_retry_delay_seconds = $12, overlap_policy = $13, catchup_window_seconds = $14,
+               next_run_at = $15, updated_at = $16 where tenant = $1 and id = $2"#,
+        )
+        .bind(tenant)
+        .bind(id);
+        let done = bind_fields(q, f)
+            .bind(next_run_at)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| conflict_on_unique(e, || name_taken(&f.name)))?;
+        if done.rows_affected() == 0 {
+            return Err(not_found(id));
+        }
+        tx.commit().await?;
+        self.get_schedule(tenant, id).await
+    }
+
+    pub async fn get_schedule(&self, tenant: &str, id: &str) -> StoreResult<Schedule> {
+        let sql = format!("select {COLS} from schedules where tenant = $1 and id = $2");
+        let row = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(schedule_from(&row.ok_or_else(|| not_found(id))?)?)
+    }
+
+    pub async fn list_schedules(
+        &self,
+        tenant: &str,
+        function: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<(Vec<Schedule>, i64)> {
+        let filter = "tenant = $1 and ($2 is null or function_name = $2)";
+        let sql = format!("select {COLS} from schedules where {filter} order by name limit $3 offset $4");
+        let rows = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(function)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(&self.pool)
+            .await?;
+        let total: i64 = sqlx::query(&format!("select count(*) as n from schedules where {filter}"))
+            .bind(tenant)
+            .bind(function)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
+        Ok((rows.iter().map(schedule_from).collect::<Result<_, _>>()?, total))
+    }
+
+    pub async fn delete_schedule(&self, tenant: &str, id: &str) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("delete from schedule_runs where tenant = $1 and schedule_id = $2")
+            .bind(tenant)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query("delete from schedules where tenant = $1 and id = $2")
+            .bind(tenant)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(not_found(id));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Pause (`next_run_at` = null) or resume (with its next tick).
+    pub async fn set_schedule_enabled(
+        &self,
+        tenant: &str,
+        id: &str,
+        enabled: bool,
+        next_run_at: Option<i64>,
+    ) -> StoreResult<Schedule> {
+        let done = sqlx::query(
+            "update schedules set enabled = $3, next_run_at = $4, updated_at = $5 where tenant = $1 and id = $2",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(enabled as i64)
+        .bind(next_run_at)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(not_found(id));
+        }
+        self.get_schedule(tenant, id).await
+    }
+
+    /// Enabled schedules whose tick is due, every tenant's, soonest first.
+    pub async fn due_schedules(&self, now: i64, limit: i64) -> StoreResult<Vec<Schedule>> {
+        let sql = format!(
+            "select {COLS} from schedules where enabled = 1 and next_run_at is not null and next_run_at <= $1
+             order by next_run_at limit $2"
+        );
+        let rows = sqlx::query(&sql).bind(now).bind(limit).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(schedule_from).collect::<Result<_, _>>()?)
+    }
+
+    /// Take the tick at `expected` by moving `next_run_at` to `next`; false if another replica
+    /// (or an update) moved it first.
+    pub async fn claim_tick(&self, id: &str, expected: i64, next: Option<i64>) -> StoreResult<bool> {
+        let done = sqlx::query("update schedules set next_run_at = $3 where id = $1 and next_run_at = $2")
+            .bind(id)
+            .bind(expected)
+            .bind(next)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Record a run; `None` if that (tick, attempt) is already recorded.
+    pub async fn insert_run(&self, r: &NewRun<'_>) -> StoreResult<Option<String>> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let now = now_ms();
+        let finished = (r.status == "skipped").then_some(now);
+        let done = sqlx::query(
+            r#"insert into schedule_runs (id, tenant, schedule_id, fire_at, attempt, status, reason, due_at, retry_of,
+               missed, created_at, finished_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"#,
+        )
+        .bind(&id)
+        .bind(r.tenant)
+        .bind(r.schedule_id)
+        .bind(r.fire_at)
+        .bind(r.attempt)
+        .bind(r.status)
+        .bind(r.reason)
+        .bind(r.due_at)
+        .bind(r.retry_of)
+        .bind(r.missed)
+        .bind(now)
+        .bind(finished)
+        .execute(&self.pool)
+        .await;
+        match done {
+            Ok(_) => Ok(Some(id)),
+            Err(e) => match conflict_on_unique(e, String::new) {
+                StoreError::Conflict(_) => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    pub async fn set_run_execution(&self, run_id: &str, execution_id: &str) -> StoreResult<()> {
+        sqlx::query("update schedule_runs set execution_id = $2 where id = $1")
+            .bind(run_id)
+            .bind(execution_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Move a run from `from` to `to`; false if it was not in `from` (someone else moved it).
+    pub async fn move_run(&self, run_id: &str, from: &str, to: &str, reason: Option<&str>) -> StoreResult<bool> {
+        let finished = matches!(to, "succeeded" | "failed" | "skipped").then(now_ms);
+        let done = sqlx::query(
+            "update schedule_runs set status = $3, reason = coalesce($4, reason), finished_at = $5
+             where id = $1 and status = $2",
+        )
+        .bind(run_id)
+        .bind(from)
+        .bind(to)
+        .bind(reason)
+        .bind(finished)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Retries whose time has come, every tenant's.
+    pub async fn due_retries(&self, now: i64, limit: i64) -> StoreResult<Vec<ScheduleRun>> {
+        let sql = format!(
+            "select {RUN_COLS} from schedule_runs where status = 'pending' and due_at <= $1 order by due_at limit $2"
+        );
+        let rows = sqlx::query(&sql).bind(now).bind(limit).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(run_from).collect::<Result<_, _>>()?)
+    }
+
+    /// Whether a run of this schedule is still going (its execution has not ended).
+    pub async fn schedule_busy(&self, schedule_id: &str) -> StoreResult<bool> {
+        let row = sqlx::query(
+            "select 1 as one from schedule_runs r left join executions e on e.id = r.execution_id
+             where r.schedule_id = $1 and r.status = 'running' and (e.status is null or e.status = 'running') limit 1",
+        )
+        .bind(schedule_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// Runs still marked running whose execution ended before `cutoff` (their server died
+    /// before it could record the end), with the execution's status.
+    pub async fn orphaned_runs(&self, cutoff: i64) -> StoreResult<Vec<(ScheduleRun, String)>> {
+        let cols = RUN_COLS
+            .split(", ")
+            .map(|c| format!("r.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "select {cols}, e.status as execution_status from schedule_runs r join executions e on e.id = r.execution_id
+             where r.status = 'running' and e.status <> 'running' and e.finished_at < $1 limit 100"
+        );
+        let rows = sqlx::query(&sql).bind(cutoff).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| Ok((run_from(r)?, r.try_get("execution_status")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// The outcome of a schedule's latest run.
+    pub async fn record_schedule_result(
+        &self,
+        schedule_id: &str,
+        at: i64,
+        status: &str,
+        execution_id: Option<&str>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "update schedules set last_run_at = $2, last_status = $3, last_execution_id = coalesce($4, last_execution_id)
+             where id = $1",
+        )
+        .bind(schedule_id)
+        .bind(at)
+        .bind(status)
+        .bind(execution_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn list_runs(&self, tenant: &str, schedule_id: &str, limit: i64) -> StoreResult<Vec<ScheduleRun>> {
+        self.get_schedule(tenant, schedule_id).await?;
+        let sql = format!(
+            "select {RUN_COLS} from schedule_runs where tenant = $1 and schedule_id = $2
+             order by created_at desc, attempt desc limit $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(schedule_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(run_from).collect::<Result<_, _>>()?)
+    }
+
+    /// The tenant's enabled schedules: how many, and the soonest `limit`.
+    pub async fn upcoming_schedules(&self, tenant: &str, limit: i64) -> StoreResult<(i64, Vec<Schedule>)> {
+        let active: i64 = sqlx::query(
+            "select count(*) as n from schedules where tenant = $1 and enabled = 1 and next_run_at is not null",
+        )
+        .bind(tenant)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?;
+        let sql = format!(
+            "select {COLS} from schedules where tenant = $1 and enabled = 1 and next_run_at is not null
+             order by next_run_at limit $2"
+        );
+        let rows = sqlx::query(&sql).bind(tenant).bind(limit).fetch_all(&self.pool).await?;
+        Ok((active, rows.iter().map(schedule_from).collect::<Result<_, _>>()?))
+    }
+}
+
+/// Names of the tenant's schedules that run `function` (a function in use is not deleted).
+pub(super) async fn names_for_function(
+    conn: &mut sqlx::AnyConnection,
+    tenant: &str,
+    function: &str,
+) -> StoreResult<Vec<String>> {
+    let rows = sqlx::query("select name from schedules where tenant = $1 and function_name = $2 order by name")
+        .bind(tenant)
+        .bind(function)
+        .fetch_all(conn)
+        .await?;
+    Ok(rows.iter().map(|r| r.try_get("name")).collect::<Result<_, _>>()?)
+}
