@@ -46,6 +46,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Built> {
         Some(url) => Some(redis::Client::open(url.0.as_str())?),
         None => None,
     };
+    let scheduler = crate::scheduler::Scheduler::new(store.clone(), engine.clone(), &settings);
     let state = AppState {
         engine,
         store,
@@ -53,6 +54,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Built> {
         settings,
         redis,
         gates: Default::default(),
+        scheduler,
     };
     Ok(Built {
         state,
@@ -120,9 +122,11 @@ async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let sweeper = tokio::spawn(sweep_stale(state.store.clone()));
+    let scheduler = tokio::spawn(state.scheduler.clone().run());
     let app = http::router(state);
     let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     sweeper.abort();
+    scheduler.abort();
     Ok(result?)
 }
 

@@ -117,6 +117,17 @@ pub struct Settings {
     /// `max_concurrency`; more get 429.
     #[arg(long, env = "WEBHOOK_MAX_CONCURRENCY", default_value_t = 32)]
     pub webhook_max_concurrency: u32,
+    /// Run the scheduler loop in this process (every replica may; ticks still fire once).
+    #[arg(long, env = "SCHEDULER_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub scheduler_enabled: bool,
+    /// How often the scheduler looks for due ticks and retries, in milliseconds: the most a
+    /// tick fires late.
+    #[arg(long, env = "SCHEDULER_POLL_MS", default_value_t = 500)]
+    pub scheduler_poll_ms: u64,
+    /// Default catch-up window of new schedules, in seconds: after downtime, the latest missed
+    /// tick still runs if it is at most this old.
+    #[arg(long, env = "SCHEDULER_CATCHUP_SECONDS", default_value_t = 300.0)]
+    pub scheduler_catchup_seconds: f64,
     /// Allow installing Python packages for functions (the package manager is not built yet;
     /// accepted now so deployments can set it).
     #[arg(long, env = "ALLOW_PACKAGE_INSTALLATION", default_value_t = false, action = clap::ArgAction::Set)]

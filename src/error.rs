@@ -11,6 +11,9 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{message}")]
     Validation { message: String, details: Value },
+    /// A 400 naming the fields at fault.
+    #[error("{message}")]
+    Invalid { message: String, details: Value },
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
@@ -51,10 +54,20 @@ impl ApiError {
         }
     }
 
+    /// A 400 about one field.
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        ApiError::Invalid {
+            message: format!("invalid `{field}`: {message}"),
+            details: json!([{"field": field, "message": message}]),
+        }
+    }
+
     fn parts(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Validation { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            ApiError::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
@@ -90,7 +103,7 @@ impl IntoResponse for ApiError {
         let (status, code) = self.parts();
         let mut body = json!({ "error": { "code": code, "message": self.to_string() } });
         match &self {
-            ApiError::Validation { details, .. } if !details.is_null() => {
+            ApiError::Validation { details, .. } | ApiError::Invalid { details, .. } if !details.is_null() => {
                 body["error"]["details"] = details.clone();
             }
             ApiError::Execution {

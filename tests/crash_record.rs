@@ -5,45 +5,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-
-/// Start `maestro serve` on SQLite in `data`; returns the child and its stdout lines up to
-/// and including the address line.
-fn serve(data: &str, extra: &[&str]) -> (std::process::Child, Vec<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_maestro"))
-        .args([
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--data-dir",
-            data,
-            "--runtime-dir",
-            &common::runtime_dir(),
-        ])
-        .args(extra)
-        .env_remove("DATABASE_URL")
-        .env_remove("MAESTRO_JWT_SECRET")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("maestro serve starts");
-    let mut lines = vec![];
-    for line in BufReader::new(child.stdout.take().unwrap())
-        .lines()
-        .map_while(Result::ok)
-    {
-        let done = line.starts_with("maestro listening on ");
-        lines.push(line);
-        if done {
-            break;
-        }
-    }
-    (child, lines)
-}
 
 async fn get_json(client: &reqwest::Client, url: &str, token: &str) -> Value {
     client
@@ -57,20 +22,12 @@ async fn get_json(client: &reqwest::Client, url: &str, token: &str) -> Value {
         .unwrap()
 }
 
-fn address(lines: &[String]) -> String {
-    lines
-        .iter()
-        .find_map(|l| l.strip_prefix("maestro listening on "))
-        .expect("address line")
-        .to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generated_secret_and_token_command() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
-    let (mut child, lines) = serve(data, &[]);
-    let addr = address(&lines);
+    let (mut child, lines) = common::serve_binary(data, &[]);
+    let addr = common::address(&lines);
     let printed = lines
         .iter()
         .position(|l| l.contains("Admin token"))
@@ -124,8 +81,8 @@ async fn generated_secret_and_token_command() {
 async fn killed_server_leaves_truthful_record() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap().to_string();
-    let (mut child, lines) = serve(&data, &["--jwt-secret", common::SECRET]);
-    let addr = address(&lines);
+    let (mut child, lines) = common::serve_binary(&data, &["--jwt-secret", common::SECRET]);
+    let addr = common::address(&lines);
 
     let keys = maestro::auth::Keys::new(common::SECRET);
     let token = keys

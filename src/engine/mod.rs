@@ -35,7 +35,12 @@ pub enum Trigger {
         id: String,
         envelope: bool,
     },
-    Schedule(String),
+    /// A schedule's run: `attempt` 1 is the tick itself, later ones retries of `retry_of`.
+    Schedule {
+        id: String,
+        attempt: i64,
+        retry_of: Option<String>,
+    },
 }
 
 impl Trigger {
@@ -43,14 +48,22 @@ impl Trigger {
         match self {
             Trigger::Manual => "manual",
             Trigger::Webhook { .. } => "webhook",
-            Trigger::Schedule(_) => "schedule",
+            Trigger::Schedule { .. } => "schedule",
         }
     }
 
     pub fn id(&self) -> Option<&str> {
         match self {
             Trigger::Manual => None,
-            Trigger::Webhook { id, .. } | Trigger::Schedule(id) => Some(id),
+            Trigger::Webhook { id, .. } | Trigger::Schedule { id, .. } => Some(id),
+        }
+    }
+
+    /// Attempt number and first execution, for scheduled runs.
+    pub fn attempt(&self) -> (Option<i64>, Option<String>) {
+        match self {
+            Trigger::Schedule { attempt, retry_of, .. } => (Some(*attempt), retry_of.clone()),
+            _ => (None, None),
         }
     }
 }
@@ -151,15 +164,7 @@ impl Engine {
         let inner = &self.inner;
         let function = inner.store.get_function_cached(tenant, name).await?;
         let schemas = inner.schemas_for(&function)?;
-        if let Some(v) = &schemas.input {
-            let errors = domain::violations(v, &input);
-            if !errors.is_empty() {
-                return Err(ApiError::validation(
-                    format!("input does not match the input schema of {name}"),
-                    json!(errors),
-                ));
-            }
-        }
+        check_input(&schemas, name, &input)?;
         let (isolation, timeout, fuel, memory) = inner.limits(&function.current.content.settings);
         let started = Instant::now();
         let deadline = started + timeout;
@@ -181,6 +186,7 @@ impl Engine {
             tenant: tenant.to_string(),
             trigger: trigger.as_str(),
             trigger_id: trigger.id().map(str::to_string),
+            attempt: trigger.attempt(),
             root: root.clone(),
             deadline_at: deadline_ms,
             finish: None,
@@ -227,6 +233,13 @@ impl Engine {
             done,
             inner: self.inner.clone(),
         })
+    }
+
+    /// Check `input` against the input schema of `name`'s current version (a schedule's
+    /// stored input is checked when it is saved, not first when it fires).
+    pub async fn check_input(&self, tenant: &str, name: &str, input: &Value) -> Result<(), ApiError> {
+        let function = self.inner.store.get_function(tenant, name).await?;
+        check_input(&*self.inner.schemas_for(&function)?, name, input)
     }
 
     /// Wait until everything recorded so far about `execution_id` is committed.
@@ -319,6 +332,19 @@ impl Inner {
             (s.memory_mb.unwrap_or(cfg.function_memory_mb) << 20) as usize,
         )
     }
+}
+
+fn check_input(schemas: &Schemas, name: &str, input: &Value) -> Result<(), ApiError> {
+    if let Some(v) = &schemas.input {
+        let errors = domain::violations(v, input);
+        if !errors.is_empty() {
+            return Err(ApiError::validation(
+                format!("input does not match the input schema of {name}"),
+                json!(errors),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn crashed(message: &str) -> Outcome {

@@ -5,6 +5,7 @@ mod executions;
 mod functions;
 mod health;
 pub mod hooks;
+mod schedules;
 mod webhooks;
 
 use std::sync::Arc;
@@ -36,6 +37,7 @@ pub struct AppState {
     pub redis: Option<redis::Client>,
     /// Per-webhook concurrency caps.
     pub gates: Arc<hooks::Gates>,
+    pub scheduler: Arc<crate::scheduler::Scheduler>,
 }
 
 impl FromRef<AppState> for Arc<Keys> {
@@ -51,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .merge(functions::routes())
         .merge(executions::routes())
         .merge(webhooks::routes())
+        .merge(schedules::routes())
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(RequestBodyLimitLayer::new(limit))
         .layer(axum::middleware::from_fn_with_state(limit, declared_size));
@@ -59,6 +62,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .merge(health::routes())
+        .merge(schedules::status_routes())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(axum::middleware::from_fn(refuse_nul))
         .layer(TraceLayer::new_for_http())

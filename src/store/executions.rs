@@ -33,6 +33,11 @@ pub struct ExecutionRecord {
     pub trigger: String,
     /// The webhook (or schedule) that started it.
     pub trigger_id: Option<String>,
+    /// For scheduled runs: the attempt (1 = the tick itself) and the first attempt's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_of: Option<String>,
     #[serde(flatten)]
     pub call: CallRecord,
 }
@@ -86,7 +91,8 @@ pub struct ExecutionFilter {
 }
 
 const EXEC_COLS: &str =
-    "id, function_name, function_version, trigger, trigger_id, status, input, output, error, fuel_used, \
+    "id, function_name, function_version, trigger, trigger_id, attempt, retry_of, status, input, output, error, \
+                         fuel_used, \
                          duration_ms, started_at, finished_at, stdout, stderr";
 const STEP_COLS: &str = "id, execution_id, parent_id, seq, depth, function_name, function_version, status, input, \
                          output, error, stdout, stderr, fuel_used, duration_ms, started_at, finished_at";
@@ -113,6 +119,8 @@ fn execution_from(r: &Row) -> Result<ExecutionRecord, sqlx::Error> {
         id: r.try_get("id")?,
         trigger: r.try_get("trigger")?,
         trigger_id: r.try_get("trigger_id")?,
+        attempt: r.try_get("attempt")?,
+        retry_of: r.try_get("retry_of")?,
         call: call_from(r)?,
     })
 }
@@ -171,24 +179,34 @@ async fn insert_step(
     Ok(())
 }
 
+/// What started an execution.
+struct Source<'a> {
+    trigger: &'a str,
+    trigger_id: Option<&'a str>,
+    attempt: Option<i64>,
+    retry_of: Option<&'a str>,
+}
+
 /// Insert an execution: running, or already finished (see `insert_step`).
 async fn insert_execution(
     conn: &mut sqlx::AnyConnection,
     tenant: &str,
-    (trigger, trigger_id): (&str, Option<&str>),
+    src: Source<'_>,
     root: &NewStep,
     deadline_at: i64,
     finish: Option<&StepFinish>,
 ) -> Result<(), sqlx::Error> {
     let q = match finish {
         None => sqlx::query(
-            r#"insert into executions (id, tenant, function_name, function_version, trigger, trigger_id, input,
-               started_at, deadline_at, status) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'running')"#,
+            r#"insert into executions (id, tenant, function_name, function_version, trigger, trigger_id, attempt,
+               retry_of, input, started_at, deadline_at, status)
+               values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'running')"#,
         ),
         Some(_) => sqlx::query(
-            r#"insert into executions (id, tenant, function_name, function_version, trigger, trigger_id, input,
-               started_at, deadline_at, status, output, error, stdout, stderr, fuel_used, duration_ms, finished_at)
-               values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"#,
+            r#"insert into executions (id, tenant, function_name, function_version, trigger, trigger_id, attempt,
+               retry_of, input, started_at, deadline_at, status, output, error, stdout, stderr, fuel_used,
+               duration_ms, finished_at)
+               values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"#,
         ),
     };
     let q = q
@@ -196,8 +214,10 @@ async fn insert_execution(
         .bind(tenant)
         .bind(&root.function_name)
         .bind(root.function_version.unwrap_or(0))
-        .bind(trigger)
-        .bind(trigger_id)
+        .bind(src.trigger)
+        .bind(src.trigger_id)
+        .bind(src.attempt)
+        .bind(src.retry_of)
         .bind(&root.input)
         .bind(root.started_at)
         .bind(deadline_at);
@@ -254,6 +274,8 @@ pub enum Write {
         tenant: String,
         trigger: &'static str,
         trigger_id: Option<String>,
+        /// Attempt number and first execution of a scheduled run.
+        attempt: (Option<i64>, Option<String>),
         root: NewStep,
         deadline_at: i64,
         finish: Option<StepFinish>,
@@ -294,11 +316,17 @@ async fn apply(conn: &mut sqlx::AnyConnection, w: &Write) -> Result<(), sqlx::Er
             tenant,
             trigger,
             trigger_id,
+            attempt,
             root,
             deadline_at,
             finish,
         } => {
-            let trigger = (*trigger, trigger_id.as_deref());
+            let trigger = Source {
+                trigger,
+                trigger_id: trigger_id.as_deref(),
+                attempt: attempt.0,
+                retry_of: attempt.1.as_deref(),
+            };
             insert_execution(conn, tenant, trigger, root, *deadline_at, finish.as_ref()).await
         }
         Write::StartStep { tenant, step, finish } => insert_step(conn, tenant, step, finish.as_ref()).await,

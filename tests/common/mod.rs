@@ -60,6 +60,11 @@ pub async fn start_with(backend: Backend, extra: &[&str]) -> TestApp {
     .into_iter()
     .map(String::from)
     .collect();
+    // The PostgreSQL test database is shared: only tests about the scheduler run its loop
+    // (they ask for it by setting its poll interval or switching it explicitly).
+    if !extra.iter().any(|a| a.starts_with("--scheduler-")) {
+        args.extend(["--scheduler-enabled".to_string(), "false".to_string()]);
+    }
     args.extend(extra.iter().map(|s| s.to_string()));
     let settings = maestro::config::Settings::from_args(args).expect("settings");
     let running = maestro::app::spawn(settings).await.expect("server starts");
@@ -148,11 +153,60 @@ impl TestApp {
         self.post(&format!("/api/v1/functions/{name}/invoke"), input).await
     }
 
+    /// The server's state, for driving the scheduler with a chosen clock.
+    pub fn state(&self) -> &maestro::http::AppState {
+        &self.running.as_ref().expect("running").state
+    }
+
     pub async fn stop(mut self) {
         if let Some(r) = self.running.take() {
             r.stop().await;
         }
     }
+}
+
+/// Start the real `maestro serve` binary with its data in `data` (SQLite unless `extra` gives
+/// `--database-url`); returns the child and its stdout lines up to the address line.
+pub fn serve_binary(data: &str, extra: &[&str]) -> (std::process::Child, Vec<String>) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_maestro"))
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--data-dir",
+            data,
+            "--runtime-dir",
+            &runtime_dir(),
+        ])
+        .args(extra)
+        .env_remove("DATABASE_URL")
+        .env_remove("MAESTRO_JWT_SECRET")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("maestro serve starts");
+    let mut lines = vec![];
+    for line in BufReader::new(child.stdout.take().expect("stdout"))
+        .lines()
+        .map_while(Result::ok)
+    {
+        let done = line.starts_with("maestro listening on ");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    (child, lines)
+}
+
+/// The base URL a `serve_binary` child printed.
+pub fn address(lines: &[String]) -> String {
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix("maestro listening on "))
+        .expect("address line")
+        .to_string()
 }
 
 /// Run an async test body against both SQLite and PostgreSQL.

@@ -1,0 +1,371 @@
+//! `/api/v1/schedules` (create, list, show, update, delete, run now, pause, resume, runs,
+//! preview) and `/scheduler/status`.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{no_content, ApiJson, ApiQuery, AppState, Page};
+use crate::auth::Caller;
+use crate::domain::FunctionName;
+use crate::error::{ApiError, ApiResult};
+use crate::scheduler::Timing;
+use crate::store::{now_ms, Schedule, ScheduleFields};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/schedules", post(create).get(list))
+        .route("/schedules/preview", post(preview))
+        .route("/schedules/{id}", get(show).put(update).delete(remove))
+        .route("/schedules/{id}/run", post(run_now))
+        .route("/schedules/{id}/pause", post(pause))
+        .route("/schedules/{id}/resume", post(resume))
+        .route("/schedules/{id}/runs", get(runs))
+}
+
+/// `/scheduler/status`, outside `/api/v1` as in the seed.
+pub fn status_routes() -> Router<AppState> {
+    Router::new().route("/scheduler/status", get(status))
+}
+
+/// Body of `POST /schedules` and `PUT /schedules/{id}` (on PUT every field is optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduleBody {
+    name: Option<String>,
+    function_name: Option<String>,
+    cron_expression: Option<String>,
+    timezone: Option<String>,
+    input_data: Option<Value>,
+    enabled: Option<bool>,
+    max_retries: Option<i64>,
+    retry_delay_seconds: Option<f64>,
+    backoff_factor: Option<f64>,
+    max_retry_delay_seconds: Option<f64>,
+    overlap_policy: Option<String>,
+    catchup_window_seconds: Option<f64>,
+}
+
+/// `value` within `lo..=hi` (and finite), or a 400 naming `field`.
+fn within(field: &str, value: f64, lo: f64, hi: f64) -> ApiResult<f64> {
+    if value.is_finite() && value >= lo && value <= hi {
+        Ok(value)
+    } else {
+        Err(ApiError::invalid(field, format!("must be between {lo} and {hi}")))
+    }
+}
+
+/// Merge `body` over `base` (or the defaults), check every field and the timetable.
+fn fields_from(
+    state: &AppState,
+    body: ScheduleBody,
+    base: Option<&ScheduleFields>,
+) -> ApiResult<(ScheduleFields, Timing)> {
+    let required = |field: &str| ApiError::invalid(field, "required");
+    let name = body
+        .name
+        .or_else(|| base.map(|b| b.name.clone()))
+        .ok_or_else(|| required("name"))?;
+    if name.trim().is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid("name", "1 to 128 characters, no control characters"));
+    }
+    let function_name = match (body.function_name, base) {
+        (Some(f), _) => FunctionName::parse(&f)
+            .map_err(|_| ApiError::invalid("function_name", format!("there is no function named {f:?}")))?
+            .as_str()
+            .to_string(),
+        (None, Some(b)) => b.function_name.clone(),
+        (None, None) => return Err(required("function_name")),
+    };
+    let cron_expression = body
+        .cron_expression
+        .or_else(|| base.map(|b| b.cron_expression.clone()))
+        .ok_or_else(|| required("cron_expression"))?;
+    let timezone = body
+        .timezone
+        .or_else(|| base.map(|b| b.timezone.clone()))
+        .unwrap_or_else(|| "UTC".into());
+    let timing = Timing::parse(&cron_expression, &timezone).map_err(|e| ApiError::invalid(e.field, e.message))?;
+    let input_data = body
+        .input_data
+        .or_else(|| base.map(|b| b.input_data.clone()))
+        .unwrap_or_else(|| json!({}));
+    if input_data.to_string().len() > state.settings.max_input_bytes {
+        return Err(ApiError::invalid("input_data", "larger than MAX_INPUT_BYTES"));
+    }
+    let max_retries = body.max_retries.or(base.map(|b| b.max_retries)).unwrap_or(0);
+    if !(0..=100).contains(&max_retries) {
+        return Err(ApiError::invalid("max_retries", "must be between 0 and 100"));
+    }
+    let num = |v: Option<f64>, old: Option<f64>, default: f64| v.or(old).unwrap_or(default);
+    let retry_delay_seconds = within(
+        "retry_delay_seconds",
+        num(body.retry_delay_seconds, base.map(|b| b.retry_delay_seconds), 60.0),
+        0.0,
+        86_400.0,
+    )?;
+    let backoff_factor = within(
+        "backoff_factor",
+        num(body.backoff_factor, base.map(|b| b.backoff_factor), 2.0),
+        1.0,
+        100.0,
+    )?;
+    let max_retry_delay_seconds = within(
+        "max_retry_delay_seconds",
+        num(
+            body.max_retry_delay_seconds,
+            base.map(|b| b.max_retry_delay_seconds),
+            3600.0,
+        ),
+        retry_delay_seconds,
+        7.0 * 86_400.0,
+    )?;
+    let catchup_window_seconds = within(
+        "catchup_window_seconds",
+        num(
+            body.catchup_window_seconds,
+            base.map(|b| b.catchup_window_seconds),
+            state.settings.scheduler_catchup_seconds,
+        ),
+        0.0,
+        30.0 * 86_400.0,
+    )?;
+    let overlap_policy = body
+        .overlap_policy
+        .or_else(|| base.map(|b| b.overlap_policy.clone()))
+        .unwrap_or_else(|| "skip".into());
+    if overlap_policy != "skip" && overlap_policy != "allow" {
+        return Err(ApiError::invalid("overlap_policy", "must be `skip` or `allow`"));
+    }
+    let fields = ScheduleFields {
+        name,
+        function_name,
+        cron_expression,
+        timezone,
+        input_data,
+        enabled: body.enabled.or(base.map(|b| b.enabled)).unwrap_or(true),
+        max_retries,
+        retry_delay_seconds,
+        backoff_factor,
+        max_retry_delay_seconds,
+        overlap_policy,
+        catchup_window_seconds,
+    };
+    Ok((fields, timing))
+}
+
+/// The function exists in the caller's tenant and accepts the stored input.
+async fn check_target(state: &AppState, tenant: &str, f: &ScheduleFields) -> ApiResult<()> {
+    match state.engine.check_input(tenant, &f.function_name, &f.input_data).await {
+        Ok(()) => Ok(()),
+        Err(ApiError::NotFound(_)) => Err(ApiError::invalid(
+            "function_name",
+            format!("there is no function named {}", f.function_name),
+        )),
+        Err(ApiError::Validation { message, details }) => Err(ApiError::Invalid {
+            message: format!("invalid `input_data`: {message}"),
+            details,
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+/// A schedule as the API shows it, with its next few fire times in its own zone.
+fn view(s: &Schedule) -> Value {
+    let mut v = json!(s);
+    if let (Ok(t), Some(next)) = (
+        Timing::parse(&s.fields.cron_expression, &s.fields.timezone),
+        s.next_run_at.and_then(DateTime::from_timestamp_millis),
+    ) {
+        let mut upcoming = vec![next];
+        upcoming.extend(t.upcoming(next, 2));
+        let tz = t.tz();
+        v["upcoming"] = json!(upcoming
+            .iter()
+            .map(|u| u.with_timezone(&tz).to_rfc3339())
+            .collect::<Vec<_>>());
+    }
+    v
+}
+
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<ScheduleBody>,
+) -> ApiResult<Response> {
+    let (fields, timing) = fields_from(&state, body, None)?;
+    check_target(&state, &caller.tenant, &fields).await?;
+    let next = fields.enabled.then(|| timing.next_ms(now_ms())).flatten();
+    let s = state
+        .store
+        .create_schedule(&caller.tenant, &fields, next, &caller.email)
+        .await?;
+    Ok((StatusCode::CREATED, Json(view(&s))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    function: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let (limit, offset) = Page::of(q.limit, q.offset);
+    let (list, total) = state
+        .store
+        .list_schedules(&caller.tenant, q.function.as_deref(), limit, offset)
+        .await?;
+    let schedules: Vec<Value> = list.iter().map(view).collect();
+    Ok(Json(
+        json!({"schedules": schedules, "total": total, "limit": limit, "offset": offset}),
+    ))
+}
+
+async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(view(&state.store.get_schedule(&caller.tenant, &id).await?)))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ScheduleBody>,
+) -> ApiResult<Json<Value>> {
+    let current = state.store.get_schedule(&caller.tenant, &id).await?;
+    let (fields, timing) = fields_from(&state, body, Some(&current.fields))?;
+    check_target(&state, &caller.tenant, &fields).await?;
+    let old = &current.fields;
+    let same_timetable = old.cron_expression == fields.cron_expression && old.timezone == fields.timezone;
+    let next = match (fields.enabled, old.enabled && same_timetable) {
+        (false, _) => None,
+        (true, true) => current.next_run_at,
+        (true, false) => timing.next_ms(now_ms()),
+    };
+    let s = state.store.update_schedule(&caller.tenant, &id, &fields, next).await?;
+    Ok(Json(view(&s)))
+}
+
+async fn remove(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
+    state.store.delete_schedule(&caller.tenant, &id).await?;
+    Ok(no_content())
+}
+
+async fn pause(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let s = state
+        .store
+        .set_schedule_enabled(&caller.tenant, &id, false, None)
+        .await?;
+    Ok(Json(view(&s)))
+}
+
+/// Resume from now: ticks missed while paused are not run.
+async fn resume(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let s = state.store.get_schedule(&caller.tenant, &id).await?;
+    let timing = Timing::parse(&s.fields.cron_expression, &s.fields.timezone)
+        .map_err(|e| ApiError::invalid(e.field, e.message))?;
+    let next = timing.next_ms(now_ms());
+    let s = state
+        .store
+        .set_schedule_enabled(&caller.tenant, &id, true, next)
+        .await?;
+    Ok(Json(view(&s)))
+}
+
+/// `POST /schedules/{id}/run`: one run now, answered at once with where to follow it.
+async fn run_now(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
+    let s = state.store.get_schedule(&caller.tenant, &id).await?;
+    let (run_id, execution_id) = state.scheduler.run_now(&s).await?;
+    let body = match &execution_id {
+        Some(e) => json!({"run_id": run_id, "execution_id": e, "status": "running",
+                          "status_url": format!("/api/v1/executions/{e}")}),
+        None => json!({"run_id": run_id, "execution_id": null, "status": "failed",
+                       "message": "the run could not start; see GET /api/v1/schedules/{id}/runs"}),
+    };
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunsQuery {
+    limit: Option<i64>,
+}
+
+async fn runs(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<RunsQuery>,
+) -> ApiResult<Json<Value>> {
+    let (limit, _) = Page::of(q.limit, None);
+    let runs = state.store.list_runs(&caller.tenant, &id, limit).await?;
+    Ok(Json(json!({"schedule_id": id, "runs": runs})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreviewBody {
+    cron_expression: String,
+    timezone: Option<String>,
+    after: Option<String>,
+    count: Option<usize>,
+}
+
+/// `POST /schedules/preview`: the next fire times of an expression, creating nothing.
+async fn preview(_caller: Caller, ApiJson(body): ApiJson<PreviewBody>) -> ApiResult<Json<Value>> {
+    let timezone = body.timezone.unwrap_or_else(|| "UTC".into());
+    let timing = Timing::parse(&body.cron_expression, &timezone).map_err(|e| ApiError::invalid(e.field, e.message))?;
+    let after = match &body.after {
+        Some(a) => DateTime::parse_from_rfc3339(a)
+            .map(|d| d.with_timezone(&Utc))
+            .map_err(|e| ApiError::invalid("after", format!("not an RFC 3339 time: {e}")))?,
+        None => Utc::now(),
+    };
+    let count = body.count.unwrap_or(5);
+    if !(1..=100).contains(&count) {
+        return Err(ApiError::invalid("count", "must be between 1 and 100"));
+    }
+    let tz = timing.tz();
+    let next: Vec<String> = timing
+        .upcoming(after, count)
+        .iter()
+        .map(|t| t.with_timezone(&tz).to_rfc3339())
+        .collect();
+    Ok(Json(json!({
+        "cron_expression": body.cron_expression,
+        "timezone": timezone,
+        "after": after.to_rfc3339(),
+        "next": next,
+    })))
+}
+
+/// `GET /scheduler/status`: this node's scheduler and the caller's schedules.
+async fn status(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    let (active, next) = state.store.upcoming_schedules(&caller.tenant, 5).await?;
+    let sch = &state.scheduler;
+    let next_due: Vec<Value> = next
+        .iter()
+        .map(|s| {
+            json!({"id": s.id, "name": s.fields.name, "function_name": s.fields.function_name,
+                        "next_run_at": s.next_run_at.and_then(DateTime::from_timestamp_millis)})
+        })
+        .collect();
+    Ok(Json(json!({
+        "running": sch.enabled,
+        "node_id": sch.node_id,
+        "poll_interval_ms": sch.poll.as_millis() as u64,
+        "node": sch.stats(),
+        "active_schedules": active,
+        "next_due": next_due,
+    })))
+}

@@ -1,0 +1,321 @@
+//! The loop in every `maestro serve` that fires due schedules.
+//!
+//! Replicas share nothing but the database. A tick is claimed by moving the schedule's
+//! `next_run_at` forward with a compare-and-set (only one replica's update matches the old
+//! value), and each run is a row unique on (schedule, tick, attempt), so a tick fires once
+//! however many replicas poll. Retries are rows too (`pending` until `due_at`), claimed the
+//! same way, so they survive restarts. A run whose server died mid-way is finished from its
+//! execution's record (which the stale sweeper closes) and retried like any failure.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::Timing;
+use crate::config::Settings;
+use crate::engine::{Engine, Trigger};
+use crate::error::ApiError;
+use crate::store::{now_ms, NewRun, Schedule, Store};
+
+/// How long after its execution ended an unfinished run is taken to be orphaned.
+const ORPHAN_AFTER_MS: i64 = 30_000;
+/// Most missed ticks counted after downtime (the count is informative only).
+const MAX_COUNTED_MISSES: i64 = 10_000;
+
+/// What `/scheduler/status` reports about this node.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct NodeStats {
+    pub ticks_fired: u64,
+    pub ticks_skipped: u64,
+    pub retries_started: u64,
+    #[serde(serialize_with = "crate::http::iso_ms_opt")]
+    pub last_poll_at: Option<i64>,
+}
+
+pub struct Scheduler {
+    store: Store,
+    engine: Engine,
+    pub node_id: String,
+    pub poll: Duration,
+    pub enabled: bool,
+    stats: Mutex<NodeStats>,
+}
+
+/// The parts of a run needed to finish it.
+struct RunRef {
+    id: String,
+    tenant: String,
+    schedule_id: String,
+    fire_at: i64,
+    attempt: i64,
+    retry_of: Option<String>,
+}
+
+impl Scheduler {
+    pub fn new(store: Store, engine: Engine, settings: &Settings) -> Arc<Scheduler> {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "maestro".into());
+        let node_id = format!("{host}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        Arc::new(Scheduler {
+            store,
+            engine,
+            node_id,
+            poll: Duration::from_millis(settings.scheduler_poll_ms.max(10)),
+            enabled: settings.scheduler_enabled,
+            stats: Mutex::new(NodeStats::default()),
+        })
+    }
+
+    pub fn stats(&self) -> NodeStats {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn count(&self, f: impl FnOnce(&mut NodeStats)) {
+        f(&mut self.stats.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// Poll until the task is aborted.
+    pub async fn run(self: Arc<Self>) {
+        if !self.enabled {
+            return;
+        }
+        tracing::info!(node = %self.node_id, poll_ms = self.poll.as_millis() as u64, "scheduler running");
+        loop {
+            if let Err(e) = self.poll_once(now_ms()).await {
+                tracing::warn!(error = %e, "scheduler poll failed");
+            }
+            tokio::time::sleep(self.poll).await;
+        }
+    }
+
+    /// Fire what is due at `now`: ticks, then retries, then close orphaned runs.
+    pub async fn poll_once(self: &Arc<Self>, now: i64) -> anyhow::Result<()> {
+        for s in self.store.due_schedules(now, 100).await? {
+            if let Err(e) = self.fire_due(&s, now).await {
+                tracing::warn!(schedule = %s.id, error = %e, "could not fire schedule");
+            }
+        }
+        for r in self.store.due_retries(now, 100).await? {
+            if !self.store.move_run(&r.id, "pending", "running", None).await? {
+                continue; // another replica took it
+            }
+            self.count(|s| s.retries_started += 1);
+            let run = RunRef {
+                id: r.id,
+                tenant: r.tenant,
+                schedule_id: r.schedule_id,
+                fire_at: r.fire_at,
+                attempt: r.attempt,
+                retry_of: r.retry_of,
+            };
+            match self.store.get_schedule(&run.tenant, &run.schedule_id).await {
+                Ok(s) => {
+                    self.launch(&s, run).await;
+                }
+                Err(e) => self.finish(&run, "failed", None, Some(&e.to_string())).await,
+            }
+        }
+        for (r, status) in self.store.orphaned_runs(now - ORPHAN_AFTER_MS).await? {
+            let run = RunRef {
+                id: r.id,
+                tenant: r.tenant,
+                schedule_id: r.schedule_id,
+                fire_at: r.fire_at,
+                attempt: r.attempt,
+                retry_of: r.retry_of,
+            };
+            let status = if status == "succeeded" { "succeeded" } else { "failed" };
+            self.finish(&run, status, r.execution_id.as_deref(), None).await;
+        }
+        self.count(|s| s.last_poll_at = Some(now));
+        Ok(())
+    }
+
+    /// Claim a schedule's due tick and run it, or record why it was skipped.
+    async fn fire_due(self: &Arc<Self>, s: &Schedule, now: i64) -> anyhow::Result<()> {
+        let Some(due) = s.next_run_at else { return Ok(()) };
+        let timing = match Timing::parse(&s.fields.cron_expression, &s.fields.timezone) {
+            Ok(t) => t,
+            Err(e) => {
+                // Stored before a rule changed: park it rather than fail every poll.
+                tracing::warn!(schedule = %s.id, error = %e, "schedule has an invalid expression; pausing it");
+                self.store.claim_tick(&s.id, due, None).await?;
+                return Ok(());
+            }
+        };
+        // After downtime only the latest missed tick may run; the others are counted.
+        let (mut latest, mut missed) = (due, 0);
+        while let Some(n) = timing.next_ms(latest).filter(|n| *n <= now) {
+            latest = n;
+            missed += 1;
+            if missed >= MAX_COUNTED_MISSES {
+                break;
+            }
+        }
+        let next = timing.next_ms(now.max(latest));
+        if !self.store.claim_tick(&s.id, due, next).await? {
+            return Ok(()); // another replica has it
+        }
+        let skip = |reason: &'static str| NewRun {
+            tenant: &s.tenant,
+            schedule_id: &s.id,
+            fire_at: latest,
+            attempt: 1,
+            status: "skipped",
+            reason: Some(reason),
+            due_at: latest,
+            retry_of: None,
+            missed,
+        };
+        if (now - latest) as f64 > s.fields.catchup_window_seconds * 1000.0 {
+            self.store.insert_run(&skip("misfire")).await?;
+            self.count(|st| st.ticks_skipped += 1);
+            return Ok(());
+        }
+        if s.fields.overlap_policy == "skip" && self.store.schedule_busy(&s.id).await? {
+            self.store.insert_run(&skip("overlap")).await?;
+            self.count(|st| st.ticks_skipped += 1);
+            return Ok(());
+        }
+        let row = NewRun {
+            status: "running",
+            reason: None,
+            ..skip("")
+        };
+        if let Some(id) = self.store.insert_run(&row).await? {
+            self.count(|st| st.ticks_fired += 1);
+            let run = RunRef {
+                id,
+                tenant: s.tenant.clone(),
+                schedule_id: s.id.clone(),
+                fire_at: latest,
+                attempt: 1,
+                retry_of: None,
+            };
+            self.launch(s, run).await;
+        }
+        Ok(())
+    }
+
+    /// `POST /schedules/{id}/run`: run it now, outside its timetable (retries still apply).
+    pub async fn run_now(self: &Arc<Self>, s: &Schedule) -> Result<(String, Option<String>), ApiError> {
+        let now = now_ms();
+        let row = NewRun {
+            tenant: &s.tenant,
+            schedule_id: &s.id,
+            fire_at: now,
+            attempt: 1,
+            status: "running",
+            reason: Some("manual"),
+            due_at: now,
+            retry_of: None,
+            missed: 0,
+        };
+        let id = self
+            .store
+            .insert_run(&row)
+            .await?
+            .ok_or_else(|| ApiError::Conflict("a run of this schedule started at the same instant".into()))?;
+        let run = RunRef {
+            id: id.clone(),
+            tenant: s.tenant.clone(),
+            schedule_id: s.id.clone(),
+            fire_at: now,
+            attempt: 1,
+            retry_of: None,
+        };
+        let execution = self.launch(s, run).await;
+        Ok((id, execution))
+    }
+
+    /// Start the run's execution; its end is recorded by a task of its own.
+    async fn launch(self: &Arc<Self>, s: &Schedule, run: RunRef) -> Option<String> {
+        let trigger = Trigger::Schedule {
+            id: s.id.clone(),
+            attempt: run.attempt,
+            retry_of: run.retry_of.clone(),
+        };
+        let input = s.fields.input_data.clone();
+        match self
+            .engine
+            .start(&s.tenant, &s.fields.function_name, input, trigger)
+            .await
+        {
+            Ok(started) => {
+                let execution_id = started.execution_id.clone();
+                if let Err(e) = self.store.set_run_execution(&run.id, &execution_id).await {
+                    tracing::warn!(run = %run.id, error = %e, "could not link a run to its execution");
+                }
+                let me = self.clone();
+                let id = execution_id.clone();
+                tokio::spawn(async move {
+                    let status = match started.wait().await {
+                        Ok(r) => r.status,
+                        Err(_) => "failed",
+                    };
+                    me.finish(&run, status, Some(&id), None).await;
+                });
+                Some(execution_id)
+            }
+            Err(e) => {
+                self.finish(&run, "failed", None, Some(&e.to_string())).await;
+                None
+            }
+        }
+    }
+
+    /// Record a run's end and queue its retry when it failed and attempts remain.
+    async fn finish(&self, run: &RunRef, status: &str, execution_id: Option<&str>, reason: Option<&str>) {
+        if let Err(e) = self.try_finish(run, status, execution_id, reason).await {
+            tracing::warn!(run = %run.id, error = %e, "could not record the end of a scheduled run");
+        }
+    }
+
+    async fn try_finish(
+        &self,
+        run: &RunRef,
+        status: &str,
+        execution_id: Option<&str>,
+        reason: Option<&str>,
+    ) -> anyhow::Result<()> {
+        if !self.store.move_run(&run.id, "running", status, reason).await? {
+            return Ok(()); // already finished (by the orphan pass, or another replica)
+        }
+        self.store
+            .record_schedule_result(&run.schedule_id, now_ms(), status, execution_id)
+            .await?;
+        if status != "failed" {
+            return Ok(());
+        }
+        let Ok(s) = self.store.get_schedule(&run.tenant, &run.schedule_id).await else {
+            return Ok(()); // deleted meanwhile
+        };
+        if run.attempt > s.fields.max_retries {
+            return Ok(());
+        }
+        let delay = retry_delay(&s, run.attempt);
+        let due = now_ms() + (delay * 1000.0) as i64;
+        let first = run.retry_of.as_deref().or(execution_id);
+        let retry = NewRun {
+            tenant: &run.tenant,
+            schedule_id: &run.schedule_id,
+            fire_at: run.fire_at,
+            attempt: run.attempt + 1,
+            status: "pending",
+            reason: None,
+            due_at: due,
+            retry_of: first,
+            missed: 0,
+        };
+        self.store.insert_run(&retry).await?;
+        Ok(())
+    }
+}
+
+/// Seconds before retry number `n` (1 = the first retry):
+/// `retry_delay_seconds * backoff_factor^(n-1)`, capped at `max_retry_delay_seconds`.
+pub fn retry_delay(s: &Schedule, n: i64) -> f64 {
+    let f = &s.fields;
+    let raw = f.retry_delay_seconds * f.backoff_factor.powi((n - 1).clamp(0, 60) as i32);
+    raw.min(f.max_retry_delay_seconds)
+}
