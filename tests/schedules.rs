@@ -480,3 +480,83 @@ async fn two_replicas_fire_each_tick_once() {
         let _ = c.wait();
     }
 }
+
+/// A retry waiting in the database is run by the next server after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let flags = ["--jwt-secret", common::SECRET, "--scheduler-poll-ms", "50"];
+    let keys = maestro::auth::Keys::new(common::SECRET);
+    let token = keys
+        .mint("restart", "ops@example.com", false, Duration::from_secs(600))
+        .unwrap();
+    let client = reqwest::Client::new();
+    let call = |base: String, method: Method, path: String, body: Option<Value>| {
+        let mut req = client.request(method, format!("{base}{path}")).bearer_auth(&token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        async move {
+            let resp = req.send().await.expect("request");
+            resp.json::<Value>().await.unwrap_or(Value::Null)
+        }
+    };
+
+    let (mut first, lines) = common::serve_binary(data, &flags);
+    let base = common::address(&lines);
+    call(
+        base.clone(),
+        Method::POST,
+        "/api/v1/functions".into(),
+        Some(json!({"name": "always_fails", "code": FAIL})),
+    )
+    .await;
+    let s = call(
+        base.clone(),
+        Method::POST,
+        "/api/v1/schedules".into(),
+        Some(json!({"name": "flaky",
+        "function_name": "always_fails", "cron_expression": "0 0 1 1 *", "max_retries": 1, "retry_delay_seconds": 2})),
+    )
+    .await;
+    let id = s["id"].as_str().expect("schedule id").to_string();
+    call(
+        base.clone(),
+        Method::POST,
+        format!("/api/v1/schedules/{id}/run"),
+        Some(json!({})),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let runs = call(base.clone(), Method::GET, format!("/api/v1/schedules/{id}/runs"), None).await;
+    let pending: Vec<&Value> = runs["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "pending")
+        .collect();
+    assert_eq!(pending.len(), 1, "the retry waits in the database: {runs}");
+    let _ = first.kill();
+    let _ = first.wait();
+
+    let (mut second, lines) = common::serve_binary(data, &flags);
+    let base = common::address(&lines);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let execs = call(
+        base.clone(),
+        Method::GET,
+        format!("/api/v1/executions?trigger_id={id}"),
+        None,
+    )
+    .await;
+    let attempts: Vec<i64> = execs["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["attempt"].as_i64())
+        .collect();
+    assert_eq!(attempts, vec![2, 1], "the second server ran the retry: {execs}");
+    let _ = second.kill();
+    let _ = second.wait();
+}

@@ -16,7 +16,7 @@ use super::Timing;
 use crate::config::Settings;
 use crate::engine::{Engine, Trigger};
 use crate::error::ApiError;
-use crate::store::{now_ms, NewRun, Schedule, Store};
+use crate::store::{now_ms, NewRun, Schedule, ScheduleRun, Store};
 
 /// How long after its execution ended an unfinished run is taken to be orphaned.
 const ORPHAN_AFTER_MS: i64 = 30_000;
@@ -50,6 +50,19 @@ struct RunRef {
     fire_at: i64,
     attempt: i64,
     retry_of: Option<String>,
+}
+
+impl From<&ScheduleRun> for RunRef {
+    fn from(r: &ScheduleRun) -> RunRef {
+        RunRef {
+            id: r.id.clone(),
+            tenant: r.tenant.clone(),
+            schedule_id: r.schedule_id.clone(),
+            fire_at: r.fire_at,
+            attempt: r.attempt,
+            retry_of: r.retry_of.clone(),
+        }
+    }
 }
 
 impl Scheduler {
@@ -100,14 +113,7 @@ impl Scheduler {
                 continue; // another replica took it
             }
             self.count(|s| s.retries_started += 1);
-            let run = RunRef {
-                id: r.id,
-                tenant: r.tenant,
-                schedule_id: r.schedule_id,
-                fire_at: r.fire_at,
-                attempt: r.attempt,
-                retry_of: r.retry_of,
-            };
+            let run = RunRef::from(&r);
             match self.store.get_schedule(&run.tenant, &run.schedule_id).await {
                 Ok(s) => {
                     self.launch(&s, run).await;
@@ -116,14 +122,7 @@ impl Scheduler {
             }
         }
         for (r, status) in self.store.orphaned_runs(now - ORPHAN_AFTER_MS).await? {
-            let run = RunRef {
-                id: r.id,
-                tenant: r.tenant,
-                schedule_id: r.schedule_id,
-                fire_at: r.fire_at,
-                attempt: r.attempt,
-                retry_of: r.retry_of,
-            };
+            let run = RunRef::from(&r);
             let status = if status == "succeeded" { "succeeded" } else { "failed" };
             self.finish(&run, status, r.execution_id.as_deref(), None).await;
         }

@@ -120,6 +120,34 @@ fn json_col(text: Option<String>) -> Option<serde_json::Value> {
     text.map(|t| serde_json::from_str(&t).unwrap_or(serde_json::Value::Null))
 }
 
+/// A page of `table`'s rows of one tenant, optionally only those running `function`, with the
+/// total count (webhooks and schedules list the same way).
+async fn list_for_function<T>(
+    pool: &AnyPool,
+    (table, cols, order): (&str, &str, &str),
+    (tenant, function): (&str, Option<&str>),
+    (limit, offset): (i64, i64),
+    from: fn(&Row) -> Result<T, sqlx::Error>,
+) -> StoreResult<(Vec<T>, i64)> {
+    use sqlx::Row as _;
+    let filter = "tenant = $1 and ($2 is null or function_name = $2)";
+    let sql = format!("select {cols} from {table} where {filter} order by {order} limit $3 offset $4");
+    let rows = sqlx::query(&sql)
+        .bind(tenant)
+        .bind(function)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(pool)
+        .await?;
+    let total: i64 = sqlx::query(&format!("select count(*) as n from {table} where {filter}"))
+        .bind(tenant)
+        .bind(function)
+        .fetch_one(pool)
+        .await?
+        .try_get("n")?;
+    Ok((rows.iter().map(from).collect::<Result<_, _>>()?, total))
+}
+
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }

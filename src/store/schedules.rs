@@ -243,22 +243,8 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> StoreResult<(Vec<Schedule>, i64)> {
-        let filter = "tenant = $1 and ($2 is null or function_name = $2)";
-        let sql = format!("select {COLS} from schedules where {filter} order by name limit $3 offset $4");
-        let rows = sqlx::query(&sql)
-            .bind(tenant)
-            .bind(function)
-            .bind(limit)
-            .bind(offset)
-            .fetch_all(&self.pool)
-            .await?;
-        let total: i64 = sqlx::query(&format!("select count(*) as n from schedules where {filter}"))
-            .bind(tenant)
-            .bind(function)
-            .fetch_one(&self.pool)
-            .await?
-            .try_get("n")?;
-        Ok((rows.iter().map(schedule_from).collect::<Result<_, _>>()?, total))
+        let query = ("schedules", COLS, "name");
+        super::list_for_function(&self.pool, query, (tenant, function), (limit, offset), schedule_from).await
     }
 
     pub async fn delete_schedule(&self, tenant: &str, id: &str) -> StoreResult<()> {

@@ -204,22 +204,8 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> StoreResult<(Vec<Webhook>, i64)> {
-        let filter = "tenant = $1 and ($2 is null or function_name = $2)";
-        let sql = format!("select {COLS} from webhooks where {filter} order by path limit $3 offset $4");
-        let rows = sqlx::query(&sql)
-            .bind(tenant)
-            .bind(function)
-            .bind(limit)
-            .bind(offset)
-            .fetch_all(&self.pool)
-            .await?;
-        let total: i64 = sqlx::query(&format!("select count(*) as n from webhooks where {filter}"))
-            .bind(tenant)
-            .bind(function)
-            .fetch_one(&self.pool)
-            .await?
-            .try_get("n")?;
-        Ok((rows.iter().map(webhook_from).collect::<Result<_, _>>()?, total))
+        let query = ("webhooks", COLS, "path");
+        super::list_for_function(&self.pool, query, (tenant, function), (limit, offset), webhook_from).await
     }
 
     pub async fn delete_webhook(&self, tenant: &str, id: &str) -> StoreResult<()> {
