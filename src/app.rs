@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::auth::{self, Keys};
+use crate::auth::{self, Auth, ClaimNames, Keys};
 use crate::config::Settings;
 use crate::engine::Engine;
 use crate::http::{self, AppState};
@@ -36,7 +36,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Built> {
     let engine = Engine::new(store.clone(), sandbox, settings.clone())?;
     let (secret, generated) =
         auth::load_or_create_secret(settings.jwt_secret.as_ref().map(|s| s.0.as_str()), &settings.data_dir)?;
-    let keys = Arc::new(Keys::new(&secret));
+    let keys = Keys::new(&secret);
     let generated_admin_token = match generated {
         true => Some(keys.mint("default", "admin@localhost", true, Duration::from_secs(30 * 86_400))?),
         false => None,
@@ -47,10 +47,18 @@ pub async fn build(settings: Settings) -> anyhow::Result<Built> {
         None => None,
     };
     let scheduler = crate::scheduler::Scheduler::new(store.clone(), engine.clone(), &settings);
+    let external = auth::external::Issuer::open(&settings).await?;
+    let claims = ClaimNames {
+        email: settings.auth_email_claim.clone(),
+        tenant: settings.auth_tenant_claim.clone(),
+        role: settings.auth_role_claim.clone(),
+        admin_role: settings.auth_admin_role.clone(),
+    };
+    let auth = Arc::new(Auth::new(keys, external, claims, store.clone()));
     let state = AppState {
         engine,
         store,
-        keys,
+        auth,
         settings,
         redis,
         gates: Default::default(),

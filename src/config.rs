@@ -117,6 +117,46 @@ pub struct Settings {
     /// `max_concurrency`; more get 429.
     #[arg(long, env = "WEBHOOK_MAX_CONCURRENCY", default_value_t = 32)]
     pub webhook_max_concurrency: u32,
+    /// Most functions a tenant may have (admins override per subtenant).
+    #[arg(long, env = "TENANT_MAX_FUNCTIONS", default_value_t = 1000)]
+    pub tenant_max_functions: i64,
+    /// Executions one tenant may run at once on a server (0 = half of SANDBOX_WORKERS, so
+    /// one tenant's flood never takes every worker).
+    #[arg(long, env = "TENANT_MAX_CONCURRENT_EXECUTIONS", default_value_t = 0)]
+    pub tenant_max_concurrent_executions: u32,
+    /// Executions one tenant may start per second on a server (0 = unlimited).
+    #[arg(long, env = "TENANT_INVOCATIONS_PER_SECOND", default_value_t = 0.0)]
+    pub tenant_invocations_per_second: f64,
+    /// External token issuer: the `iss` its tokens must carry.
+    #[arg(long, env = "AUTH_ISSUER")]
+    pub auth_issuer: Option<String>,
+    /// External token issuer: the `aud` its tokens must carry (unchecked when unset).
+    #[arg(long, env = "AUTH_AUDIENCE")]
+    pub auth_audience: Option<String>,
+    /// External token issuer: a PEM public key (RSA or EC) that signs its tokens.
+    #[arg(long, env = "AUTH_PUBLIC_KEY")]
+    pub auth_public_key: Option<PathBuf>,
+    /// External token issuer: its JWKS, a file path or an http(s) URL.
+    #[arg(long, env = "AUTH_JWKS")]
+    pub auth_jwks: Option<String>,
+    /// How long a fetched JWKS is used before it is fetched again, in seconds.
+    #[arg(long, env = "AUTH_JWKS_REFRESH_SECONDS", default_value_t = 300)]
+    pub auth_jwks_refresh_seconds: u64,
+    /// Clock skew allowed on `exp` and `nbf`, in seconds.
+    #[arg(long, env = "AUTH_LEEWAY_SECONDS", default_value_t = 30)]
+    pub auth_leeway_seconds: u64,
+    /// The claim holding the user's email (falls back to `sub`).
+    #[arg(long, env = "AUTH_EMAIL_CLAIM", default_value = "email")]
+    pub auth_email_claim: String,
+    /// The claim holding the tenant the token is bound to, if any.
+    #[arg(long, env = "AUTH_TENANT_CLAIM", default_value = "tenant")]
+    pub auth_tenant_claim: String,
+    /// The claim holding the user's role (a string or a list).
+    #[arg(long, env = "AUTH_ROLE_CLAIM", default_value = "role")]
+    pub auth_role_claim: String,
+    /// The role value that makes a user a server admin.
+    #[arg(long, env = "AUTH_ADMIN_ROLE", default_value = "admin")]
+    pub auth_admin_role: String,
     /// Run the scheduler loop in this process (every replica may; ticks still fire once).
     #[arg(long, env = "SCHEDULER_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
     pub scheduler_enabled: bool,

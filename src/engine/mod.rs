@@ -1,6 +1,7 @@
 //! Executions: run a call tree in the sandbox, enforce schemas, depth, fuel and deadline,
 //! and record the execution and one step per function call.
 
+mod quotas;
 mod recorder;
 mod tree;
 mod workers;
@@ -18,6 +19,8 @@ use crate::domain::{self, FunctionSettings};
 use crate::error::ApiError;
 use crate::sandbox::{Budget, CallSpec, ErrorKind, ErrorRecord, Isolation, Limits, Outcome, Sandbox, WASM_STACK};
 use crate::store::{Function, NewStep, StepFinish, Store, Write};
+use quotas::Limiter;
+pub use quotas::Quotas;
 use recorder::Recorder;
 use tree::CallTree;
 use workers::Workers;
@@ -93,6 +96,7 @@ pub(crate) struct Inner {
     workers: Workers,
     rt: tokio::runtime::Handle,
     schemas: Mutex<HashMap<(String, i64), Arc<Schemas>>>,
+    limiter: Limiter,
 }
 
 #[derive(Clone)]
@@ -108,7 +112,9 @@ impl Engine {
         let workers = Workers::new(settings.sandbox_workers, stack)?;
         let rt = tokio::runtime::Handle::current();
         let recorder = Recorder::spawn(store.clone());
+        let limiter = Limiter::new(store.clone(), settings.clone());
         let inner = Inner {
+            limiter,
             store,
             recorder,
             sandbox,
@@ -165,7 +171,9 @@ impl Engine {
         let function = inner.store.get_function_cached(tenant, name).await?;
         let schemas = inner.schemas_for(&function)?;
         check_input(&schemas, name, &input)?;
+        let (admission, quotas) = inner.limiter.admit(tenant).await?;
         let (isolation, timeout, fuel, memory) = inner.limits(&function.current.content.settings);
+        let fuel = fuel.min(quotas.max_fuel_per_execution);
         let started = Instant::now();
         let deadline = started + timeout;
         let execution_id = uuid::Uuid::now_v7().to_string();
@@ -204,6 +212,8 @@ impl Engine {
         let recorder = inner.recorder.clone();
         let (record_tenant, record_id) = (tenant.to_string(), execution_id.clone());
         let done = inner.workers.submit(move || {
+            // Counted against the tenant's concurrency until the run ends.
+            let _admission = admission;
             let v = &function.current.content;
             let spec = CallSpec {
                 tenant: &job_tenant,
@@ -240,6 +250,16 @@ impl Engine {
     pub async fn check_input(&self, tenant: &str, name: &str, input: &Value) -> Result<(), ApiError> {
         let function = self.inner.store.get_function(tenant, name).await?;
         check_input(&*self.inner.schemas_for(&function)?, name, input)
+    }
+
+    /// A tenant's quotas in force.
+    pub async fn quotas_of(&self, tenant: &str) -> Quotas {
+        self.inner.limiter.quotas(tenant).await
+    }
+
+    /// Read a tenant's quotas again on next use (an admin changed them).
+    pub fn forget_quotas(&self, tenant: &str) {
+        self.inner.limiter.forget(tenant);
     }
 
     /// Wait until everything recorded so far about `execution_id` is committed.

@@ -179,11 +179,28 @@ async fn create(
     if state.store.function_exists(&caller.tenant, name.as_str()).await? {
         return Err(ApiError::Conflict(format!("a function named {name} already exists")));
     }
+    let quotas = state.engine.quotas_of(&caller.tenant).await;
+    if state.store.count_functions(&caller.tenant).await? >= quotas.max_functions {
+        return Err(ApiError::Forbidden(format!(
+            "tenant {} already has its maximum of {} functions",
+            caller.tenant, quotas.max_functions
+        )));
+    }
     let version = build_version(&state, &caller, &name, body, None).await?;
     let f = state
         .store
         .create_function(&caller.tenant, name.as_str(), &version)
         .await?;
+    let detail = Some(json!({"version": f.current.version, "code_sha256": f.current.content.code_sha256}));
+    super::audit(
+        &state,
+        &caller,
+        &caller.tenant,
+        "function.create",
+        &format!("function:{name}"),
+        detail,
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(FunctionView::from(f))).into_response())
 }
 
@@ -223,11 +240,30 @@ async fn update(
         .store
         .add_version(&caller.tenant, &name, VersionSource::New(&version))
         .await?;
+    let detail = Some(json!({"version": f.current.version, "code_sha256": f.current.content.code_sha256}));
+    super::audit(
+        &state,
+        &caller,
+        &caller.tenant,
+        "function.update",
+        &format!("function:{name}"),
+        detail,
+    )
+    .await;
     Ok(Json(f.into()))
 }
 
 async fn remove(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult<Response> {
     state.store.delete_function(&caller.tenant, &name).await?;
+    super::audit(
+        &state,
+        &caller,
+        &caller.tenant,
+        "function.delete",
+        &format!("function:{name}"),
+        None,
+    )
+    .await;
     Ok(no_content())
 }
 
@@ -252,6 +288,16 @@ async fn rollback(
         by: &caller.email,
     };
     let f = state.store.add_version(&caller.tenant, &name, source).await?;
+    let detail = Some(json!({"to_version": version, "new_version": f.current.version}));
+    super::audit(
+        &state,
+        &caller,
+        &caller.tenant,
+        "function.rollback",
+        &format!("function:{name}"),
+        detail,
+    )
+    .await;
     Ok(Json(f.into()))
 }
 

@@ -6,6 +6,7 @@ mod functions;
 mod health;
 pub mod hooks;
 mod schedules;
+mod tenancy;
 mod webhooks;
 
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::auth::Keys;
+use crate::auth::Auth;
 use crate::config::Settings;
 use crate::engine::Engine;
 use crate::error::ApiError;
@@ -32,7 +33,7 @@ use crate::store::Store;
 pub struct AppState {
     pub engine: Engine,
     pub store: Store,
-    pub keys: Arc<Keys>,
+    pub auth: Arc<Auth>,
     pub settings: Arc<Settings>,
     pub redis: Option<redis::Client>,
     /// Per-webhook concurrency caps.
@@ -40,9 +41,9 @@ pub struct AppState {
     pub scheduler: Arc<crate::scheduler::Scheduler>,
 }
 
-impl FromRef<AppState> for Arc<Keys> {
-    fn from_ref(s: &AppState) -> Arc<Keys> {
-        s.keys.clone()
+impl FromRef<AppState> for Arc<Auth> {
+    fn from_ref(s: &AppState) -> Arc<Auth> {
+        s.auth.clone()
     }
 }
 
@@ -54,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .merge(executions::routes())
         .merge(webhooks::routes())
         .merge(schedules::routes())
+        .merge(tenancy::routes())
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(RequestBodyLimitLayer::new(limit))
         .layer(axum::middleware::from_fn_with_state(limit, declared_size));
@@ -192,6 +194,25 @@ fn to_iso(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Record a write in the audit trail. The write has already happened, so a failure here is
+/// logged rather than turned into an error.
+pub async fn audit(
+    state: &AppState,
+    caller: &crate::auth::Caller,
+    tenant: &str,
+    action: &str,
+    target: &str,
+    detail: Option<serde_json::Value>,
+) {
+    if let Err(e) = state
+        .store
+        .audit(tenant, &caller.email, action, target, detail.as_ref())
+        .await
+    {
+        tracing::error!(error = %e, action, target, "could not write the audit trail");
+    }
 }
 
 /// 204 No Content.

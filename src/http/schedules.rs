@@ -205,6 +205,15 @@ async fn create(
         .store
         .create_schedule(&caller.tenant, &fields, next, &caller.email)
         .await?;
+    super::audit(
+        &state,
+        &caller,
+        &caller.tenant,
+        "schedule.create",
+        &format!("schedule:{}", s.id),
+        Some(json!(s)),
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(view(&s))).into_response())
 }
 
@@ -253,11 +262,29 @@ async fn update(
         (true, false) => timing.next_ms(now_ms()),
     };
     let s = state.store.update_schedule(&caller.tenant, &id, &fields, next).await?;
+    super::audit(
+        &state,
+        &caller,
+        &caller.tenant,
+        "schedule.update",
+        &format!("schedule:{id}"),
+        Some(json!(s)),
+    )
+    .await;
     Ok(Json(view(&s)))
 }
 
 async fn remove(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
     state.store.delete_schedule(&caller.tenant, &id).await?;
+    super::audit(
+        &state,
+        &caller,
+        &caller.tenant,
+        "schedule.delete",
+        &format!("schedule:{id}"),
+        None,
+    )
+    .await;
     Ok(no_content())
 }
 
@@ -266,6 +293,15 @@ async fn pause(State(state): State<AppState>, caller: Caller, Path(id): Path<Str
         .store
         .set_schedule_enabled(&caller.tenant, &id, false, None)
         .await?;
+    super::audit(
+        &state,
+        &caller,
+        &caller.tenant,
+        "schedule.pause",
+        &format!("schedule:{id}"),
+        None,
+    )
+    .await;
     Ok(Json(view(&s)))
 }
 
@@ -279,6 +315,15 @@ async fn resume(State(state): State<AppState>, caller: Caller, Path(id): Path<St
         .store
         .set_schedule_enabled(&caller.tenant, &id, true, next)
         .await?;
+    super::audit(
+        &state,
+        &caller,
+        &caller.tenant,
+        "schedule.resume",
+        &format!("schedule:{id}"),
+        None,
+    )
+    .await;
     Ok(Json(view(&s)))
 }
 
@@ -286,6 +331,16 @@ async fn resume(State(state): State<AppState>, caller: Caller, Path(id): Path<St
 async fn run_now(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
     let s = state.store.get_schedule(&caller.tenant, &id).await?;
     let (run_id, execution_id) = state.scheduler.run_now(&s).await?;
+    let detail = Some(json!({"run_id": run_id, "execution_id": execution_id}));
+    super::audit(
+        &state,
+        &caller,
+        &caller.tenant,
+        "schedule.run",
+        &format!("schedule:{id}"),
+        detail,
+    )
+    .await;
     let body = match &execution_id {
         Some(e) => json!({"run_id": run_id, "execution_id": e, "status": "running",
                           "status_url": format!("/api/v1/executions/{e}")}),

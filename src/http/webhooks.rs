@@ -161,6 +161,15 @@ async fn create(
         .store
         .create_webhook(&caller.tenant, &fields, &secret, &caller.email)
         .await?;
+    super::audit(
+        &state,
+        &caller,
+        &caller.tenant,
+        "webhook.create",
+        &format!("webhook:{}", w.id),
+        Some(json!(w)),
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(view(&state, &w, true))).into_response())
 }
 
@@ -208,11 +217,29 @@ async fn update(
     let current = state.store.get_webhook(&caller.tenant, &id).await?;
     let fields = fields_from(&body, Some(&current.fields))?;
     let w = state.store.update_webhook(&caller.tenant, &id, &fields).await?;
+    super::audit(
+        &state,
+        &caller,
+        &caller.tenant,
+        "webhook.update",
+        &format!("webhook:{id}"),
+        Some(json!(w)),
+    )
+    .await;
     Ok(Json(view(&state, &w, false)))
 }
 
 async fn remove(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
     state.store.delete_webhook(&caller.tenant, &id).await?;
+    super::audit(
+        &state,
+        &caller,
+        &caller.tenant,
+        "webhook.delete",
+        &format!("webhook:{id}"),
+        None,
+    )
+    .await;
     Ok(no_content())
 }
 
@@ -242,5 +269,14 @@ async fn rotate_secret(
         None => new_secret(),
     };
     let w = state.store.set_webhook_secret(&caller.tenant, &id, &secret).await?;
+    super::audit(
+        &state,
+        &caller,
+        &caller.tenant,
+        "webhook.rotate_secret",
+        &format!("webhook:{id}"),
+        None,
+    )
+    .await;
     Ok(Json(view(&state, &w, true)))
 }

@@ -64,4 +64,11 @@ impl FunctionCache {
         self.generation.fetch_add(1, Ordering::SeqCst);
         map.remove(&(tenant.to_string(), name.to_string()));
     }
+
+    /// Drop everything (a whole tenant went away).
+    pub fn clear(&self) {
+        let mut map = self.lock();
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        map.clear();
+    }
 }

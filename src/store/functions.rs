@@ -180,6 +180,14 @@ impl Store {
         Ok(row.is_some())
     }
 
+    pub async fn count_functions(&self, tenant: &str) -> StoreResult<i64> {
+        let row = sqlx::query("select count(*) as n from functions where tenant = $1")
+            .bind(tenant)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
     pub async fn list_functions(&self, tenant: &str, limit: i64, offset: i64) -> StoreResult<(Vec<Function>, i64)> {
         let sql = format!(
             "select f.id, f.name, f.latest_version, f.created_at as f_created_at, f.updated_at, {VERSION_COLS}

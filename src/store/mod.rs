@@ -8,6 +8,7 @@ mod cache;
 mod executions;
 mod functions;
 mod schedules;
+mod tenancy;
 mod webhooks;
 
 use std::time::Duration;
@@ -18,6 +19,7 @@ use sqlx::AnyPool;
 pub use executions::{CallRecord, ExecutionFilter, ExecutionRecord, NewStep, StepFinish, StepRecord, Write};
 pub use functions::{Function, FunctionVersion, VersionContent, VersionSource};
 pub use schedules::{NewRun, Schedule, ScheduleFields, ScheduleRun};
+pub use tenancy::{AuditEntry, Grant, Subtenant};
 pub use webhooks::{Webhook, WebhookFields};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");

@@ -23,7 +23,6 @@ use serde_json::json;
 use sha2::Sha256;
 
 use super::AppState;
-use crate::auth::Caller;
 use crate::domain::webhook_path;
 use crate::engine::{InvokeResult, Trigger};
 use crate::error::{ApiError, ApiResult};
@@ -233,25 +232,25 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> ApiResult<a
 }
 
 /// Who the caller is. A Maestro token is recognised on every webhook and then removed from
-/// the headers, whatever its tenant, so no function ever receives a caller's token; only a
-/// token of the owning tenant makes the caller the owner (who sees error details). On a
-/// `requires_auth` webhook the caller must be the owner or sign the body with the secret.
+/// the headers, whatever its tenant, so no function ever receives a caller's token; a token
+/// that may act in the webhook's tenant makes the caller the owner (who sees error details).
+/// On a `requires_auth` webhook the caller must be the owner or sign the body with the
+/// secret; another tenant's token gets the same 404 as a missing webhook.
 async fn authenticate(
     state: &AppState,
     hook: &Webhook,
     parts: &mut axum::http::request::Parts,
     body: &[u8],
 ) -> ApiResult<Proof> {
-    let token = if parts.headers.contains_key(header::AUTHORIZATION) {
-        let caller = Caller::from_request_parts(parts, state).await;
-        if caller.is_ok() {
-            parts.headers.remove(header::AUTHORIZATION);
-        }
-        Some(caller)
-    } else {
-        None
+    let identity = match crate::auth::bearer(parts) {
+        Ok(Some(token)) => Some(state.auth.identify(token).await),
+        _ => None,
     };
-    let owner = matches!(&token, Some(Ok(c)) if c.tenant == hook.tenant);
+    let mut owner = false;
+    if let Some(Ok(id)) = &identity {
+        parts.headers.remove(header::AUTHORIZATION);
+        owner = state.auth.resolve(id, Some(&hook.tenant)).await.is_ok();
+    }
     if owner {
         return Ok(Proof::Owner);
     }
@@ -271,9 +270,12 @@ async fn authenticate(
         verify_signature(&hook.secret, signature.as_bytes(), timestamp, body, now)?;
         return Ok(Proof::Signature);
     }
-    match token {
-        Some(Ok(_)) => Err(ApiError::Forbidden("the token belongs to another tenant".into())),
-        Some(Err(e)) => Err(ApiError::Unauthorized(e.to_string())),
+    match identity {
+        Some(Ok(_)) => Err(ApiError::NotFound(format!(
+            "no webhook at /api/v1/h/{}",
+            hook.fields.path
+        ))),
+        Some(Err(e)) => Err(e),
         None => Err(ApiError::Unauthorized(format!(
             "this webhook requires a Bearer token of its tenant or an {SIGNATURE_HEADER} header"
         ))),

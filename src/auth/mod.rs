@@ -1,0 +1,333 @@
+//! Who is calling and in which tenant they act.
+//!
+//! Tokens are JWTs: HS256 with the server's shared secret (what `maestro token` mints), or
+//! RS256/ES256-family from an external issuer (`external`). The algorithm decides which key
+//! checks a token and each key checks one family only, so `alg: none`, an HS256 token signed
+//! with a public key, or an RS256 token against the shared secret all fail. `exp` is required.
+//!
+//! The tenant is the token's tenant claim; otherwise the `X-Subtenant` header, allowed when
+//! the user has a grant there; otherwise the user's only grant. Admins may act anywhere.
+
+pub mod external;
+
+use std::path::Path;
+use std::time::Duration;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    #[serde(default)]
+    pub email: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    pub exp: i64,
+    #[serde(default)]
+    pub iat: i64,
+}
+
+/// Verifies and mints tokens.
+pub struct Keys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl Keys {
+    pub fn new(secret: &str) -> Keys {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.leeway = 30;
+        validation.validate_nbf = true;
+        Keys {
+            encoding: EncodingKey::from_secret(secret.as_bytes()),
+            decoding: DecodingKey::from_secret(secret.as_bytes()),
+            validation,
+        }
+    }
+
+    pub fn mint(&self, tenant: &str, email: &str, admin: bool, ttl: Duration) -> anyhow::Result<String> {
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            sub: email.to_string(),
+            email: email.to_string(),
+            tenant: Some(tenant.to_string()),
+            role: admin.then(|| "admin".to_string()),
+            exp: now + ttl.as_secs() as i64,
+            iat: now,
+        };
+        Ok(encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?)
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|d| d.claims)
+            .map_err(|e| ApiError::Unauthorized(format!("invalid token: {e}")))
+    }
+}
+
+/// The secret from config, or one generated into the data directory on first start.
+/// Returns the secret and whether it was just generated.
+pub fn load_or_create_secret(configured: Option<&str>, data_dir: &Path) -> anyhow::Result<(String, bool)> {
+    if let Some(s) = configured.filter(|s| !s.is_empty()) {
+        return Ok((s.to_string(), false));
+    }
+    let path = data_dir.join("jwt_secret");
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        if !s.trim().is_empty() {
+            return Ok((s.trim().to_string(), false));
+        }
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let secret = hex::encode(rand::random::<[u8; 32]>());
+    crate::sandbox::runtime::write_atomic(&path, secret.as_bytes())?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok((secret, true))
+}
+
+/// Parse a TTL like `90s`, `30m`, `1h`, `7d` (a bare number is seconds).
+pub fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("bad duration {s:?}: use e.g. 90s, 30m, 1h, 7d"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("bad duration unit in {s:?}: use s, m, h or d")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+/// Claim names, for issuers that do not say `email`, `tenant` and `role`.
+#[derive(Debug, Clone)]
+pub struct ClaimNames {
+    pub email: String,
+    pub tenant: String,
+    pub role: String,
+    pub admin_role: String,
+}
+
+/// What a verified token says.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub email: String,
+    pub tenant: Option<String>,
+    pub admin: bool,
+}
+
+/// Verifies tokens and works out the tenant a request acts in.
+pub struct Auth {
+    keys: Keys,
+    external: Option<external::Issuer>,
+    claims: ClaimNames,
+    store: crate::store::Store,
+}
+
+/// Who is calling, and in which tenant they act.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub tenant: String,
+    pub email: String,
+    pub admin: bool,
+    /// `admin` (a server admin), `owner` (the token's own tenant), or the grant's role.
+    pub role: String,
+}
+
+pub const SUBTENANT_HEADER: &str = "x-subtenant";
+
+/// Roles a grant may give: `member` reads and writes, `viewer` only reads.
+pub const ROLES: [&str; 2] = ["member", "viewer"];
+
+pub fn valid_tenant(t: &str) -> bool {
+    !t.is_empty() && t.len() <= 128 && t.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+}
+
+fn claim_str(claims: &serde_json::Value, name: &str) -> Option<String> {
+    claims
+        .get(name)
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .filter(|s| !s.is_empty())
+}
+
+impl Auth {
+    pub fn new(keys: Keys, external: Option<external::Issuer>, claims: ClaimNames, store: crate::store::Store) -> Auth {
+        Auth {
+            keys,
+            external,
+            claims,
+            store,
+        }
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// Check a token's signature and times; read who it names.
+    pub async fn identify(&self, token: &str) -> Result<Identity, ApiError> {
+        let bad = |e: jsonwebtoken::errors::Error| ApiError::Unauthorized(format!("invalid token: {e}"));
+        let header = jsonwebtoken::decode_header(token).map_err(bad)?;
+        let claims: serde_json::Value = if header.alg == Algorithm::HS256 {
+            decode(token, &self.keys.decoding, &self.keys.validation)
+                .map_err(bad)?
+                .claims
+        } else {
+            let issuer = self.external.as_ref().ok_or_else(|| {
+                ApiError::Unauthorized(format!(
+                    "{:?} tokens are not accepted: no external issuer is configured (AUTH_PUBLIC_KEY or AUTH_JWKS)",
+                    header.alg
+                ))
+            })?;
+            let key = issuer.key_for(&header).await?;
+            decode(token, &key, &issuer.validation(header.alg)).map_err(bad)?.claims
+        };
+        let names = &self.claims;
+        let email = claim_str(&claims, &names.email)
+            .or_else(|| claim_str(&claims, "sub"))
+            .ok_or_else(|| ApiError::Unauthorized(format!("the token has no `{}` or `sub` claim", names.email)))?
+            .to_ascii_lowercase();
+        let admin = match claims.get(&names.role) {
+            Some(serde_json::Value::String(r)) => *r == names.admin_role,
+            Some(serde_json::Value::Array(rs)) => rs.iter().any(|r| r.as_str() == Some(&names.admin_role)),
+            _ => false,
+        };
+        Ok(Identity {
+            email,
+            tenant: claim_str(&claims, &names.tenant),
+            admin,
+        })
+    }
+
+    /// The tenant this request acts in, and the caller's role there.
+    pub async fn resolve(&self, id: &Identity, requested: Option<&str>) -> Result<(String, String), ApiError> {
+        let forbidden = |m: String| Err(ApiError::Forbidden(m));
+        if let Some(t) = requested {
+            if !valid_tenant(t) {
+                return Err(ApiError::BadRequest(format!(
+                    "{SUBTENANT_HEADER} {t:?} is not a valid subtenant id"
+                )));
+            }
+            if id.admin || id.tenant.as_deref() == Some(t) {
+                return Ok((t.to_string(), if id.admin { "admin" } else { "owner" }.to_string()));
+            }
+            return match self.store.grant_of(t, &id.email).await? {
+                Some(g) => Ok((t.to_string(), g.role)),
+                None => forbidden(format!(
+                    "{} has no access to subtenant {t}; an admin can grant it",
+                    id.email
+                )),
+            };
+        }
+        if let Some(t) = &id.tenant {
+            if !valid_tenant(t) {
+                return forbidden("the token's tenant claim is not a valid tenant id".into());
+            }
+            return Ok((t.clone(), if id.admin { "admin" } else { "owner" }.to_string()));
+        }
+        let grants = self.store.grants_of(&id.email).await?;
+        match grants.as_slice() {
+            [one] => Ok((one.subtenant_id.clone(), one.role.clone())),
+            [] => forbidden(format!(
+                "the token has no tenant claim and {} has no grant in any subtenant; an admin can grant access",
+                id.email
+            )),
+            many => forbidden(format!(
+                "{} has access to several subtenants ({}); choose one with the {SUBTENANT_HEADER} header",
+                id.email,
+                many.iter()
+                    .map(|g| g.subtenant_id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+}
+
+/// The Bearer token of a request, if it has one.
+pub fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
+    let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let header = header
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into()))?;
+    let token = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .ok_or_else(|| ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into()))?;
+    Ok(Some(token.trim()))
+}
+
+impl<S> FromRequestParts<S> for Caller
+where
+    S: Send + Sync,
+    std::sync::Arc<Auth>: axum::extract::FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let auth: std::sync::Arc<Auth> = axum::extract::FromRef::from_ref(state);
+        let token = bearer(parts)?
+            .ok_or_else(|| ApiError::Unauthorized("missing Authorization: Bearer <token> header".into()))?;
+        let id = auth.identify(token).await?;
+        let requested = parts.headers.get(SUBTENANT_HEADER).and_then(|v| v.to_str().ok());
+        let (tenant, role) = auth.resolve(&id, requested).await?;
+        let reading = matches!(parts.method, axum::http::Method::GET | axum::http::Method::HEAD);
+        if role == "viewer" && !reading {
+            return Err(ApiError::Forbidden(format!(
+                "{} may only read in subtenant {tenant} (role viewer)",
+                id.email
+            )));
+        }
+        Ok(Caller {
+            tenant,
+            email: id.email,
+            admin: id.admin,
+            role,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls() -> Result<(), String> {
+        assert_eq!(parse_ttl("90")?, Duration::from_secs(90));
+        assert_eq!(parse_ttl("30m")?, Duration::from_secs(1800));
+        assert_eq!(parse_ttl("1h")?, Duration::from_secs(3600));
+        assert_eq!(parse_ttl("7d")?, Duration::from_secs(604_800));
+        assert!(parse_ttl("1y").is_err());
+        assert!(parse_ttl("h").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn tokens_round_trip_and_reject_other_secrets() -> anyhow::Result<()> {
+        let keys = Keys::new("s1");
+        let t = keys.mint("acme", "a@acme.io", true, Duration::from_secs(60))?;
+        let c = keys.verify(&t)?;
+        assert_eq!(c.tenant.as_deref(), Some("acme"));
+        assert_eq!(c.role.as_deref(), Some("admin"));
+        assert!(Keys::new("s2").verify(&t).is_err());
+        Ok(())
+    }
+}

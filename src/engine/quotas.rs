@@ -1,0 +1,195 @@
+//! Per-tenant quotas and fairness: server-wide defaults, overridden per subtenant by an admin.
+//!
+//! Concurrency and rate are counted by each server for itself (a tenant's share of one
+//! server's sandbox workers is what fairness is about); the function count is the database's.
+//! The default concurrency cap is half the sandbox workers, so one tenant's flood always
+//! leaves room for others.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::Settings;
+use crate::error::ApiError;
+use crate::store::Store;
+
+/// How long a server uses a tenant's quotas before reading them again.
+const QUOTA_TTL: Duration = Duration::from_secs(1);
+
+/// What an admin may override for a subtenant (unset fields keep the server default).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_functions: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_concurrent_executions: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    invocations_per_second: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    burst: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_fuel_per_execution: Option<u64>,
+}
+
+/// A tenant's limits in force.
+#[derive(Debug, Clone, Serialize)]
+pub struct Quotas {
+    pub max_functions: i64,
+    pub max_concurrent_executions: u32,
+    /// 0 = unlimited.
+    pub invocations_per_second: f64,
+    pub burst: f64,
+    pub max_fuel_per_execution: u64,
+}
+
+impl Quotas {
+    /// Check an admin's overrides; returns them as stored.
+    pub fn parse(v: Option<&Value>) -> Result<Value, ApiError> {
+        let Some(v) = v.filter(|v| !v.is_null()) else {
+            return Ok(serde_json::json!({}));
+        };
+        let o: Overrides = serde_json::from_value(v.clone())
+            .map_err(|e| ApiError::invalid("quotas", format!("{e} (known: max_functions, max_concurrent_executions, invocations_per_second, burst, max_fuel_per_execution)")))?;
+        let bad = |field: &str, m: &str| Err(ApiError::invalid(&format!("quotas.{field}"), m));
+        if o.max_functions.is_some_and(|n| n < 0) {
+            return bad("max_functions", "must be 0 or more");
+        }
+        if o.max_concurrent_executions == Some(0) {
+            return bad("max_concurrent_executions", "must be at least 1");
+        }
+        if o.invocations_per_second.is_some_and(|r| !r.is_finite() || r < 0.0) {
+            return bad("invocations_per_second", "must be 0 (unlimited) or more");
+        }
+        if o.burst.is_some_and(|b| !b.is_finite() || b < 1.0) {
+            return bad("burst", "must be at least 1");
+        }
+        if o.max_fuel_per_execution == Some(0) {
+            return bad("max_fuel_per_execution", "must be at least 1");
+        }
+        Ok(serde_json::to_value(o).unwrap_or_default())
+    }
+
+    fn effective(cfg: &Settings, stored: Option<&Value>) -> Quotas {
+        let o: Overrides = stored
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default();
+        let default_concurrency = match cfg.tenant_max_concurrent_executions {
+            0 => (cfg.sandbox_workers as u32 / 2).max(1),
+            n => n,
+        };
+        let rate = o.invocations_per_second.unwrap_or(cfg.tenant_invocations_per_second);
+        Quotas {
+            max_functions: o.max_functions.unwrap_or(cfg.tenant_max_functions),
+            max_concurrent_executions: o.max_concurrent_executions.unwrap_or(default_concurrency),
+            invocations_per_second: rate,
+            burst: o.burst.unwrap_or(rate.max(1.0)),
+            max_fuel_per_execution: o.max_fuel_per_execution.unwrap_or(cfg.max_function_fuel),
+        }
+    }
+}
+
+/// One tenant's counters on this server.
+struct Tenant {
+    quotas: Quotas,
+    read_at: Instant,
+    running: Arc<AtomicU32>,
+    tokens: f64,
+    refilled: Instant,
+}
+
+/// A running execution's place in its tenant's concurrency; leaving frees it.
+pub struct Admission(Arc<AtomicU32>);
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+pub struct Limiter {
+    store: Store,
+    settings: Arc<Settings>,
+    tenants: Mutex<HashMap<String, Tenant>>,
+}
+
+impl Limiter {
+    pub fn new(store: Store, settings: Arc<Settings>) -> Limiter {
+        Limiter {
+            store,
+            settings,
+            tenants: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Tenant>> {
+        self.tenants.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A tenant's quotas (cached for a second).
+    pub async fn quotas(&self, tenant: &str) -> Quotas {
+        if let Some(t) = self.lock().get(tenant).filter(|t| t.read_at.elapsed() < QUOTA_TTL) {
+            return t.quotas.clone();
+        }
+        let stored = match self.store.get_subtenant(tenant).await {
+            Ok(s) => Some(s.quotas),
+            Err(_) => None, // not a subtenant (a token-bound tenant): the defaults
+        };
+        let quotas = Quotas::effective(&self.settings, stored.as_ref());
+        let mut map = self.lock();
+        let entry = map.entry(tenant.to_string()).or_insert_with(|| Tenant {
+            quotas: quotas.clone(),
+            read_at: Instant::now(),
+            running: Arc::default(),
+            tokens: quotas.burst,
+            refilled: Instant::now(),
+        });
+        entry.quotas = quotas.clone();
+        entry.read_at = Instant::now();
+        quotas
+    }
+
+    pub fn forget(&self, tenant: &str) {
+        if let Some(t) = self.lock().get_mut(tenant) {
+            t.read_at = Instant::now() - QUOTA_TTL;
+        }
+    }
+
+    /// Let one execution of `tenant` start, or say which limit it hit (429, retry shortly).
+    pub async fn admit(&self, tenant: &str) -> Result<(Admission, Quotas), ApiError> {
+        let quotas = self.quotas(tenant).await;
+        let mut map = self.lock();
+        let t = map
+            .get_mut(tenant)
+            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("tenant counters vanished")))?;
+        if quotas.invocations_per_second > 0.0 {
+            let now = Instant::now();
+            let earned = now.duration_since(t.refilled).as_secs_f64() * quotas.invocations_per_second;
+            t.tokens = (t.tokens + earned).min(quotas.burst);
+            t.refilled = now;
+            if t.tokens < 1.0 {
+                return Err(ApiError::TooManyRequests(format!(
+                    "tenant {tenant} is over its rate of {} invocations per second",
+                    quotas.invocations_per_second
+                )));
+            }
+        }
+        let cap = quotas.max_concurrent_executions;
+        if t.running
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < cap).then_some(n + 1))
+            .is_err()
+        {
+            return Err(ApiError::TooManyRequests(format!(
+                "tenant {tenant} already runs {cap} executions at once (its max_concurrent_executions)"
+            )));
+        }
+        if quotas.invocations_per_second > 0.0 {
+            t.tokens -= 1.0;
+        }
+        Ok((Admission(t.running.clone()), quotas))
+    }
+}

@@ -1,0 +1,506 @@
+//! Multi-tenancy over HTTP: subtenants and grants, which tenant a request acts in, tokens
+//! from an external issuer, a walk of every route across tenants, quotas and fairness, audit.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{start, start_with, Backend, TestApp};
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// An HS256 token with exactly these claims, signed with the test secret.
+fn hs256(claims: Value) -> String {
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(common::SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// A call with a token and optional `X-Subtenant`.
+async fn call(
+    app: &TestApp,
+    token: &str,
+    sub: Option<&str>,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut req = app
+        .client
+        .request(method, format!("{}{path}", app.base))
+        .bearer_auth(token);
+    if let Some(s) = sub {
+        req = req.header("X-Subtenant", s);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+fn admin_token(app: &TestApp) -> String {
+    app.keys
+        .mint(&app.tenant, "root@example.com", true, Duration::from_secs(600))
+        .unwrap()
+}
+
+/// A token with no tenant claim: the tenant comes from the user's grants.
+fn user_token(email: &str) -> String {
+    hs256(json!({"sub": email, "email": email, "exp": now() + 600}))
+}
+
+const ECHO: &str = "def echo(input):\n    return input\n";
+
+async fn subtenants_and_grants(b: Backend) {
+    let app = start(b).await;
+    let admin = admin_token(&app);
+    let (a, b2) = (format!("{}-a", app.tenant), format!("{}-b", app.tenant));
+    let user = format!("user-{}@company-a.com", &app.tenant[2..10]);
+    let user_tok = user_token(&user);
+
+    // Only admins manage subtenants; bad ids and duplicates write nothing.
+    let (s, _) = app.post("/api/v1/subtenants", json!({"subtenant_id": a})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    for (id, body) in [
+        (&a, json!({"subtenant_id": a, "description": "Company A"})),
+        (&b2, json!({"subtenant_id": b2})),
+    ] {
+        let (s, v) = call(&app, &admin, None, Method::POST, "/api/v1/subtenants", Some(body)).await;
+        assert_eq!(s, StatusCode::CREATED, "{id}: {v}");
+    }
+    for (bad, status) in [
+        (json!({"subtenant_id": a}), StatusCode::CONFLICT),
+        (json!({"subtenant_id": "../etc"}), StatusCode::BAD_REQUEST),
+        (json!({"subtenant_id": "a/b"}), StatusCode::BAD_REQUEST),
+        (json!({"subtenant_id": ""}), StatusCode::BAD_REQUEST),
+        (
+            json!({"subtenant_id": "ok-id", "quotas": {"max_functions": -1}}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"subtenant_id": "ok-id", "quotas": {"colour": 1}}),
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let (s, v) = call(
+            &app,
+            &admin,
+            None,
+            Method::POST,
+            "/api/v1/subtenants",
+            Some(bad.clone()),
+        )
+        .await;
+        assert_eq!(s, status, "{bad} -> {v}");
+    }
+    assert_eq!(
+        call(&app, &admin, None, Method::GET, "/api/v1/subtenants/ok-id", None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+
+    // Grants: emails are checked and stored lower-case; roles are member or viewer.
+    let grant = |sub: &str| format!("/api/v1/subtenants/{sub}/grant-access");
+    let (s, g) = call(
+        &app,
+        &admin,
+        None,
+        Method::POST,
+        &grant(&a),
+        Some(json!({"user_email": user.to_uppercase()})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{g}");
+    assert_eq!(
+        (g["user_email"].as_str(), g["role"].as_str()),
+        (Some(user.as_str()), Some("member"))
+    );
+    for bad in [
+        json!({"user_email": "not-an-email"}),
+        json!({"user_email": "a@b"}),
+        json!({"user_email": user, "role": "owner"}),
+    ] {
+        let (s, v) = call(&app, &admin, None, Method::POST, &grant(&a), Some(bad.clone())).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad} -> {v}");
+    }
+    let (s, _) = call(
+        &app,
+        &admin,
+        None,
+        Method::POST,
+        &grant("nope-x"),
+        Some(json!({"user_email": user})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (_, m) = call(
+        &app,
+        &admin,
+        None,
+        Method::GET,
+        &format!("/api/v1/subtenants/{a}/members"),
+        None,
+    )
+    .await;
+    assert_eq!(m["members"].as_array().unwrap().len(), 1, "{m}");
+
+    // One grant: the user acts there without saying so.
+    let (s, me) = call(&app, &user_tok, None, Method::GET, "/api/v1/me", None).await;
+    assert_eq!(s, StatusCode::OK, "{me}");
+    assert_eq!(
+        (me["tenant"].as_str(), me["role"].as_str()),
+        (Some(a.as_str()), Some("member"))
+    );
+    let (s, _) = call(
+        &app,
+        &user_tok,
+        None,
+        Method::POST,
+        "/api/v1/functions",
+        Some(json!({"name": "echo", "code": ECHO})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (_, list) = call(&app, &admin, Some(&a), Method::GET, "/api/v1/functions", None).await;
+    assert_eq!(list["total"], 1, "the admin sees it in the subtenant: {list}");
+    let (s, v) = call(&app, &user_tok, Some(&b2), Method::GET, "/api/v1/functions", None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "no grant there: {v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains(&b2));
+
+    // Two grants: the user must choose; a viewer only reads.
+    call(
+        &app,
+        &admin,
+        None,
+        Method::POST,
+        &grant(&b2),
+        Some(json!({"user_email": user, "role": "viewer"})),
+    )
+    .await;
+    let (s, v) = call(&app, &user_tok, None, Method::GET, "/api/v1/functions", None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("X-Subtenant")
+            || v["error"]["message"].as_str().unwrap().contains("x-subtenant"),
+        "{v}"
+    );
+    let (s, v) = call(&app, &user_tok, Some(&b2), Method::GET, "/api/v1/functions", None).await;
+    assert_eq!((s, v["total"].clone()), (StatusCode::OK, json!(0)));
+    let (s, _) = call(
+        &app,
+        &user_tok,
+        Some(&b2),
+        Method::POST,
+        "/api/v1/functions",
+        Some(json!({"name": "echo", "code": ECHO})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "viewers cannot write");
+    let (s, _) = call(&app, &user_tok, Some("../x"), Method::GET, "/api/v1/functions", None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+
+    // Nobody else: a user without grants is told what is missing.
+    let (s, v) = call(
+        &app,
+        &user_token("stranger@example.com"),
+        None,
+        Method::GET,
+        "/api/v1/functions",
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(v["error"]["message"].as_str().unwrap().contains("no grant"), "{v}");
+
+    // Revoke, then delete: refused while it owns functions, unless forced.
+    let (s, _) = call(
+        &app,
+        &admin,
+        None,
+        Method::POST,
+        &format!("/api/v1/subtenants/{b2}/revoke-access"),
+        Some(json!({"user_email": user})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(
+        call(&app, &user_tok, Some(&b2), Method::GET, "/api/v1/functions", None)
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    let path = format!("/api/v1/subtenants/{a}");
+    let (s, v) = call(&app, &admin, None, Method::DELETE, &path, None).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(
+        call(&app, &admin, Some(&a), Method::GET, "/api/v1/functions", None)
+            .await
+            .1["total"],
+        1
+    );
+    let (s, _) = call(&app, &admin, None, Method::DELETE, &format!("{path}?force=true"), None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(
+        call(&app, &admin, Some(&a), Method::GET, "/api/v1/functions", None)
+            .await
+            .1["total"],
+        0,
+        "everything it owned is gone"
+    );
+    assert_eq!(
+        call(&app, &user_tok, None, Method::GET, "/api/v1/me", None).await.0,
+        StatusCode::FORBIDDEN,
+        "and its grants"
+    );
+
+    // The audit trail has who did what.
+    let (s, _) = app.get("/api/v1/audit").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (_, audit) = call(
+        &app,
+        &admin,
+        None,
+        Method::GET,
+        &format!("/api/v1/audit?tenant={a}"),
+        None,
+    )
+    .await;
+    let actions: Vec<(String, String)> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_string(),
+                e["actor"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for (action, actor) in [
+        ("subtenant.create", "root@example.com"),
+        ("grant.create", "root@example.com"),
+        ("function.create", user.as_str()),
+        ("subtenant.delete", "root@example.com"),
+    ] {
+        assert!(
+            actions.contains(&(action.to_string(), actor.to_string())),
+            "{action} by {actor}: {actions:?}"
+        );
+    }
+    call(
+        &app,
+        &admin,
+        None,
+        Method::DELETE,
+        &format!("/api/v1/subtenants/{b2}?force=true"),
+        None,
+    )
+    .await;
+    app.stop().await;
+}
+
+/// Sign `claims` with a fixture key.
+fn signed(alg: Algorithm, key_file: &str, kid: Option<&str>, claims: Value) -> String {
+    let pem = std::fs::read(fixture(key_file)).unwrap();
+    let key = match alg {
+        Algorithm::ES256 => EncodingKey::from_ec_pem(&pem).unwrap(),
+        _ => EncodingKey::from_rsa_pem(&pem).unwrap(),
+    };
+    let mut header = Header::new(alg);
+    header.kid = kid.map(str::to_string);
+    encode(&header, &claims, &key).unwrap()
+}
+
+/// Serve `body` to every HTTP request on a local port (a stand-in for an issuer's JWKS URL).
+async fn serve_once_more(body: String) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let resp = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+                let _ = sock.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://{addr}/.well-known/jwks.json")
+}
+
+async fn external_issuer(b: Backend) {
+    let iss = "https://census.example";
+    let jwks_url = serve_once_more(std::fs::read_to_string(fixture("jwks.json")).unwrap()).await;
+    let app = start_with(
+        b,
+        &[
+            "--auth-jwks",
+            &jwks_url,
+            "--auth-issuer",
+            iss,
+            "--auth-audience",
+            "maestro",
+        ],
+    )
+    .await;
+    let tenant = app.tenant.clone();
+    let good = |extra: Value| {
+        let mut c = json!({"sub": "u1", "email": "u1@example.com", "tenant": tenant, "iss": iss, "aud": "maestro",
+                           "exp": now() + 600, "nbf": now() - 10});
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        c
+    };
+    let ok_rsa = signed(Algorithm::RS256, "rsa_private.pem", Some("test-rsa-1"), good(json!({})));
+    let ok_ec = signed(Algorithm::ES256, "ec_private.pem", Some("test-ec-1"), good(json!({})));
+    for t in [&ok_rsa, &ok_ec, &app.token] {
+        let (s, v) = call(&app, t, None, Method::GET, "/api/v1/me", None).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    let rsa_public = std::fs::read(fixture("rsa_public.pem")).unwrap();
+    let confused = encode(
+        &Header::new(Algorithm::HS256),
+        &good(json!({})),
+        &EncodingKey::from_secret(&rsa_public),
+    )
+    .unwrap();
+    let none = {
+        let h = base64_url(br#"{"alg":"none","typ":"JWT"}"#);
+        format!("{h}.{}.", base64_url(good(json!({})).to_string().as_bytes()))
+    };
+    let refused = [
+        (
+            "wrong issuer",
+            signed(
+                Algorithm::RS256,
+                "rsa_private.pem",
+                Some("test-rsa-1"),
+                good(json!({"iss": "https://evil.example"})),
+            ),
+        ),
+        (
+            "wrong audience",
+            signed(
+                Algorithm::RS256,
+                "rsa_private.pem",
+                Some("test-rsa-1"),
+                good(json!({"aud": "other"})),
+            ),
+        ),
+        (
+            "expired",
+            signed(
+                Algorithm::RS256,
+                "rsa_private.pem",
+                Some("test-rsa-1"),
+                good(json!({"exp": now() - 3600})),
+            ),
+        ),
+        (
+            "not yet valid",
+            signed(
+                Algorithm::RS256,
+                "rsa_private.pem",
+                Some("test-rsa-1"),
+                good(json!({"nbf": now() + 3600})),
+            ),
+        ),
+        (
+            "forged",
+            signed(
+                Algorithm::RS256,
+                "rsa_other_private.pem",
+                Some("test-rsa-1"),
+                good(json!({})),
+            ),
+        ),
+        (
+            "unknown kid",
+            signed(Algorithm::RS256, "rsa_private.pem", Some("nope"), good(json!({}))),
+        ),
+        (
+            "EC key id for an RSA token",
+            signed(Algorithm::RS256, "rsa_private.pem", Some("test-ec-1"), good(json!({}))),
+        ),
+        (
+            "no identity",
+            signed(
+                Algorithm::RS256,
+                "rsa_private.pem",
+                Some("test-rsa-1"),
+                json!({"iss": iss, "aud": "maestro", "exp": now() + 600, "tenant": "x"}),
+            ),
+        ),
+        ("HS256 signed with the public key", confused),
+        ("alg none", none),
+    ];
+    for (what, token) in &refused {
+        let (s, v) = call(&app, token, None, Method::GET, "/api/v1/me", None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{what}: {v}");
+    }
+    app.stop().await;
+
+    // A PEM key instead of a JWKS, and other claim names.
+    let app = start_with(
+        b,
+        &[
+            "--auth-public-key",
+            &fixture("rsa_public.pem"),
+            "--auth-email-claim",
+            "upn",
+            "--auth-tenant-claim",
+            "org",
+            "--auth-role-claim",
+            "roles",
+        ],
+    )
+    .await;
+    let claims = json!({"sub": "x", "upn": "Boss@Example.com", "org": app.tenant, "roles": ["reader", "admin"], "exp": now() + 600});
+    let boss = signed(Algorithm::RS256, "rsa_private.pem", None, claims.clone());
+    let (s, me) = call(&app, &boss, None, Method::GET, "/api/v1/me", None).await;
+    assert_eq!(s, StatusCode::OK, "{me}");
+    assert_eq!(
+        (me["email"].as_str(), me["tenant"].as_str(), me["admin"].as_bool()),
+        (Some("boss@example.com"), Some(app.tenant.as_str()), Some(true))
+    );
+    let ec = signed(Algorithm::ES256, "ec_private.pem", None, claims);
+    assert_eq!(
+        call(&app, &ec, None, Method::GET, "/api/v1/me", None).await.0,
+        StatusCode::UNAUTHORIZED,
+        "not the configured key type"
+    );
+    app.stop().await;
+
+    // Without an external issuer, RS256 tokens are refused outright.
+    let app = start(b).await;
+    assert_eq!(
+        call(&app, &ok_rsa, None, Method::GET, "/api/v1/me", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    app.stop().await;
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+both_backends!(subtenants_and_grants, external_issuer);
