@@ -197,11 +197,13 @@ async fn fires_on_time(b: Backend) {
     assert!((2..=4).contains(&fired.len()), "about one a second: {}", fired.len());
     for e in &fired {
         assert_eq!(
-            (e["trigger"].as_str(), e["output"].as_i64()),
-            (Some("schedule"), Some(49)),
+            (e["trigger"].as_str(), e["attempt"].as_i64()),
+            (Some("schedule"), Some(1)),
             "{e}"
         );
-        assert_eq!(e["attempt"], 1);
+        if e["status"] == "succeeded" {
+            assert_eq!(e["output"], 49, "{e}");
+        }
     }
     let runs = runs_of(&app, id).await;
     let mut ticks: Vec<&str> = runs.iter().map(|r| r["fire_at"].as_str().unwrap()).collect();
@@ -244,7 +246,14 @@ async fn retries_with_backoff(b: Backend) {
     let (status, v) = app.post(&format!("/api/v1/schedules/{id}/run"), json!({})).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{v}");
     let first = v["execution_id"].as_str().unwrap().to_string();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for _ in 0..160 {
+        let fired = executions_of(&app, id).await;
+        if fired.len() == 3 && fired.iter().all(|e| e["status"] != "running") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await; // no fourth attempt comes
 
     let fired = executions_of(&app, id).await;
     assert_eq!(fired.len(), 3, "one try and two retries: {fired:?}");
@@ -316,8 +325,14 @@ async fn misfires_and_overlap(b: Backend) {
     let past = next - 5 * 3_600_000;
     assert!(store.claim_tick(&id, next, Some(past)).await.unwrap());
     scheduler.poll_once(next - 3_600_000 + 60_000).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let runs = runs_of(&app, &id).await;
+    let mut runs = runs_of(&app, &id).await;
+    for _ in 0..100 {
+        if runs.len() == 1 && runs[0]["status"] != "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        runs = runs_of(&app, &id).await;
+    }
     assert_eq!(runs.len(), 1, "one run for all the missed ticks: {runs:?}");
     assert_eq!(runs[0]["status"], "succeeded");
     assert_eq!(runs[0]["missed"], 4, "and the misses counted");
@@ -363,7 +378,7 @@ async fn misfires_and_overlap(b: Backend) {
         tokio::time::sleep(Duration::from_millis(2500)).await;
         let runs = runs_of(&app, &id).await;
         assert_eq!(runs.len(), 2, "{policy}: {runs:?}");
-        assert_eq!(executions_of(&app, &id).await.len(), expect_runs, "{policy}");
+        assert_eq!(executions_of(&app, &id).await.len(), expect_runs, "{policy}: {runs:?}");
         if policy == "skip" {
             assert_eq!(
                 (runs[1]["status"].as_str(), runs[1]["reason"].as_str()),
@@ -433,7 +448,10 @@ async fn two_replicas_fire_each_tick_once() {
         &bases[1],
         Method::POST,
         "/api/v1/schedules",
-        Some(json!({"name": "every-second", "function_name": "tick", "cron_expression": "* * * * * *"})),
+        Some(
+            json!({"name": "every-second", "function_name": "tick", "cron_expression": "* * * * * *",
+                    "overlap_policy": "allow"}),
+        ),
     )
     .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
@@ -469,7 +487,8 @@ async fn two_replicas_fire_each_tick_once() {
     ticks.dedup();
     assert_eq!(ticks.len(), all, "no tick recorded twice: {runs:?}");
     assert!((3..=6).contains(&all), "about one tick a second: {all}");
-    assert_eq!(execs["total"], json!(all), "one execution per tick");
+    let ran = runs.iter().filter(|r| r["status"] != "skipped").count();
+    assert_eq!(execs["total"], json!(ran), "one execution per tick run: {runs:?}");
     for base in &bases {
         let (_, st) = call(base, Method::GET, "/scheduler/status", None).await;
         assert_eq!(st["running"], true, "{st}");
@@ -528,7 +547,18 @@ async fn retries_survive_a_restart() {
         Some(json!({})),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    for _ in 0..100 {
+        let runs = call(base.clone(), Method::GET, format!("/api/v1/schedules/{id}/runs"), None).await;
+        if runs["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["status"] == "pending")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let runs = call(base.clone(), Method::GET, format!("/api/v1/schedules/{id}/runs"), None).await;
     let pending: Vec<&Value> = runs["runs"]
         .as_array()
@@ -542,7 +572,20 @@ async fn retries_survive_a_restart() {
 
     let (mut second, lines) = common::serve_binary(data, &flags);
     let base = common::address(&lines);
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for _ in 0..100 {
+        let execs = call(
+            base.clone(),
+            Method::GET,
+            format!("/api/v1/executions?trigger_id={id}"),
+            None,
+        )
+        .await;
+        let list = execs["executions"].as_array().unwrap();
+        if list.len() == 2 && list.iter().all(|e| e["status"] != "running") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let execs = call(
         base.clone(),
         Method::GET,

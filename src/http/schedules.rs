@@ -175,6 +175,13 @@ async fn check_target(state: &AppState, tenant: &str, f: &ScheduleFields) -> Api
     }
 }
 
+/// The first tick after now; a timetable that never fires again is refused.
+fn next_tick(timing: &Timing) -> ApiResult<i64> {
+    timing
+        .next_ms(now_ms())
+        .ok_or_else(|| ApiError::invalid("cron_expression", "never fires in the coming years"))
+}
+
 /// A schedule as the API shows it, with its next few fire times in its own zone.
 fn view(s: &Schedule) -> Value {
     let mut v = json!(s);
@@ -200,7 +207,7 @@ async fn create(
 ) -> ApiResult<Response> {
     let (fields, timing) = fields_from(&state, body, None)?;
     check_target(&state, &caller.tenant, &fields).await?;
-    let next = fields.enabled.then(|| timing.next_ms(now_ms())).flatten();
+    let next = fields.enabled.then(|| next_tick(&timing)).transpose()?;
     let s = state
         .store
         .create_schedule(&caller.tenant, &fields, next, &caller.email)
@@ -259,7 +266,7 @@ async fn update(
     let next = match (fields.enabled, old.enabled && same_timetable) {
         (false, _) => None,
         (true, true) => current.next_run_at,
-        (true, false) => timing.next_ms(now_ms()),
+        (true, false) => Some(next_tick(&timing)?),
     };
     let s = state.store.update_schedule(&caller.tenant, &id, &fields, next).await?;
     super::audit(
@@ -310,7 +317,7 @@ async fn resume(State(state): State<AppState>, caller: Caller, Path(id): Path<St
     let s = state.store.get_schedule(&caller.tenant, &id).await?;
     let timing = Timing::parse(&s.fields.cron_expression, &s.fields.timezone)
         .map_err(|e| ApiError::invalid(e.field, e.message))?;
-    let next = timing.next_ms(now_ms());
+    let next = Some(next_tick(&timing)?);
     let s = state
         .store
         .set_schedule_enabled(&caller.tenant, &id, true, next)

@@ -7,11 +7,12 @@
 //! case (`jan-jun`, `mon-thu`), Sunday as 0 or 7, and the `@hourly`-style macros. When both
 //! day fields are restricted (neither is `*`), a day matching either one fires.
 //!
-//! Time zones follow Vixie cron's rule. An expression with specific hours follows the wall
-//! clock and fires once per matching local time: a time skipped by a spring-forward change
-//! fires at the moment the clock jumps, a time that occurs twice fires at its first
-//! occurrence. An expression whose hour field is `*` follows the clock's instants: ticks inside
-//! a skipped hour do not happen, and a repeated hour fires twice.
+//! Time zones follow ISC (Vixie) cron's rule. A fixed-time job (minute and hour fields not
+//! starting with `*`) follows the wall clock: its times skipped by a spring-forward change fire
+//! once, at the moment the clock jumps, and a time that occurs twice fires at its first
+//! occurrence only. An interval job (minute or hour field starting with `*`) follows the
+//! clock's instants: its ticks inside a skipped hour do not happen, and a repeated hour fires
+//! twice.
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc};
 
@@ -95,7 +96,9 @@ pub struct Cron {
     weekdays: u64,
     days_star: bool,
     weekdays_star: bool,
-    hours_star: bool,
+    /// An interval job (its seconds, minute or hour field starts with `*`): it follows the
+    /// clock's instants through DST changes rather than the wall clock.
+    interval: bool,
     with_seconds: bool,
 }
 
@@ -156,8 +159,8 @@ fn parse_field(text: &str, f: &Field) -> Result<u64, CronError> {
                 let step: u32 = s
                     .parse()
                     .ok()
-                    .filter(|n| *n >= 1)
-                    .ok_or_else(|| err(format!("step {s:?} must be a whole number of at least 1")))?;
+                    .filter(|n| *n >= 1 && *n <= f.max)
+                    .ok_or_else(|| err(format!("step {s:?} must be a whole number from 1 to {}", f.max)))?;
                 (r, Some(step))
             }
             None => (part, None),
@@ -187,6 +190,9 @@ fn parse_field(text: &str, f: &Field) -> Result<u64, CronError> {
     }
     if f.name == DOW.name && has(bits, 7) {
         bits = (bits & !(1 << 7)) | 1; // 7 is Sunday too
+    }
+    if bits == 0 {
+        return Err(err(format!("{text:?} selects no value")));
     }
     Ok(bits)
 }
@@ -224,7 +230,7 @@ impl Cron {
             weekdays: parse_field(rest[4], &DOW)?,
             days_star: matches!(rest[2], "*" | "?"),
             weekdays_star: matches!(rest[4], "*" | "?"),
-            hours_star: rest[1] == "*",
+            interval: sec.starts_with('*') || rest[0].starts_with('*') || rest[1].starts_with('*'),
             with_seconds: parts.len() == 6,
         };
         cron.check_possible()?;
@@ -305,7 +311,7 @@ impl Cron {
 
     /// The next fire time strictly after `after`, in zone `tz`.
     pub fn next_after<Z: TimeZone>(&self, tz: &Z, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        if self.hours_star {
+        if self.interval {
             return self.next_instant(tz, after);
         }
         let mut local = after.with_timezone(tz).naive_local();
@@ -626,6 +632,9 @@ mod tests {
             ("* * * * * * *", "expression"),
             ("@reboot", "expression"),
             ("0 0 L * *", "day-of-month"),
+            ("0 0 * * 7/2", "day-of-week"),
+            ("5/4294967291 * * * *", "minute"),
+            ("0 0 1/4294967295 * *", "day-of-month"),
         ] {
             let err = Cron::parse(expr).expect_err(expr);
             assert_eq!(err.field, field, "{expr}: {err}");

@@ -18,10 +18,11 @@ use crate::engine::{Engine, Trigger};
 use crate::error::ApiError;
 use crate::store::{now_ms, NewRun, Schedule, ScheduleRun, Store};
 
-/// How long after its execution ended an unfinished run is taken to be orphaned.
+/// How long after its execution ended (or, with no execution, after it was recorded) an
+/// unfinished run is taken to be orphaned by a dead server.
 const ORPHAN_AFTER_MS: i64 = 30_000;
 /// Most missed ticks counted after downtime (the count is informative only).
-const MAX_COUNTED_MISSES: i64 = 10_000;
+const MAX_COUNTED_MISSES: i64 = 1_000;
 
 /// What `/scheduler/status` reports about this node.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -112,19 +113,27 @@ impl Scheduler {
             if !self.store.move_run(&r.id, "pending", "running", None).await? {
                 continue; // another replica took it
             }
-            self.count(|s| s.retries_started += 1);
             let run = RunRef::from(&r);
             match self.store.get_schedule(&run.tenant, &run.schedule_id).await {
-                Ok(s) => {
+                Ok(s) if s.fields.enabled => {
+                    self.count(|st| st.retries_started += 1);
                     self.launch(&s, run).await;
                 }
+                Ok(_) => self.finish(&run, "skipped", None, Some("paused")).await,
                 Err(e) => self.finish(&run, "failed", None, Some(&e.to_string())).await,
             }
         }
-        for (r, status) in self.store.orphaned_runs(now - ORPHAN_AFTER_MS).await? {
+        // Orphans are judged by the real clock: their timestamps are real.
+        for (r, status) in self.store.orphaned_runs(now_ms() - ORPHAN_AFTER_MS).await? {
             let run = RunRef::from(&r);
-            let status = if status == "succeeded" { "succeeded" } else { "failed" };
-            self.finish(&run, status, r.execution_id.as_deref(), None).await;
+            match status.as_deref() {
+                Some("succeeded") => self.finish(&run, "succeeded", r.execution_id.as_deref(), None).await,
+                Some(_) => self.finish(&run, "failed", r.execution_id.as_deref(), None).await,
+                None => {
+                    self.finish(&run, "failed", None, Some("lost: its server stopped before it started"))
+                        .await
+                }
+            }
         }
         self.count(|s| s.last_poll_at = Some(now));
         Ok(())
@@ -142,89 +151,91 @@ impl Scheduler {
                 return Ok(());
             }
         };
-        // After downtime only the latest missed tick may run; the others are counted.
-        let (mut latest, mut missed) = (due, 0);
-        while let Some(n) = timing.next_ms(latest).filter(|n| *n <= now) {
-            latest = n;
-            missed += 1;
-            if missed >= MAX_COUNTED_MISSES {
-                break;
-            }
-        }
-        let next = timing.next_ms(now.max(latest));
-        if !self.store.claim_tick(&s.id, due, next).await? {
-            return Ok(()); // another replica has it
-        }
-        let skip = |reason: &'static str| NewRun {
+        // A tick is on time within a couple of polls; after downtime only the latest missed
+        // tick within the catch-up window runs, once.
+        let on_time = 2 * self.poll.as_millis() as i64 + 1000;
+        let window = ((s.fields.catchup_window_seconds * 1000.0) as i64).max(on_time);
+        let latest = latest_tick(&timing, due, now, now - window);
+        let missed = count_ticks(&timing, due, latest.unwrap_or(now));
+        let next = timing.next_ms(now);
+        let mut run = NewRun {
             tenant: &s.tenant,
             schedule_id: &s.id,
-            fire_at: latest,
+            fire_at: latest.unwrap_or(due),
             attempt: 1,
             status: "skipped",
-            reason: Some(reason),
-            due_at: latest,
+            reason: Some("misfire"),
+            due_at: latest.unwrap_or(due),
             retry_of: None,
             missed,
         };
-        if (now - latest) as f64 > s.fields.catchup_window_seconds * 1000.0 {
-            self.store.insert_run(&skip("misfire")).await?;
-            self.count(|st| st.ticks_skipped += 1);
-            return Ok(());
+        if latest.is_some() {
+            let busy = s.fields.overlap_policy == "skip"
+                && self.store.schedule_busy(&s.id, now_ms() - ORPHAN_AFTER_MS).await?;
+            if busy {
+                run.reason = Some("overlap");
+            } else {
+                run.status = "running";
+                run.reason = None;
+            }
         }
-        if s.fields.overlap_policy == "skip" && self.store.schedule_busy(&s.id).await? {
-            self.store.insert_run(&skip("overlap")).await?;
-            self.count(|st| st.ticks_skipped += 1);
-            return Ok(());
-        }
-        let row = NewRun {
-            status: "running",
-            reason: None,
-            ..skip("")
+        let Some(id) = self.store.claim_tick_with_run(due, next, &run).await? else {
+            return Ok(()); // another replica has it
         };
-        if let Some(id) = self.store.insert_run(&row).await? {
-            self.count(|st| st.ticks_fired += 1);
-            let run = RunRef {
-                id,
-                tenant: s.tenant.clone(),
-                schedule_id: s.id.clone(),
-                fire_at: latest,
-                attempt: 1,
-                retry_of: None,
-            };
-            self.launch(s, run).await;
+        if run.status == "skipped" {
+            self.count(|st| st.ticks_skipped += 1);
+            return Ok(());
         }
+        self.count(|st| st.ticks_fired += 1);
+        let fire_at = run.fire_at;
+        let run = RunRef {
+            id,
+            tenant: s.tenant.clone(),
+            schedule_id: s.id.clone(),
+            fire_at,
+            attempt: 1,
+            retry_of: None,
+        };
+        self.launch(s, run).await;
         Ok(())
     }
 
     /// `POST /schedules/{id}/run`: run it now, outside its timetable (retries still apply).
+    /// The work runs in its own task, so a client hanging up cannot leave it half done.
     pub async fn run_now(self: &Arc<Self>, s: &Schedule) -> Result<(String, Option<String>), ApiError> {
-        let now = now_ms();
-        let row = NewRun {
-            tenant: &s.tenant,
-            schedule_id: &s.id,
-            fire_at: now,
-            attempt: 1,
-            status: "running",
-            reason: Some("manual"),
-            due_at: now,
-            retry_of: None,
-            missed: 0,
-        };
-        let id = self
-            .store
-            .insert_run(&row)
-            .await?
-            .ok_or_else(|| ApiError::Conflict("a run of this schedule started at the same instant".into()))?;
-        let run = RunRef {
-            id: id.clone(),
-            tenant: s.tenant.clone(),
-            schedule_id: s.id.clone(),
-            fire_at: now,
-            attempt: 1,
-            retry_of: None,
-        };
-        let execution = self.launch(s, run).await;
-        Ok((id, execution))
+        let me = self.clone();
+        let s = s.clone();
+        tokio::spawn(async move {
+            let now = now_ms();
+            let row = NewRun {
+                tenant: &s.tenant,
+                schedule_id: &s.id,
+                fire_at: now,
+                attempt: 1,
+                status: "running",
+                reason: Some("manual"),
+                due_at: now,
+                retry_of: None,
+                missed: 0,
+            };
+            let id = me
+                .store
+                .insert_run(&row)
+                .await?
+                .ok_or_else(|| ApiError::Conflict("a run of this schedule started at the same instant".into()))?;
+            let run = RunRef {
+                id: id.clone(),
+                tenant: s.tenant.clone(),
+                schedule_id: s.id.clone(),
+                fire_at: now,
+                attempt: 1,
+                retry_of: None,
+            };
+            let execution = me.launch(&s, run).await;
+            Ok((id, execution))
+        })
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("manual run task failed: {e}")))?
     }
 
     /// Start the run's execution; its end is recorded by a task of its own.
@@ -277,38 +288,64 @@ impl Scheduler {
         execution_id: Option<&str>,
         reason: Option<&str>,
     ) -> anyhow::Result<()> {
-        if !self.store.move_run(&run.id, "running", status, reason).await? {
-            return Ok(()); // already finished (by the orphan pass, or another replica)
+        let mut retry = None;
+        if status == "failed" {
+            if let Ok(s) = self.store.get_schedule(&run.tenant, &run.schedule_id).await {
+                if run.attempt <= s.fields.max_retries {
+                    let due = now_ms() + (retry_delay(&s, run.attempt) * 1000.0) as i64;
+                    retry = Some(NewRun {
+                        tenant: &run.tenant,
+                        schedule_id: &run.schedule_id,
+                        fire_at: run.fire_at,
+                        attempt: run.attempt + 1,
+                        status: "pending",
+                        reason: None,
+                        due_at: due,
+                        retry_of: run.retry_of.as_deref().or(execution_id),
+                        missed: 0,
+                    });
+                }
+            }
         }
         self.store
-            .record_schedule_result(&run.schedule_id, now_ms(), status, execution_id)
+            .finish_run(&run.id, status, reason, execution_id, retry.as_ref())
             .await?;
-        if status != "failed" {
-            return Ok(());
-        }
-        let Ok(s) = self.store.get_schedule(&run.tenant, &run.schedule_id).await else {
-            return Ok(()); // deleted meanwhile
-        };
-        if run.attempt > s.fields.max_retries {
-            return Ok(());
-        }
-        let delay = retry_delay(&s, run.attempt);
-        let due = now_ms() + (delay * 1000.0) as i64;
-        let first = run.retry_of.as_deref().or(execution_id);
-        let retry = NewRun {
-            tenant: &run.tenant,
-            schedule_id: &run.schedule_id,
-            fire_at: run.fire_at,
-            attempt: run.attempt + 1,
-            status: "pending",
-            reason: None,
-            due_at: due,
-            retry_of: first,
-            missed: 0,
-        };
-        self.store.insert_run(&retry).await?;
         Ok(())
     }
+}
+
+/// The latest tick in `[due, now]` no older than `oldest`, if any. The search widens from
+/// one second back, so a frequent schedule costs a few evaluations however long the outage.
+fn latest_tick(timing: &Timing, due: i64, now: i64, oldest: i64) -> Option<i64> {
+    let floor = due.max(oldest) - 1;
+    let mut back = 1_000i64;
+    loop {
+        let start = (now - back).max(floor);
+        if let Some(first) = timing.next_ms(start).filter(|t| *t <= now) {
+            let mut latest = first;
+            while let Some(t) = timing.next_ms(latest).filter(|t| *t <= now) {
+                latest = t;
+            }
+            return Some(latest);
+        }
+        if start == floor {
+            return None;
+        }
+        back = back.saturating_mul(2);
+    }
+}
+
+/// Ticks in `(due, until]`: those a catch-up run stands for (at most `MAX_COUNTED_MISSES`).
+fn count_ticks(timing: &Timing, due: i64, until: i64) -> i64 {
+    let (mut n, mut t) = (0, due);
+    while let Some(next) = timing.next_ms(t).filter(|x| *x <= until) {
+        n += 1;
+        t = next;
+        if n >= MAX_COUNTED_MISSES {
+            break;
+        }
+    }
+    n
 }
 
 /// Seconds before retry number `n` (1 = the first retry):

@@ -312,36 +312,34 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Take the tick at `expected` (moving `next_run_at` to `next`) and record its run, in
+    /// one transaction: either both happen or neither, so a tick is never claimed without a
+    /// trace. `None` if another replica (or an update) moved the tick first.
+    pub async fn claim_tick_with_run(
+        &self,
+        expected: i64,
+        next: Option<i64>,
+        r: &NewRun<'_>,
+    ) -> StoreResult<Option<String>> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("update schedules set next_run_at = $3 where id = $1 and next_run_at = $2")
+            .bind(r.schedule_id)
+            .bind(expected)
+            .bind(next)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let id = insert_run(&mut tx, r).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
     /// Record a run; `None` if that (tick, attempt) is already recorded.
     pub async fn insert_run(&self, r: &NewRun<'_>) -> StoreResult<Option<String>> {
-        let id = uuid::Uuid::now_v7().to_string();
-        let now = now_ms();
-        let finished = (r.status == "skipped").then_some(now);
-        let done = sqlx::query(
-            r#"insert into schedule_runs (id, tenant, schedule_id, fire_at, attempt, status, reason, due_at, retry_of,
-               missed, created_at, finished_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"#,
-        )
-        .bind(&id)
-        .bind(r.tenant)
-        .bind(r.schedule_id)
-        .bind(r.fire_at)
-        .bind(r.attempt)
-        .bind(r.status)
-        .bind(r.reason)
-        .bind(r.due_at)
-        .bind(r.retry_of)
-        .bind(r.missed)
-        .bind(now)
-        .bind(finished)
-        .execute(&self.pool)
-        .await;
-        match done {
-            Ok(_) => Ok(Some(id)),
-            Err(e) => match conflict_on_unique(e, String::new) {
-                StoreError::Conflict(_) => Ok(None),
-                other => Err(other),
-            },
-        }
+        let mut conn = self.pool.acquire().await?;
+        insert_run(&mut conn, r).await
     }
 
     pub async fn set_run_execution(&self, run_id: &str, execution_id: &str) -> StoreResult<()> {
@@ -370,6 +368,52 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// End a running run and, in the same transaction, note the schedule's latest result and
+    /// queue its retry: a crash can never leave a failed run whose retry was lost. False if
+    /// the run was not running (someone else ended it).
+    pub async fn finish_run(
+        &self,
+        run_id: &str,
+        status: &str,
+        reason: Option<&str>,
+        execution_id: Option<&str>,
+        retry: Option<&NewRun<'_>>,
+    ) -> StoreResult<bool> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "update schedule_runs set status = $2, reason = coalesce($3, reason), finished_at = $4,
+             execution_id = coalesce(execution_id, $5) where id = $1 and status = 'running'
+             returning schedule_id",
+        )
+        .bind(run_id)
+        .bind(status)
+        .bind(reason)
+        .bind(now)
+        .bind(execution_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = done else {
+            return Ok(false);
+        };
+        let schedule_id: String = row.try_get("schedule_id")?;
+        sqlx::query(
+            "update schedules set last_run_at = $2, last_status = $3,
+             last_execution_id = coalesce($4, last_execution_id) where id = $1",
+        )
+        .bind(&schedule_id)
+        .bind(now)
+        .bind(status)
+        .bind(execution_id)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(r) = retry {
+            insert_run(&mut tx, r).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// Retries whose time has come, every tenant's.
     pub async fn due_retries(&self, now: i64, limit: i64) -> StoreResult<Vec<ScheduleRun>> {
         let sql = format!(
@@ -379,56 +423,43 @@ impl Store {
         Ok(rows.iter().map(run_from).collect::<Result<_, _>>()?)
     }
 
-    /// Whether a run of this schedule is still going (its execution has not ended).
-    pub async fn schedule_busy(&self, schedule_id: &str) -> StoreResult<bool> {
+    /// Whether a run of this schedule is still going: its execution has not ended, or it is
+    /// starting (no execution yet, begun after `starting_since`).
+    pub async fn schedule_busy(&self, schedule_id: &str, starting_since: i64) -> StoreResult<bool> {
         let row = sqlx::query(
             "select 1 as one from schedule_runs r left join executions e on e.id = r.execution_id
-             where r.schedule_id = $1 and r.status = 'running' and (e.status is null or e.status = 'running') limit 1",
+             where r.schedule_id = $1 and r.status = 'running'
+               and (e.status = 'running' or (e.id is null and r.created_at > $2)) limit 1",
         )
         .bind(schedule_id)
+        .bind(starting_since)
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.is_some())
     }
 
-    /// Runs still marked running whose execution ended before `cutoff` (their server died
-    /// before it could record the end), with the execution's status.
-    pub async fn orphaned_runs(&self, cutoff: i64) -> StoreResult<Vec<(ScheduleRun, String)>> {
+    /// Runs still marked running whose server died before it recorded their end: their
+    /// execution ended before `cutoff`, or they never got one and started before `cutoff`.
+    /// With the execution's status (`None`: it never started).
+    pub async fn orphaned_runs(&self, cutoff: i64) -> StoreResult<Vec<(ScheduleRun, Option<String>)>> {
         let cols = RUN_COLS
             .split(", ")
             .map(|c| format!("r.{c}"))
             .collect::<Vec<_>>()
             .join(", ");
         let sql = format!(
-            "select {cols}, e.status as execution_status from schedule_runs r join executions e on e.id = r.execution_id
-             where r.status = 'running' and e.status <> 'running' and e.finished_at < $1 limit 100"
+            "select {cols}, e.status as execution_status from schedule_runs r
+             left join executions e on e.id = r.execution_id
+             where r.status = 'running'
+               and ((e.id is not null and e.status <> 'running' and e.finished_at < $1)
+                    or (e.id is null and r.created_at < $1))
+             limit 100"
         );
         let rows = sqlx::query(&sql).bind(cutoff).fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| Ok((run_from(r)?, r.try_get("execution_status")?)))
             .collect::<Result<_, sqlx::Error>>()
             .map_err(Into::into)
-    }
-
-    /// The outcome of a schedule's latest run.
-    pub async fn record_schedule_result(
-        &self,
-        schedule_id: &str,
-        at: i64,
-        status: &str,
-        execution_id: Option<&str>,
-    ) -> StoreResult<()> {
-        sqlx::query(
-            "update schedules set last_run_at = $2, last_status = $3, last_execution_id = coalesce($4, last_execution_id)
-             where id = $1",
-        )
-        .bind(schedule_id)
-        .bind(at)
-        .bind(status)
-        .bind(execution_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 
     pub async fn list_runs(&self, tenant: &str, schedule_id: &str, limit: i64) -> StoreResult<Vec<ScheduleRun>> {
@@ -462,6 +493,33 @@ impl Store {
         let rows = sqlx::query(&sql).bind(tenant).bind(limit).fetch_all(&self.pool).await?;
         Ok((active, rows.iter().map(schedule_from).collect::<Result<_, _>>()?))
     }
+}
+
+/// Insert a run unless its (schedule, tick, attempt) is already recorded.
+async fn insert_run(conn: &mut sqlx::AnyConnection, r: &NewRun<'_>) -> StoreResult<Option<String>> {
+    let id = uuid::Uuid::now_v7().to_string();
+    let now = now_ms();
+    let finished = (r.status == "skipped").then_some(now);
+    let done = sqlx::query(
+        r#"insert into schedule_runs (id, tenant, schedule_id, fire_at, attempt, status, reason, due_at, retry_of,
+           missed, created_at, finished_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+           on conflict (schedule_id, fire_at, attempt) do nothing"#,
+    )
+    .bind(&id)
+    .bind(r.tenant)
+    .bind(r.schedule_id)
+    .bind(r.fire_at)
+    .bind(r.attempt)
+    .bind(r.status)
+    .bind(r.reason)
+    .bind(r.due_at)
+    .bind(r.retry_of)
+    .bind(r.missed)
+    .bind(now)
+    .bind(finished)
+    .execute(conn)
+    .await?;
+    Ok((done.rows_affected() == 1).then_some(id))
 }
 
 /// Names of the tenant's schedules that run `function` (a function in use is not deleted).
