@@ -503,4 +503,272 @@ fn base64_url(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-both_backends!(subtenants_and_grants, external_issuer);
+/// Every route, called by tenant B with tenant A's ids: a 404 that reveals nothing, and A's
+/// objects untouched.
+async fn isolation_walk(b: Backend) {
+    let app = start(b).await;
+    app.create(
+        "secret_fn",
+        "def secret_fn(input):\n    print('a-secret')\n    return 'a-secret'\n",
+    )
+    .await;
+    let (_, inv) = app.invoke("secret_fn", json!({})).await;
+    let exec = inv["execution_id"].as_str().unwrap().to_string();
+    let path = format!("{}/iso", app.tenant);
+    let (_, hook) = app
+        .post(
+            "/api/v1/webhooks",
+            json!({"path": path, "function_name": "secret_fn", "requires_auth": true}),
+        )
+        .await;
+    let hook = hook["id"].as_str().unwrap().to_string();
+    let (_, sched) = app
+        .post(
+            "/api/v1/schedules",
+            json!({"name": "s", "function_name": "secret_fn", "cron_expression": "0 0 1 1 *"}),
+        )
+        .await;
+    let sched = sched["id"].as_str().unwrap().to_string();
+    let other = app.token_for("b");
+    let some = |v: Value| Some(v);
+    let routes: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::GET, "/api/v1/functions/secret_fn".into(), None),
+        (
+            Method::PUT,
+            "/api/v1/functions/secret_fn".into(),
+            some(json!({"description": "x"})),
+        ),
+        (Method::DELETE, "/api/v1/functions/secret_fn".into(), None),
+        (Method::GET, "/api/v1/functions/secret_fn/versions".into(), None),
+        (Method::POST, "/api/v1/functions/secret_fn/rollback/1".into(), None),
+        (
+            Method::POST,
+            "/api/v1/functions/secret_fn/invoke".into(),
+            some(json!({})),
+        ),
+        (Method::GET, format!("/api/v1/webhooks/{hook}"), None),
+        (
+            Method::PUT,
+            format!("/api/v1/webhooks/{hook}"),
+            some(json!({"description": "x"})),
+        ),
+        (Method::DELETE, format!("/api/v1/webhooks/{hook}"), None),
+        (Method::POST, format!("/api/v1/webhooks/{hook}/rotate-secret"), None),
+        (Method::GET, format!("/api/v1/schedules/{sched}"), None),
+        (
+            Method::PUT,
+            format!("/api/v1/schedules/{sched}"),
+            some(json!({"cron_expression": "* * * * *"})),
+        ),
+        (Method::DELETE, format!("/api/v1/schedules/{sched}"), None),
+        (Method::POST, format!("/api/v1/schedules/{sched}/run"), None),
+        (Method::POST, format!("/api/v1/schedules/{sched}/pause"), None),
+        (Method::POST, format!("/api/v1/schedules/{sched}/resume"), None),
+        (Method::GET, format!("/api/v1/schedules/{sched}/runs"), None),
+        (Method::GET, format!("/api/v1/executions/{exec}"), None),
+        (Method::GET, format!("/api/v1/executions/{exec}/steps"), None),
+        (Method::GET, format!("/api/v1/executions/{exec}/logs"), None),
+        (Method::POST, format!("/api/v1/h/{path}"), some(json!({}))),
+    ];
+    for (method, route, body) in routes {
+        let (s, v) = call(&app, &other, None, method.clone(), &route, body).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{method} {route}: {v}");
+        assert!(!v.to_string().contains("a-secret"), "{method} {route} leaked: {v}");
+    }
+    for list in [
+        "/api/v1/functions",
+        "/api/v1/webhooks",
+        "/api/v1/schedules",
+        "/api/v1/executions",
+        "/api/v1/executions?function=secret_fn",
+        &format!("/api/v1/executions?trigger_id={hook}"),
+    ] {
+        let (s, v) = call(&app, &other, None, Method::GET, list, None).await;
+        assert_eq!((s, v["total"].clone()), (StatusCode::OK, json!(0)), "{list}: {v}");
+    }
+    // A's objects are as they were.
+    let (_, f) = app.get("/api/v1/functions/secret_fn").await;
+    assert_eq!((f["version"].clone(), f["description"].clone()), (json!(1), json!("")));
+    assert_eq!(app.get(&format!("/api/v1/webhooks/{hook}")).await.0, StatusCode::OK);
+    let (_, s) = app.get(&format!("/api/v1/schedules/{sched}")).await;
+    assert_eq!(
+        (s["enabled"].clone(), s["cron_expression"].clone()),
+        (json!(true), json!("0 0 1 1 *"))
+    );
+    assert_eq!(
+        app.get(&format!("/api/v1/executions/{exec}/logs")).await.1["logs"][0]["text"],
+        "a-secret\n"
+    );
+    app.call(Method::DELETE, &format!("/api/v1/schedules/{sched}"), None)
+        .await;
+    app.stop().await;
+}
+
+/// Raw request: status, `Retry-After`, body.
+async fn invoke_raw(
+    app: &TestApp,
+    token: &str,
+    sub: Option<&str>,
+    name: &str,
+    input: Value,
+) -> (StatusCode, Option<String>, Value) {
+    let mut req = app
+        .client
+        .post(format!("{}/api/v1/functions/{name}/invoke", app.base))
+        .bearer_auth(token)
+        .json(&input);
+    if let Some(s) = sub {
+        req = req.header("X-Subtenant", s);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status();
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    (status, retry, resp.json().await.unwrap_or(Value::Null))
+}
+
+const GATED: &str = "def f(input):\n    if input.get('burn'):\n        while True:\n            pass\n    return 1\n";
+const SLOW: &str = "import time\n\ndef slow(input):\n    time.sleep(1.5)\n    return 'slow'\n";
+
+/// Per-subtenant quotas (functions, rate, fuel), and one tenant's flood leaving room for another.
+async fn quotas_and_fairness(b: Backend) {
+    let app = start(b).await;
+    let admin = admin_token(&app);
+    let sub = format!("{}-q", app.tenant);
+    let quotas =
+        json!({"max_functions": 1, "invocations_per_second": 1, "burst": 1, "max_fuel_per_execution": 50_000_000});
+    let (s, v) = call(
+        &app,
+        &admin,
+        None,
+        Method::POST,
+        "/api/v1/subtenants",
+        Some(json!({"subtenant_id": sub, "quotas": quotas})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, _) = call(
+        &app,
+        &admin,
+        Some(&sub),
+        Method::POST,
+        "/api/v1/functions",
+        Some(json!({"name": "f", "code": GATED})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, v) = call(
+        &app,
+        &admin,
+        Some(&sub),
+        Method::POST,
+        "/api/v1/functions",
+        Some(json!({"name": "g", "code": GATED.replace("def f", "def g")})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "a hard cap: {v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("maximum of 1"), "{v}");
+
+    let (s, _, _) = invoke_raw(&app, &admin, Some(&sub), "f", json!({})).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, retry, v) = invoke_raw(&app, &admin, Some(&sub), "f", json!({})).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "one per second: {v}");
+    assert_eq!(retry.as_deref(), Some("1"));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (s, _, v) = invoke_raw(&app, &admin, Some(&sub), "f", json!({"burn": true})).await;
+    assert_eq!(
+        (s, v["error"]["kind"].as_str()),
+        (StatusCode::OK, Some("out_of_fuel")),
+        "{v}"
+    );
+    assert!(
+        v["fuel_used"].as_u64().unwrap() <= 60_000_000,
+        "fuel capped by the quota: {v}"
+    );
+
+    // The admin lifts the quotas; the defaults apply again.
+    let path = format!("/api/v1/subtenants/{sub}");
+    let (s, v) = call(&app, &admin, None, Method::PUT, &path, Some(json!({"quotas": {}}))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, v) = call(&app, &admin, None, Method::GET, &path, None).await;
+    assert_eq!(v["effective_quotas"]["max_functions"], 1000, "{v}");
+    assert_eq!(v["effective_quotas"]["invocations_per_second"], 0.0);
+
+    // Fairness: tenant A floods with slow calls; tenant B's call still runs at once.
+    app.create("slow", SLOW).await;
+    let b_token = app.token_for("b");
+    let (s, _) = app
+        .call_as(
+            &b_token,
+            Method::POST,
+            "/api/v1/functions",
+            Some(json!({"name": "quick", "code": "def quick(input):\n    return 'quick'\n"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let flood: Vec<_> = (0..8)
+        .map(|_| {
+            let (client, url, token) = (
+                app.client.clone(),
+                format!("{}/api/v1/functions/slow/invoke", app.base),
+                app.token.clone(),
+            );
+            tokio::spawn(async move {
+                let resp = client
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&json!({}))
+                    .send()
+                    .await
+                    .expect("request");
+                (resp.status(), resp.json::<Value>().await.unwrap_or(Value::Null))
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (s, _, quick) = invoke_raw(&app, &b_token, None, "quick", json!({})).await;
+    assert_eq!(
+        (s, quick["output"].as_str()),
+        (StatusCode::OK, Some("quick")),
+        "{quick}"
+    );
+    let mut ran = vec![];
+    let mut refused = 0;
+    for f in flood {
+        let (status, v) = f.await.unwrap();
+        match status {
+            StatusCode::OK => ran.push(v["execution_id"].as_str().unwrap().to_string()),
+            StatusCode::TOO_MANY_REQUESTS => refused += 1,
+            other => panic!("unexpected {other}: {v}"),
+        }
+    }
+    assert_eq!((ran.len(), refused), (2, 6), "A runs at most half the workers at once");
+    let finished = |e: &Value| chrono::DateTime::parse_from_rfc3339(e["finished_at"].as_str().unwrap()).unwrap();
+    let (_, q) = app
+        .call_as(
+            &b_token,
+            Method::GET,
+            &format!("/api/v1/executions/{}", quick["execution_id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    for id in &ran {
+        let (_, a) = app.get(&format!("/api/v1/executions/{id}")).await;
+        assert!(
+            finished(&q) < finished(&a),
+            "B finished while A's flood was still running"
+        );
+    }
+    call(&app, &admin, None, Method::DELETE, &format!("{path}?force=true"), None).await;
+    app.stop().await;
+}
+
+both_backends!(
+    subtenants_and_grants,
+    external_issuer,
+    isolation_walk,
+    quotas_and_fairness
+);
