@@ -33,18 +33,24 @@ pub async fn build(settings: Settings) -> anyhow::Result<Built> {
     let sandbox_cfg = settings.sandbox();
     let sandbox: Arc<Sandbox> = tokio::task::spawn_blocking(move || Sandbox::open(sandbox_cfg)).await??;
     tracing::info!(initial_memory_mb = sandbox.initial_memory() >> 20, "sandbox ready");
-    let engine = Engine::new(store.clone(), sandbox, settings.clone())?;
+    // Only a client: Redis being down must not stop the server starting (health reports it).
+    let redis = match &settings.redis_url {
+        Some(url) => Some(redis::Client::open(url.0.as_str())?),
+        None => None,
+    };
+    let limits = crate::logs::redis_streams::Limits {
+        execution_maxlen: settings.redis_stream_maxlen,
+        tenant_maxlen: settings.redis_tenant_stream_maxlen,
+    };
+    let redis_events = redis.clone().map(|c| crate::logs::RedisEvents::start(c, limits));
+    let events = Arc::new(crate::logs::Bus::new(redis_events));
+    let engine = Engine::new(store.clone(), sandbox, settings.clone(), events.clone())?;
     let (secret, generated) =
         auth::load_or_create_secret(settings.jwt_secret.as_ref().map(|s| s.0.as_str()), &settings.data_dir)?;
     let keys = Keys::new(&secret);
     let generated_admin_token = match generated {
         true => Some(keys.mint("default", "admin@localhost", true, Duration::from_secs(30 * 86_400))?),
         false => None,
-    };
-    // Only a client: Redis being down must not stop the server starting (health reports it).
-    let redis = match &settings.redis_url {
-        Some(url) => Some(redis::Client::open(url.0.as_str())?),
-        None => None,
     };
     let scheduler = crate::scheduler::Scheduler::new(store.clone(), engine.clone(), &settings);
     let external = auth::external::Issuer::open(&settings).await?;
@@ -63,6 +69,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Built> {
         redis,
         gates: Default::default(),
         scheduler,
+        events,
     };
     Ok(Built {
         state,

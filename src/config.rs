@@ -117,6 +117,12 @@ pub struct Settings {
     /// `max_concurrency`; more get 429.
     #[arg(long, env = "WEBHOOK_MAX_CONCURRENCY", default_value_t = 32)]
     pub webhook_max_concurrency: u32,
+    /// Events kept (approximately) in each execution's Redis stream.
+    #[arg(long, env = "REDIS_STREAM_MAXLEN", default_value_t = 10_000)]
+    pub redis_stream_maxlen: usize,
+    /// Events kept (approximately) in each tenant's Redis stream.
+    #[arg(long, env = "REDIS_TENANT_STREAM_MAXLEN", default_value_t = 100_000)]
+    pub redis_tenant_stream_maxlen: usize,
     /// Most functions a tenant may have (admins override per subtenant).
     #[arg(long, env = "TENANT_MAX_FUNCTIONS", default_value_t = 1000)]
     pub tenant_max_functions: i64,

@@ -18,6 +18,8 @@ pub mod error;
 pub mod examples;
 /// The HTTP surface.
 pub mod http;
+/// Live events: the in-process bus and Redis Streams.
+pub mod logs;
 /// CPython on WASI, on wasmtime.
 pub mod sandbox;
 /// Cron schedules and the loop that fires them.

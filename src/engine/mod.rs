@@ -97,6 +97,7 @@ pub(crate) struct Inner {
     rt: tokio::runtime::Handle,
     schemas: Mutex<HashMap<(String, i64), Arc<Schemas>>>,
     limiter: Limiter,
+    events: Arc<crate::logs::Bus>,
 }
 
 #[derive(Clone)]
@@ -105,7 +106,12 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(store: Store, sandbox: Arc<Sandbox>, settings: Arc<Settings>) -> anyhow::Result<Engine> {
+    pub fn new(
+        store: Store,
+        sandbox: Arc<Sandbox>,
+        settings: Arc<Settings>,
+        events: Arc<crate::logs::Bus>,
+    ) -> anyhow::Result<Engine> {
         // Each level of nesting may use a full wasm stack on the worker's native stack.
         let depth = settings.max_call_depth as usize + 2;
         let stack = depth * (WASM_STACK + (1 << 20)) + (32 << 20);
@@ -114,6 +120,7 @@ impl Engine {
         let recorder = Recorder::spawn(store.clone());
         let limiter = Limiter::new(store.clone(), settings.clone());
         let inner = Inner {
+            events,
             limiter,
             store,
             recorder,
@@ -199,6 +206,11 @@ impl Engine {
             deadline_at: deadline_ms,
             finish: None,
         });
+        let started_event = json!({"step_id": execution_id, "function": name, "version": function.current.version,
+            "depth": 0, "trigger": trigger.as_str(), "trigger_id": trigger.id()});
+        inner
+            .events
+            .publish(tenant, &execution_id, "execution.started", started_event);
 
         let tree = CallTree::root(self.inner.clone(), tenant, &execution_id, &root.id);
         let job_inner = self.inner.clone();
@@ -229,6 +241,10 @@ impl Engine {
             let outcome = check_output(job_inner.sandbox.run(&spec, Box::new(tree)), &schemas);
             let finish = finish_record(&outcome, started.elapsed().as_secs_f64() * 1000.0);
             let (status, duration_ms) = (finish.status, finish.duration_ms);
+            let events = &job_inner.events;
+            events.publish_output(&record_tenant, &record_id, &record_id, &outcome.stdout, &outcome.stderr);
+            let done = finished_event(&record_id, &function.name, 0, &outcome, &finish);
+            events.publish(&record_tenant, &record_id, "execution.finished", done);
             recorder.send(Write::FinishExecution {
                 tenant: record_tenant,
                 id: record_id,
@@ -293,6 +309,8 @@ impl Started {
                 let outcome = crashed("the sandbox worker panicked");
                 let finish = finish_record(&outcome, started.elapsed().as_secs_f64() * 1000.0);
                 let duration_ms = finish.duration_ms;
+                let done = finished_event(&execution_id, "", 0, &outcome, &finish);
+                inner.events.publish(&tenant, &execution_id, "execution.finished", done);
                 inner.recorder.send(Write::FinishExecution {
                     tenant,
                     id: execution_id.clone(),
@@ -365,6 +383,16 @@ fn check_input(schemas: &Schemas, name: &str, input: &Value) -> Result<(), ApiEr
         }
     }
     Ok(())
+}
+
+/// The fields of a `step.finished` / `execution.finished` event.
+fn finished_event(step_id: &str, function: &str, depth: i64, outcome: &Outcome, finish: &StepFinish) -> Value {
+    let mut v = json!({"step_id": step_id, "function": function, "depth": depth, "status": finish.status,
+                       "duration_ms": finish.duration_ms, "fuel_used": outcome.fuel_used});
+    if let Err(e) = &outcome.result {
+        v["error"] = json!({"kind": e.kind, "message": e.message, "type": e.exc_type});
+    }
+    v
 }
 
 fn crashed(message: &str) -> Outcome {

@@ -110,6 +110,11 @@ impl Host for CallTree {
             step: step.clone(),
             finish: None,
         });
+        let started_event = json!({"step_id": step.id, "parent_id": self.step_id, "function": name,
+                                   "version": function.current.version, "depth": step.depth});
+        inner
+            .events
+            .publish(&self.tenant, &self.execution_id, "step.started", started_event);
         let started = Instant::now();
         let outcome = match inner.schemas_for(&function) {
             Err(e) => super::crashed(&format!("the schemas of {name} do not compile: {e}")),
@@ -168,6 +173,17 @@ impl Host for CallTree {
             }
         };
         let finish = finish_record(&outcome, started.elapsed().as_secs_f64() * 1000.0);
+        inner.events.publish_output(
+            &self.tenant,
+            &self.execution_id,
+            &step.id,
+            &outcome.stdout,
+            &outcome.stderr,
+        );
+        let finished_event = super::finished_event(&step.id, name, step.depth, &outcome, &finish);
+        inner
+            .events
+            .publish(&self.tenant, &self.execution_id, "step.finished", finished_event);
         inner.recorder.send(Write::FinishStep {
             tenant: self.tenant.clone(),
             execution_id: self.execution_id.clone(),

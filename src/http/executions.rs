@@ -1,6 +1,7 @@
 //! `/api/v1/executions`: history with filters, one execution, its steps, its logs.
 
 use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -17,6 +18,7 @@ pub fn routes() -> Router<AppState> {
         .route("/executions/{id}", get(show))
         .route("/executions/{id}/steps", get(steps))
         .route("/executions/{id}/logs", get(logs))
+        .route("/events", get(events))
 }
 
 #[derive(Debug, Deserialize)]
@@ -63,8 +65,25 @@ async fn steps(State(state): State<AppState>, caller: Caller, Path(id): Path<Str
     Ok(Json(json!({"execution_id": id, "steps": steps})))
 }
 
-/// Captured stdout/stderr, one entry per step and stream, in call order.
-async fn logs(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogsQuery {
+    #[serde(default)]
+    follow: bool,
+}
+
+/// Captured stdout/stderr, one entry per step and stream, in call order; with
+/// `?follow=true`, the run's live events as Server-Sent Events instead.
+async fn logs(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<LogsQuery>,
+) -> ApiResult<Response> {
+    if q.follow {
+        state.store.get_execution(&caller.tenant, &id).await?;
+        return Ok(super::events::follow(state, caller.tenant, id));
+    }
     let steps = state.store.list_steps(&caller.tenant, &id).await?;
     let mut logs = vec![];
     for s in &steps {
@@ -77,5 +96,10 @@ async fn logs(State(state): State<AppState>, caller: Caller, Path(id): Path<Stri
             }
         }
     }
-    Ok(Json(json!({"execution_id": id, "logs": logs})))
+    Ok(Json(json!({"execution_id": id, "logs": logs})).into_response())
+}
+
+/// `GET /api/v1/events`: the tenant's live feed as Server-Sent Events.
+async fn events(State(state): State<AppState>, caller: Caller) -> Response {
+    super::events::feed(state, caller.tenant)
 }

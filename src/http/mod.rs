@@ -1,6 +1,7 @@
 //! HTTP surface: one router per resource, merged here. Handlers stay thin: parse, call the
 //! engine or store, shape the response.
 
+mod events;
 mod executions;
 mod functions;
 mod health;
@@ -39,6 +40,7 @@ pub struct AppState {
     /// Per-webhook concurrency caps.
     pub gates: Arc<hooks::Gates>,
     pub scheduler: Arc<crate::scheduler::Scheduler>,
+    pub events: Arc<crate::logs::Bus>,
 }
 
 impl FromRef<AppState> for Arc<Auth> {

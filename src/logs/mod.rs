@@ -1,0 +1,140 @@
+//! Live events of executions: an in-process bus (history per execution, a feed per tenant)
+//! and, when `REDIS_URL` is set, Redis Streams so any replica can follow any run.
+//!
+//! Events are JSON objects with a `type` (`execution.started`, `step.started`,
+//! `step.finished`, `log`, `execution.finished`), the `execution_id`, a per-execution `seq`,
+//! the time `at`, and fields of their kind (function, depth, status, duration, fuel, stream,
+//! line, error). Publishing never blocks a run and never fails it.
+
+pub mod redis_streams;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::sync::broadcast;
+
+pub use redis_streams::RedisEvents;
+
+/// Most events kept per execution for late followers on this node.
+const HISTORY_CAP: usize = 10_000;
+/// How long a finished execution's history stays in memory.
+const HISTORY_TTL: Duration = Duration::from_secs(300);
+/// Buffer of each tenant's live feed (a subscriber further behind is told it lost events).
+const FEED_BUFFER: usize = 1024;
+
+/// One event, with where it belongs.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub tenant: String,
+    pub execution_id: String,
+    pub body: Value,
+}
+
+impl Event {
+    pub fn kind(&self) -> &str {
+        self.body["type"].as_str().unwrap_or("")
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.body["seq"].as_u64().unwrap_or(0)
+    }
+
+    pub fn is_last(&self) -> bool {
+        self.kind() == "execution.finished"
+    }
+}
+
+#[derive(Default)]
+struct History {
+    events: Vec<Arc<Event>>,
+    next_seq: u64,
+    finished: Option<Instant>,
+}
+
+pub struct Bus {
+    feeds: Mutex<HashMap<String, broadcast::Sender<Arc<Event>>>>,
+    histories: Mutex<HashMap<String, History>>,
+    redis: Option<RedisEvents>,
+}
+
+impl Bus {
+    pub fn new(redis: Option<RedisEvents>) -> Bus {
+        Bus {
+            feeds: Mutex::new(HashMap::new()),
+            histories: Mutex::new(HashMap::new()),
+            redis,
+        }
+    }
+
+    pub fn redis(&self) -> Option<&RedisEvents> {
+        self.redis.as_ref()
+    }
+
+    /// Number and send an event: to the execution's history, the tenant's feed and Redis.
+    pub fn publish(&self, tenant: &str, execution_id: &str, kind: &str, mut fields: Value) {
+        let event = {
+            let mut histories = self.histories.lock().unwrap_or_else(|e| e.into_inner());
+            if histories.len() > 1000 {
+                histories.retain(|_, h| h.finished.is_none_or(|t| t.elapsed() < HISTORY_TTL));
+            }
+            let h = histories.entry(execution_id.to_string()).or_default();
+            h.next_seq += 1;
+            fields["type"] = json!(kind);
+            fields["execution_id"] = json!(execution_id);
+            fields["seq"] = json!(h.next_seq);
+            fields["at"] = json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+            let event = Arc::new(Event {
+                tenant: tenant.to_string(),
+                execution_id: execution_id.to_string(),
+                body: fields,
+            });
+            if h.events.len() < HISTORY_CAP || event.is_last() {
+                h.events.push(event.clone());
+            }
+            if event.is_last() {
+                h.finished = Some(Instant::now());
+            }
+            event
+        };
+        if let Some(feed) = self.feeds.lock().unwrap_or_else(|e| e.into_inner()).get(tenant) {
+            let _ = feed.send(event.clone());
+        }
+        if let Some(r) = &self.redis {
+            r.send(event);
+        }
+    }
+
+    /// The tenant's live feed on this node.
+    pub fn subscribe(&self, tenant: &str) -> broadcast::Receiver<Arc<Event>> {
+        let mut feeds = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
+        feeds.retain(|_, f| f.receiver_count() > 0);
+        feeds
+            .entry(tenant.to_string())
+            .or_insert_with(|| broadcast::channel(FEED_BUFFER).0)
+            .subscribe()
+    }
+
+    /// Live subscribers of a tenant's feed on this node (a client that went away is gone).
+    pub fn subscribers(&self, tenant: &str) -> usize {
+        let feeds = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
+        feeds.get(tenant).map_or(0, |f| f.receiver_count())
+    }
+
+    /// What this node has seen of an execution so far (None: nothing, e.g. another node ran it).
+    pub fn history(&self, execution_id: &str) -> Option<Vec<Arc<Event>>> {
+        let histories = self.histories.lock().unwrap_or_else(|e| e.into_inner());
+        histories.get(execution_id).map(|h| h.events.clone())
+    }
+
+    /// Log lines of captured output, one event per line.
+    pub fn publish_output(&self, tenant: &str, execution_id: &str, step_id: &str, stdout: &str, stderr: &str) {
+        for (stream, text) in [("stdout", stdout), ("stderr", stderr)] {
+            for line in text.lines() {
+                let fields = json!({"step_id": step_id, "stream": stream, "line": line});
+                self.publish(tenant, execution_id, "log", fields);
+            }
+        }
+    }
+}
