@@ -160,8 +160,9 @@ pub struct Settings {
     /// The claim holding the user's role (a string or a list).
     #[arg(long, env = "AUTH_ROLE_CLAIM", default_value = "role")]
     pub auth_role_claim: String,
-    /// The role value that makes a user a server admin.
-    #[arg(long, env = "AUTH_ADMIN_ROLE", default_value = "admin")]
+    /// The role value that makes an external issuer's user a server admin (empty: none do;
+    /// this server's own tokens use `role: admin`).
+    #[arg(long, env = "AUTH_ADMIN_ROLE", default_value = "")]
     pub auth_admin_role: String,
     /// Run the scheduler loop in this process (every replica may; ticks still fire once).
     #[arg(long, env = "SCHEDULER_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]

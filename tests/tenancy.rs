@@ -211,6 +211,20 @@ async fn subtenants_and_grants(b: Backend) {
     )
     .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "viewers cannot write");
+    let (s, _) = call(
+        &app,
+        &admin,
+        Some("no-such-subtenant"),
+        Method::POST,
+        "/api/v1/functions",
+        Some(json!({"name": "echo", "code": ECHO})),
+    )
+    .await;
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "an admin's typo does not start a phantom tenant"
+    );
     let (s, _) = call(&app, &user_tok, Some("../x"), Method::GET, "/api/v1/functions", None).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 
@@ -256,12 +270,12 @@ async fn subtenants_and_grants(b: Backend) {
     let (s, _) = call(&app, &admin, None, Method::DELETE, &format!("{path}?force=true"), None).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     assert_eq!(
-        call(&app, &admin, Some(&a), Method::GET, "/api/v1/functions", None)
-            .await
-            .1["total"],
+        app.state().store.count_functions(&a).await.unwrap(),
         0,
         "everything it owned is gone"
     );
+    let (s, _) = call(&app, &admin, Some(&a), Method::GET, "/api/v1/functions", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "and the subtenant itself");
     assert_eq!(
         call(&app, &user_tok, None, Method::GET, "/api/v1/me", None).await.0,
         StatusCode::FORBIDDEN,
@@ -450,6 +464,33 @@ async fn external_issuer(b: Backend) {
             ),
         ),
         ("HS256 signed with the public key", confused),
+        (
+            "no audience",
+            signed(
+                Algorithm::RS256,
+                "rsa_private.pem",
+                Some("test-rsa-1"),
+                without(good(json!({})), "aud"),
+            ),
+        ),
+        (
+            "no issuer",
+            signed(
+                Algorithm::RS256,
+                "rsa_private.pem",
+                Some("test-rsa-1"),
+                without(good(json!({})), "iss"),
+            ),
+        ),
+        (
+            "unverified email",
+            signed(
+                Algorithm::RS256,
+                "rsa_private.pem",
+                Some("test-rsa-1"),
+                good(json!({"email_verified": false})),
+            ),
+        ),
         ("alg none", none),
     ];
     for (what, token) in &refused {
@@ -470,10 +511,17 @@ async fn external_issuer(b: Backend) {
             "org",
             "--auth-role-claim",
             "roles",
+            "--auth-admin-role",
+            "admin",
+            "--auth-issuer",
+            iss,
+            "--auth-audience",
+            "maestro",
         ],
     )
     .await;
-    let claims = json!({"sub": "x", "upn": "Boss@Example.com", "org": app.tenant, "roles": ["reader", "admin"], "exp": now() + 600});
+    let claims = json!({"sub": "x", "upn": "Boss@Example.com", "org": app.tenant, "roles": ["reader", "admin"],
+                        "exp": now() + 600, "iss": iss, "aud": "maestro"});
     let boss = signed(Algorithm::RS256, "rsa_private.pem", None, claims.clone());
     let (s, me) = call(&app, &boss, None, Method::GET, "/api/v1/me", None).await;
     assert_eq!(s, StatusCode::OK, "{me}");
@@ -496,6 +544,11 @@ async fn external_issuer(b: Backend) {
         StatusCode::UNAUTHORIZED
     );
     app.stop().await;
+}
+
+fn without(mut claims: Value, key: &str) -> Value {
+    claims.as_object_mut().map(|o| o.remove(key));
+    claims
 }
 
 fn base64_url(bytes: &[u8]) -> String {

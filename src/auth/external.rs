@@ -34,6 +34,8 @@ struct Jwks {
     refresh: Duration,
     /// The set and when it was fetched.
     state: RwLock<(JwkSet, Instant)>,
+    /// One fetch at a time: concurrent requests with unknown key ids wait for it.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 fn unauthorized(m: impl Into<String>) -> ApiError {
@@ -87,10 +89,17 @@ impl Issuer {
                     source: source.clone(),
                     refresh: Duration::from_secs(cfg.auth_jwks_refresh_seconds.max(1)),
                     state: RwLock::new((set, Instant::now())),
+                    reloading: tokio::sync::Mutex::new(()),
                 })
             }
             (None, None) => return Ok(None),
         };
+        if cfg.auth_issuer.is_none() || cfg.auth_audience.is_none() {
+            anyhow::bail!(
+                "an external issuer needs AUTH_ISSUER and AUTH_AUDIENCE: without them any token it signs \
+                 for any application would be accepted"
+            );
+        }
         Ok(Some(Issuer {
             keys,
             issuer: cfg.auth_issuer.clone(),
@@ -104,7 +113,14 @@ impl Issuer {
         let mut v = Validation::new(alg);
         v.leeway = self.leeway;
         v.validate_nbf = true;
-        v.set_required_spec_claims(&["exp"]);
+        let mut required = vec!["exp"];
+        if self.issuer.is_some() {
+            required.push("iss");
+        }
+        if self.audience.is_some() {
+            required.push("aud");
+        }
+        v.set_required_spec_claims(&required);
         if let Some(iss) = &self.issuer {
             v.set_issuer(&[iss]);
         }
@@ -132,16 +148,15 @@ impl Issuer {
 
 impl Jwks {
     async fn key_for(&self, header: &Header, fam: &str) -> Result<DecodingKey, ApiError> {
-        let age = self.state.read().await.1.elapsed();
-        if age > self.refresh {
-            self.reload().await;
+        if self.state.read().await.1.elapsed() > self.refresh {
+            self.reload_if_older(self.refresh).await;
         }
         if let Some(key) = self.find(header, fam).await? {
             return Ok(key);
         }
-        // An unknown key id may be a key rotated in since the last fetch.
-        if age > MISS_REFRESH {
-            self.reload().await;
+        // An unknown key id may be a key rotated in since the last fetch (at most one fetch
+        // per MISS_REFRESH, however many requests ask).
+        if self.reload_if_older(MISS_REFRESH).await {
             if let Some(key) = self.find(header, fam).await? {
                 return Ok(key);
             }
@@ -163,6 +178,17 @@ impl Jwks {
         };
         jwk.map(|k| DecodingKey::from_jwk(k).map_err(|e| unauthorized(format!("unusable JWKS key: {e}"))))
             .transpose()
+    }
+
+    /// Fetch again if the set is older than `age` once the reload lock is held (so concurrent
+    /// callers fetch once). Whether it fetched.
+    async fn reload_if_older(&self, age: Duration) -> bool {
+        let _one = self.reloading.lock().await;
+        if self.state.read().await.1.elapsed() <= age {
+            return false;
+        }
+        self.reload().await;
+        true
     }
 
     /// Fetch the set again; on failure keep the old one (and try again next time).

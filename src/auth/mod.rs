@@ -47,6 +47,8 @@ impl Keys {
         validation.set_required_spec_claims(&["exp", "sub"]);
         validation.leeway = 30;
         validation.validate_nbf = true;
+        // A shared-secret issuer (e.g. Census) may set an audience meant for us.
+        validation.validate_aud = false;
         Keys {
             encoding: EncodingKey::from_secret(secret.as_bytes()),
             decoding: DecodingKey::from_secret(secret.as_bytes()),
@@ -135,7 +137,10 @@ pub struct Identity {
 pub struct Auth {
     keys: Keys,
     external: Option<external::Issuer>,
+    /// The external issuer's claim names.
     claims: ClaimNames,
+    /// The names in tokens this server mints (`maestro token`).
+    own_claims: ClaimNames,
     store: crate::store::Store,
 }
 
@@ -168,10 +173,17 @@ fn claim_str(claims: &serde_json::Value, name: &str) -> Option<String> {
 
 impl Auth {
     pub fn new(keys: Keys, external: Option<external::Issuer>, claims: ClaimNames, store: crate::store::Store) -> Auth {
+        let own_claims = ClaimNames {
+            email: "email".into(),
+            tenant: "tenant".into(),
+            role: "role".into(),
+            admin_role: "admin".into(),
+        };
         Auth {
             keys,
             external,
             claims,
+            own_claims,
             store,
         }
     }
@@ -184,10 +196,12 @@ impl Auth {
     pub async fn identify(&self, token: &str) -> Result<Identity, ApiError> {
         let bad = |e: jsonwebtoken::errors::Error| ApiError::Unauthorized(format!("invalid token: {e}"));
         let header = jsonwebtoken::decode_header(token).map_err(bad)?;
-        let claims: serde_json::Value = if header.alg == Algorithm::HS256 {
-            decode(token, &self.keys.decoding, &self.keys.validation)
+        // Our own tokens use fixed claim names; the configured names are the issuer's.
+        let (claims, names): (serde_json::Value, &ClaimNames) = if header.alg == Algorithm::HS256 {
+            let claims = decode(token, &self.keys.decoding, &self.keys.validation)
                 .map_err(bad)?
-                .claims
+                .claims;
+            (claims, &self.own_claims)
         } else {
             let issuer = self.external.as_ref().ok_or_else(|| {
                 ApiError::Unauthorized(format!(
@@ -196,23 +210,27 @@ impl Auth {
                 ))
             })?;
             let key = issuer.key_for(&header).await?;
-            decode(token, &key, &issuer.validation(header.alg)).map_err(bad)?.claims
+            let claims: serde_json::Value = decode(token, &key, &issuer.validation(header.alg)).map_err(bad)?.claims;
+            if claims.get("email_verified") == Some(&serde_json::Value::Bool(false)) {
+                return Err(ApiError::Unauthorized("the token's email is not verified".into()));
+            }
+            (claims, &self.claims)
         };
-        let names = &self.claims;
         let email = claim_str(&claims, &names.email)
             .or_else(|| claim_str(&claims, "sub"))
             .ok_or_else(|| ApiError::Unauthorized(format!("the token has no `{}` or `sub` claim", names.email)))?
             .to_ascii_lowercase();
-        let admin = match claims.get(&names.role) {
-            Some(serde_json::Value::String(r)) => *r == names.admin_role,
-            Some(serde_json::Value::Array(rs)) => rs.iter().any(|r| r.as_str() == Some(&names.admin_role)),
-            _ => false,
+        let admin = !names.admin_role.is_empty()
+            && match claims.get(&names.role) {
+                Some(serde_json::Value::String(r)) => *r == names.admin_role,
+                Some(serde_json::Value::Array(rs)) => rs.iter().any(|r| r.as_str() == Some(&names.admin_role)),
+                _ => false,
+            };
+        let tenant = match names.tenant.as_str() {
+            "" => None,
+            claim => claim_str(&claims, claim),
         };
-        Ok(Identity {
-            email,
-            tenant: claim_str(&claims, &names.tenant),
-            admin,
-        })
+        Ok(Identity { email, tenant, admin })
     }
 
     /// The tenant this request acts in, and the caller's role there.
@@ -224,8 +242,15 @@ impl Auth {
                     "{SUBTENANT_HEADER} {t:?} is not a valid subtenant id"
                 )));
             }
-            if id.admin || id.tenant.as_deref() == Some(t) {
+            if id.tenant.as_deref() == Some(t) {
                 return Ok((t.to_string(), if id.admin { "admin" } else { "owner" }.to_string()));
+            }
+            if id.admin {
+                // Admins reach existing subtenants only: a typo must not start a phantom tenant.
+                if !self.store.subtenant_exists(t).await? {
+                    return Err(ApiError::NotFound(format!("subtenant {t} not found")));
+                }
+                return Ok((t.to_string(), "admin".to_string()));
             }
             return match self.store.grant_of(t, &id.email).await? {
                 Some(g) => Ok((t.to_string(), g.role)),
@@ -287,7 +312,13 @@ where
         let token = bearer(parts)?
             .ok_or_else(|| ApiError::Unauthorized("missing Authorization: Bearer <token> header".into()))?;
         let id = auth.identify(token).await?;
-        let requested = parts.headers.get(SUBTENANT_HEADER).and_then(|v| v.to_str().ok());
+        let requested = match parts.headers.get(SUBTENANT_HEADER) {
+            Some(v) => Some(
+                v.to_str()
+                    .map_err(|_| ApiError::BadRequest(format!("the {SUBTENANT_HEADER} header is not text")))?,
+            ),
+            None => None,
+        };
         let (tenant, role) = auth.resolve(&id, requested).await?;
         let reading = matches!(parts.method, axum::http::Method::GET | axum::http::Method::HEAD);
         if role == "viewer" && !reading {

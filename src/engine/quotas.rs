@@ -137,7 +137,15 @@ impl Limiter {
         }
         let stored = match self.store.get_subtenant(tenant).await {
             Ok(s) => Some(s.quotas),
-            Err(_) => None, // not a subtenant (a token-bound tenant): the defaults
+            Err(crate::store::StoreError::NotFound(_)) => None, // a token-bound tenant: the defaults
+            Err(e) => {
+                // Keep what was known rather than fall back to looser defaults.
+                tracing::warn!(tenant, error = %e, "could not read quotas; keeping the last known");
+                if let Some(t) = self.lock().get(tenant) {
+                    return t.quotas.clone();
+                }
+                None
+            }
         };
         let quotas = Quotas::effective(&self.settings, stored.as_ref());
         let mut map = self.lock();

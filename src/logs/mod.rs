@@ -8,7 +8,7 @@
 
 pub mod redis_streams;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,8 +19,9 @@ pub use redis_streams::RedisEvents;
 
 /// Most events kept per execution for late followers on this node.
 const HISTORY_CAP: usize = 10_000;
-/// How long a finished execution's history stays in memory.
+/// How long a finished execution's history stays in memory, and how many are kept at most.
 const HISTORY_TTL: Duration = Duration::from_secs(300);
+const FINISHED_KEPT: usize = 2_000;
 /// Buffer of each tenant's live feed (a subscriber further behind is told it lost events).
 const FEED_BUFFER: usize = 1024;
 
@@ -50,12 +51,18 @@ impl Event {
 struct History {
     events: Vec<Arc<Event>>,
     next_seq: u64,
-    finished: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Histories {
+    by_id: HashMap<String, History>,
+    /// Finished executions, oldest first: dropped after `HISTORY_TTL` or beyond `FINISHED_KEPT`.
+    finished: VecDeque<(String, Instant)>,
 }
 
 pub struct Bus {
     feeds: Mutex<HashMap<String, broadcast::Sender<Arc<Event>>>>,
-    histories: Mutex<HashMap<String, History>>,
+    histories: Mutex<Histories>,
     redis: Option<RedisEvents>,
 }
 
@@ -63,7 +70,7 @@ impl Bus {
     pub fn new(redis: Option<RedisEvents>) -> Bus {
         Bus {
             feeds: Mutex::new(HashMap::new()),
-            histories: Mutex::new(HashMap::new()),
+            histories: Mutex::new(Histories::default()),
             redis,
         }
     }
@@ -76,10 +83,15 @@ impl Bus {
     pub fn publish(&self, tenant: &str, execution_id: &str, kind: &str, mut fields: Value) {
         let event = {
             let mut histories = self.histories.lock().unwrap_or_else(|e| e.into_inner());
-            if histories.len() > 1000 {
-                histories.retain(|_, h| h.finished.is_none_or(|t| t.elapsed() < HISTORY_TTL));
+            let histories = &mut *histories;
+            while let Some((id, at)) = histories.finished.front() {
+                if histories.finished.len() <= FINISHED_KEPT && at.elapsed() < HISTORY_TTL {
+                    break;
+                }
+                histories.by_id.remove(id);
+                histories.finished.pop_front();
             }
-            let h = histories.entry(execution_id.to_string()).or_default();
+            let h = histories.by_id.entry(execution_id.to_string()).or_default();
             h.next_seq += 1;
             fields["type"] = json!(kind);
             fields["execution_id"] = json!(execution_id);
@@ -94,7 +106,7 @@ impl Bus {
                 h.events.push(event.clone());
             }
             if event.is_last() {
-                h.finished = Some(Instant::now());
+                histories.finished.push_back((execution_id.to_string(), Instant::now()));
             }
             event
         };
@@ -125,7 +137,7 @@ impl Bus {
     /// What this node has seen of an execution so far (None: nothing, e.g. another node ran it).
     pub fn history(&self, execution_id: &str) -> Option<Vec<Arc<Event>>> {
         let histories = self.histories.lock().unwrap_or_else(|e| e.into_inner());
-        histories.get(execution_id).map(|h| h.events.clone())
+        histories.by_id.get(execution_id).map(|h| h.events.clone())
     }
 
     /// Log lines of captured output, one event per line.

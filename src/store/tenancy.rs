@@ -192,13 +192,9 @@ impl Store {
         if exists.is_none() {
             return Err(not_found(subtenant));
         }
-        sqlx::query("delete from grants where subtenant_id = $1 and user_email = $2")
-            .bind(subtenant)
-            .bind(email)
-            .execute(&mut *tx)
-            .await?;
         sqlx::query(
-            "insert into grants (subtenant_id, user_email, role, granted_by, created_at) values ($1, $2, $3, $4, $5)",
+            "insert into grants (subtenant_id, user_email, role, granted_by, created_at) values ($1, $2, $3, $4, $5)
+             on conflict (subtenant_id, user_email) do update set role = excluded.role, granted_by = excluded.granted_by",
         )
         .bind(subtenant)
         .bind(email)

@@ -249,7 +249,8 @@ async fn authenticate(
     let mut owner = false;
     if let Some(Ok(id)) = &identity {
         parts.headers.remove(header::AUTHORIZATION);
-        owner = state.auth.resolve(id, Some(&hook.tenant)).await.is_ok();
+        // Viewers read; running a webhook as its owner is a write.
+        owner = matches!(state.auth.resolve(id, Some(&hook.tenant)).await, Ok((_, role)) if role != "viewer");
     }
     if owner {
         return Ok(Proof::Owner);
