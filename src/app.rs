@@ -137,10 +137,12 @@ async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let sweeper = tokio::spawn(sweep_stale(state.store.clone()));
+    let retention = tokio::spawn(purge_old(state.store.clone(), state.settings.retention_days));
     let scheduler = tokio::spawn(state.scheduler.clone().run());
     let app = http::router(state);
     let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     sweeper.abort();
+    retention.abort();
     scheduler.abort();
     Ok(result?)
 }
@@ -154,6 +156,30 @@ async fn sweep_stale(store: Store) {
             Err(e) => tracing::warn!(error = %e, "could not sweep stale executions"),
         }
         tokio::time::sleep(Duration::from_secs(60)).await;
+    }
+}
+
+/// Delete executions older than the retention age, in batches, every ten minutes.
+async fn purge_old(store: Store, days: f64) {
+    if days <= 0.0 {
+        return;
+    }
+    let age_ms = (days * 86_400_000.0) as i64;
+    loop {
+        let cutoff = crate::store::now_ms() - age_ms;
+        loop {
+            match store.purge_finished_before(cutoff, 500, None).await {
+                Ok(0) => break,
+                Ok(n) => tracing::info!(count = n, "purged old executions"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not purge old executions");
+                    break;
+                }
+            }
+            // Let other work in between batches.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(600)).await;
     }
 }
 

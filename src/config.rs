@@ -117,6 +117,13 @@ pub struct Settings {
     /// `max_concurrency`; more get 429.
     #[arg(long, env = "WEBHOOK_MAX_CONCURRENCY", default_value_t = 32)]
     pub webhook_max_concurrency: u32,
+    /// Executions (with their steps and logs) that ended more than this many days ago are
+    /// deleted by a background task (0 keeps everything).
+    #[arg(long, env = "RETENTION_DAYS", default_value_t = 0.0)]
+    pub retention_days: f64,
+    /// When set, `/metrics` answers only requests with `Authorization: Bearer <this>`.
+    #[arg(long, env = "METRICS_TOKEN")]
+    pub metrics_token: Option<Secret>,
     /// Events kept (approximately) in each execution's Redis stream.
     #[arg(long, env = "REDIS_STREAM_MAXLEN", default_value_t = 10_000)]
     pub redis_stream_maxlen: usize,

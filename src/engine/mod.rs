@@ -137,6 +137,10 @@ impl Engine {
         &self.inner.sandbox
     }
 
+    pub fn metrics(&self) -> &crate::logs::metrics::Metrics {
+        &self.inner.events.metrics
+    }
+
     /// Check that `code` compiles and defines `def <name>(input)`; a 422 says what is wrong.
     pub async fn check_code(&self, name: &str, code: &str) -> Result<(), ApiError> {
         let (sandbox, name2, code) = (self.inner.sandbox.clone(), name.to_string(), code.to_string());
@@ -216,6 +220,7 @@ impl Engine {
         let job_inner = self.inner.clone();
         let job_tenant = tenant.to_string();
         let webhook = matches!(trigger, Trigger::Webhook { envelope: true, .. });
+        let trigger_kind = trigger.as_str();
         let limits = Limits {
             budget: Budget { fuel, deadline },
             memory_bytes: memory,
@@ -245,6 +250,31 @@ impl Engine {
             events.publish_output(&record_tenant, &record_id, &record_id, &outcome.stdout, &outcome.stderr);
             let done = finished_event(&record_id, &function.name, 0, &outcome, &finish);
             events.publish(&record_tenant, &record_id, "execution.finished", done);
+            let m = &events.metrics;
+            let labels = vec![
+                ("function", function.name.clone()),
+                ("trigger", trigger_kind.to_string()),
+                ("status", status.to_string()),
+            ];
+            m.add(
+                "maestro_invocations_total",
+                "Executions by function, trigger and status.",
+                labels,
+                1.0,
+            );
+            let by_trigger = vec![("trigger", trigger_kind.to_string())];
+            m.observe(
+                "maestro_execution_duration_seconds",
+                "Execution wall time.",
+                by_trigger.clone(),
+                duration_ms / 1000.0,
+            );
+            m.add(
+                "maestro_fuel_used_total",
+                "Fuel (wasm instructions) used by executions.",
+                by_trigger,
+                outcome.fuel_used as f64,
+            );
             recorder.send(Write::FinishExecution {
                 tenant: record_tenant,
                 id: record_id,

@@ -184,6 +184,13 @@ impl Host for CallTree {
         inner
             .events
             .publish(&self.tenant, &self.execution_id, "step.finished", finished_event);
+        let labels = vec![("status", finish.status.to_string())];
+        inner.events.metrics.add(
+            "maestro_nested_calls_total",
+            "Calls between functions by status.",
+            labels,
+            1.0,
+        );
         inner.recorder.send(Write::FinishStep {
             tenant: self.tenant.clone(),
             execution_id: self.execution_id.clone(),

@@ -9,7 +9,87 @@ use serde_json::{json, Value};
 use super::AppState;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/health", get(health))
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+}
+
+/// `GET /metrics`: Prometheus text format (with `METRICS_TOKEN` set, only for that bearer).
+async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if let Some(token) = &state.settings.metrics_token {
+        let given = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if given != Some(format!("Bearer {}", token.0).as_str()) {
+            return crate::error::ApiError::Unauthorized("/metrics needs the METRICS_TOKEN bearer".into())
+                .into_response();
+        }
+    }
+    let m = state.engine.metrics();
+    let stats = state.engine.sandbox().stats();
+    m.set(
+        "maestro_sandbox_instances_created",
+        "Sandbox instances created since start.",
+        vec![],
+        stats.instances_created as f64,
+    );
+    m.set(
+        "maestro_sandbox_warm_hits",
+        "Calls served by a pooled warm instance since start.",
+        vec![],
+        stats.warm_hits as f64,
+    );
+    m.set(
+        "maestro_sandbox_instances",
+        "Sandbox instances idle now, by kind.",
+        vec![("kind", "warm_pooled".into())],
+        stats.warm_idle as f64,
+    );
+    m.set(
+        "maestro_sandbox_instances",
+        "Sandbox instances idle now, by kind.",
+        vec![("kind", "fresh_spare".into())],
+        stats.spares_ready as f64,
+    );
+    let misses = stats.runs.saturating_sub(stats.warm_hits);
+    m.set(
+        "maestro_sandbox_pool_misses",
+        "Calls not served by a pooled warm instance since start.",
+        vec![],
+        misses as f64,
+    );
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        m.render(),
+    )
+        .into_response()
+}
+
+/// Time every routed request, labelled by route template (never by id).
+pub async fn track(
+    State(state): State<AppState>,
+    route: Option<axum::extract::MatchedPath>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let method = req.method().to_string();
+    let response = next.run(req).await;
+    let route = route.map_or_else(|| "unmatched".to_string(), |r| r.as_str().to_string());
+    let labels = vec![
+        ("method", method),
+        ("route", route),
+        ("status", response.status().as_u16().to_string()),
+    ];
+    let help = "HTTP request latency by route.";
+    state.engine.metrics().observe(
+        "maestro_http_request_duration_seconds",
+        help,
+        labels,
+        started.elapsed().as_secs_f64(),
+    );
+    response
 }
 
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {

@@ -62,7 +62,9 @@ pub fn router(state: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(limit))
         .layer(axum::middleware::from_fn_with_state(limit, declared_size));
     // Webhooks read their body themselves, under their own limit.
-    let api = api.merge(hooks::routes());
+    let api = api
+        .merge(hooks::routes())
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), health::track));
     Router::new()
         .nest("/api/v1", api)
         .merge(health::routes())

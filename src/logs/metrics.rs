@@ -46,7 +46,13 @@ fn bounded<T>(series: &BTreeMap<Labels, T>, labels: Labels) -> Labels {
 }
 
 impl Metrics {
-    fn with<R>(&self, name: &'static str, help: &'static str, kind: &'static str, f: impl FnOnce(&mut Family) -> R) -> R {
+    fn with<R>(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        kind: &'static str,
+        f: impl FnOnce(&mut Family) -> R,
+    ) -> R {
         let mut families = self.families.lock().unwrap_or_else(|e| e.into_inner());
         let family = families.entry(name).or_insert_with(|| Family {
             help,

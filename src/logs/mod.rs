@@ -6,6 +6,7 @@
 //! the time `at`, and fields of their kind (function, depth, status, duration, fuel, stream,
 //! line, error). Publishing never blocks a run and never fails it.
 
+pub mod metrics;
 pub mod redis_streams;
 
 use std::collections::{HashMap, VecDeque};
@@ -60,10 +61,12 @@ struct Histories {
     finished: VecDeque<(String, Instant)>,
 }
 
+/// The bus also carries the metrics registry: both observe every run.
 pub struct Bus {
     feeds: Mutex<HashMap<String, broadcast::Sender<Arc<Event>>>>,
     histories: Mutex<Histories>,
     redis: Option<RedisEvents>,
+    pub metrics: metrics::Metrics,
 }
 
 impl Bus {
@@ -72,6 +75,7 @@ impl Bus {
             feeds: Mutex::new(HashMap::new()),
             histories: Mutex::new(Histories::default()),
             redis,
+            metrics: metrics::Metrics::default(),
         }
     }
 

@@ -172,6 +172,8 @@ pub struct SandboxConfig {
 pub struct Stats {
     pub instances_created: u64,
     pub warm_hits: u64,
+    /// Calls run (root and nested).
+    pub runs: u64,
     pub warm_idle: usize,
     pub spares_ready: usize,
 }
@@ -185,6 +187,7 @@ pub struct Sandbox {
     cfg: SandboxConfig,
     created: AtomicU64,
     hits: AtomicU64,
+    runs: AtomicU64,
     initial_memory: u64,
     /// The prelude compiled once by the guest's own interpreter (`marshal` format): a fresh
     /// instance loads it instead of compiling ~200 lines of source (≈50 M fuel) every call.
@@ -227,6 +230,7 @@ impl Sandbox {
             cfg,
             created: AtomicU64::new(0),
             hits: AtomicU64::new(0),
+            runs: AtomicU64::new(0),
             initial_memory,
             prelude: Arc::from(Vec::new()),
             spares: Spares::new(0),
@@ -269,6 +273,7 @@ impl Sandbox {
         Stats {
             instances_created: self.created.load(Ordering::Relaxed),
             warm_hits: self.hits.load(Ordering::Relaxed),
+            runs: self.runs.load(Ordering::Relaxed),
             warm_idle: self.pool.idle(),
             spares_ready: self.spares.ready(),
         }
@@ -327,6 +332,7 @@ impl Sandbox {
             Isolation::Warm => self.pool.take(&key),
             Isolation::Fresh => None,
         };
+        self.runs.fetch_add(1, Ordering::Relaxed);
         let reused = pooled.is_some();
         if reused {
             self.hits.fetch_add(1, Ordering::Relaxed);

@@ -188,6 +188,11 @@ impl Scheduler {
         }
         self.count(|st| st.ticks_fired += 1);
         let fire_at = run.fire_at;
+        let lag = (now_ms() - fire_at).max(0) as f64 / 1000.0;
+        let help = "How late scheduled ticks start.";
+        self.engine
+            .metrics()
+            .observe("maestro_schedule_lag_seconds", help, vec![], lag);
         let run = RunRef {
             id,
             tenant: s.tenant.clone(),

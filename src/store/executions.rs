@@ -416,6 +416,43 @@ impl Store {
         Ok(steps)
     }
 
+    /// Delete up to `batch` finished executions that ended before `cutoff` (unix ms), with
+    /// their steps, in one transaction; returns how many went. Running ones are never touched.
+    /// `tenant` narrows it to one tenant.
+    pub async fn purge_finished_before(&self, cutoff: i64, batch: i64, tenant: Option<&str>) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(
+            "select id from executions where status <> 'running' and finished_at < $1 and ($3 is null or tenant = $3)
+             order by finished_at limit $2",
+        )
+        .bind(cutoff)
+        .bind(batch)
+        .bind(tenant)
+        .fetch_all(&mut *tx)
+        .await?;
+        let ids: Vec<String> = rows.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?;
+        for id in &ids {
+            sqlx::query("delete from steps where execution_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("delete from executions where id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "delete from schedule_runs where status not in ('running', 'pending') and created_at < $1
+             and ($2 is null or tenant = $2)",
+        )
+        .bind(cutoff)
+        .bind(tenant)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(ids.len() as u64)
+    }
+
     /// Mark runs still `running` long after their deadline (their server died) as interrupted.
     pub async fn interrupt_stale(&self, grace_ms: i64) -> StoreResult<u64> {
         let cutoff = now_ms() - grace_ms;

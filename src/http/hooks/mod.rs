@@ -79,7 +79,18 @@ enum Proof {
 /// The most time a client gets to send its body.
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
-async fn handle(State(state): State<AppState>, req: axum::extract::Request) -> ApiResult<Response> {
+async fn handle(State(state): State<AppState>, req: axum::extract::Request) -> Response {
+    let response = run_hook(state.clone(), req).await.into_response();
+    let labels = vec![("status", response.status().as_u16().to_string())];
+    let help = "Webhook answers by HTTP status.";
+    state
+        .events
+        .metrics
+        .add("maestro_webhook_responses_total", help, labels, 1.0);
+    response
+}
+
+async fn run_hook(state: AppState, req: axum::extract::Request) -> ApiResult<Response> {
     let (mut parts, body) = req.into_parts();
     let Path(raw) = Path::<String>::from_request_parts(&mut parts, &state)
         .await
