@@ -14,8 +14,9 @@ COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY migrations ./migrations
 COPY runtime ./runtime
-# The example bundles are built into the binary (`maestro examples load`).
+# Built into the binary: the example bundles (`maestro examples load`) and the API docs' UI.
 COPY examples ./examples
+COPY static ./static
 RUN cargo build --release --locked --bin maestro
 
 # 2. The runtime: pip is needed only here, never in the final image.

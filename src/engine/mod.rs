@@ -228,7 +228,11 @@ impl Engine {
         // The job records the end itself, so nobody has to wait for it.
         let recorder = inner.recorder.clone();
         let (record_tenant, record_id) = (tenant.to_string(), execution_id.clone());
+        // The execution's span follows it onto the worker thread (and its nested calls).
+        let span = tracing::info_span!(parent: tracing::Span::current(), "execution",
+            id = %execution_id, tenant = %tenant, function = %name, trigger = trigger_kind);
         let done = inner.workers.submit(move || {
+            let _span = span.enter();
             // Counted against the tenant's concurrency until the run ends.
             let _admission = admission;
             let v = &function.current.content;
@@ -246,6 +250,7 @@ impl Engine {
             let outcome = check_output(job_inner.sandbox.run(&spec, Box::new(tree)), &schemas);
             let finish = finish_record(&outcome, started.elapsed().as_secs_f64() * 1000.0);
             let (status, duration_ms) = (finish.status, finish.duration_ms);
+            tracing::debug!(status, duration_ms, fuel = outcome.fuel_used, "execution finished");
             let events = &job_inner.events;
             events.publish_output(&record_tenant, &record_id, &record_id, &outcome.stdout, &outcome.stderr);
             let done = finished_event(&record_id, &function.name, 0, &outcome, &finish);

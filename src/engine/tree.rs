@@ -115,6 +115,8 @@ impl Host for CallTree {
         inner
             .events
             .publish(&self.tenant, &self.execution_id, "step.started", started_event);
+        let span = tracing::info_span!("step", id = %step.id, function = %name, depth = step.depth);
+        let _span = span.enter();
         let started = Instant::now();
         let outcome = match inner.schemas_for(&function) {
             Err(e) => super::crashed(&format!("the schemas of {name} do not compile: {e}")),
@@ -173,6 +175,11 @@ impl Host for CallTree {
             }
         };
         let finish = finish_record(&outcome, started.elapsed().as_secs_f64() * 1000.0);
+        tracing::debug!(
+            status = finish.status,
+            duration_ms = finish.duration_ms,
+            "step finished"
+        );
         inner.events.publish_output(
             &self.tenant,
             &self.execution_id,

@@ -6,6 +6,7 @@ mod executions;
 mod functions;
 mod health;
 pub mod hooks;
+pub mod openapi;
 mod schedules;
 mod tenancy;
 mod webhooks;
@@ -69,9 +70,10 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .merge(health::routes())
         .merge(schedules::status_routes())
+        .merge(openapi::routes())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(axum::middleware::from_fn(refuse_nul))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
@@ -93,6 +95,16 @@ async fn declared_size(
             .into_response();
     }
     next.run(req).await
+}
+
+/// One span per request, carrying the request id so every log line inside names it.
+fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
 }
 
 /// Refuse NUL bytes anywhere in the URL: no name or id can contain one, and PostgreSQL

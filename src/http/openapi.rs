@@ -1,0 +1,608 @@
+//! The OpenAPI 3.1 document (`/openapi.json`), Swagger UI (`/docs`) and ReDoc (`/redoc`).
+//!
+//! The document is built here from one table of operations next to the schemas of the main
+//! bodies; `tests/openapi.rs` checks every route the routers declare is in it. The UI bundles
+//! are vendored under `static/docs` and compiled in, so nothing is downloaded at build or run
+//! time.
+
+use axum::http::header;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Map, Value};
+
+use super::AppState;
+
+const SWAGGER_JS: &str = include_str!("../../static/docs/swagger-ui-bundle.js");
+const SWAGGER_CSS: &str = include_str!("../../static/docs/swagger-ui.css");
+const REDOC_JS: &str = include_str!("../../static/docs/redoc.standalone.js");
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/openapi.json", get(|| async { Json(document()) }))
+        .route("/docs", get(docs))
+        .route("/redoc", get(redoc))
+        .route(
+            "/docs/swagger-ui-bundle.js",
+            get(|| async { asset("text/javascript", SWAGGER_JS) }),
+        )
+        .route("/docs/swagger-ui.css", get(|| async { asset("text/css", SWAGGER_CSS) }))
+        .route(
+            "/docs/redoc.standalone.js",
+            get(|| async { asset("text/javascript", REDOC_JS) }),
+        )
+}
+
+fn asset(kind: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn docs() -> Html<&'static str> {
+    Html(
+        r##"<!doctype html><html><head><meta charset="utf-8"><title>Maestro API</title>
+<link rel="stylesheet" href="/docs/swagger-ui.css"></head><body><div id="ui"></div>
+<script src="/docs/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script></body></html>"##,
+    )
+}
+
+async fn redoc() -> Html<&'static str> {
+    Html(
+        r#"<!doctype html><html><head><meta charset="utf-8"><title>Maestro API</title></head><body>
+<redoc spec-url="/openapi.json"></redoc><script src="/docs/redoc.standalone.js"></script></body></html>"#,
+    )
+}
+
+/// (method, path, tag, summary, request body schema, success status, response schema).
+type Op = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    u16,
+    &'static str,
+);
+
+const OPS: &[Op] = &[
+    (
+        "post",
+        "/api/v1/functions",
+        "functions",
+        "Create a function",
+        Some("FunctionBody"),
+        201,
+        "Function",
+    ),
+    (
+        "get",
+        "/api/v1/functions",
+        "functions",
+        "List functions",
+        None,
+        200,
+        "Page",
+    ),
+    (
+        "get",
+        "/api/v1/functions/{name}",
+        "functions",
+        "Show a function",
+        None,
+        200,
+        "Function",
+    ),
+    (
+        "put",
+        "/api/v1/functions/{name}",
+        "functions",
+        "Update a function (appends a version)",
+        Some("FunctionBody"),
+        200,
+        "Function",
+    ),
+    (
+        "delete",
+        "/api/v1/functions/{name}",
+        "functions",
+        "Delete a function",
+        None,
+        204,
+        "",
+    ),
+    (
+        "get",
+        "/api/v1/functions/{name}/versions",
+        "functions",
+        "Version history",
+        None,
+        200,
+        "Object",
+    ),
+    (
+        "post",
+        "/api/v1/functions/{name}/rollback/{version}",
+        "functions",
+        "Make an old version current",
+        None,
+        200,
+        "Function",
+    ),
+    (
+        "post",
+        "/api/v1/functions/{name}/invoke",
+        "functions",
+        "Run a function (the body is its input)",
+        Some("Any"),
+        200,
+        "InvokeResult",
+    ),
+    (
+        "get",
+        "/api/v1/executions",
+        "executions",
+        "Execution history",
+        None,
+        200,
+        "Page",
+    ),
+    (
+        "get",
+        "/api/v1/executions/{id}",
+        "executions",
+        "One execution",
+        None,
+        200,
+        "Execution",
+    ),
+    (
+        "get",
+        "/api/v1/executions/{id}/steps",
+        "executions",
+        "Every call of an execution",
+        None,
+        200,
+        "Object",
+    ),
+    (
+        "get",
+        "/api/v1/executions/{id}/logs",
+        "executions",
+        "Captured output; ?follow=true streams live events (SSE)",
+        None,
+        200,
+        "Object",
+    ),
+    (
+        "get",
+        "/api/v1/events",
+        "executions",
+        "The tenant's live events (SSE)",
+        None,
+        200,
+        "EventStream",
+    ),
+    (
+        "post",
+        "/api/v1/webhooks",
+        "webhooks",
+        "Create a webhook",
+        Some("WebhookBody"),
+        201,
+        "Webhook",
+    ),
+    (
+        "get",
+        "/api/v1/webhooks",
+        "webhooks",
+        "List webhooks",
+        None,
+        200,
+        "Page",
+    ),
+    (
+        "get",
+        "/api/v1/webhooks/{id}",
+        "webhooks",
+        "Show a webhook",
+        None,
+        200,
+        "Webhook",
+    ),
+    (
+        "put",
+        "/api/v1/webhooks/{id}",
+        "webhooks",
+        "Update a webhook",
+        Some("WebhookBody"),
+        200,
+        "Webhook",
+    ),
+    (
+        "delete",
+        "/api/v1/webhooks/{id}",
+        "webhooks",
+        "Delete a webhook",
+        None,
+        204,
+        "",
+    ),
+    (
+        "post",
+        "/api/v1/webhooks/{id}/rotate-secret",
+        "webhooks",
+        "New signing secret",
+        Some("Object"),
+        200,
+        "Webhook",
+    ),
+    (
+        "get",
+        "/api/v1/h/{path}",
+        "webhooks",
+        "Webhook handler (any method)",
+        None,
+        200,
+        "Any",
+    ),
+    (
+        "post",
+        "/api/v1/h/{path}",
+        "webhooks",
+        "Webhook handler (any method)",
+        Some("Any"),
+        200,
+        "Any",
+    ),
+    (
+        "put",
+        "/api/v1/h/{path}",
+        "webhooks",
+        "Webhook handler (any method)",
+        Some("Any"),
+        200,
+        "Any",
+    ),
+    (
+        "patch",
+        "/api/v1/h/{path}",
+        "webhooks",
+        "Webhook handler (any method)",
+        Some("Any"),
+        200,
+        "Any",
+    ),
+    (
+        "delete",
+        "/api/v1/h/{path}",
+        "webhooks",
+        "Webhook handler (any method)",
+        None,
+        200,
+        "Any",
+    ),
+    (
+        "post",
+        "/api/v1/schedules",
+        "schedules",
+        "Create a schedule",
+        Some("ScheduleBody"),
+        201,
+        "Schedule",
+    ),
+    (
+        "get",
+        "/api/v1/schedules",
+        "schedules",
+        "List schedules",
+        None,
+        200,
+        "Page",
+    ),
+    (
+        "post",
+        "/api/v1/schedules/preview",
+        "schedules",
+        "Next fire times of an expression",
+        Some("Preview"),
+        200,
+        "Object",
+    ),
+    (
+        "get",
+        "/api/v1/schedules/{id}",
+        "schedules",
+        "Show a schedule",
+        None,
+        200,
+        "Schedule",
+    ),
+    (
+        "put",
+        "/api/v1/schedules/{id}",
+        "schedules",
+        "Update a schedule",
+        Some("ScheduleBody"),
+        200,
+        "Schedule",
+    ),
+    (
+        "delete",
+        "/api/v1/schedules/{id}",
+        "schedules",
+        "Delete a schedule",
+        None,
+        204,
+        "",
+    ),
+    (
+        "post",
+        "/api/v1/schedules/{id}/run",
+        "schedules",
+        "Run once now",
+        None,
+        202,
+        "Object",
+    ),
+    (
+        "post",
+        "/api/v1/schedules/{id}/pause",
+        "schedules",
+        "Pause",
+        None,
+        200,
+        "Schedule",
+    ),
+    (
+        "post",
+        "/api/v1/schedules/{id}/resume",
+        "schedules",
+        "Resume",
+        None,
+        200,
+        "Schedule",
+    ),
+    (
+        "get",
+        "/api/v1/schedules/{id}/runs",
+        "schedules",
+        "Ticks and attempts",
+        None,
+        200,
+        "Object",
+    ),
+    (
+        "get",
+        "/scheduler/status",
+        "schedules",
+        "Scheduler status",
+        None,
+        200,
+        "Object",
+    ),
+    (
+        "post",
+        "/api/v1/subtenants",
+        "tenancy",
+        "Create a subtenant (admin)",
+        Some("Subtenant"),
+        201,
+        "Object",
+    ),
+    (
+        "get",
+        "/api/v1/subtenants",
+        "tenancy",
+        "List subtenants (admin)",
+        None,
+        200,
+        "Page",
+    ),
+    (
+        "get",
+        "/api/v1/subtenants/{id}",
+        "tenancy",
+        "Show a subtenant (admin)",
+        None,
+        200,
+        "Object",
+    ),
+    (
+        "put",
+        "/api/v1/subtenants/{id}",
+        "tenancy",
+        "Update description and quotas (admin)",
+        Some("Subtenant"),
+        200,
+        "Object",
+    ),
+    (
+        "delete",
+        "/api/v1/subtenants/{id}",
+        "tenancy",
+        "Delete (admin; ?force=true removes what it owns)",
+        None,
+        204,
+        "",
+    ),
+    (
+        "post",
+        "/api/v1/subtenants/{id}/grant-access",
+        "tenancy",
+        "Grant a user access (admin)",
+        Some("Grant"),
+        200,
+        "Object",
+    ),
+    (
+        "post",
+        "/api/v1/subtenants/{id}/revoke-access",
+        "tenancy",
+        "Revoke a user's access (admin)",
+        Some("Grant"),
+        204,
+        "",
+    ),
+    (
+        "get",
+        "/api/v1/subtenants/{id}/members",
+        "tenancy",
+        "Members (admin)",
+        None,
+        200,
+        "Object",
+    ),
+    (
+        "get",
+        "/api/v1/audit",
+        "tenancy",
+        "Audit trail (admin)",
+        None,
+        200,
+        "Page",
+    ),
+    (
+        "get",
+        "/api/v1/me",
+        "tenancy",
+        "Who I am and where I act",
+        None,
+        200,
+        "Object",
+    ),
+    (
+        "get",
+        "/health",
+        "operations",
+        "Health of the database, runtime and Redis",
+        None,
+        200,
+        "Object",
+    ),
+    ("get", "/metrics", "operations", "Prometheus metrics", None, 200, "Text"),
+    (
+        "get",
+        "/openapi.json",
+        "operations",
+        "This document",
+        None,
+        200,
+        "Object",
+    ),
+    ("get", "/docs", "operations", "Swagger UI", None, 200, "Text"),
+    ("get", "/redoc", "operations", "ReDoc", None, 200, "Text"),
+];
+
+fn schemas() -> Value {
+    let settings = json!({
+        "isolation": {"enum": ["warm", "fresh"]}, "timeout_seconds": {"type": "number"},
+        "fuel": {"type": "integer"}, "memory_mb": {"type": "integer"}
+    });
+    let mut function_body = json!({
+        "type": "object", "additionalProperties": false,
+        "properties": {"name": {"type": "string"}, "description": {"type": "string"}, "code": {"type": "string"},
+                       "input_schema": {}, "output_schema": {}},
+        "required": ["name", "code"]
+    });
+    for (k, v) in settings.as_object().into_iter().flatten() {
+        function_body["properties"][k] = v.clone();
+    }
+    json!({
+        "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
+            "code": {"type": "string"}, "message": {"type": "string"}, "details": {}, "execution_id": {"type": "string"}},
+            "required": ["code", "message"]}}},
+        "FunctionBody": function_body,
+        "Function": {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"},
+            "version": {"type": "integer"}, "latest_version": {"type": "integer"}, "code": {"type": "string"},
+            "code_sha256": {"type": "string"}, "input_schema": {}, "output_schema": {}, "settings": {"type": "object"},
+            "created_at": {"type": "string", "format": "date-time"}, "updated_at": {"type": "string", "format": "date-time"}}},
+        "InvokeResult": {"type": "object", "properties": {"execution_id": {"type": "string"},
+            "status": {"enum": ["succeeded", "failed"]}, "output": {}, "error": {"type": ["object", "null"]},
+            "duration_ms": {"type": "number"}, "fuel_used": {"type": "integer"}}},
+        "Execution": {"type": "object", "properties": {"id": {"type": "string"}, "trigger": {"enum": ["manual", "webhook", "schedule"]},
+            "trigger_id": {"type": ["string", "null"]}, "attempt": {"type": "integer"}, "retry_of": {"type": "string"},
+            "function_name": {"type": "string"}, "status": {"enum": ["running", "succeeded", "failed"]},
+            "input": {}, "output": {}, "error": {}, "stdout": {"type": "string"}, "stderr": {"type": "string"},
+            "fuel_used": {"type": "integer"}, "duration_ms": {"type": ["number", "null"]}}},
+        "WebhookBody": {"type": "object", "additionalProperties": false, "properties": {
+            "path": {"type": "string"}, "function_name": {"type": "string"},
+            "http_method": {"enum": ["ANY", "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]},
+            "requires_auth": {"type": "boolean"}, "require_timestamp": {"type": "boolean"}, "description": {"type": "string"},
+            "enabled": {"type": "boolean"}, "async": {"type": "boolean"}, "input_mode": {"enum": ["request", "body"]},
+            "max_concurrency": {"type": ["integer", "null"]}, "secret": {"type": "string"}}},
+        "Webhook": {"type": "object", "properties": {"id": {"type": "string"}, "path": {"type": "string"},
+            "url": {"type": "string"}, "function_name": {"type": "string"}, "secret": {"type": "string"}}},
+        "ScheduleBody": {"type": "object", "additionalProperties": false, "properties": {
+            "name": {"type": "string"}, "function_name": {"type": "string"}, "cron_expression": {"type": "string"},
+            "timezone": {"type": "string"}, "input_data": {}, "enabled": {"type": "boolean"},
+            "max_retries": {"type": "integer"}, "retry_delay_seconds": {"type": "number"},
+            "backoff_factor": {"type": "number"}, "max_retry_delay_seconds": {"type": "number"},
+            "overlap_policy": {"enum": ["skip", "allow"]}, "catchup_window_seconds": {"type": "number"}}},
+        "Schedule": {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"},
+            "next_run_at": {"type": ["string", "null"]}, "last_run_at": {"type": ["string", "null"]},
+            "last_status": {"type": ["string", "null"]}, "upcoming": {"type": "array", "items": {"type": "string"}}}},
+        "Preview": {"type": "object", "properties": {"cron_expression": {"type": "string"}, "timezone": {"type": "string"},
+            "after": {"type": "string", "format": "date-time"}, "count": {"type": "integer"}}, "required": ["cron_expression"]},
+        "Subtenant": {"type": "object", "properties": {"subtenant_id": {"type": "string"}, "description": {"type": "string"},
+            "quotas": {"type": "object"}}},
+        "Grant": {"type": "object", "properties": {"user_email": {"type": "string"}, "role": {"enum": ["member", "viewer"]}},
+            "required": ["user_email"]},
+        "Page": {"type": "object", "properties": {"total": {"type": "integer"}, "limit": {"type": "integer"},
+            "offset": {"type": "integer"}}},
+        "EventStream": {"type": "string", "description": "text/event-stream"},
+        "Object": {"type": "object"},
+        "Any": {},
+        "Text": {"type": "string"}
+    })
+}
+
+/// The whole document.
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for (method, path, tag, summary, body, status, response) in OPS {
+        let params: Vec<Value> = path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        let mut op = json!({
+            "tags": [tag],
+            "summary": summary,
+            "operationId": format!("{method}_{}", path.replace(['/', '{', '}', '-', '.'], "_")),
+            "parameters": params,
+            "responses": {
+                status.to_string(): match *response {
+                    "" => json!({"description": "done"}),
+                    r => json!({"description": "ok", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{r}")}}}}),
+                },
+                "4XX": {"description": "client error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+            }
+        });
+        if let Some(b) = body {
+            op["requestBody"] =
+                json!({"content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{b}")}}}});
+        }
+        if path.starts_with("/api/v1/") && !path.starts_with("/api/v1/h/") {
+            op["security"] = json!([{"bearer": []}]);
+        }
+        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
+        entry[*method] = op;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Maestro", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Run untrusted Python functions in a WebAssembly sandbox and wire them together."},
+        "paths": paths,
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+        }
+    })
+}

@@ -1,0 +1,117 @@
+//! Every route the routers declare is in `/openapi.json`, with each of its methods; the docs
+//! pages and their bundles are served from the binary.
+
+mod common;
+
+use common::{start_with, Backend};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// (method, full path) of every `.route(...)` in the HTTP sources.
+fn declared_routes() -> Vec<(String, String)> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/http");
+    let mut files = vec![];
+    let mut stack = vec![std::path::PathBuf::from(dir)];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                files.push(p);
+            }
+        }
+    }
+    // Routers merged at the top level; every other one is nested under /api/v1.
+    let top_level = ["health.rs", "openapi.rs"];
+    let mut out = vec![];
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        for line in text.lines() {
+            let Some(rest) = line.split(".route(\"").nth(1) else {
+                continue;
+            };
+            let path = rest.split('"').next().unwrap();
+            if path.starts_with("/docs/") {
+                continue; // the UI's own bundles
+            }
+            let full = if top_level.contains(&name.as_str()) || path == "/scheduler/status" {
+                path.to_string()
+            } else {
+                format!("/api/v1{path}")
+            }
+            .replace("{*path}", "{path}");
+            let methods: Vec<&str> = ["get(", "post(", "put(", "delete(", "patch(", "any("]
+                .into_iter()
+                .filter(|m| {
+                    rest.contains(&format!(" {m}"))
+                        || rest.contains(&format!(",{m}"))
+                        || rest.contains(&format!(".{m}"))
+                })
+                .collect();
+            assert!(!methods.is_empty(), "no method found in {line}");
+            for m in methods {
+                out.push((m.trim_end_matches('(').to_string(), full.clone()));
+            }
+        }
+    }
+    out
+}
+
+async fn every_route_documented(b: Backend) {
+    let app = start_with(b, &[]).await;
+    let doc: Value = app
+        .client
+        .get(format!("{}/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let routes = declared_routes();
+    assert!(routes.len() > 40, "found {} routes", routes.len());
+    for (method, path) in &routes {
+        let ops = &doc["paths"][path];
+        assert!(ops.is_object(), "{path} is not in the document");
+        if method == "any" {
+            for m in ["get", "post", "put", "patch", "delete"] {
+                assert!(ops[m].is_object(), "{m} {path} is not in the document");
+            }
+        } else {
+            assert!(
+                ops[method.as_str()].is_object(),
+                "{method} {path} is not in the document"
+            );
+        }
+    }
+    for (page, needle) in [("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")] {
+        let text = app
+            .client
+            .get(format!("{}{page}", app.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            text.contains(needle) && !text.contains("https://"),
+            "{page} loads only local files"
+        );
+    }
+    for asset in [
+        "/docs/swagger-ui-bundle.js",
+        "/docs/swagger-ui.css",
+        "/docs/redoc.standalone.js",
+    ] {
+        let r = app.client.get(format!("{}{asset}", app.base)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{asset}");
+        assert!(r.bytes().await.unwrap().len() > 100_000, "{asset}");
+    }
+    app.stop().await;
+}
+
+both_backends!(every_route_documented);
