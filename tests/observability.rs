@@ -30,15 +30,7 @@ async fn metrics_after_calls(b: Backend) {
         .await
         .unwrap();
 
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.get_text("/metrics").await;
     for line in [
         "maestro_invocations_total{function=\"outer\",trigger=\"manual\",status=\"succeeded\"} 3",
         "maestro_invocations_total{function=\"boom\",trigger=\"manual\",status=\"failed\"} 1",

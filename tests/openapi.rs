@@ -88,15 +88,7 @@ async fn every_route_documented(b: Backend) {
         }
     }
     for (page, needle) in [("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")] {
-        let text = app
-            .client
-            .get(format!("{}{page}", app.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = app.get_text(page).await;
         assert!(
             text.contains(needle) && !text.contains("https://"),
             "{page} loads only local files"
