@@ -121,6 +121,10 @@ pub struct Settings {
     /// deleted by a background task (0 keeps everything).
     #[arg(long, env = "RETENTION_DAYS", default_value_t = 0.0)]
     pub retention_days: f64,
+    /// Export request, execution and step spans over OTLP/HTTP (JSON) to this collector
+    /// (e.g. `http://otel-collector:4318`).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     /// When set, `/metrics` answers only requests with `Authorization: Bearer <this>`.
     #[arg(long, env = "METRICS_TOKEN")]
     pub metrics_token: Option<Secret>,

@@ -77,19 +77,23 @@ enum ExamplesAction {
 }
 
 fn init_logging(settings: &Settings) {
+    use tracing_subscriber::prelude::*;
     let default = if settings.debug {
         "debug,wasmtime=info,cranelift=info"
     } else {
         "info"
     };
     let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let otlp = settings
+        .otlp_endpoint
+        .as_deref()
+        .map(maestro::logs::otlp::OtlpLayer::new);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter).with(otlp);
     if settings.log_format == "json" {
-        builder.json().init();
+        registry.with(fmt.json()).init();
     } else {
-        builder.init();
+        registry.with(fmt).init();
     }
 }
 

@@ -7,6 +7,7 @@
 //! line, error). Publishing never blocks a run and never fails it.
 
 pub mod metrics;
+pub mod otlp;
 pub mod redis_streams;
 
 use std::collections::{HashMap, VecDeque};
