@@ -287,6 +287,49 @@ async fn retries_with_backoff(b: Backend) {
     app.stop().await;
 }
 
+/// A run held back by the tenant's concurrency quota waits and then runs, as attempt 1.
+async fn quota_holds_runs_back(b: Backend) {
+    let app = start_with(
+        b,
+        &["--scheduler-poll-ms", "50", "--tenant-max-concurrent-executions", "1"],
+    )
+    .await;
+    app.create_with(json!({"name": "hog", "timeout_seconds": 10,
+        "code": "import time\n\ndef hog(input):\n    time.sleep(1)\n    return 'done'\n"}))
+        .await;
+    with_square(&app).await;
+    let s = schedule(
+        &app,
+        json!({"name": "later", "function_name": "square", "cron_expression": "0 0 1 1 *", "input_data": {"n": 4}}),
+    )
+    .await;
+    let id = s["id"].as_str().unwrap().to_string();
+    let url = format!("{}/api/v1/functions/hog/invoke", app.base);
+    let hog = tokio::spawn(app.client.post(url).bearer_auth(&app.token).json(&json!({})).send());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, v) = app.post(&format!("/api/v1/schedules/{id}/run"), json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(v["execution_id"], Value::Null, "held back: {v}");
+    let runs = runs_of(&app, &id).await;
+    assert_eq!(runs[0]["status"], "pending", "{runs:?}");
+    hog.await.unwrap().unwrap();
+    let mut fired = vec![];
+    for _ in 0..100 {
+        fired = executions_of(&app, &id).await;
+        if fired.first().is_some_and(|e| e["status"] == "succeeded") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert_eq!(
+        (fired[0]["output"].clone(), fired[0]["attempt"].clone()),
+        (json!(16), json!(1))
+    );
+    delete_all(&app).await;
+    app.stop().await;
+}
+
 /// Remove this test's schedules, so no other server on the shared database fires them.
 async fn delete_all(app: &TestApp) {
     let (_, list) = app.get("/api/v1/schedules?limit=500").await;
@@ -390,7 +433,13 @@ async fn misfires_and_overlap(b: Backend) {
     app.stop().await;
 }
 
-both_backends!(api_and_refusals, preview, fires_on_time, retries_with_backoff);
+both_backends!(
+    api_and_refusals,
+    preview,
+    fires_on_time,
+    retries_with_backoff,
+    quota_holds_runs_back
+);
 
 /// This test moves the clock, and a poll at a made-up time acts on every tenant's schedules:
 /// on the PostgreSQL database the other tests share it would fire their ticks and retries

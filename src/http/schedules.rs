@@ -352,7 +352,7 @@ async fn run_now(State(state): State<AppState>, caller: Caller, Path(id): Path<S
         Some(e) => json!({"run_id": run_id, "execution_id": e, "status": "running",
                           "status_url": format!("/api/v1/executions/{e}")}),
         None => json!({"run_id": run_id, "execution_id": null, "status": "failed",
-                       "message": "the run could not start; see GET /api/v1/schedules/{id}/runs"}),
+                       "message": "the run could not start now: GET /api/v1/schedules/{id}/runs shows it pending (held back by a quota, retried shortly) or failed"}),
     };
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }

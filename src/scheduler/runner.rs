@@ -21,6 +21,8 @@ use crate::store::{now_ms, NewRun, Schedule, ScheduleRun, Store};
 /// How long after its execution ended (or, with no execution, after it was recorded) an
 /// unfinished run is taken to be orphaned by a dead server.
 const ORPHAN_AFTER_MS: i64 = 30_000;
+/// How long a run held back by its tenant's quota waits before it is tried again.
+const QUOTA_BACKOFF_MS: i64 = 1_000;
 /// Most missed ticks counted after downtime (the count is informative only).
 const MAX_COUNTED_MISSES: i64 = 1_000;
 
@@ -271,6 +273,15 @@ impl Scheduler {
                     me.finish(&run, status, Some(&id), None).await;
                 });
                 Some(execution_id)
+            }
+            Err(ApiError::TooManyRequests(why)) => {
+                // The tenant is at its concurrency or rate quota: try again shortly, without
+                // spending an attempt.
+                let again = now_ms() + QUOTA_BACKOFF_MS;
+                if let Err(e) = self.store.requeue_run(&run.id, again, &why).await {
+                    tracing::warn!(run = %run.id, error = %e, "could not requeue a run held back by quota");
+                }
+                None
             }
             Err(e) => {
                 self.finish(&run, "failed", None, Some(&e.to_string())).await;

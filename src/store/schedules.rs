@@ -414,6 +414,17 @@ impl Store {
         Ok(true)
     }
 
+    /// Put a running run back to `pending` until `due_at` (its start was held back), noting why.
+    pub async fn requeue_run(&self, run_id: &str, due_at: i64, why: &str) -> StoreResult<()> {
+        sqlx::query("update schedule_runs set status = 'pending', due_at = $2, reason = $3 where id = $1 and status = 'running'")
+            .bind(run_id)
+            .bind(due_at)
+            .bind(why)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Retries whose time has come, every tenant's.
     pub async fn due_retries(&self, now: i64, limit: i64) -> StoreResult<Vec<ScheduleRun>> {
         let sql = format!(
