@@ -74,7 +74,7 @@ impl Client {
     }
 
     /// Fail with the server's message unless `status` is one of `ok`.
-    async fn expect(
+    async fn call_ok(
         &self,
         method: Method,
         path: &str,
@@ -119,21 +119,21 @@ pub async fn load(
             let (status, stored) = client.call(Method::GET, &format!("/functions/{name}"), None).await?;
             let line = if status == StatusCode::NOT_FOUND {
                 client
-                    .expect(Method::POST, "/functions", Some(f), &[StatusCode::CREATED])
+                    .call_ok(Method::POST, "/functions", Some(f), &[StatusCode::CREATED])
                     .await?;
                 format!("{bundle}: created function {name}")
             } else if same_function(&stored, f) {
                 format!("{bundle}: function {name} is up to date")
             } else {
                 let v = client
-                    .expect(Method::PUT, &format!("/functions/{name}"), Some(f), &[StatusCode::OK])
+                    .call_ok(Method::PUT, &format!("/functions/{name}"), Some(f), &[StatusCode::OK])
                     .await?;
                 format!("{bundle}: updated function {name} to version {}", v["version"])
             };
             report.push(line);
         }
         let existing = client
-            .expect(Method::GET, "/webhooks?limit=500", None, &[StatusCode::OK])
+            .call_ok(Method::GET, "/webhooks?limit=500", None, &[StatusCode::OK])
             .await?;
         for w in b["webhooks"].as_array().into_iter().flatten() {
             let mut w = w.clone();
@@ -151,13 +151,13 @@ pub async fn load(
             let line = match found.and_then(|e| e["id"].as_str()) {
                 Some(id) => {
                     client
-                        .expect(Method::PUT, &format!("/webhooks/{id}"), Some(w), &[StatusCode::OK])
+                        .call_ok(Method::PUT, &format!("/webhooks/{id}"), Some(w), &[StatusCode::OK])
                         .await?;
                     format!("{bundle}: updated webhook /api/v1/h/{path}")
                 }
                 None => {
                     client
-                        .expect(Method::POST, "/webhooks", Some(w), &[StatusCode::CREATED])
+                        .call_ok(Method::POST, "/webhooks", Some(w), &[StatusCode::CREATED])
                         .await?;
                     format!("{bundle}: created webhook /api/v1/h/{path}")
                 }
