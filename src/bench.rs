@@ -102,6 +102,7 @@ fn time_sandbox(sandbox: Arc<Sandbox>, isolation: Isolation, n: usize) -> anyhow
                 isolation,
                 webhook: false,
                 limits,
+                packages: None,
             };
             let t = Instant::now();
             let o = sandbox.run(&spec, Box::new(Alone));

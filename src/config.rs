@@ -186,10 +186,22 @@ pub struct Settings {
     /// tick still runs if it is at most this old.
     #[arg(long, env = "SCHEDULER_CATCHUP_SECONDS", default_value_t = 300.0)]
     pub scheduler_catchup_seconds: f64,
-    /// Allow installing Python packages for functions (the package manager is not built yet;
-    /// accepted now so deployments can set it).
+    /// Allow installing, uploading and removing tenants' Python packages (pure-Python wheels).
+    /// Off by default: installing runs pip on this server, which fetches from the package index.
     #[arg(long, env = "ALLOW_PACKAGE_INSTALLATION", default_value_t = false, action = clap::ArgAction::Set)]
     pub allow_package_installation: bool,
+    /// Largest wheel accepted, in bytes (it may unpack to five times that).
+    #[arg(long, env = "PACKAGE_MAX_BYTES", default_value_t = 20 << 20)]
+    pub package_max_bytes: u64,
+    /// Most bytes of wheels one tenant may have installed.
+    #[arg(long, env = "TENANT_PACKAGES_MAX_BYTES", default_value_t = 200 << 20)]
+    pub tenant_packages_max_bytes: u64,
+    /// The host Python (with pip) that resolves and downloads packages.
+    #[arg(long, env = "PACKAGE_PYTHON", default_value = "python3")]
+    pub package_python: String,
+    /// Time allowed to each pip download, in seconds.
+    #[arg(long, env = "PACKAGE_INSTALL_TIMEOUT_SECONDS", default_value_t = 300)]
+    pub package_install_timeout_seconds: u64,
 }
 
 fn parse_isolation(s: &str) -> Result<Isolation, String> {

@@ -20,6 +20,8 @@ pub mod examples;
 pub mod http;
 /// Live events: the in-process bus and Redis Streams.
 pub mod logs;
+/// Built-in and per-tenant Python packages.
+pub mod packages;
 /// CPython on WASI, on wasmtime.
 pub mod sandbox;
 /// Cron schedules and the loop that fires them.

@@ -430,7 +430,7 @@ def shaped(input):
 /// Shaped answers, function errors (details only for the owner), timeouts.
 async fn answers_and_errors(b: Backend) {
     let app = start(b).await;
-    app.create_with(json!({"name": "shaped", "code": SHAPED, "timeout_seconds": 1}))
+    app.create_with(json!({"name": "shaped", "code": SHAPED, "timeout_seconds": 1, "fuel": 100_000_000_000u64}))
         .await;
     hook(
         &app,

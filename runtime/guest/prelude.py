@@ -237,6 +237,9 @@ def _mx_error(e):
 
 def _mx_run():
     req = _mx_frame({"op": "begin"})
+    for p in req.get("paths", ()):
+        if p not in _sys.path:
+            _sys.path.append(p)  # after the runtime's own: a package cannot shadow the stdlib
     if "code" in req:
         try:
             _mx_load(req["function"], req["code"])

@@ -98,6 +98,7 @@ pub(crate) struct Inner {
     schemas: Mutex<HashMap<(String, i64), Arc<Schemas>>>,
     limiter: Limiter,
     events: Arc<crate::logs::Bus>,
+    packages: Arc<crate::packages::Packages>,
 }
 
 #[derive(Clone)]
@@ -111,6 +112,7 @@ impl Engine {
         sandbox: Arc<Sandbox>,
         settings: Arc<Settings>,
         events: Arc<crate::logs::Bus>,
+        packages: Arc<crate::packages::Packages>,
     ) -> anyhow::Result<Engine> {
         // Each level of nesting may use a full wasm stack on the worker's native stack.
         let depth = settings.max_call_depth as usize + 2;
@@ -121,6 +123,7 @@ impl Engine {
         let limiter = Limiter::new(store.clone(), settings.clone());
         let inner = Inner {
             events,
+            packages,
             limiter,
             store,
             recorder,
@@ -182,6 +185,7 @@ impl Engine {
         let function = inner.store.get_function_cached(tenant, name).await?;
         let schemas = inner.schemas_for(&function)?;
         check_input(&schemas, name, &input)?;
+        let packages = inner.packages.mount(tenant).await?;
         let (admission, quotas) = inner.limiter.admit(tenant).await?;
         let (isolation, timeout, fuel, memory) = inner.limits(&function.current.content.settings);
         let fuel = fuel.min(quotas.max_fuel_per_execution);
@@ -216,7 +220,7 @@ impl Engine {
             .events
             .publish(tenant, &execution_id, "execution.started", started_event);
 
-        let tree = CallTree::root(self.inner.clone(), tenant, &execution_id, &root.id);
+        let tree = CallTree::root(self.inner.clone(), tenant, &execution_id, &root.id, packages.clone());
         let job_inner = self.inner.clone();
         let job_tenant = tenant.to_string();
         let webhook = matches!(trigger, Trigger::Webhook { envelope: true, .. });
@@ -246,6 +250,7 @@ impl Engine {
                 isolation,
                 limits,
                 webhook,
+                packages: packages.as_deref(),
             };
             let outcome = check_output(job_inner.sandbox.run(&spec, Box::new(tree)), &schemas);
             let finish = finish_record(&outcome, started.elapsed().as_secs_f64() * 1000.0);

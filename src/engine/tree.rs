@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::{check_output, finish_record, Inner};
 use crate::domain::{self, FunctionName};
-use crate::sandbox::{Budget, CallSpec, ErrorKind, ErrorRecord, Host, Limits, Nested};
+use crate::sandbox::{Budget, CallSpec, ErrorKind, ErrorRecord, Host, Limits, Nested, PackageMount};
 use crate::store::{NewStep, StoreError, Write};
 
 pub(super) struct CallTree {
@@ -23,10 +23,18 @@ pub(super) struct CallTree {
     depth: u32,
     /// Step order within the execution, shared by the whole tree.
     seq: Arc<AtomicI64>,
+    /// The tenant's packages, fixed for the whole execution.
+    packages: Option<Arc<PackageMount>>,
 }
 
 impl CallTree {
-    pub fn root(inner: Arc<Inner>, tenant: &str, execution_id: &str, root_step: &str) -> CallTree {
+    pub fn root(
+        inner: Arc<Inner>,
+        tenant: &str,
+        execution_id: &str,
+        root_step: &str,
+        packages: Option<Arc<PackageMount>>,
+    ) -> CallTree {
         CallTree {
             inner,
             tenant: tenant.to_string(),
@@ -34,6 +42,7 @@ impl CallTree {
             step_id: root_step.to_string(),
             depth: 0,
             seq: Arc::new(AtomicI64::new(1)),
+            packages,
         }
     }
 
@@ -154,6 +163,7 @@ impl Host for CallTree {
                         step_id: step.id.clone(),
                         depth: self.depth + 1,
                         seq: self.seq.clone(),
+                        packages: self.packages.clone(),
                     };
                     let v = &function.current.content;
                     let spec = CallSpec {
@@ -165,6 +175,7 @@ impl Host for CallTree {
                         input: &input,
                         isolation,
                         webhook: false,
+                        packages: self.packages.as_deref(),
                         limits: Limits {
                             budget,
                             memory_bytes: memory,

@@ -7,6 +7,7 @@ mod functions;
 mod health;
 pub mod hooks;
 pub mod openapi;
+mod packages;
 mod schedules;
 mod tenancy;
 mod webhooks;
@@ -42,6 +43,7 @@ pub struct AppState {
     pub gates: Arc<hooks::Gates>,
     pub scheduler: Arc<crate::scheduler::Scheduler>,
     pub events: Arc<crate::logs::Bus>,
+    pub packages: Arc<crate::packages::Packages>,
 }
 
 impl FromRef<AppState> for Arc<Auth> {
@@ -59,12 +61,15 @@ pub fn router(state: AppState) -> Router {
         .merge(webhooks::routes())
         .merge(schedules::routes())
         .merge(tenancy::routes())
+        .merge(packages::routes())
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(RequestBodyLimitLayer::new(limit))
         .layer(axum::middleware::from_fn_with_state(limit, declared_size));
-    // Webhooks read their body themselves, under their own limit.
+    // Webhooks read their body themselves, under their own limit; wheels have theirs.
+    let upload_limit = state.settings.package_max_bytes as usize + 64 * 1024;
     let api = api
         .merge(hooks::routes())
+        .merge(packages::upload_routes(upload_limit))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), health::track));
     Router::new()
         .nest("/api/v1", api)

@@ -498,6 +498,69 @@ const OPS: &[Op] = &[
     ),
     ("get", "/docs", "operations", "Swagger UI", None, 200, "Text"),
     ("get", "/redoc", "operations", "ReDoc", None, 200, "Text"),
+    (
+        "get",
+        "/api/v1/packages",
+        "packages",
+        "Built-in and installed packages (?builtin=true|false filters)",
+        None,
+        200,
+        "PackageList",
+    ),
+    (
+        "post",
+        "/api/v1/packages",
+        "packages",
+        "Install a pure-Python package and its dependencies with pip (?wait=seconds, then 202)",
+        Some("PackageBody"),
+        201,
+        "Object",
+    ),
+    (
+        "post",
+        "/api/v1/packages/upload",
+        "packages",
+        "Upload a pure-Python wheel (multipart part `file`; ?replace=true)",
+        Some("Upload"),
+        201,
+        "Object",
+    ),
+    (
+        "get",
+        "/api/v1/packages/installs",
+        "packages",
+        "Recent installs",
+        None,
+        200,
+        "Object",
+    ),
+    (
+        "get",
+        "/api/v1/packages/installs/{id}",
+        "packages",
+        "One install and its status",
+        None,
+        200,
+        "PackageInstall",
+    ),
+    (
+        "get",
+        "/api/v1/packages/{name}",
+        "packages",
+        "One package (built in or installed)",
+        None,
+        200,
+        "Package",
+    ),
+    (
+        "delete",
+        "/api/v1/packages/{name}",
+        "packages",
+        "Uninstall (409 while another package needs it, unless ?force=true)",
+        None,
+        200,
+        "Object",
+    ),
 ];
 
 fn schemas() -> Value {
@@ -557,6 +620,18 @@ fn schemas() -> Value {
         "Page": {"type": "object", "properties": {"total": {"type": "integer"}, "limit": {"type": "integer"},
             "offset": {"type": "integer"}}},
         "EventStream": {"type": "string", "description": "text/event-stream"},
+        "PackageBody": {"type": "object", "additionalProperties": false, "required": ["name"], "properties": {
+            "name": {"type": "string"}, "version": {"type": "string", "description": "1.2.3 or a specifier such as >=1.2,<2"}}},
+        "Package": {"type": "object", "properties": {"name": {"type": "string"}, "version": {"type": "string"},
+            "builtin": {"type": "boolean"}, "sha256": {"type": "string"}, "size_bytes": {"type": "integer"},
+            "requires": {"type": "array", "items": {"type": "string"}}, "source": {"enum": ["pip", "upload"]},
+            "installed_by": {"type": "string"}, "installed_at": {"type": "string"}}},
+        "PackageList": {"type": "object", "properties": {"packages": {"type": "array", "items": {"$ref": "#/components/schemas/Package"}},
+            "installation_allowed": {"type": "boolean"}}},
+        "PackageInstall": {"type": "object", "properties": {"id": {"type": "string"}, "requirement": {"type": "string"},
+            "status": {"enum": ["running", "succeeded", "failed"]}, "error": {"type": ["object", "null"]},
+            "result": {"type": ["object", "null"]}}},
+        "Upload": {"type": "object", "required": ["file"], "properties": {"file": {"type": "string", "format": "binary"}}},
         "Object": {"type": "object"},
         "Any": {},
         "Text": {"type": "string"}
@@ -586,8 +661,12 @@ pub fn document() -> Value {
             }
         });
         if let Some(b) = body {
-            op["requestBody"] =
-                json!({"content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{b}")}}}});
+            let media = if *b == "Upload" {
+                "multipart/form-data"
+            } else {
+                "application/json"
+            };
+            op["requestBody"] = json!({"content": {media: {"schema": {"$ref": format!("#/components/schemas/{b}")}}}});
         }
         if path.starts_with("/api/v1/") && !path.starts_with("/api/v1/h/") {
             op["security"] = json!([{"bearer": []}]);

@@ -66,6 +66,7 @@ impl Instance {
         paths: &RuntimePaths,
         memory_bytes: usize,
         prelude: std::sync::Arc<[u8]>,
+        packages: Option<&std::path::Path>,
     ) -> Result<Instance, ErrorRecord> {
         // Only what the interpreter needs: its stdlib zip and an empty read-only root. No
         // host env, no network, no writable directory; stdio goes nowhere (the prelude
@@ -80,6 +81,11 @@ impl Instance {
         b.preopened_dir(&paths.lib, "/usr/local/lib", FsPerms::ReadOnly)
             .map_err(crash)?;
         b.preopened_dir(&paths.root, "/", FsPerms::ReadOnly).map_err(crash)?;
+        // The tenant's own packages, read-only; nothing else of the host is visible.
+        if let Some(dir) = packages {
+            b.preopened_dir(dir, super::PACKAGES_GUEST_DIR, FsPerms::ReadOnly)
+                .map_err(crash)?;
+        }
         let limits = StoreLimitsBuilder::new().memory_size(memory_bytes).instances(1).build();
         let state = HostState {
             wasi: b.build_p1(),

@@ -108,6 +108,14 @@ pub struct Limits {
     pub memory_bytes: usize,
 }
 
+/// A tenant's unpacked packages: mounted read-only at `/packages` and put on `sys.path`.
+/// `digest` names the exact set; warm instances are only reused for the same one.
+#[derive(Debug)]
+pub struct PackageMount {
+    pub dir: PathBuf,
+    pub digest: String,
+}
+
 /// One call to run.
 pub struct CallSpec<'a> {
     pub tenant: &'a str,
@@ -122,6 +130,8 @@ pub struct CallSpec<'a> {
     pub limits: Limits,
     /// The input is a webhook request: the guest makes `input["headers"]` case-insensitive.
     pub webhook: bool,
+    /// The tenant's packages, if it has any.
+    pub packages: Option<&'a PackageMount>,
 }
 
 /// A nested call's result as the caller sees it.
@@ -285,8 +295,23 @@ impl Sandbox {
     }
 
     fn new_instance(&self, memory_bytes: usize) -> Result<Instance, ErrorRecord> {
+        self.new_instance_with(memory_bytes, None)
+    }
+
+    fn new_instance_with(
+        &self,
+        memory_bytes: usize,
+        packages: Option<&std::path::Path>,
+    ) -> Result<Instance, ErrorRecord> {
         self.created.fetch_add(1, Ordering::Relaxed);
-        Instance::new(&self.engine, &self.pre, &self.paths, memory_bytes, self.prelude.clone())
+        Instance::new(
+            &self.engine,
+            &self.pre,
+            &self.paths,
+            memory_bytes,
+            self.prelude.clone(),
+            packages,
+        )
     }
 
     /// A new instance with the prelude already loaded (for the spare stock).
@@ -327,6 +352,7 @@ impl Sandbox {
             spec.version,
             spec.code_key,
             spec.limits.memory_bytes,
+            spec.packages.map_or("", |p| p.digest.as_str()),
         );
         let pooled = match spec.isolation {
             Isolation::Warm => self.pool.take(&key),
@@ -337,10 +363,12 @@ impl Sandbox {
         if reused {
             self.hits.fetch_add(1, Ordering::Relaxed);
         }
-        let mut inst = match pooled
-            .map(Ok)
-            .unwrap_or_else(|| self.unused_instance(spec.limits.memory_bytes))
-        {
+        // Spares have no package mount (it is fixed when an instance is made), so a tenant
+        // with packages gets a new instance on a pool miss.
+        let mut inst = match pooled.map(Ok).unwrap_or_else(|| match spec.packages {
+            None => self.unused_instance(spec.limits.memory_bytes),
+            Some(p) => self.new_instance_with(spec.limits.memory_bytes, Some(&p.dir)),
+        }) {
             Ok(i) => i,
             Err(e) => return failed(e),
         };
@@ -351,6 +379,9 @@ impl Sandbox {
         });
         if !inst.loaded {
             begin["code"] = Value::from(spec.code);
+            if spec.packages.is_some() {
+                begin["paths"] = serde_json::json!([PACKAGES_GUEST_DIR]);
+            }
         }
         if spec.webhook {
             begin["webhook"] = Value::Bool(true);
@@ -397,6 +428,8 @@ impl Sandbox {
     }
 }
 
+/// Where a tenant's packages appear inside the sandbox.
+pub const PACKAGES_GUEST_DIR: &str = "/packages";
 const PRELUDE: &str = include_str!("../../runtime/guest/prelude.py");
 const RUN: &str = "_mx_run()";
 /// Loads the precompiled prelude into `__main__` of a new instance.

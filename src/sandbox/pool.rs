@@ -1,5 +1,5 @@
 //! Idle warm instances, keyed by tenant + function + version + code key (function id and
-//! code hash) + memory cap. An instance
+//! code hash) + memory cap + package set. An instance
 //! is only ever reused for the exact function version it loaded, never across tenants.
 
 use std::collections::HashMap;
@@ -14,16 +14,19 @@ pub(super) struct PoolKey {
     version: i64,
     code_key: String,
     memory: usize,
+    /// The tenant's package set (empty: none).
+    packages: String,
 }
 
 impl PoolKey {
-    pub fn new(tenant: &str, function: &str, version: i64, code_key: &str, memory: usize) -> Self {
+    pub fn new(tenant: &str, function: &str, version: i64, code_key: &str, memory: usize, packages: &str) -> Self {
         PoolKey {
             tenant: tenant.to_string(),
             function: function.to_string(),
             version,
             code_key: code_key.to_string(),
             memory,
+            packages: packages.to_string(),
         }
     }
 }

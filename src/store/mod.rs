@@ -7,6 +7,7 @@
 mod cache;
 mod executions;
 mod functions;
+mod packages;
 mod schedules;
 mod tenancy;
 mod webhooks;
@@ -18,6 +19,7 @@ use sqlx::AnyPool;
 
 pub use executions::{CallRecord, ExecutionFilter, ExecutionRecord, NewStep, StepFinish, StepRecord, Write};
 pub use functions::{Function, FunctionVersion, VersionContent, VersionSource};
+pub use packages::{InstalledPackage, NewPackage, PackageJob};
 pub use schedules::{NewRun, Schedule, ScheduleFields, ScheduleRun};
 pub use tenancy::{AuditEntry, Grant, Subtenant};
 pub use webhooks::{Webhook, WebhookFields};

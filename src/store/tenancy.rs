@@ -42,7 +42,9 @@ pub struct AuditEntry {
 }
 
 /// Every table whose rows belong to a tenant, children first (a forced delete empties them).
-const TENANT_TABLES: [&str; 7] = [
+const TENANT_TABLES: [&str; 9] = [
+    "packages",
+    "package_jobs",
     "steps",
     "executions",
     "schedule_runs",

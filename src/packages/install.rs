@@ -1,0 +1,453 @@
+//! Installing (pip or upload) and uninstalling a tenant's packages.
+//!
+//! pip runs in a child process with the embedded `runtime/resolve.py`, which only ever
+//! downloads wheels (never builds), into a work directory of its own. Every wheel is then
+//! checked here ([`wheel::inspect`]) and all of them are stored in one transaction; the work
+//! directory is removed whatever happens, so a failed install leaves nothing behind.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+use super::{error, wheel, Packages};
+use crate::error::ApiError;
+use crate::store::{InstalledPackage, NewPackage, StoreError};
+
+const RESOLVE: &str = include_str!("../../runtime/resolve.py");
+
+/// The sandbox interpreter as PEP 508 markers see it (checked against the runtime by a test).
+const MARKERS: &str = r#"{"python_version": "3.15", "python_full_version": "3.15.0", "implementation_name": "cpython",
+  "implementation_version": "3.15.0", "platform_python_implementation": "CPython", "os_name": "posix",
+  "sys_platform": "wasi", "platform_system": "WASI", "platform_machine": "wasm32", "platform_release": "",
+  "platform_version": ""}"#;
+
+/// Why an install failed, as the job records it and the API answers it.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Failure {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Failure {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({"status": self.status.as_u16(), "code": self.code, "message": self.message})
+    }
+
+    pub fn into_api(self) -> ApiError {
+        error(self.status, self.code, self.message)
+    }
+}
+
+impl From<wheel::Refusal> for Failure {
+    fn from(r: wheel::Refusal) -> Self {
+        let status = match r.code {
+            "package_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        Failure::new(status, r.code, r.message)
+    }
+}
+
+impl From<ApiError> for Failure {
+    fn from(e: ApiError) -> Self {
+        Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    }
+}
+
+fn from_store(e: StoreError) -> Failure {
+    match e {
+        StoreError::Conflict(m) => Failure::new(StatusCode::CONFLICT, "conflict", m),
+        StoreError::Invalid { message, .. } => Failure::new(StatusCode::FORBIDDEN, "package_quota_exceeded", message),
+        other => ApiError::from(other).into(),
+    }
+}
+
+/// An install under way: its job id, and its end if it comes soon enough.
+pub struct Started {
+    pub job_id: String,
+    pub done: oneshot::Receiver<Result<Value, Failure>>,
+}
+
+/// What resolve.py prints.
+#[derive(Deserialize)]
+struct Resolved {
+    ok: bool,
+    #[serde(default)]
+    already: bool,
+    #[serde(default)]
+    wheels: Vec<ResolvedWheel>,
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct ResolvedWheel {
+    name: String,
+    path: PathBuf,
+    requested_by: Option<String>,
+    #[serde(default)]
+    requires: Vec<String>,
+}
+
+/// A version specifier as pip takes it: `1.2`, `==1.2`, `>=1,<2`, `~=1.4`, `!=1.3.*`.
+fn valid_spec(spec: &str) -> bool {
+    spec.len() <= 100
+        && spec.split(',').all(|clause| {
+            let c = clause.trim();
+            let v = c.trim_start_matches(['=', '!', '<', '>', '~']).trim();
+            c.len() - c.trim_start_matches(['=', '!', '<', '>', '~']).len() <= 3
+                && !v.is_empty()
+                && v.chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '*' | '+' | '!' | '-' | '_'))
+        })
+}
+
+/// The requirement string for a name and an optional version (a bare version means `==`).
+pub fn requirement(name: &str, version: Option<&str>) -> Result<String, ApiError> {
+    if !wheel::valid_name(name) {
+        return Err(ApiError::invalid(
+            "name",
+            "a package name holds only letters, digits, `-`, `_` and `.` (and starts and ends with a letter or digit)",
+        ));
+    }
+    match version.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(name.to_string()),
+        Some(v) if !valid_spec(v) => Err(ApiError::invalid(
+            "version",
+            "expected a version (`1.2.3`) or a specifier (`>=1.2,<2`, `~=1.4`)",
+        )),
+        Some(v) if v.starts_with(|c: char| c.is_ascii_alphanumeric()) => Ok(format!("{name}=={v}")),
+        Some(v) => Ok(format!("{name}{v}")),
+    }
+}
+
+impl Packages {
+    /// Start installing `name` (and its dependencies) with pip, in the background.
+    pub async fn install(
+        self: &Arc<Self>,
+        tenant: &str,
+        by: &str,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Started, ApiError> {
+        self.check_allowed()?;
+        let req = requirement(name, version)?;
+        let canonical = wheel::canonical_name(name);
+        if let Some(b) = self.builtin.get(&canonical) {
+            return Err(builtin_refusal(b));
+        }
+        let job_id = uuid::Uuid::now_v7().to_string();
+        self.store.create_package_job(tenant, &job_id, &req, by).await?;
+        let (tx, done) = oneshot::channel();
+        let me = self.clone();
+        let (tenant, by, id) = (tenant.to_string(), by.to_string(), job_id.clone());
+        tokio::spawn(async move {
+            let result = me.run_install(&tenant, &by, &req, &id).await;
+            let recorded = match &result {
+                Ok(v) => me.store.finish_package_job(&id, Ok(v)).await,
+                Err(f) => me.store.finish_package_job(&id, Err(&f.to_json())).await,
+            };
+            if let Err(e) = recorded {
+                tracing::error!(job = %id, error = %e, "could not record the end of a package install");
+            }
+            let _ = tx.send(result);
+        });
+        Ok(Started { job_id, done })
+    }
+
+    async fn run_install(&self, tenant: &str, by: &str, req: &str, job: &str) -> Result<Value, Failure> {
+        let work = self.root.join(".work").join(job);
+        std::fs::create_dir_all(&work).map_err(|e| ApiError::Internal(e.into()))?;
+        let result = self.resolve_and_store(tenant, by, req, &work).await;
+        let _ = tokio::fs::remove_dir_all(&work).await;
+        result
+    }
+
+    async fn resolve_and_store(
+        &self,
+        tenant: &str,
+        by: &str,
+        req: &str,
+        work: &std::path::Path,
+    ) -> Result<Value, Failure> {
+        let installed = self.store.list_packages(tenant).await.map_err(from_store)?;
+        let have: serde_json::Map<String, Value> =
+            installed.iter().map(|p| (p.name.clone(), json!(p.version))).collect();
+        let builtin: serde_json::Map<String, Value> = self
+            .builtin
+            .iter()
+            .map(|(k, b)| (k.clone(), json!(b.version)))
+            .collect();
+        let markers: Value = serde_json::from_str(MARKERS).unwrap_or_default();
+        let request = json!({
+            "requirement": req, "python_version": "3.15", "environment": markers,
+            "builtin": builtin, "installed": have, "dest": work,
+            "max_packages": self.policy.max_packages, "timeout": self.policy.timeout.as_secs(),
+        });
+        let resolved = self.run_resolver(&request).await?;
+        if !resolved.ok {
+            return Err(resolver_failure(&resolved.code, resolved.message));
+        }
+        if resolved.already {
+            let name = wheel::canonical_name(req.split(|c: char| "=<>!~".contains(c)).next().unwrap_or(req));
+            let existing: Vec<&InstalledPackage> = installed.iter().filter(|p| p.name == name).collect();
+            return Ok(json!({"already_installed": true, "installed": existing}));
+        }
+        let mut new = Vec::new();
+        for w in &resolved.wheels {
+            let filename = w
+                .path
+                .file_name()
+                .and_then(|f| f.to_str())
+                .unwrap_or_default()
+                .to_string();
+            let bytes = tokio::fs::read(&w.path)
+                .await
+                .map_err(|e| ApiError::Internal(e.into()))?;
+            let checked = wheel::inspect(&filename, &bytes, self.policy.limits)?;
+            if checked.name != w.name || self.builtin.contains_key(&checked.name) {
+                return Err(Failure::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_wheel",
+                    format!("pip returned {filename} for {}", w.name),
+                ));
+            }
+            new.push(self.new_package(checked, bytes, w.requires.clone(), "pip", w.requested_by.clone(), by));
+        }
+        self.store_packages(tenant, &installed, new, false).await
+    }
+
+    /// Check the tenant's quota, store in one transaction, make the change visible.
+    async fn store_packages(
+        &self,
+        tenant: &str,
+        installed: &[InstalledPackage],
+        new: Vec<NewPackage>,
+        replace: bool,
+    ) -> Result<Value, Failure> {
+        let replaced: i64 = installed
+            .iter()
+            .filter(|p| replace && new.iter().any(|n| n.package.name == p.name))
+            .map(|p| p.size_bytes)
+            .sum();
+        let total = installed.iter().map(|p| p.size_bytes).sum::<i64>() - replaced
+            + new.iter().map(|p| p.package.size_bytes).sum::<i64>();
+        if total > self.policy.tenant_max_bytes {
+            return Err(Failure::new(
+                StatusCode::FORBIDDEN,
+                "package_quota_exceeded",
+                format!(
+                    "the tenant's packages would take {total} bytes; the limit is {} bytes (uninstall something first)",
+                    self.policy.tenant_max_bytes
+                ),
+            ));
+        }
+        self.store
+            .add_packages(tenant, &new, self.policy.tenant_max_bytes, replace)
+            .await
+            .map_err(from_store)?;
+        self.changed(tenant);
+        let listed: Vec<&InstalledPackage> = new.iter().map(|p| &p.package).collect();
+        Ok(json!({"installed": listed}))
+    }
+
+    fn new_package(
+        &self,
+        w: wheel::Wheel,
+        bytes: Vec<u8>,
+        requires: Vec<String>,
+        source: &str,
+        dependency_of: Option<String>,
+        by: &str,
+    ) -> NewPackage {
+        NewPackage {
+            package: InstalledPackage {
+                name: w.name,
+                version: w.version,
+                filename: w.filename,
+                sha256: w.sha256,
+                size_bytes: w.size as i64,
+                unpacked_bytes: w.unpacked as i64,
+                requires,
+                source: source.to_string(),
+                dependency_of,
+                installed_by: by.to_string(),
+                installed_at: crate::store::now_ms(),
+            },
+            wheel: bytes,
+        }
+    }
+
+    async fn run_resolver(&self, request: &Value) -> Result<Resolved, Failure> {
+        let _slot = self
+            .pip_slots
+            .acquire()
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?;
+        let child = tokio::process::Command::new(&self.policy.python)
+            .arg("-c")
+            .arg(RESOLVE)
+            .arg(request.to_string())
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let limit = self.policy.timeout * 3 + Duration::from_secs(30);
+        let out = match tokio::time::timeout(limit, child).await {
+            Err(_) => {
+                return Err(Failure::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "pip_timeout",
+                    "pip took too long",
+                ))
+            }
+            Ok(Err(e)) => {
+                return Err(Failure::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "pip_unavailable",
+                    format!(
+                        "could not run {} (python3 with pip is needed to install packages): {e}",
+                        self.policy.python
+                    ),
+                ))
+            }
+            Ok(Ok(out)) => out,
+        };
+        serde_json::from_slice(&out.stdout).map_err(|_| {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let tail: String = stderr
+                .chars()
+                .rev()
+                .take(400)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            Failure::new(
+                StatusCode::BAD_GATEWAY,
+                "pip_failed",
+                format!("the resolver failed: {tail}"),
+            )
+        })
+    }
+
+    /// Store an uploaded wheel (private code), checked like a downloaded one. Its dependencies
+    /// are not fetched; the answer lists the ones neither built in nor installed.
+    pub async fn upload(
+        &self,
+        tenant: &str,
+        by: &str,
+        filename: &str,
+        bytes: Vec<u8>,
+        replace: bool,
+    ) -> Result<Value, ApiError> {
+        self.check_allowed()?;
+        let filename = filename.rsplit(['/', '\\']).next().unwrap_or(filename);
+        let checked = wheel::inspect(filename, &bytes, self.policy.limits).map_err(|r| Failure::from(r).into_api())?;
+        if let Some(b) = self.builtin.get(&checked.name) {
+            return Err(builtin_refusal(b));
+        }
+        let installed = self.store.list_packages(tenant).await?;
+        if let Some(p) = installed.iter().find(|p| p.name == checked.name) {
+            if !replace {
+                return Err(ApiError::Conflict(format!(
+                    "{} {} is already installed; pass ?replace=true to replace it",
+                    p.name, p.version
+                )));
+            }
+        }
+        let missing: Vec<String> = checked
+            .requires
+            .iter()
+            .filter(|r| !self.builtin.contains_key(*r) && !installed.iter().any(|p| &&p.name == r))
+            .cloned()
+            .collect();
+        let requires = checked.requires.clone();
+        let new = vec![self.new_package(checked, bytes, requires, "upload", None, by)];
+        let mut out = self
+            .store_packages(tenant, &installed, new, replace)
+            .await
+            .map_err(Failure::into_api)?;
+        out["missing_dependencies"] = json!(missing);
+        Ok(out)
+    }
+
+    pub async fn uninstall(&self, tenant: &str, name: &str, force: bool) -> Result<InstalledPackage, ApiError> {
+        self.check_allowed()?;
+        let canonical = wheel::canonical_name(name);
+        if let Some(b) = self.builtin.get(&canonical) {
+            return Err(ApiError::Conflict(format!(
+                "{} {} is built into the runtime and cannot be removed",
+                b.name, b.version
+            )));
+        }
+        let removed = self.store.remove_package(tenant, &canonical, force).await?;
+        self.changed(tenant);
+        Ok(removed)
+    }
+}
+
+fn builtin_refusal(b: &super::Builtin) -> ApiError {
+    error(
+        StatusCode::CONFLICT,
+        "builtin_package",
+        format!(
+            "{} {} is built into the runtime: import it directly, no install needed (the built-in version cannot be replaced)",
+            b.name, b.version
+        ),
+    )
+}
+
+fn resolver_failure(code: &str, message: String) -> Failure {
+    let (status, code) = match code {
+        "builtin" => (StatusCode::CONFLICT, "builtin_package"),
+        "conflict" => (StatusCode::CONFLICT, "conflict"),
+        "package_not_found" => (StatusCode::NOT_FOUND, "package_not_found"),
+        "version_not_found" => (StatusCode::NOT_FOUND, "version_not_found"),
+        "not_pure" => (StatusCode::UNPROCESSABLE_ENTITY, "not_pure"),
+        "python_incompatible" => (StatusCode::UNPROCESSABLE_ENTITY, "python_incompatible"),
+        "invalid_wheel" => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_wheel"),
+        "too_many" => (StatusCode::UNPROCESSABLE_ENTITY, "too_many_dependencies"),
+        "invalid_requirement" => (StatusCode::BAD_REQUEST, "invalid_request"),
+        "pip_timeout" => (StatusCode::GATEWAY_TIMEOUT, "pip_timeout"),
+        _ => (StatusCode::BAD_GATEWAY, "pip_failed"),
+    };
+    Failure::new(status, code, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requirements_are_checked() {
+        assert_eq!(requirement("six", None).ok().as_deref(), Some("six"));
+        assert_eq!(requirement("six", Some("1.2")).ok().as_deref(), Some("six==1.2"));
+        assert_eq!(requirement("six", Some(">=1,<2")).ok().as_deref(), Some("six>=1,<2"));
+        assert_eq!(requirement("six", Some("~=1.4")).ok().as_deref(), Some("six~=1.4"));
+        for (n, v) in [
+            ("six; rm -rf /", None),
+            ("../six", None),
+            ("six", Some("1; rm")),
+            ("six", Some("$(x)")),
+            ("six", Some(">>>>1")),
+        ] {
+            assert!(requirement(n, v).is_err(), "{n} {v:?}");
+        }
+    }
+}

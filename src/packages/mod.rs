@@ -1,0 +1,231 @@
+//! Python packages for functions: the runtime's built-in ones, and pure-Python wheels a
+//! tenant installs (through pip) or uploads.
+//!
+//! The database is the source of truth (each wheel is stored there), so every server sees the
+//! same packages. A server unpacks a tenant's set into `DATA_DIR/packages/<tenant>/<digest>`
+//! the first time a call needs it; the digest names the exact set, so a changed set is a new
+//! directory and never a half-updated one, and warm instances are keyed by it (an instance
+//! never sees a set other than the one it started with). The sandbox mounts that directory
+//! read-only at `/packages` and puts it on `sys.path`; no other tenant's directory is mounted.
+
+pub mod builtin;
+mod install;
+pub mod wheel;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::http::StatusCode;
+use sha2::{Digest, Sha256};
+
+use crate::config::Settings;
+use crate::error::ApiError;
+use crate::sandbox::{PackageMount, Sandbox};
+use crate::store::Store;
+pub use builtin::Builtin;
+pub use install::Started;
+
+/// Limits and switches read once from the settings.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub allowed: bool,
+    pub limits: wheel::WheelLimits,
+    pub tenant_max_bytes: i64,
+    pub python: String,
+    pub timeout: Duration,
+    pub max_packages: usize,
+}
+
+impl Policy {
+    pub fn from_settings(s: &Settings) -> Policy {
+        Policy {
+            allowed: s.allow_package_installation,
+            limits: wheel::WheelLimits {
+                max_bytes: s.package_max_bytes,
+                max_unpacked: s.package_max_bytes.saturating_mul(5),
+                max_files: 20_000,
+            },
+            tenant_max_bytes: s.tenant_packages_max_bytes as i64,
+            python: s.package_python.clone(),
+            timeout: Duration::from_secs(s.package_install_timeout_seconds),
+            max_packages: 50,
+        }
+    }
+}
+
+struct Cached {
+    mount: Option<Arc<PackageMount>>,
+    at: Instant,
+}
+
+pub struct Packages {
+    store: Store,
+    sandbox: Arc<Sandbox>,
+    policy: Policy,
+    builtin: BTreeMap<String, Builtin>,
+    root: PathBuf,
+    /// How long a tenant's package set is trusted before asking the database again (bounds
+    /// how late a change made through another server shows here).
+    ttl: Duration,
+    mounts: Mutex<HashMap<String, Cached>>,
+    /// One unpacking at a time on this server.
+    unpacking: tokio::sync::Mutex<()>,
+    /// pip runs at most this many at once on this server.
+    pip_slots: tokio::sync::Semaphore,
+}
+
+/// A package error with its own code and status, for the API.
+pub fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::Coded {
+        status,
+        code,
+        message: message.into(),
+    }
+}
+
+impl Packages {
+    pub fn new(store: Store, sandbox: Arc<Sandbox>, settings: &Settings) -> anyhow::Result<Arc<Packages>> {
+        let zip = settings.runtime_dir().join("lib").join("python315.zip");
+        let builtin = builtin::read(&zip).map_err(|e| anyhow::anyhow!("reading {}: {e}", zip.display()))?;
+        let root = settings.data_dir.join("packages");
+        std::fs::create_dir_all(&root)?;
+        Ok(Arc::new(Packages {
+            store,
+            sandbox,
+            policy: Policy::from_settings(settings),
+            builtin,
+            root,
+            ttl: Duration::from_millis(settings.function_cache_ms),
+            mounts: Mutex::new(HashMap::new()),
+            unpacking: tokio::sync::Mutex::new(()),
+            pip_slots: tokio::sync::Semaphore::new(2),
+        }))
+    }
+
+    pub fn builtin(&self) -> &BTreeMap<String, Builtin> {
+        &self.builtin
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Refuse changes when installation is turned off.
+    pub fn check_allowed(&self) -> Result<(), ApiError> {
+        if self.policy.allowed {
+            return Ok(());
+        }
+        Err(error(
+            StatusCode::FORBIDDEN,
+            "package_installation_disabled",
+            "package installation is turned off on this server (ALLOW_PACKAGE_INSTALLATION=false)",
+        ))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Cached>> {
+        self.mounts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forget what this server knows of a tenant's set and drop its warm instances, so the
+    /// next call sees a change made here at once.
+    pub fn changed(&self, tenant: &str) {
+        self.lock().remove(tenant);
+        self.sandbox.recycle_tenant(tenant);
+    }
+
+    /// The directory to mount for a tenant's calls, unpacked if needed; None when the tenant
+    /// has no packages.
+    pub async fn mount(&self, tenant: &str) -> Result<Option<Arc<PackageMount>>, ApiError> {
+        if let Some(c) = self.lock().get(tenant) {
+            if c.at.elapsed() < self.ttl {
+                return Ok(c.mount.clone());
+            }
+        }
+        let list = self.store.list_packages(tenant).await?;
+        let mount = if list.is_empty() {
+            None
+        } else {
+            let mut h = Sha256::new();
+            for p in &list {
+                h.update(format!("{} {} {}\n", p.name, p.version, p.sha256));
+            }
+            let digest = hex::encode(h.finalize())[..16].to_string();
+            let dir = self.tenant_dir(tenant).join(&digest);
+            if dir.is_dir() {
+                touch(&dir);
+            } else {
+                self.unpack(tenant, &dir).await?;
+            }
+            Some(Arc::new(PackageMount { dir, digest }))
+        };
+        self.lock().insert(
+            tenant.to_string(),
+            Cached {
+                mount: mount.clone(),
+                at: Instant::now(),
+            },
+        );
+        Ok(mount)
+    }
+
+    /// Tenant ids may hold any characters; their directory is named by a hash.
+    fn tenant_dir(&self, tenant: &str) -> PathBuf {
+        self.root.join(&hex::encode(Sha256::digest(tenant.as_bytes()))[..24])
+    }
+
+    /// Unpack the tenant's wheels into a temporary directory, then rename it into place.
+    async fn unpack(&self, tenant: &str, dir: &Path) -> Result<(), ApiError> {
+        let _one = self.unpacking.lock().await;
+        if dir.is_dir() {
+            return Ok(());
+        }
+        let wheels = self.store.package_wheels(tenant).await?;
+        let dir = dir.to_path_buf();
+        tokio::task::spawn_blocking(move || unpack_into(&wheels, &dir))
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?
+            .map_err(ApiError::Internal)
+    }
+}
+
+fn unpack_into(wheels: &[(String, Vec<u8>)], dir: &Path) -> anyhow::Result<()> {
+    let parent = dir
+        .parent()
+        .ok_or_else(|| anyhow::anyhow!("no parent for {}", dir.display()))?;
+    std::fs::create_dir_all(parent)?;
+    let tmp = parent.join(format!(".tmp-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&tmp)?;
+    let result = wheels
+        .iter()
+        .try_for_each(|(name, bytes)| wheel::extract(bytes, &tmp).map_err(|e| anyhow::anyhow!("unpacking {name}: {e}")))
+        .and_then(|_| std::fs::rename(&tmp, dir).map_err(Into::into));
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result?;
+    sweep(parent, dir);
+    Ok(())
+}
+
+/// Mark a set as in use now, so [`sweep`] leaves it alone.
+fn touch(dir: &Path) {
+    if let Ok(f) = std::fs::File::open(dir) {
+        let _ = f.set_modified(SystemTime::now());
+    }
+}
+
+/// Remove a tenant's older sets once nothing can still be starting on them (a running call
+/// keeps its directory open, but may still import from it for a while).
+fn sweep(parent: &Path, keep: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    let old = SystemTime::now() - Duration::from_secs(600);
+    for e in entries.flatten() {
+        let path = e.path();
+        let stale = e.metadata().and_then(|m| m.modified()).is_ok_and(|t| t < old);
+        if path != keep && stale {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
