@@ -2,7 +2,7 @@
 
 Run by the server (embedded in the binary) with the host's python3, which has pip:
 
-    python3 - < resolve.py   (the request is the first argument, as JSON)
+    python3 -I -c "$(cat resolve.py)" < request.json
 
 pip does the talking to the package index (with whatever index the host's pip is configured
 for); this script does the dependency walk itself, because the packages built into the
@@ -61,6 +61,7 @@ class Resolver:
         self.dest = req["dest"]
         self.max_packages = req.get("max_packages", 50)
         self.timeout = req.get("timeout", 300)
+        self.max_bytes = req.get("max_bytes", 20 << 20)
         self.chosen = {}  # canonical name -> {"name", "version", "file", "requires", "extras"}
         self.target = [
             "--only-binary=:all:", "--platform", "any", "--implementation", "py",
@@ -69,10 +70,13 @@ class Resolver:
 
     def deps(self, path, extras):
         with zipfile.ZipFile(path) as z:
-            meta = next((n for n in z.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")), None)
+            meta = next((i for i in z.infolist() if i.filename.count("/") == 1 and i.filename.endswith(".dist-info/METADATA")), None)
             if meta is None:
                 raise Refused("invalid_wheel", f"{os.path.basename(path)} has no .dist-info/METADATA")
-            text = z.read(meta).decode("utf-8", "replace")
+            if meta.file_size > 1 << 20:
+                raise Refused("invalid_wheel", f"{os.path.basename(path)} has a METADATA file over 1 MiB")
+            with z.open(meta) as f:
+                text = f.read(1 << 20).decode("utf-8", "replace")
         out = []
         for line in email.parser.Parser().parsestr(text).get_all("Requires-Dist") or []:
             try:
@@ -101,7 +105,15 @@ class Resolver:
         files = [f for f in os.listdir(work) if f.endswith(".whl")]
         if len(files) != 1:
             raise Refused("pip_failed", f"pip did not produce one wheel for {spec}", canonicalize_name(r.name))
-        return os.path.join(work, files[0])
+        path = os.path.join(work, files[0])
+        size = os.path.getsize(path)
+        if size > self.max_bytes:
+            raise Refused(
+                "package_too_large",
+                f"{files[0]} is {size} bytes; the limit is {self.max_bytes} bytes",
+                canonicalize_name(r.name),
+            )
+        return path
 
     def diagnose(self, r, err):
         """pip found no pure wheel for Python 3.15: say why, without building anything."""
@@ -190,7 +202,7 @@ class Resolver:
 
 
 def main():
-    req = json.loads(sys.argv[1])
+    req = json.load(sys.stdin)
     try:
         try:
             root = Requirement(req["requirement"])

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 use crate::config::Settings;
-use crate::sandbox::{Budget, CallSpec, Host, Isolation, Limits, Nested, Sandbox};
+use crate::sandbox::{Budget, CallSpec, Host, Isolation, Limits, Nested, PackageMount, Sandbox};
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -79,9 +79,19 @@ impl Host for Alone {
 }
 
 /// Calls straight into the sandbox (no HTTP, no database), on a thread with a wasm-sized stack.
-fn time_sandbox(sandbox: Arc<Sandbox>, isolation: Isolation, n: usize) -> anyhow::Result<Vec<f64>> {
+/// With `packages`, the function imports a module from the mount (a tenant with packages:
+/// no spares, so a fresh call makes its instance on the spot).
+fn time_sandbox(
+    sandbox: Arc<Sandbox>,
+    isolation: Isolation,
+    n: usize,
+    packages: Option<Arc<PackageMount>>,
+) -> anyhow::Result<Vec<f64>> {
     let run = move || -> Vec<f64> {
-        let code = "def leaf(input):\n    return {'y': input['x'] + 1}\n";
+        let code = match packages {
+            None => "def leaf(input):\n    return {'y': input['x'] + 1}\n",
+            Some(_) => "import benchpkg\ndef leaf(input):\n    return {'y': benchpkg.inc(input['x'])}\n",
+        };
         let input = json!({"x": 1});
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
@@ -102,7 +112,7 @@ fn time_sandbox(sandbox: Arc<Sandbox>, isolation: Isolation, n: usize) -> anyhow
                 isolation,
                 webhook: false,
                 limits,
-                packages: None,
+                packages: packages.as_deref(),
             };
             let t = Instant::now();
             let o = sandbox.run(&spec, Box::new(Alone));
@@ -211,6 +221,14 @@ pub async fn run(settings: Settings, iterations: usize) -> anyhow::Result<()> {
     // The sandbox measured directly lives in this process.
     let cfg = settings.sandbox();
     let sandbox = tokio::task::spawn_blocking(move || Sandbox::open(cfg)).await??;
+    // A one-module package set, mounted as a tenant's would be.
+    let pkg_dir = dir.join("packages");
+    std::fs::create_dir_all(pkg_dir.join("benchpkg"))?;
+    std::fs::write(pkg_dir.join("benchpkg/__init__.py"), "def inc(x):\n    return x + 1\n")?;
+    let mount = Arc::new(PackageMount {
+        dir: pkg_dir,
+        digest: "bench".into(),
+    });
     // A tenant of its own, so runs against a shared PostgreSQL never collide.
     let tenant = format!("bench-{}", uuid::Uuid::now_v7().simple());
     let base = format!("{}/api/v1", server.addr);
@@ -248,12 +266,17 @@ pub async fn run(settings: Settings, iterations: usize) -> anyhow::Result<()> {
     const ROUNDS: usize = 5;
     let per = iterations.div_ceil(ROUNDS);
     let floor_url = format!("{}/no-such-route", server.addr);
-    let mut m: [Vec<f64>; 7] = Default::default();
+    let mut m: [Vec<f64>; 9] = Default::default();
     for _ in 0..ROUNDS {
         let sb = sandbox.clone();
-        m[1].extend(tokio::task::spawn_blocking(move || time_sandbox(sb, Isolation::Warm, per)).await??);
+        m[1].extend(tokio::task::spawn_blocking(move || time_sandbox(sb, Isolation::Warm, per, None)).await??);
         let sb = sandbox.clone();
-        m[2].extend(tokio::task::spawn_blocking(move || time_sandbox(sb, Isolation::Fresh, per)).await??);
+        m[2].extend(tokio::task::spawn_blocking(move || time_sandbox(sb, Isolation::Fresh, per, None)).await??);
+        let (sb, pk) = (sandbox.clone(), Some(mount.clone()));
+        m[7].extend(tokio::task::spawn_blocking(move || time_sandbox(sb, Isolation::Warm, per, pk)).await??);
+        let (sb, pk) = (sandbox.clone(), Some(mount.clone()));
+        let few = (per / 5).max(4);
+        m[8].extend(tokio::task::spawn_blocking(move || time_sandbox(sb, Isolation::Fresh, few, pk)).await??);
         m[3].extend(time_floor(&client, &floor_url, per).await?);
         m[4].extend(time_invokes(&client, &url("leaf_warm"), &token, per).await?);
         m[5].extend(time_invokes(&client, &url("leaf_fresh"), &token, per).await?);
@@ -261,7 +284,7 @@ pub async fn run(settings: Settings, iterations: usize) -> anyhow::Result<()> {
         let n = (per / 5).max(4);
         m[0].extend(tokio::task::spawn_blocking(move || python_baseline(n)).await??);
     }
-    let [baseline, sb_warm, sb_fresh, floor, warm, fresh, hop] = m;
+    let [baseline, sb_warm, sb_fresh, floor, warm, fresh, hop, pkg_warm, pkg_fresh] = m;
 
     let rows = [
         summarise("python3 -c subprocess (baseline)", baseline),
@@ -271,6 +294,8 @@ pub async fn run(settings: Settings, iterations: usize) -> anyhow::Result<()> {
         summarise("invoke over HTTP, warm", warm),
         summarise("invoke over HTTP, fresh", fresh),
         summarise("invoke over HTTP, warm + 1 nested call", hop),
+        summarise("sandbox call, warm, tenant with packages", pkg_warm),
+        summarise("sandbox call, fresh, tenant with packages (new instance)", pkg_fresh),
     ];
     let base_p50 = rows[0].p50;
     println!("| measurement | n | p50 ms | p99 ms | baseline p50 / p50 |");

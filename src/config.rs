@@ -193,7 +193,7 @@ pub struct Settings {
     /// Largest wheel accepted, in bytes (it may unpack to five times that).
     #[arg(long, env = "PACKAGE_MAX_BYTES", default_value_t = 20 << 20)]
     pub package_max_bytes: u64,
-    /// Most bytes of wheels one tenant may have installed.
+    /// Most bytes one tenant's packages may take unpacked.
     #[arg(long, env = "TENANT_PACKAGES_MAX_BYTES", default_value_t = 200 << 20)]
     pub tenant_packages_max_bytes: u64,
     /// The host Python (with pip) that resolves and downloads packages.

@@ -7,65 +7,11 @@ mod common;
 use std::io::Write as _;
 use std::time::Duration;
 
-use common::{start_with, Backend, TestApp};
+use common::{start_with, upload, wheel, Backend, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 const ALLOW: &[&str] = &["--allow-package-installation", "true"];
-
-/// A wheel built in memory: `files` are (path, content) pairs; METADATA/WHEEL are added.
-fn wheel(dist: &str, version: &str, requires: &[&str], files: &[(&str, &str)]) -> Vec<u8> {
-    let mut buf = std::io::Cursor::new(Vec::new());
-    {
-        let mut z = zip::ZipWriter::new(&mut buf);
-        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-        let info = format!("{}-{version}.dist-info", dist.replace('-', "_"));
-        let mut metadata = format!("Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n");
-        for r in requires {
-            metadata.push_str(&format!("Requires-Dist: {r}\n"));
-        }
-        let all = files.iter().map(|(p, c)| (p.to_string(), c.to_string())).chain([
-            (format!("{info}/METADATA"), metadata),
-            (
-                format!("{info}/WHEEL"),
-                "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n".to_string(),
-            ),
-            (format!("{info}/RECORD"), String::new()),
-        ]);
-        for (path, content) in all {
-            z.start_file(path, opts).unwrap();
-            z.write_all(content.as_bytes()).unwrap();
-        }
-        z.finish().unwrap();
-    }
-    buf.into_inner()
-}
-
-/// POST a wheel as multipart/form-data, the way `curl -F file=@x.whl` sends it.
-async fn upload(app: &TestApp, filename: &str, bytes: &[u8], query: &str) -> (StatusCode, Value) {
-    let boundary = "maestro-test-boundary-7MA4YWxkTrZu0gW";
-    let mut body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n\
-         Content-Type: application/octet-stream\r\n\r\n"
-    )
-    .into_bytes();
-    body.extend_from_slice(bytes);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let resp = app
-        .client
-        .post(format!("{}/api/v1/packages/upload{query}", app.base))
-        .bearer_auth(&app.token)
-        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
-        .body(body)
-        .send()
-        .await
-        .expect("upload");
-    let status = resp.status();
-    (
-        status,
-        serde_json::from_str(&resp.text().await.unwrap_or_default()).unwrap_or(Value::Null),
-    )
-}
 
 fn names(list: &Value) -> Vec<String> {
     list.as_array()
@@ -378,6 +324,18 @@ async fn bad_packages_are_refused_and_leave_nothing() {
             "builtin_package",
         ),
         (
+            "twice-1-py3-none-any.whl",
+            wheel("twice", "1", &[], &[("twice/a", ""), ("twice/a/b.py", "")]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_wheel",
+        ),
+        (
+            "liar-2-py3-none-any.whl",
+            wheel("liar", "1", &[], &ok).to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_wheel",
+        ),
+        (
             "big-1-py3-none-any.whl",
             wheel("big", "1", &[], &[("big/data.py", &"#".repeat(300_000))]),
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -392,6 +350,18 @@ async fn bad_packages_are_refused_and_leave_nothing() {
             "{name}: {v}"
         );
     }
+    // Not multipart at all: a JSON error, not the framework's text.
+    let resp = app
+        .client
+        .post(format!("{}/api/v1/packages/upload", app.base))
+        .bearer_auth(&app.token)
+        .json(&json!({"file": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "bad_request", "{v}");
     // A wheel that unpacks far past its size (a zip bomb) is cut off while it is read.
     let bomb = {
         let mut buf = std::io::Cursor::new(Vec::new());
@@ -421,6 +391,13 @@ async fn bad_packages_are_refused_and_leave_nothing() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     let location = resp.headers()["location"].to_str().unwrap().to_string();
+    // One install at a time per tenant.
+    let (s, v) = app.post("/api/v1/packages", json!({"name": "text-unidecode"})).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("install_in_progress")),
+        "{v}"
+    );
     let mut job = Value::Null;
     for _ in 0..300 {
         job = app.get(&location).await.1;

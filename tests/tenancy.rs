@@ -559,7 +559,24 @@ fn base64_url(bytes: &[u8]) -> String {
 /// Every route, called by tenant B with tenant A's ids: a 404 that reveals nothing, and A's
 /// objects untouched.
 async fn isolation_walk(b: Backend) {
-    let app = start(b).await;
+    let app = start_with(b, &["--allow-package-installation", "true"]).await;
+    let secret_pkg = common::wheel(
+        "secretpkg",
+        "1.0",
+        &[],
+        &[("secretpkg/__init__.py", "X = 'a-secret'\n")],
+    );
+    let (s, v) = common::upload(&app, "secretpkg-1.0-py3-none-any.whl", &secret_pkg, "").await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    // An install job (it fails, which is fine: it exists).
+    let (s, job) = app
+        .post(
+            "/api/v1/packages?wait=0",
+            json!({"name": "maestro-no-such-package-zq7"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{job}");
+    let job = job["job_id"].as_str().unwrap().to_string();
     app.create(
         "secret_fn",
         "def secret_fn(input):\n    print('a-secret')\n    return 'a-secret'\n",
@@ -622,6 +639,9 @@ async fn isolation_walk(b: Backend) {
         (Method::GET, format!("/api/v1/executions/{exec}/steps"), None),
         (Method::GET, format!("/api/v1/executions/{exec}/logs"), None),
         (Method::POST, format!("/api/v1/h/{path}"), some(json!({}))),
+        (Method::GET, "/api/v1/packages/secretpkg".into(), None),
+        (Method::DELETE, "/api/v1/packages/secretpkg?force=true".into(), None),
+        (Method::GET, format!("/api/v1/packages/installs/{job}"), None),
     ];
     for (method, route, body) in routes {
         let (s, v) = call(&app, &other, None, method.clone(), &route, body).await;
@@ -639,6 +659,32 @@ async fn isolation_walk(b: Backend) {
         let (s, v) = call(&app, &other, None, Method::GET, list, None).await;
         assert_eq!((s, v["total"].clone()), (StatusCode::OK, json!(0)), "{list}: {v}");
     }
+    let (_, v) = call(&app, &other, None, Method::GET, "/api/v1/packages?builtin=false", None).await;
+    assert_eq!(v["packages"], json!([]), "{v}");
+    let (_, v) = call(&app, &other, None, Method::GET, "/api/v1/packages/installs", None).await;
+    assert_eq!(v["installs"], json!([]), "{v}");
+    // Another tenant's function cannot import it either.
+    let (s, _) = call(
+        &app,
+        &other,
+        None,
+        Method::POST,
+        "/api/v1/functions",
+        Some(json!({"name": "peek",
+        "code": "def peek(input):\n    import secretpkg\n    return secretpkg.X\n"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (_, v) = call(
+        &app,
+        &other,
+        None,
+        Method::POST,
+        "/api/v1/functions/peek/invoke",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(v["error"]["type"], "ModuleNotFoundError", "{v}");
     // A's objects are as they were.
     let (_, f) = app.get("/api/v1/functions/secret_fn").await;
     assert_eq!((f["version"].clone(), f["description"].clone()), (json!(1), json!("")));
@@ -652,6 +698,14 @@ async fn isolation_walk(b: Backend) {
         app.get(&format!("/api/v1/executions/{exec}/logs")).await.1["logs"][0]["text"],
         "a-secret\n"
     );
+    let (s, _) = app.get("/api/v1/packages/secretpkg").await;
+    assert_eq!(s, StatusCode::OK);
+    app.create(
+        "usepkg",
+        "import secretpkg\ndef usepkg(input):\n    return secretpkg.X\n",
+    )
+    .await;
+    assert_eq!(app.invoke("usepkg", json!({})).await.1["output"], "a-secret");
     app.call(Method::DELETE, &format!("/api/v1/schedules/{sched}"), None)
         .await;
     app.stop().await;

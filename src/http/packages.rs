@@ -161,7 +161,7 @@ async fn install(
 /// A job still `running` long after any install could have ended belonged to a server that
 /// stopped; show it as failed rather than forever running.
 fn job_view(state: &AppState, mut job: PackageJob) -> PackageJob {
-    let limit = state.packages.policy().timeout.as_millis() as i64 * 3 + 120_000;
+    let limit = state.packages.stale_after().as_millis() as i64;
     if job.status == "running" && crate::store::now_ms() - job.created_at > limit {
         job.status = "failed".into();
         job.error = Some(json!({"code": "interrupted", "message": "the server running this install stopped"}));
@@ -200,9 +200,15 @@ async fn upload(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(q): ApiQuery<UploadQuery>,
-    mut form: Multipart,
+    form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> ApiResult<Response> {
     state.packages.check_allowed()?;
+    let mut form = form.map_err(|e| {
+        ApiError::BadRequest(format!(
+            "send the wheel as multipart/form-data with a part named `file`: {}",
+            e.body_text()
+        ))
+    })?;
     let bad = |e: axum::extract::multipart::MultipartError| match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(format!(
             "the wheel is larger than the limit of {} bytes",

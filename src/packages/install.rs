@@ -152,6 +152,14 @@ impl Packages {
         if let Some(b) = self.builtin.get(&canonical) {
             return Err(builtin_refusal(b));
         }
+        let since = crate::store::now_ms() - self.stale_after().as_millis() as i64;
+        if self.store.running_package_jobs(tenant, since).await? > 0 {
+            return Err(error(
+                StatusCode::CONFLICT,
+                "install_in_progress",
+                "an install is already running for this tenant; wait for it (GET /api/v1/packages/installs)",
+            ));
+        }
         let job_id = uuid::Uuid::now_v7().to_string();
         self.store.create_package_job(tenant, &job_id, &req, by).await?;
         let (tx, done) = oneshot::channel();
@@ -171,7 +179,13 @@ impl Packages {
         Ok(Started { job_id, done })
     }
 
+    /// How long after its start a job still `running` is taken for dead (its server stopped).
+    pub fn stale_after(&self) -> Duration {
+        self.policy.timeout * 3 + Duration::from_secs(120)
+    }
+
     async fn run_install(&self, tenant: &str, by: &str, req: &str, job: &str) -> Result<Value, Failure> {
+        let _change = self.change_lock(tenant).await;
         let work = self.root.join(".work").join(job);
         std::fs::create_dir_all(&work).map_err(|e| ApiError::Internal(e.into()))?;
         let result = self.resolve_and_store(tenant, by, req, &work).await;
@@ -199,8 +213,9 @@ impl Packages {
             "requirement": req, "python_version": "3.15", "environment": markers,
             "builtin": builtin, "installed": have, "dest": work,
             "max_packages": self.policy.max_packages, "timeout": self.policy.timeout.as_secs(),
+            "max_bytes": self.policy.limits.max_bytes,
         });
-        let resolved = self.run_resolver(&request).await?;
+        let resolved = self.run_resolver(&request, work).await?;
         if !resolved.ok {
             return Err(resolver_failure(&resolved.code, resolved.message));
         }
@@ -217,10 +232,21 @@ impl Packages {
                 .and_then(|f| f.to_str())
                 .unwrap_or_default()
                 .to_string();
+            let size = tokio::fs::metadata(&w.path).await.map(|m| m.len()).unwrap_or(u64::MAX);
+            if size > self.policy.limits.max_bytes {
+                return Err(Failure::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "package_too_large",
+                    format!(
+                        "{filename} is {size} bytes; the limit is {} bytes",
+                        self.policy.limits.max_bytes
+                    ),
+                ));
+            }
             let bytes = tokio::fs::read(&w.path)
                 .await
                 .map_err(|e| ApiError::Internal(e.into()))?;
-            let checked = wheel::inspect(&filename, &bytes, self.policy.limits)?;
+            let (checked, bytes) = self.inspect(filename.clone(), bytes).await?;
             if checked.name != w.name || self.builtin.contains_key(&checked.name) {
                 return Err(Failure::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -241,19 +267,20 @@ impl Packages {
         new: Vec<NewPackage>,
         replace: bool,
     ) -> Result<Value, Failure> {
+        // The quota counts what the packages take unpacked, on every server's disk.
         let replaced: i64 = installed
             .iter()
             .filter(|p| replace && new.iter().any(|n| n.package.name == p.name))
-            .map(|p| p.size_bytes)
+            .map(|p| p.unpacked_bytes)
             .sum();
-        let total = installed.iter().map(|p| p.size_bytes).sum::<i64>() - replaced
-            + new.iter().map(|p| p.package.size_bytes).sum::<i64>();
+        let total = installed.iter().map(|p| p.unpacked_bytes).sum::<i64>() - replaced
+            + new.iter().map(|p| p.package.unpacked_bytes).sum::<i64>();
         if total > self.policy.tenant_max_bytes {
             return Err(Failure::new(
                 StatusCode::FORBIDDEN,
                 "package_quota_exceeded",
                 format!(
-                    "the tenant's packages would take {total} bytes; the limit is {} bytes (uninstall something first)",
+                    "the tenant's packages would take {total} bytes unpacked; the limit is {} bytes (uninstall something first)",
                     self.policy.tenant_max_bytes
                 ),
             ));
@@ -294,54 +321,74 @@ impl Packages {
         }
     }
 
-    async fn run_resolver(&self, request: &Value) -> Result<Resolved, Failure> {
+    /// Check a wheel off the async threads (it is decompressed and hashed in full).
+    async fn inspect(&self, filename: String, bytes: Vec<u8>) -> Result<(wheel::Wheel, Vec<u8>), Failure> {
+        let limits = self.policy.limits;
+        tokio::task::spawn_blocking(move || wheel::inspect(&filename, &bytes, limits).map(|w| (w, bytes)))
+            .await
+            .map_err(|e| Failure::from(ApiError::Internal(e.into())))?
+            .map_err(Failure::from)
+    }
+
+    /// Run resolve.py: isolated mode (`-I`), only the environment pip needs (never the
+    /// server's secrets), in the job's work directory, in a process group of its own so a
+    /// timeout stops pip too.
+    async fn run_resolver(&self, request: &Value, work: &std::path::Path) -> Result<Resolved, Failure> {
         let _slot = self
             .pip_slots
             .acquire()
             .await
             .map_err(|e| ApiError::Internal(e.into()))?;
-        let child = tokio::process::Command::new(&self.policy.python)
+        let mut cmd = tokio::process::Command::new(&self.policy.python);
+        cmd.arg("-I")
             .arg("-c")
             .arg(RESOLVE)
-            .arg(request.to_string())
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .output();
+            .env_clear()
+            .envs(std::env::vars().filter(|(k, _)| pip_env(k)))
+            .current_dir(work)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|e| {
+            Failure::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "pip_unavailable",
+                format!(
+                    "could not run {} (python3 with pip is needed to install packages): {e}",
+                    self.policy.python
+                ),
+            )
+        })?;
+        let group = child.id();
+        if let Some(mut stdin) = child.stdin.take() {
+            use tokio::io::AsyncWriteExt;
+            let _ = stdin.write_all(request.to_string().as_bytes()).await;
+        }
         let limit = self.policy.timeout * 3 + Duration::from_secs(30);
-        let out = match tokio::time::timeout(limit, child).await {
+        let out = match tokio::time::timeout(limit, child.wait_with_output()).await {
+            Ok(Ok(out)) => out,
+            Ok(Err(e)) => return Err(ApiError::Internal(e.into()).into()),
             Err(_) => {
+                if let Some(pid) = group {
+                    let _ = std::process::Command::new("kill")
+                        .args(["-KILL", &format!("-{pid}")])
+                        .status();
+                }
                 return Err(Failure::new(
                     StatusCode::GATEWAY_TIMEOUT,
                     "pip_timeout",
                     "pip took too long",
-                ))
+                ));
             }
-            Ok(Err(e)) => {
-                return Err(Failure::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "pip_unavailable",
-                    format!(
-                        "could not run {} (python3 with pip is needed to install packages): {e}",
-                        self.policy.python
-                    ),
-                ))
-            }
-            Ok(Ok(out)) => out,
         };
         serde_json::from_slice(&out.stdout).map_err(|_| {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let tail: String = stderr
-                .chars()
-                .rev()
-                .take(400)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
+            tracing::warn!(stderr = %String::from_utf8_lossy(&out.stderr), "the package resolver failed");
             Failure::new(
                 StatusCode::BAD_GATEWAY,
                 "pip_failed",
-                format!("the resolver failed: {tail}"),
+                "the package resolver failed (see the server log)",
             )
         })
     }
@@ -358,7 +405,11 @@ impl Packages {
     ) -> Result<Value, ApiError> {
         self.check_allowed()?;
         let filename = filename.rsplit(['/', '\\']).next().unwrap_or(filename);
-        let checked = wheel::inspect(filename, &bytes, self.policy.limits).map_err(|r| Failure::from(r).into_api())?;
+        let (checked, bytes) = self
+            .inspect(filename.to_string(), bytes)
+            .await
+            .map_err(Failure::into_api)?;
+        let _change = self.change_lock(tenant).await;
         if let Some(b) = self.builtin.get(&checked.name) {
             return Err(builtin_refusal(b));
         }
@@ -396,10 +447,21 @@ impl Packages {
                 b.name, b.version
             )));
         }
+        let _change = self.change_lock(tenant).await;
         let removed = self.store.remove_package(tenant, &canonical, force).await?;
         self.changed(tenant);
         Ok(removed)
     }
+}
+
+/// The environment the resolver keeps: what pip and its TLS need, nothing of the server's.
+fn pip_env(key: &str) -> bool {
+    let k = key.to_ascii_uppercase();
+    matches!(
+        k.as_str(),
+        "PATH" | "HOME" | "LANG" | "LC_ALL" | "TMPDIR" | "SSL_CERT_FILE" | "SSL_CERT_DIR" | "REQUESTS_CA_BUNDLE"
+    ) || k.starts_with("PIP_")
+        || k.ends_with("_PROXY")
 }
 
 fn builtin_refusal(b: &super::Builtin) -> ApiError {
@@ -425,6 +487,7 @@ fn resolver_failure(code: &str, message: String) -> Failure {
         "too_many" => (StatusCode::UNPROCESSABLE_ENTITY, "too_many_dependencies"),
         "invalid_requirement" => (StatusCode::BAD_REQUEST, "invalid_request"),
         "pip_timeout" => (StatusCode::GATEWAY_TIMEOUT, "pip_timeout"),
+        "package_too_large" => (StatusCode::PAYLOAD_TOO_LARGE, "package_too_large"),
         _ => (StatusCode::BAD_GATEWAY, "pip_failed"),
     };
     Failure::new(status, code, message)

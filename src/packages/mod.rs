@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::sandbox::{PackageMount, Sandbox};
-use crate::store::Store;
+use crate::store::{Store, StoredWheel};
 pub use builtin::Builtin;
 pub use install::Started;
 
@@ -55,8 +55,10 @@ impl Policy {
     }
 }
 
+/// What this server last learnt of a tenant's set: its mount, or why it could not be made
+/// (remembered as briefly as a success, so a broken set does not unpack on every call).
 struct Cached {
-    mount: Option<Arc<PackageMount>>,
+    mount: Result<Option<Arc<PackageMount>>, String>,
     at: Instant,
 }
 
@@ -72,6 +74,9 @@ pub struct Packages {
     mounts: Mutex<HashMap<String, Cached>>,
     /// One unpacking at a time on this server.
     unpacking: tokio::sync::Mutex<()>,
+    /// Tenants with an install, upload or uninstall under way here: one at a time each, so
+    /// a change is always computed against the set it will replace.
+    changing: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// pip runs at most this many at once on this server.
     pip_slots: tokio::sync::Semaphore,
 }
@@ -100,6 +105,7 @@ impl Packages {
             ttl: Duration::from_millis(settings.function_cache_ms),
             mounts: Mutex::new(HashMap::new()),
             unpacking: tokio::sync::Mutex::new(()),
+            changing: tokio::sync::Mutex::new(HashMap::new()),
             pip_slots: tokio::sync::Semaphore::new(2),
         }))
     }
@@ -135,39 +141,62 @@ impl Packages {
         self.sandbox.recycle_tenant(tenant);
     }
 
+    /// The lock serialising changes to one tenant's set on this server.
+    pub(crate) async fn change_lock(&self, tenant: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut map = self.changing.lock().await;
+            map.retain(|_, l| Arc::strong_count(l) > 1);
+            map.entry(tenant.to_string()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+
     /// The directory to mount for a tenant's calls, unpacked if needed; None when the tenant
     /// has no packages.
     pub async fn mount(&self, tenant: &str) -> Result<Option<Arc<PackageMount>>, ApiError> {
-        if let Some(c) = self.lock().get(tenant) {
-            if c.at.elapsed() < self.ttl {
-                return Ok(c.mount.clone());
-            }
-        }
-        let list = self.store.list_packages(tenant).await?;
-        let mount = if list.is_empty() {
-            None
-        } else {
-            let mut h = Sha256::new();
-            for p in &list {
-                h.update(format!("{} {} {}\n", p.name, p.version, p.sha256));
-            }
-            let digest = hex::encode(h.finalize())[..16].to_string();
-            let dir = self.tenant_dir(tenant).join(&digest);
-            if dir.is_dir() {
-                touch(&dir);
-            } else {
-                self.unpack(tenant, &dir).await?;
-            }
-            Some(Arc::new(PackageMount { dir, digest }))
+        let previous = match self.lock().get(tenant) {
+            Some(c) if c.at.elapsed() < self.ttl => return c.mount.clone().map_err(as_error),
+            Some(c) => c.mount.as_ref().ok().and_then(|m| m.as_ref().map(|m| m.digest.clone())),
+            None => None,
         };
+        let result = self.resolve_mount(tenant).await;
+        let digest = result.as_ref().ok().and_then(|m| m.as_ref().map(|m| m.digest.clone()));
+        if previous.is_some() && digest != previous {
+            // Another server changed the set: this one's warm instances hold the old one.
+            self.sandbox.recycle_tenant(tenant);
+        }
+        let cached = result.map_err(|e| match e {
+            ApiError::Coded { message, .. } => message,
+            other => {
+                tracing::warn!(tenant, error = ?other, "could not prepare a tenant's packages");
+                unavailable(other.to_string()).to_string()
+            }
+        });
         self.lock().insert(
             tenant.to_string(),
             Cached {
-                mount: mount.clone(),
+                mount: cached.clone(),
                 at: Instant::now(),
             },
         );
-        Ok(mount)
+        cached.map_err(as_error)
+    }
+
+    async fn resolve_mount(&self, tenant: &str) -> Result<Option<Arc<PackageMount>>, ApiError> {
+        let list = self.store.list_packages(tenant).await?;
+        if list.is_empty() {
+            return Ok(None);
+        }
+        let digest = set_digest(
+            list.iter()
+                .map(|p| (p.name.as_str(), p.version.as_str(), p.sha256.as_str())),
+        );
+        let dir = self.tenant_dir(tenant).join(&digest);
+        if dir.is_dir() {
+            touch(&dir);
+            return Ok(Some(Arc::new(PackageMount { dir, digest })));
+        }
+        self.unpack(tenant).await
     }
 
     /// Tenant ids may hold any characters; their directory is named by a hash.
@@ -175,22 +204,54 @@ impl Packages {
         self.root.join(&hex::encode(Sha256::digest(tenant.as_bytes()))[..24])
     }
 
-    /// Unpack the tenant's wheels into a temporary directory, then rename it into place.
-    async fn unpack(&self, tenant: &str, dir: &Path) -> Result<(), ApiError> {
+    /// Unpack the tenant's wheels into a temporary directory, then rename it into place. The
+    /// directory is named by the digest of the very rows unpacked (read in one query), so
+    /// a change committed meanwhile cannot put one set's files under another set's name.
+    async fn unpack(&self, tenant: &str) -> Result<Option<Arc<PackageMount>>, ApiError> {
         let _one = self.unpacking.lock().await;
-        if dir.is_dir() {
-            return Ok(());
-        }
         let wheels = self.store.package_wheels(tenant).await?;
-        let dir = dir.to_path_buf();
-        tokio::task::spawn_blocking(move || unpack_into(&wheels, &dir))
-            .await
-            .map_err(|e| ApiError::Internal(e.into()))?
-            .map_err(ApiError::Internal)
+        if wheels.is_empty() {
+            return Ok(None);
+        }
+        let digest = set_digest(
+            wheels
+                .iter()
+                .map(|w| (w.name.as_str(), w.version.as_str(), w.sha256.as_str())),
+        );
+        let dir = self.tenant_dir(tenant).join(&digest);
+        if !dir.is_dir() {
+            let target = dir.clone();
+            tokio::task::spawn_blocking(move || unpack_into(&wheels, &target))
+                .await
+                .map_err(|e| ApiError::Internal(e.into()))?
+                .map_err(|e| unavailable(e.to_string()))?;
+        }
+        Ok(Some(Arc::new(PackageMount { dir, digest })))
     }
 }
 
-fn unpack_into(wheels: &[(String, Vec<u8>)], dir: &Path) -> anyhow::Result<()> {
+fn as_error(message: String) -> ApiError {
+    error(StatusCode::SERVICE_UNAVAILABLE, "packages_unavailable", message)
+}
+
+fn unavailable(message: String) -> ApiError {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "packages_unavailable",
+        format!("the tenant's packages could not be prepared on this server: {message}"),
+    )
+}
+
+/// Names a set of packages: the same set always gets the same directory.
+fn set_digest<'a>(rows: impl Iterator<Item = (&'a str, &'a str, &'a str)>) -> String {
+    let mut h = Sha256::new();
+    for (name, version, sha) in rows {
+        h.update(format!("{name} {version} {sha}\n"));
+    }
+    hex::encode(h.finalize())[..16].to_string()
+}
+
+fn unpack_into(wheels: &[StoredWheel], dir: &Path) -> anyhow::Result<()> {
     let parent = dir
         .parent()
         .ok_or_else(|| anyhow::anyhow!("no parent for {}", dir.display()))?;
@@ -199,7 +260,16 @@ fn unpack_into(wheels: &[(String, Vec<u8>)], dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(&tmp)?;
     let result = wheels
         .iter()
-        .try_for_each(|(name, bytes)| wheel::extract(bytes, &tmp).map_err(|e| anyhow::anyhow!("unpacking {name}: {e}")))
+        .try_for_each(|w| {
+            if hex::encode(Sha256::digest(&w.wheel)) != w.sha256 {
+                anyhow::bail!("the stored wheel of {} does not match its sha256", w.name);
+            }
+            let clashes = wheel::extract(&w.wheel, &tmp).map_err(|e| anyhow::anyhow!("unpacking {}: {e}", w.name))?;
+            if !clashes.is_empty() {
+                tracing::warn!(package = %w.name, files = ?clashes, "files left out: another package of the set has them");
+            }
+            Ok(())
+        })
         .and_then(|_| std::fs::rename(&tmp, dir).map_err(Into::into));
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);

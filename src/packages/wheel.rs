@@ -108,7 +108,19 @@ fn check_tags(filename: &str) -> Result<(String, String), Refusal> {
             format!("{filename} is built for Python {py}, not for Python 3.15"),
         ));
     }
-    Ok((canonical_name(parts[0]), parts[1].to_string()))
+    let version = parts[1];
+    let version_ok = version.len() <= 64
+        && version.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '!' | '_'));
+    if !version_ok {
+        return Err(refuse(
+            "invalid_wheel",
+            format!("{filename}: {version:?} is not a version"),
+        ));
+    }
+    Ok((canonical_name(parts[0]), version.to_string()))
 }
 
 /// A path inside the wheel that stays inside the directory it is unpacked to.
@@ -159,6 +171,9 @@ pub fn inspect(filename: &str, bytes: &[u8], limits: WheelLimits) -> Result<Whee
     }
     let mut unpacked = 0u64;
     let mut dist_info: Option<String> = None;
+    // Every file's path and every directory it implies: a path that is both cannot unpack.
+    let mut files = std::collections::HashSet::new();
+    let mut dirs = std::collections::HashSet::new();
     let (mut wheel_meta, mut metadata) = (None, None);
     for i in 0..zip.len() {
         let mut entry = zip
@@ -177,6 +192,23 @@ pub fn inspect(filename: &str, bytes: &[u8], limits: WheelLimits) -> Result<Whee
                 format!("{filename}: the entry {entry_name:?} is a symbolic link"),
             ));
         }
+        if !entry.is_dir() {
+            let path = entry_name.trim_end_matches('/').to_string();
+            let mut parent = Path::new(&path).parent();
+            let mut clash = false;
+            while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
+                let dir = p.to_string_lossy().into_owned();
+                clash |= files.contains(&dir);
+                dirs.insert(dir);
+                parent = p.parent();
+            }
+            if clash || !files.insert(path.clone()) || dirs.contains(&path) {
+                return Err(refuse(
+                    "invalid_wheel",
+                    format!("{filename}: {path:?} appears twice, or as both a file and a directory"),
+                ));
+            }
+        }
         let lower = entry_name.to_ascii_lowercase();
         if NATIVE
             .iter()
@@ -188,26 +220,27 @@ pub fn inspect(filename: &str, bytes: &[u8], limits: WheelLimits) -> Result<Whee
             ));
         }
         // Read everything: the CRC is checked at the end of each entry, and the declared size
-        // is not trusted (a zip bomb lies about it).
+        // is not trusted (a zip bomb lies about it). Only the two metadata files are kept.
+        let mut parts = entry_name.splitn(2, '/');
+        let (top, rest) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let ours = top.ends_with(".dist-info") && canonical_name(top.split('-').next().unwrap_or("")) == name;
+        let keep = ours && matches!(rest, "WHEEL" | "METADATA");
         let mut buf = Vec::new();
         let room = limits.max_unpacked.saturating_sub(unpacked);
-        let n = (&mut entry)
-            .take(room + 1)
-            .read_to_end(&mut buf)
-            .map_err(|e| refuse("invalid_wheel", format!("{filename}: {entry_name:?} is corrupt: {e}")))?;
-        unpacked += n as u64;
+        let mut limited = (&mut entry).take(room + 1);
+        let n = match keep {
+            true => limited.read_to_end(&mut buf).map(|n| n as u64),
+            false => std::io::copy(&mut limited, &mut std::io::sink()),
+        }
+        .map_err(|e| refuse("invalid_wheel", format!("{filename}: {entry_name:?} is corrupt: {e}")))?;
+        unpacked += n;
         if unpacked > limits.max_unpacked {
             return Err(refuse(
                 "package_too_large",
                 format!("{filename} unpacks to more than {} bytes", limits.max_unpacked),
             ));
         }
-        let mut parts = entry_name.splitn(2, '/');
-        let (top, rest) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        if top.ends_with(".dist-info") && top.contains('-') {
-            if canonical_name(top.split('-').next().unwrap_or("")) != name {
-                continue;
-            }
+        if ours {
             dist_info = Some(top.to_string());
             match rest {
                 "WHEEL" => wheel_meta = Some(String::from_utf8_lossy(&buf).into_owned()),
@@ -232,6 +265,13 @@ pub fn inspect(filename: &str, bytes: &[u8], limits: WheelLimits) -> Result<Whee
             format!("{filename} says Root-Is-Purelib: false (a platform wheel), so it is not pure Python"),
         ));
     }
+    let meta_version = header(&metadata, "Version").next().unwrap_or("");
+    if !meta_version.replace('-', "_").eq_ignore_ascii_case(&version) {
+        return Err(refuse(
+            "invalid_wheel",
+            format!("{filename}: METADATA says version {meta_version:?}, the file name says {version}"),
+        ));
+    }
     let meta_name = header(&metadata, "Name").next().map(canonical_name);
     if meta_name.as_deref() != Some(name.as_str()) {
         return Err(refuse(
@@ -240,7 +280,7 @@ pub fn inspect(filename: &str, bytes: &[u8], limits: WheelLimits) -> Result<Whee
         ));
     }
     let requires = header(&metadata, "Requires-Dist")
-        .filter(|r| !r.contains("extra"))
+        .filter(|r| !for_extra(r))
         .filter_map(|r| {
             let end = r.find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')));
             let n = &r[..end.unwrap_or(r.len())];
@@ -260,6 +300,15 @@ pub fn inspect(filename: &str, bytes: &[u8], limits: WheelLimits) -> Result<Whee
     })
 }
 
+/// A requirement that only applies with an extra (`...; extra == "test"`). Other markers
+/// are not evaluated here: such a dependency counts as a dependency.
+fn for_extra(requirement: &str) -> bool {
+    requirement.split_once(';').is_some_and(|(_, marker)| {
+        let m: String = marker.chars().filter(|c| !c.is_whitespace()).collect();
+        m.contains("extra==") || m.contains("==extra")
+    })
+}
+
 /// The values of an RFC 822 style header in a METADATA or WHEEL file.
 fn header<'a>(text: &'a str, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
     text.lines().take_while(|l| !l.is_empty()).filter_map(move |l| {
@@ -268,23 +317,22 @@ fn header<'a>(text: &'a str, key: &'a str) -> impl Iterator<Item = &'a str> + 'a
     })
 }
 
-/// Unpack a wheel that passed [`inspect`] into `dest` (which must exist). Files are made
-/// read-only; the sandbox mounts them read-only anyway.
-pub fn extract(bytes: &[u8], dest: &Path) -> std::io::Result<()> {
+/// Unpack a wheel that passed [`inspect`] into `dest` (which must exist). Returns the files
+/// left out because another wheel of the set already put a directory or file where they go
+/// (the first wheel wins); any other I/O error (a full disk) fails the unpacking.
+pub fn extract(bytes: &[u8], dest: &Path) -> std::io::Result<Vec<String>> {
     let err = |e: zip::result::ZipError| std::io::Error::other(e.to_string());
     let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(err)?;
-    let data_dir = {
-        let names: Vec<String> = zip.file_names().map(str::to_string).collect();
-        names
-            .iter()
-            .find_map(|n| {
-                n.split('/')
-                    .next()
-                    .filter(|t| t.ends_with(".data"))
-                    .map(|t| format!("{t}/"))
-            })
-            .unwrap_or_else(|| "\0".to_string())
-    };
+    let data_dir = zip
+        .file_names()
+        .find_map(|n| {
+            n.split('/')
+                .next()
+                .filter(|t| t.ends_with(".data"))
+                .map(|t| format!("{t}/"))
+        })
+        .unwrap_or_else(|| "\0".to_string());
+    let mut clashes = Vec::new();
     for i in 0..zip.len() {
         let mut entry = zip.by_index(i).map_err(err)?;
         if entry.is_dir() {
@@ -295,14 +343,26 @@ pub fn extract(bytes: &[u8], dest: &Path) -> std::io::Result<()> {
         };
         let rel = safe_path(&target).ok_or_else(|| std::io::Error::other(format!("unsafe path {target:?}")))?;
         let path = dest.join(rel);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
+        let written = (|| {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let mut out = std::fs::File::create(&path)?;
+            std::io::copy(&mut entry, &mut out)?;
+            out.flush()
+        })();
+        match written {
+            Ok(()) => {}
+            Err(e) if is_clash(&e) => clashes.push(target),
+            Err(e) => return Err(e),
         }
-        let mut out = std::fs::File::create(&path)?;
-        std::io::copy(&mut entry, &mut out)?;
-        out.flush()?;
     }
-    Ok(())
+    Ok(clashes)
+}
+
+fn is_clash(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), AlreadyExists | NotADirectory | IsADirectory)
 }
 
 #[cfg(test)]
@@ -331,6 +391,13 @@ mod tests {
         );
         assert_eq!(check_tags("x-1-py2-none-any.whl").unwrap_err().code, "not_pure");
         assert_eq!(check_tags("x-1.tar.gz").unwrap_err().code, "invalid_wheel");
+    }
+
+    #[test]
+    fn extras_are_told_apart() {
+        assert!(for_extra("pytest; extra == 'test'"));
+        assert!(!for_extra("extras-helper>=1"));
+        assert!(!for_extra("tomli; python_version < '3.11'"));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use sqlx::AnyPool;
 
 pub use executions::{CallRecord, ExecutionFilter, ExecutionRecord, NewStep, StepFinish, StepRecord, Write};
 pub use functions::{Function, FunctionVersion, VersionContent, VersionSource};
-pub use packages::{InstalledPackage, NewPackage, PackageJob};
+pub use packages::{InstalledPackage, NewPackage, PackageJob, StoredWheel};
 pub use schedules::{NewRun, Schedule, ScheduleFields, ScheduleRun};
 pub use tenancy::{AuditEntry, Grant, Subtenant};
 pub use webhooks::{Webhook, WebhookFields};

@@ -32,6 +32,14 @@ pub struct NewPackage {
     pub wheel: Vec<u8>,
 }
 
+/// A stored wheel with what names it.
+pub struct StoredWheel {
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+    pub wheel: Vec<u8>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct PackageJob {
     pub id: String,
@@ -90,14 +98,19 @@ impl Store {
     }
 
     /// The wheels of a tenant's packages, by name, for unpacking.
-    pub async fn package_wheels(&self, tenant: &str) -> StoreResult<Vec<(String, Vec<u8>)>> {
-        let rows = sqlx::query("select name, wheel from packages where tenant = $1 order by name")
+    pub async fn package_wheels(&self, tenant: &str) -> StoreResult<Vec<StoredWheel>> {
+        let rows = sqlx::query("select name, version, sha256, wheel from packages where tenant = $1 order by name")
             .bind(tenant)
             .fetch_all(&self.pool)
             .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
-            out.push((r.try_get("name")?, r.try_get("wheel")?));
+            out.push(StoredWheel {
+                name: r.try_get("name")?,
+                version: r.try_get("version")?,
+                sha256: r.try_get("sha256")?,
+                wheel: r.try_get("wheel")?,
+            });
         }
         Ok(out)
     }
@@ -192,6 +205,18 @@ impl Store {
             .await?;
         tx.commit().await?;
         Ok(target)
+    }
+
+    /// Jobs of the tenant still running that started after `since`.
+    pub async fn running_package_jobs(&self, tenant: &str, since: i64) -> StoreResult<i64> {
+        Ok(sqlx::query(
+            "select count(*) as n from package_jobs where tenant = $1 and status = 'running' and created_at > $2",
+        )
+        .bind(tenant)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?)
     }
 
     pub async fn create_package_job(&self, tenant: &str, id: &str, requirement: &str, by: &str) -> StoreResult<()> {

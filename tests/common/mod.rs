@@ -242,3 +242,57 @@ macro_rules! both_backends {
         }
     };
 }
+
+/// A wheel built in memory: `files` are (path, content) pairs; METADATA/WHEEL are added.
+pub fn wheel(dist: &str, version: &str, requires: &[&str], files: &[(&str, &str)]) -> Vec<u8> {
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut z = zip::ZipWriter::new(&mut buf);
+        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        let info = format!("{}-{version}.dist-info", dist.replace('-', "_"));
+        let mut metadata = format!("Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n");
+        for r in requires {
+            metadata.push_str(&format!("Requires-Dist: {r}\n"));
+        }
+        let all = files.iter().map(|(p, c)| (p.to_string(), c.to_string())).chain([
+            (format!("{info}/METADATA"), metadata),
+            (
+                format!("{info}/WHEEL"),
+                "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n".to_string(),
+            ),
+            (format!("{info}/RECORD"), String::new()),
+        ]);
+        for (path, content) in all {
+            z.start_file(path, opts).unwrap();
+            std::io::Write::write_all(&mut z, content.as_bytes()).unwrap();
+        }
+        z.finish().unwrap();
+    }
+    buf.into_inner()
+}
+
+/// POST a wheel as multipart/form-data, the way `curl -F file=@x.whl` sends it.
+pub async fn upload(app: &TestApp, filename: &str, bytes: &[u8], query: &str) -> (StatusCode, Value) {
+    let boundary = "maestro-test-boundary-7MA4YWxkTrZu0gW";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let resp = app
+        .client
+        .post(format!("{}/api/v1/packages/upload{query}", app.base))
+        .bearer_auth(&app.token)
+        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .body(body)
+        .send()
+        .await
+        .expect("upload");
+    let status = resp.status();
+    (
+        status,
+        serde_json::from_str(&resp.text().await.unwrap_or_default()).unwrap_or(Value::Null),
+    )
+}
