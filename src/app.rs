@@ -45,12 +45,18 @@ pub async fn build(settings: Settings) -> anyhow::Result<Built> {
     let redis_events = redis.clone().map(|c| crate::logs::RedisEvents::start(c, limits));
     let events = Arc::new(crate::logs::Bus::new(redis_events));
     let packages = crate::packages::Packages::new(store.clone(), sandbox.clone(), &settings)?;
+    let egress = crate::egress::Egress::new(store.clone(), cache_ttl)?;
+    // SECRETS_KEY, or a key generated once into DATA_DIR/secrets_key.
+    let configured = settings.secrets_key.as_ref().map(|k| k.0.as_str());
+    let (secrets_key, _) = auth::load_or_create_key(configured, &settings.data_dir, "secrets_key")?;
+    let vault = Arc::new(crate::secrets::Vault::new(&secrets_key));
     let engine = Engine::new(
         store.clone(),
         sandbox,
         settings.clone(),
         events.clone(),
         packages.clone(),
+        (egress.clone(), vault.clone()),
     )?;
     let (secret, generated) =
         auth::load_or_create_secret(settings.jwt_secret.as_ref().map(|s| s.0.as_str()), &settings.data_dir)?;
@@ -78,6 +84,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<Built> {
         scheduler,
         events,
         packages,
+        egress,
+        vault,
     };
     Ok(Built {
         state,

@@ -186,6 +186,10 @@ pub struct Settings {
     /// tick still runs if it is at most this old.
     #[arg(long, env = "SCHEDULER_CATCHUP_SECONDS", default_value_t = 300.0)]
     pub scheduler_catchup_seconds: f64,
+    /// Key that seals tenants' secrets (any string; hashed to 256 bits). Default: generated
+    /// into DATA_DIR/secrets_key. Every server of a deployment needs the same one.
+    #[arg(long, env = "SECRETS_KEY", hide_env_values = true)]
+    pub secrets_key: Option<Secret>,
     /// Allow installing, uploading and removing tenants' Python packages (pure-Python wheels).
     /// Off by default: installing runs pip on this server, which fetches from the package index.
     #[arg(long, env = "ALLOW_PACKAGE_INSTALLATION", default_value_t = false, action = clap::ArgAction::Set)]

@@ -10,6 +10,8 @@ pub mod bench;
 pub mod config;
 /// Newtypes and JSON Schema handling.
 pub mod domain;
+/// Outbound HTTP for functions, under each tenant's egress policy.
+pub mod egress;
 /// Executions and call trees on top of the sandbox.
 pub mod engine;
 /// The API error type.
@@ -26,5 +28,7 @@ pub mod packages;
 pub mod sandbox;
 /// Cron schedules and the loop that fires them.
 pub mod scheduler;
+/// Tenants' secrets, sealed with the server's key.
+pub mod secrets;
 /// PostgreSQL / SQLite storage.
 pub mod store;

@@ -182,3 +182,71 @@ async fn seed_workflows(b: Backend) {
 }
 
 both_backends!(seed_workflows);
+
+/// The document workflow over real HTTP: fetch_document downloads the document from a local
+/// server the tenant's egress policy allows, and notify_human_reviewer posts the notice to
+/// the chat webhook named by the tenant's REVIEW_WEBHOOK_URL secret.
+#[tokio::test]
+async fn document_workflow_over_http() {
+    use std::sync::{Arc, Mutex};
+    let app = start(Backend::Sqlite).await;
+    let notices: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let seen = notices.clone();
+    let upstream = axum::Router::new()
+        .route(
+            "/docs/risky.txt",
+            axum::routing::get(|| async {
+                "Invoice Number: INV-2002\nTotal: $25,000.00\nThis invoice is overdue and disputed.\n"
+            }),
+        )
+        .route(
+            "/hook",
+            axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
+                let seen = seen.clone();
+                async move {
+                    seen.lock().unwrap().push(v);
+                    "ok"
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, upstream).await });
+
+    let bundles = maestro::examples::bundles(None).expect("bundles");
+    let prefix = format!("{}/", app.tenant);
+    maestro::examples::load(&app.base, &app.token, &bundles, &prefix)
+        .await
+        .expect("load");
+    let policy = json!({"allow": [{"url": format!("{base}/"), "allow_private": true}]});
+    let (s, v) = app.call(reqwest::Method::PUT, "/api/v1/egress", Some(policy)).await;
+    assert_eq!(s, reqwest::StatusCode::OK, "{v}");
+    let secret = json!({"value": format!("{base}/hook")});
+    let (s, _) = app
+        .call(reqwest::Method::PUT, "/api/v1/secrets/REVIEW_WEBHOOK_URL", Some(secret))
+        .await;
+    assert_eq!(s, reqwest::StatusCode::CREATED);
+
+    let body = json!({"document_url": format!("{base}/docs/risky.txt")}).to_string();
+    let (s, v, id) = curl(&app, "process-document", &[("X-User-ID", "user123")], &body).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["processing"]["path"], "human_review", "{v}");
+    assert_eq!(v["processing"]["result"]["delivered"], true, "{v}");
+    let (_, steps) = app.get(&format!("/api/v1/executions/{id}/steps")).await;
+    let fetch = steps["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["function_name"] == "fetch_document")
+        .expect("fetch step");
+    assert_eq!(fetch["output"]["fetched"], true, "{fetch}");
+    assert_eq!(fetch["activity"][0]["url"], format!("{base}/docs/risky.txt"));
+    let notices = notices.lock().unwrap().clone();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert!(
+        notices[0]["text"].as_str().unwrap().contains("[human-review]"),
+        "{notices:?}"
+    );
+    assert_eq!(notices[0]["reviewer"], "finance-review@example.com");
+    app.stop().await;
+}

@@ -146,12 +146,226 @@ def http_response(body=None, status_code=200, headers=None):
     return {HTTP_RESPONSE: {"status_code": status_code, "headers": dict(headers or {}), "body": body}}
 
 
+class HTTPRequestError(OSError):
+    """An outbound request was refused or failed; `.kind` says how (`egress_denied`,
+    `timeout`, `response_too_large`, `request_limit`, `request_failed`, `invalid_request`)."""
+
+    def __init__(self, message, kind="request_failed"):
+        super().__init__(message)
+        self.kind = kind
+
+
+class EgressDenied(HTTPRequestError, PermissionError):
+    """The tenant's egress policy does not allow this URL or address."""
+
+
+class HTTPStatusError(HTTPRequestError):
+    """raise_for_status() on a 4xx/5xx answer; `.response` is the answer."""
+
+    def __init__(self, message, response):
+        super().__init__(message, "http_status")
+        self.response = response
+
+
+class Response:
+    """An answer to maestro.http.request(): status_code, headers (any-case lookup), content
+    (bytes), text, json(), url (after redirects), ok, raise_for_status()."""
+
+    def __init__(self, reply):
+        import binascii
+
+        self.status_code = reply["status"]
+        self.url = reply.get("url", "")
+        self.headers = Headers()
+        for k, v in reply.get("headers", []):
+            self.headers[k] = f"{self.headers[k]}, {v}" if k in self.headers else v
+        self.content = binascii.a2b_base64(reply.get("body_b64", ""))
+
+    status = property(lambda self: self.status_code)
+    ok = property(lambda self: self.status_code < 400)
+
+    @property
+    def text(self):
+        ctype = self.headers.get("content-type", "")
+        charset = ctype.split("charset=", 1)[1].split(";")[0].strip() if "charset=" in ctype else "utf-8"
+        try:
+            return self.content.decode(charset, "replace")
+        except LookupError:
+            return self.content.decode("utf-8", "replace")
+
+    def json(self):
+        return _json.loads(self.content)
+
+    def raise_for_status(self):
+        if not self.ok:
+            raise HTTPStatusError(f"HTTP {self.status_code} from {self.url}", self)
+        return self
+
+    def __repr__(self):
+        return f"<Response [{self.status_code}]>"
+
+
+def _mx_request(method, url, headers=None, body=None, json=None, timeout=None):
+    import binascii
+
+    headers = {str(k): str(v) for k, v in (headers or {}).items()}
+    if json is not None:
+        body = _json.dumps(json).encode()
+        if not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = "application/json"
+    if isinstance(body, str):
+        body = body.encode()
+    frame = {"op": "http", "method": str(method), "url": str(url), "headers": headers}
+    if timeout is not None:
+        frame["timeout"] = float(timeout)
+    if body is not None:
+        frame["body_b64"] = binascii.b2a_base64(bytes(body), newline=False).decode()
+    reply = _mx_frame(frame)
+    if not reply.get("ok"):
+        err = reply.get("error") or {}
+        kind = err.get("kind", "request_failed")
+        cls = EgressDenied if kind == "egress_denied" else HTTPRequestError
+        raise cls(err.get("message", "the request failed"), kind)
+    return Response(reply)
+
+
+_mx_http = _types.ModuleType("maestro.http", "Outbound HTTP, made by the host under the tenant's egress policy.")
+_mx_http.request = _mx_request
+_mx_http.get = lambda url, **kw: _mx_request("GET", url, **kw)
+_mx_http.post = lambda url, **kw: _mx_request("POST", url, **kw)
+_mx_http.put = lambda url, **kw: _mx_request("PUT", url, **kw)
+_mx_http.delete = lambda url, **kw: _mx_request("DELETE", url, **kw)
+_mx_http.Response = Response
+_mx_http.HTTPRequestError = HTTPRequestError
+_mx_http.EgressDenied = EgressDenied
+_mx_http.HTTPStatusError = HTTPStatusError
+_MX_MISSING = object()
+
+
+class _MxSecrets:
+    """maestro.secrets.get("NAME"): the tenant's secret (KeyError if it has none)."""
+
+    def get(self, name, default=_MX_MISSING):
+        reply = _mx_frame({"op": "secret", "name": str(name)})
+        if reply.get("ok"):
+            return reply["value"]
+        err = reply.get("error") or {}
+        if err.get("kind") == "secret_not_found" and default is not _MX_MISSING:
+            return default
+        if err.get("kind") == "secret_not_found":
+            raise KeyError(name)
+        raise ValueError(err.get("message", "secret unavailable"))
+
+    __getitem__ = get
+
+
+def _mx_log(message, level="info", **fields):
+    """A structured log line in the execution's event stream and on the step."""
+    fields = _json.loads(_json.dumps(fields, default=str))
+    _mx_frame({"op": "log", "level": level, "message": str(message), "fields": fields})
+
+
+class _MxContext:
+    """maestro.context: execution_id, step_id, function, version, trigger, tenant, attempt,
+    depth (attributes or keys), for the call running now."""
+
+    def _get(self):
+        ctx = _mx_state.get("context")
+        if ctx is None:
+            ctx = _mx_state["context"] = _mx_frame({"op": "context"}).get("context", {})
+        return ctx
+
+    def __getattr__(self, name):
+        try:
+            return self._get()[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __getitem__(self, name):
+        return self._get()[name]
+
+    def get(self, name, default=None):
+        return self._get().get(name, default)
+
+    def __repr__(self):
+        return f"<maestro.context {self._get()}>"
+
+
+def _mx_patch_urllib(ur):
+    """Route urllib.request.urlopen() through maestro.http (the sandbox has no sockets)."""
+    import io
+    import email.message
+    import urllib.error
+    import urllib.response
+
+    class MaestroHandler(ur.BaseHandler):
+        handler_order = 100
+
+        def _open(self, req):
+            timeout = req.timeout if isinstance(req.timeout, (int, float)) else None
+            data = req.data
+            if data is not None and not isinstance(data, (bytes, bytearray)):
+                data = b"".join(data)
+            try:
+                r = _mx_request(req.get_method(), req.full_url, dict(req.header_items()), data, timeout=timeout)
+            except HTTPRequestError as e:
+                raise urllib.error.URLError(e) from None
+            msg = email.message.Message()
+            for k, v in r.headers.items():
+                msg[k] = v
+            resp = urllib.response.addinfourl(io.BytesIO(r.content), msg, r.url, r.status_code)
+            resp.msg = ""
+            return resp
+
+        http_open = https_open = _open
+
+    ur.install_opener(ur.build_opener(MaestroHandler))
+
+
+class _MxUrllibHook:
+    """Patches urllib.request the moment it is imported (it is not imported at boot)."""
+
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name != "urllib.request":
+            return None
+        _sys.meta_path.remove(cls)
+        import importlib.util
+
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _MxPatchingLoader(spec.loader)
+        return spec
+
+
+class _MxPatchingLoader:
+    def __init__(self, loader):
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        self.loader.exec_module(module)
+        _mx_patch_urllib(module)
+
+
+if "urllib.request" in _sys.modules:
+    _mx_patch_urllib(_sys.modules["urllib.request"])
+else:
+    _sys.meta_path.insert(0, _MxUrllibHook)
+
 maestro = _types.ModuleType("maestro", "Maestro's guest API.")
 maestro.call = _mx_call
 maestro.CallError = CallError
 maestro.Headers = Headers
 maestro.HTTP_RESPONSE = HTTP_RESPONSE
 maestro.http_response = http_response
+maestro.http = _mx_http
+maestro.secrets = _MxSecrets()
+maestro.log = _mx_log
+maestro.context = _MxContext()
+_sys.modules["maestro.http"] = _mx_http
 _sys.modules["maestro"] = maestro
 del maestro
 
@@ -237,6 +451,7 @@ def _mx_error(e):
 
 def _mx_run():
     req = _mx_frame({"op": "begin"})
+    _mx_state.pop("context", None)
     for p in req.get("paths", ()):
         if p not in _sys.path:
             _sys.path.append(p)  # after the runtime's own: a package cannot shadow the stdlib

@@ -79,10 +79,16 @@ impl Keys {
 /// The secret from config, or one generated into the data directory on first start.
 /// Returns the secret and whether it was just generated.
 pub fn load_or_create_secret(configured: Option<&str>, data_dir: &Path) -> anyhow::Result<(String, bool)> {
+    load_or_create_key(configured, data_dir, "jwt_secret")
+}
+
+/// `configured` if set, else the key kept in `data_dir/file`, generated (32 random bytes,
+/// hex, mode 0600) the first time; the flag says it was just generated.
+pub fn load_or_create_key(configured: Option<&str>, data_dir: &Path, file: &str) -> anyhow::Result<(String, bool)> {
     if let Some(s) = configured.filter(|s| !s.is_empty()) {
         return Ok((s.to_string(), false));
     }
-    let path = data_dir.join("jwt_secret");
+    let path = data_dir.join(file);
     if let Ok(s) = std::fs::read_to_string(&path) {
         if !s.trim().is_empty() {
             return Ok((s.trim().to_string(), false));

@@ -1,6 +1,7 @@
 //! Executions: run a call tree in the sandbox, enforce schemas, depth, fuel and deadline,
 //! and record the execution and one step per function call.
 
+mod capabilities;
 mod quotas;
 mod recorder;
 mod tree;
@@ -99,6 +100,8 @@ pub(crate) struct Inner {
     limiter: Limiter,
     events: Arc<crate::logs::Bus>,
     packages: Arc<crate::packages::Packages>,
+    egress: Arc<crate::egress::Egress>,
+    vault: Arc<crate::secrets::Vault>,
 }
 
 #[derive(Clone)]
@@ -113,6 +116,7 @@ impl Engine {
         settings: Arc<Settings>,
         events: Arc<crate::logs::Bus>,
         packages: Arc<crate::packages::Packages>,
+        (egress, vault): (Arc<crate::egress::Egress>, Arc<crate::secrets::Vault>),
     ) -> anyhow::Result<Engine> {
         // Each level of nesting may use a full wasm stack on the worker's native stack.
         let depth = settings.max_call_depth as usize + 2;
@@ -124,6 +128,8 @@ impl Engine {
         let inner = Inner {
             events,
             packages,
+            egress,
+            vault,
             limiter,
             store,
             recorder,
@@ -220,7 +226,20 @@ impl Engine {
             .events
             .publish(tenant, &execution_id, "execution.started", started_event);
 
-        let tree = CallTree::root(self.inner.clone(), tenant, &execution_id, &root.id, packages.clone());
+        let shared = capabilities::Shared {
+            trigger: trigger.as_str(),
+            attempt: trigger.attempt().0,
+            requests: Default::default(),
+        };
+        let tree = CallTree::root(
+            self.inner.clone(),
+            tenant,
+            &execution_id,
+            (name, function.current.version),
+            shared,
+            packages.clone(),
+        );
+        let root_activity = tree.activity.clone();
         let job_inner = self.inner.clone();
         let job_tenant = tenant.to_string();
         let webhook = matches!(trigger, Trigger::Webhook { envelope: true, .. });
@@ -252,8 +271,10 @@ impl Engine {
                 webhook,
                 packages: packages.as_deref(),
             };
-            let outcome = check_output(job_inner.sandbox.run(&spec, Box::new(tree)), &schemas);
-            let finish = finish_record(&outcome, started.elapsed().as_secs_f64() * 1000.0);
+            let mut outcome = check_output(job_inner.sandbox.run(&spec, Box::new(tree)), &schemas);
+            root_activity.redact(&mut outcome);
+            let mut finish = finish_record(&outcome, started.elapsed().as_secs_f64() * 1000.0);
+            finish.activity = root_activity.to_json();
             let (status, duration_ms) = (finish.status, finish.duration_ms);
             tracing::debug!(status, duration_ms, fuel = outcome.fuel_used, "execution finished");
             let events = &job_inner.events;
@@ -518,5 +539,6 @@ fn finish_record(outcome: &Outcome, duration_ms: f64) -> StepFinish {
         fuel_used: outcome.fuel_used as i64,
         duration_ms,
         finished_at: crate::store::now_ms(),
+        activity: None,
     }
 }

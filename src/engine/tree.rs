@@ -9,18 +9,25 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use super::capabilities::{Activity, Shared};
 use super::{check_output, finish_record, Inner};
 use crate::domain::{self, FunctionName};
 use crate::sandbox::{Budget, CallSpec, ErrorKind, ErrorRecord, Host, Limits, Nested, PackageMount};
 use crate::store::{NewStep, StoreError, Write};
 
 pub(super) struct CallTree {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
     pub tenant: String,
-    execution_id: String,
+    pub(super) execution_id: String,
     /// The step of the function running at this level.
-    step_id: String,
-    depth: u32,
+    pub(super) step_id: String,
+    pub(super) depth: u32,
+    /// The function running at this level.
+    pub(super) function: String,
+    pub(super) version: i64,
+    pub(super) shared: Arc<Shared>,
+    /// What this level did (requests, secret reads, log lines), recorded on its step.
+    pub(super) activity: Activity,
     /// Step order within the execution, shared by the whole tree.
     seq: Arc<AtomicI64>,
     /// The tenant's packages, fixed for the whole execution.
@@ -28,25 +35,31 @@ pub(super) struct CallTree {
 }
 
 impl CallTree {
+    /// The root of an execution: `function` at `version`, started by `shared.trigger`.
     pub fn root(
         inner: Arc<Inner>,
         tenant: &str,
         execution_id: &str,
-        root_step: &str,
+        (function, version): (&str, i64),
+        shared: Shared,
         packages: Option<Arc<PackageMount>>,
     ) -> CallTree {
         CallTree {
             inner,
             tenant: tenant.to_string(),
             execution_id: execution_id.to_string(),
-            step_id: root_step.to_string(),
+            step_id: execution_id.to_string(),
             depth: 0,
+            function: function.to_string(),
+            version,
+            shared: Arc::new(shared),
+            activity: Activity::default(),
             seq: Arc::new(AtomicI64::new(1)),
             packages,
         }
     }
 
-    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+    pub(super) fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
         self.inner.rt.block_on(f)
     }
 
@@ -59,6 +72,10 @@ impl CallTree {
 }
 
 impl Host for CallTree {
+    fn capability(&mut self, op: &str, frame: &Value, deadline: Instant) -> Value {
+        self.use_capability(op, frame, deadline)
+    }
+
     fn resolve(&mut self, name: &str) -> bool {
         if FunctionName::parse(name).is_err() {
             return false;
@@ -127,6 +144,7 @@ impl Host for CallTree {
         let span = tracing::info_span!("step", id = %step.id, function = %name, depth = step.depth);
         let _span = span.enter();
         let started = Instant::now();
+        let child_activity = Activity::default();
         let outcome = match inner.schemas_for(&function) {
             Err(e) => super::crashed(&format!("the schemas of {name} do not compile: {e}")),
             Ok(schemas) => {
@@ -164,6 +182,10 @@ impl Host for CallTree {
                         depth: self.depth + 1,
                         seq: self.seq.clone(),
                         packages: self.packages.clone(),
+                        function: name.to_string(),
+                        version: function.current.version,
+                        shared: self.shared.clone(),
+                        activity: child_activity.clone(),
                     };
                     let v = &function.current.content;
                     let spec = CallSpec {
@@ -185,7 +207,10 @@ impl Host for CallTree {
                 }
             }
         };
-        let finish = finish_record(&outcome, started.elapsed().as_secs_f64() * 1000.0);
+        let mut outcome = outcome;
+        child_activity.redact(&mut outcome);
+        let mut finish = finish_record(&outcome, started.elapsed().as_secs_f64() * 1000.0);
+        finish.activity = child_activity.to_json();
         tracing::debug!(
             status = finish.status,
             duration_ms = finish.duration_ms,

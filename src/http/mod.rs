@@ -1,6 +1,7 @@
 //! HTTP surface: one router per resource, merged here. Handlers stay thin: parse, call the
 //! engine or store, shape the response.
 
+mod capabilities;
 mod events;
 mod executions;
 mod functions;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub scheduler: Arc<crate::scheduler::Scheduler>,
     pub events: Arc<crate::logs::Bus>,
     pub packages: Arc<crate::packages::Packages>,
+    pub egress: Arc<crate::egress::Egress>,
+    pub vault: Arc<crate::secrets::Vault>,
 }
 
 impl FromRef<AppState> for Arc<Auth> {
@@ -62,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .merge(schedules::routes())
         .merge(tenancy::routes())
         .merge(packages::routes())
+        .merge(capabilities::routes())
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(RequestBodyLimitLayer::new(limit))
         .layer(axum::middleware::from_fn_with_state(limit, declared_size));

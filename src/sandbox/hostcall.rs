@@ -3,7 +3,8 @@
 //! `host.call(req_ptr, req_len, out_ptr_ptr, out_len_ptr) -> i32` carries small JSON frames:
 //! `{"op": "prelude"}` (the precompiled prelude, as marshal bytes), `{"op": "begin"}` (the call's input and, the first time, the code), `{"op": "end", ...}`
 //! (the result), `{"op": "resolve", "function"}` (is that name callable?) and
-//! `{"op": "call", "function", "input"}` (run another function). Every frame is untrusted:
+//! `{"op": "call", "function", "input"}` (run another function), and the capabilities
+//! `http`, `secret`, `log` and `context` (answered by the [`super::Host`]). Every frame is untrusted:
 //! user code can call `_host.call` directly with anything.
 //!
 //! `poll_oneoff` replaces WASI's so that `time.sleep()` cannot outlive the call's deadline:
@@ -119,6 +120,16 @@ fn handle(caller: &mut Caller<'_, HostState>, frame: Frame, raw: Vec<u8>) -> Vec
             json!({ "found": found }).to_string().into_bytes()
         }
         "call" => nested(caller, &frame.function, frame.input),
+        "http" | "secret" | "log" | "context" => {
+            let deadline = call.deadline;
+            let Some(host) = call.host.as_mut() else {
+                return json!({"ok": false, "error": {"kind": "crash", "message": "re-entrant call"}})
+                    .to_string()
+                    .into_bytes();
+            };
+            let value: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+            host.capability(&frame.op, &value, deadline).to_string().into_bytes()
+        }
         other => json!({"ok": false, "error": {"kind": "crash", "message": format!("unknown frame op {other:?}")}})
             .to_string()
             .into_bytes(),

@@ -147,6 +147,11 @@ pub trait Host: Send {
     fn resolve(&mut self, name: &str) -> bool;
     /// Run `name` with `input` within `budget` (the caller's remaining fuel and deadline).
     fn call(&mut self, name: &str, input: Value, budget: Budget) -> Nested;
+    /// A capability frame (`http`, `secret`, `log`, `context`); answers the JSON reply.
+    fn capability(&mut self, op: &str, frame: &Value, deadline: Instant) -> Value {
+        let _ = (frame, deadline);
+        serde_json::json!({"ok": false, "error": {"kind": "unavailable", "message": format!("{op} is not available here")}})
+    }
 }
 
 /// The result of one call.

@@ -21,6 +21,9 @@ pub struct CallRecord {
     pub stderr: String,
     pub fuel_used: i64,
     pub duration_ms: Option<f64>,
+    /// Outbound requests, secret reads and structured log lines of this call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activity: Option<Value>,
     #[serde(serialize_with = "crate::http::iso_ms")]
     pub started_at: i64,
     #[serde(serialize_with = "crate::http::iso_ms_opt")]
@@ -78,6 +81,8 @@ pub struct StepFinish {
     pub fuel_used: i64,
     pub duration_ms: f64,
     pub finished_at: i64,
+    /// JSON array, when the call did anything worth recording.
+    pub activity: Option<String>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -93,9 +98,9 @@ pub struct ExecutionFilter {
 const EXEC_COLS: &str =
     "id, function_name, function_version, trigger, trigger_id, attempt, retry_of, status, input, output, error, \
                          fuel_used, \
-                         duration_ms, started_at, finished_at, stdout, stderr";
+                         duration_ms, started_at, finished_at, stdout, stderr, activity";
 const STEP_COLS: &str = "id, execution_id, parent_id, seq, depth, function_name, function_version, status, input, \
-                         output, error, stdout, stderr, fuel_used, duration_ms, started_at, finished_at";
+                         output, error, stdout, stderr, fuel_used, duration_ms, started_at, finished_at, activity";
 
 fn call_from(r: &Row) -> Result<CallRecord, sqlx::Error> {
     Ok(CallRecord {
@@ -109,6 +114,7 @@ fn call_from(r: &Row) -> Result<CallRecord, sqlx::Error> {
         stderr: r.try_get("stderr")?,
         fuel_used: r.try_get("fuel_used")?,
         duration_ms: r.try_get("duration_ms")?,
+        activity: json_col(r.try_get("activity")?),
         started_at: r.try_get("started_at")?,
         finished_at: r.try_get("finished_at")?,
     })
@@ -157,8 +163,8 @@ async fn insert_step(
         ),
         Some(_) => sqlx::query(
             r#"insert into steps (id, tenant, execution_id, parent_id, seq, depth, function_name, function_version,
-               input, started_at, status, output, error, stdout, stderr, fuel_used, duration_ms, finished_at)
-               values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"#,
+               input, started_at, status, output, error, stdout, stderr, fuel_used, duration_ms, finished_at, activity)
+               values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"#,
         ),
     };
     let q = q
@@ -205,8 +211,8 @@ async fn insert_execution(
         Some(_) => sqlx::query(
             r#"insert into executions (id, tenant, function_name, function_version, trigger, trigger_id, attempt,
                retry_of, input, started_at, deadline_at, status, output, error, stdout, stderr, fuel_used,
-               duration_ms, finished_at)
-               values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"#,
+               duration_ms, finished_at, activity)
+               values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"#,
         ),
     };
     let q = q
@@ -240,6 +246,7 @@ fn bind_finish<'q>(q: AnyQuery<'q>, f: &'q StepFinish) -> AnyQuery<'q> {
         .bind(f.fuel_used)
         .bind(f.duration_ms)
         .bind(f.finished_at)
+        .bind(&f.activity)
 }
 
 /// Close a call that was recorded as running: a nested step, or (with `execution`) the
@@ -254,7 +261,7 @@ async fn finish_call(
     let table = if execution { "executions" } else { "steps" };
     let sql = format!(
         "update {table} set status = $3, output = $4, error = $5, stdout = $6, stderr = $7, fuel_used = $8, \
-         duration_ms = $9, finished_at = $10 where tenant = $1 and id = $2"
+         duration_ms = $9, finished_at = $10, activity = $11 where tenant = $1 and id = $2"
     );
     let done = bind_finish(sqlx::query(&sql).bind(tenant).bind(id), f)
         .execute(conn)

@@ -5,6 +5,7 @@
 //! own migrations folder. Every query takes the tenant; no query can forget it.
 
 mod cache;
+mod capabilities;
 mod executions;
 mod functions;
 mod packages;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::AnyPool;
 
+pub use capabilities::SecretInfo;
 pub use executions::{CallRecord, ExecutionFilter, ExecutionRecord, NewStep, StepFinish, StepRecord, Write};
 pub use functions::{Function, FunctionVersion, VersionContent, VersionSource};
 pub use packages::{InstalledPackage, NewPackage, PackageJob, StoredWheel};

@@ -1,0 +1,239 @@
+//! What a running function may ask the host for besides calling other functions: outbound
+//! HTTP (under the tenant's egress policy), its tenant's secrets, structured log lines and
+//! its own context. Each use is recorded on the calling step's `activity` (requests by
+//! method, URL without query, status, size and time; secrets by name only; never headers,
+//! bodies or secret values).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use super::tree::CallTree;
+use crate::egress;
+
+/// Entries kept per step; later ones are counted, not kept.
+const MAX_ACTIVITY: usize = 1000;
+
+#[derive(Default)]
+struct Log {
+    entries: Vec<Value>,
+    dropped: usize,
+    /// Secret values this call read (memory only), to mask in what it prints.
+    secrets: Vec<(String, String)>,
+}
+
+/// A step's activity log, shared between the call tree and whoever records the step.
+#[derive(Clone, Default)]
+pub struct Activity(Arc<Mutex<Log>>);
+
+impl Activity {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Log> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn push(&self, entry: Value) {
+        let mut g = self.lock();
+        if g.entries.len() < MAX_ACTIVITY {
+            g.entries.push(entry);
+        } else {
+            g.dropped += 1;
+        }
+    }
+
+    fn read_secret(&self, name: &str, value: &str) {
+        let mut g = self.lock();
+        if value.len() >= 4 && !g.secrets.iter().any(|(n, _)| n == name) {
+            g.secrets.push((name.to_string(), value.to_string()));
+        }
+    }
+
+    /// The JSON to store, or None when nothing happened.
+    pub fn to_json(&self) -> Option<String> {
+        let g = self.lock();
+        if g.entries.is_empty() {
+            return None;
+        }
+        let mut list = g.entries.clone();
+        if g.dropped > 0 {
+            list.push(json!({"type": "dropped", "count": g.dropped}));
+        }
+        Some(Value::Array(list).to_string())
+    }
+
+    /// Mask the values of secrets the call read in what it printed and in its error, so a
+    /// stray `print(token)` or `raise ValueError(token)` does not put a secret in the
+    /// records. (Its return value is its own business and is kept as returned.)
+    pub fn redact(&self, outcome: &mut crate::sandbox::Outcome) {
+        let g = self.lock();
+        if g.secrets.is_empty() {
+            return;
+        }
+        let mask = |text: &mut String| {
+            for (name, value) in &g.secrets {
+                if text.contains(value.as_str()) {
+                    *text = text.replace(value.as_str(), &format!("[secret {name}]"));
+                }
+            }
+        };
+        mask(&mut outcome.stdout);
+        mask(&mut outcome.stderr);
+        if let Err(e) = &mut outcome.result {
+            mask(&mut e.message);
+            if let Some(tb) = &mut e.traceback {
+                mask(tb);
+            }
+        }
+    }
+}
+
+/// What the whole execution shares: who started it, and the outbound request count.
+pub struct Shared {
+    pub trigger: &'static str,
+    pub attempt: Option<i64>,
+    pub requests: AtomicU32,
+}
+
+fn fail(kind: &str, message: impl Into<String>) -> Value {
+    json!({"ok": false, "error": {"kind": kind, "message": message.into()}})
+}
+
+impl CallTree {
+    pub(super) fn use_capability(&mut self, op: &str, frame: &Value, deadline: Instant) -> Value {
+        match op {
+            "context" => json!({"ok": true, "context": {
+                "execution_id": self.execution_id, "step_id": self.step_id, "tenant": self.tenant,
+                "function": self.function, "version": self.version, "depth": self.depth,
+                "trigger": self.shared.trigger, "attempt": self.shared.attempt,
+            }}),
+            "secret" => self.secret(frame["name"].as_str().unwrap_or("")),
+            "log" => self.log(frame),
+            "http" => self.http(frame, deadline),
+            other => fail("crash", format!("unknown capability {other:?}")),
+        }
+    }
+
+    fn secret(&mut self, name: &str) -> Value {
+        if !crate::secrets::valid_name(name) {
+            return fail(
+                "invalid_request",
+                format!("{name:?} is not a secret name (letters, digits, _)"),
+            );
+        }
+        let inner = self.inner.clone();
+        let sealed = self.block_on(inner.store.sealed_secret(&self.tenant, name));
+        self.activity
+            .push(json!({"type": "secret", "name": name, "found": matches!(sealed, Ok(Some(_)))}));
+        match sealed {
+            Ok(Some((nonce, ct))) => match inner.vault.open(&self.tenant, name, &nonce, &ct) {
+                Ok(value) => {
+                    self.activity.read_secret(name, &value);
+                    json!({"ok": true, "value": value})
+                }
+                Err(e) => fail("secret_unreadable", e.to_string()),
+            },
+            Ok(None) => fail("secret_not_found", format!("no secret named {name}")),
+            Err(e) => fail("crash", format!("reading secret {name}: {e}")),
+        }
+    }
+
+    fn log(&mut self, frame: &Value) -> Value {
+        let level = frame["level"].as_str().unwrap_or("info");
+        let level = if matches!(level, "debug" | "info" | "warning" | "error") {
+            level
+        } else {
+            "info"
+        };
+        let message: String = frame["message"].as_str().unwrap_or("").chars().take(8192).collect();
+        let fields = match &frame["fields"] {
+            Value::Object(m) if m.len() <= 64 => Value::Object(m.clone()),
+            _ => json!({}),
+        };
+        let entry = json!({"type": "log", "level": level, "message": message, "fields": fields,
+                           "at": crate::store::now_ms()});
+        self.activity.push(entry.clone());
+        let mut event = entry;
+        event["step_id"] = json!(self.step_id);
+        event["function"] = json!(self.function);
+        self.inner
+            .events
+            .publish(&self.tenant, &self.execution_id, "log.structured", event);
+        json!({"ok": true})
+    }
+
+    fn http(&mut self, frame: &Value, deadline: Instant) -> Value {
+        let inner = self.inner.clone();
+        let policy = match self.block_on(inner.egress.policy(&self.tenant)) {
+            Ok(p) => p,
+            Err(e) => return fail("crash", format!("reading the egress policy: {e}")),
+        };
+        let url = frame["url"].as_str().unwrap_or("").to_string();
+        let method = frame["method"].as_str().unwrap_or("GET").to_string();
+        let shown = shown_url(&url);
+        let n = self.shared.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        if n > policy.max_requests_per_execution {
+            let message = format!(
+                "this execution already made {} requests; that is the limit",
+                policy.max_requests_per_execution
+            );
+            self.activity
+                .push(json!({"type": "http", "method": method, "url": shown, "error": "request_limit"}));
+            return fail("request_limit", message);
+        }
+        let headers = match &frame["headers"] {
+            Value::Object(m) => m
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let body = match frame["body_b64"].as_str() {
+            Some(b) => match base64::engine::general_purpose::STANDARD.decode(b) {
+                Ok(bytes) => Some(bytes),
+                Err(_) => return fail("invalid_request", "the body is not valid base64"),
+            },
+            None => None,
+        };
+        let req = egress::Request {
+            method: method.clone(),
+            url,
+            headers,
+            body,
+            timeout: frame["timeout"].as_f64(),
+        };
+        let started = Instant::now();
+        let result = self.block_on(inner.egress.send(&policy, req, deadline));
+        let ms = (started.elapsed().as_secs_f64() * 1000.0 * 10.0).round() / 10.0;
+        match result {
+            Ok(r) => {
+                self.activity.push(
+                    json!({"type": "http", "method": method.to_ascii_uppercase(), "url": shown,
+                    "status": r.status, "bytes": r.body.len(), "duration_ms": ms}),
+                );
+                json!({"ok": true, "status": r.status, "headers": r.headers, "url": r.url,
+                       "body_b64": base64::engine::general_purpose::STANDARD.encode(&r.body)})
+            }
+            Err(e) => {
+                self.activity.push(
+                    json!({"type": "http", "method": method.to_ascii_uppercase(), "url": shown,
+                    "error": e.kind, "message": e.message, "duration_ms": ms}),
+                );
+                fail(e.kind, e.message)
+            }
+        }
+    }
+}
+
+/// The URL as recorded: scheme, host, port and path; no user info, query or fragment (where
+/// tokens tend to travel).
+fn shown_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => {
+            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+            format!("{}://{}{port}{}", u.scheme(), u.host_str().unwrap_or(""), u.path())
+        }
+        Err(_) => url.chars().take(200).collect(),
+    }
+}

@@ -1,0 +1,132 @@
+//! `/api/v1/secrets` (values go in, never come out) and `/api/v1/egress` (the tenant's
+//! outbound HTTP policy).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{no_content, ApiJson, AppState};
+use crate::auth::Caller;
+use crate::egress::Policy;
+use crate::error::{ApiError, ApiResult};
+use crate::store::SecretInfo;
+
+/// Largest secret value.
+const MAX_SECRET_BYTES: usize = 64 * 1024;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/secrets", get(list_secrets))
+        .route(
+            "/secrets/{name}",
+            get(show_secret).put(put_secret).delete(delete_secret),
+        )
+        .route("/egress", get(show_egress).put(put_egress))
+}
+
+fn check_name(name: &str) -> ApiResult<()> {
+    if crate::secrets::valid_name(name) {
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        "name",
+        "a secret name is 1-128 letters, digits and `_`, not starting with a digit",
+    ))
+}
+
+async fn list_secrets(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<serde_json::Value>> {
+    let secrets = state.store.list_secrets(&caller.tenant).await?;
+    Ok(Json(json!({ "secrets": secrets })))
+}
+
+async fn show_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<SecretInfo>> {
+    check_name(&name)?;
+    Ok(Json(state.store.secret_info(&caller.tenant, &name).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretBody {
+    value: String,
+}
+
+async fn put_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<SecretBody>,
+) -> ApiResult<Response> {
+    check_name(&name)?;
+    if body.value.len() > MAX_SECRET_BYTES {
+        return Err(ApiError::invalid("value", format!("at most {MAX_SECRET_BYTES} bytes")));
+    }
+    let (nonce, sealed) = state.vault.seal(&caller.tenant, &name, &body.value)?;
+    let created = state
+        .store
+        .put_secret(&caller.tenant, &name, &nonce, &sealed, &caller.email)
+        .await?;
+    super::audit(
+        &state,
+        &caller,
+        &caller.tenant,
+        "secret.put",
+        &format!("secret:{name}"),
+        None,
+    )
+    .await;
+    let info = state.store.secret_info(&caller.tenant, &name).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(info)).into_response())
+}
+
+async fn delete_secret(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult<Response> {
+    check_name(&name)?;
+    state.store.delete_secret(&caller.tenant, &name).await?;
+    super::audit(
+        &state,
+        &caller,
+        &caller.tenant,
+        "secret.delete",
+        &format!("secret:{name}"),
+        None,
+    )
+    .await;
+    Ok(no_content())
+}
+
+async fn show_egress(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Policy>> {
+    Ok(Json(
+        state.store.egress_policy(&caller.tenant).await?.unwrap_or_default(),
+    ))
+}
+
+async fn put_egress(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(policy): ApiJson<Policy>,
+) -> ApiResult<Json<Policy>> {
+    policy.validate().map_err(|m| ApiError::invalid("allow", m))?;
+    state
+        .store
+        .set_egress_policy(&caller.tenant, &policy, &caller.email)
+        .await?;
+    state.egress.changed(&caller.tenant);
+    super::audit(
+        &state,
+        &caller,
+        &caller.tenant,
+        "egress.update",
+        "egress",
+        Some(json!(policy)),
+    )
+    .await;
+    Ok(Json(policy))
+}
