@@ -186,6 +186,11 @@ pub struct Settings {
     /// tick still runs if it is at most this old.
     #[arg(long, env = "SCHEDULER_CATCHUP_SECONDS", default_value_t = 300.0)]
     pub scheduler_catchup_seconds: f64,
+    /// Let tenants' egress rules reach private and loopback addresses (`allow_private`).
+    /// Off by default: a tenant member could otherwise reach services inside the network.
+    /// Link-local addresses (cloud metadata) stay unreachable either way.
+    #[arg(long, env = "EGRESS_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub egress_allow_private: bool,
     /// Key that seals tenants' secrets (any string; hashed to 256 bits). Default: generated
     /// into DATA_DIR/secrets_key. Every server of a deployment needs the same one.
     #[arg(long, env = "SECRETS_KEY", hide_env_values = true)]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::http::{HeaderMap, StatusCode as AxStatus};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use common::{start, Backend, TestApp};
+use common::{start, start_with, Backend, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -104,8 +104,10 @@ def f(input):\n    try:\n        r = maestro.http.get(input['url'], timeout=5)\n
 return {'status': r.status_code, 'len': len(r.content), 'text': r.text[:200]}\n    \
 except maestro.http.HTTPRequestError as e:\n        return {'error': e.kind, 'message': str(e)}\n";
 
+const PRIVATE_OK: &[&str] = &["--egress-allow-private", "true"];
+
 async fn http_and_egress(b: Backend) {
-    let app = start(b).await;
+    let app = start_with(b, PRIVATE_OK).await;
     let (base, hits) = upstream().await;
     let port = base.rsplit(':').next().unwrap().to_string();
 
@@ -217,7 +219,7 @@ async fn http_and_egress_postgres() {
 
 #[tokio::test]
 async fn secrets_logs_and_context() {
-    let app = start(Backend::Sqlite).await;
+    let app = start_with(Backend::Sqlite, PRIVATE_OK).await;
     let (base, _) = upstream().await;
     let other = app.token_for("other");
 
@@ -324,5 +326,33 @@ return {'seen': r.json()['authorization'] == 'Bearer ' + token, 'body': r.json()
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (s, _) = app.call(Method::DELETE, "/api/v1/secrets/API_TOKEN", None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn private_rules_need_the_operator() {
+    let app = start(Backend::Sqlite).await;
+    let policy = json!({"allow": [{"url": "http://10.0.0.5:8080/", "allow_private": true}]});
+    let (s, v) = app.call(Method::PUT, "/api/v1/egress", Some(policy)).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    for bad in [
+        json!({"allow": [], "timeout_seconds": 0.0001}),
+        json!({"allow": [], "max_response_bytes": 1u64 << 40}),
+        json!({"allow": "x"}),
+    ] {
+        let (s, v) = app.call(Method::PUT, "/api/v1/egress", Some(bad.clone())).await;
+        assert!(
+            s == StatusCode::BAD_REQUEST || s == StatusCode::UNPROCESSABLE_ENTITY,
+            "{bad}: {s} {v}"
+        );
+    }
+    let (s, v) = app
+        .call(
+            Method::PUT,
+            "/api/v1/egress",
+            Some(json!({"allow": ["api.example.com"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
     app.stop().await;
 }

@@ -189,7 +189,7 @@ both_backends!(seed_workflows);
 #[tokio::test]
 async fn document_workflow_over_http() {
     use std::sync::{Arc, Mutex};
-    let app = start(Backend::Sqlite).await;
+    let app = common::start_with(Backend::Sqlite, &["--egress-allow-private", "true"]).await;
     let notices: Arc<Mutex<Vec<Value>>> = Arc::default();
     let seen = notices.clone();
     let upstream = axum::Router::new()
@@ -241,6 +241,14 @@ async fn document_workflow_over_http() {
         .expect("fetch step");
     assert_eq!(fetch["output"]["fetched"], true, "{fetch}");
     assert_eq!(fetch["activity"][0]["url"], format!("{base}/docs/risky.txt"));
+    let notify = steps["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["function_name"] == "notify_human_reviewer")
+        .expect("notify step");
+    // The webhook URL is a secret: the record names it, never shows it.
+    assert_eq!(notify["activity"][1]["url"], "[secret REVIEW_WEBHOOK_URL]", "{notify}");
     let notices = notices.lock().unwrap().clone();
     assert_eq!(notices.len(), 1, "{notices:?}");
     assert!(

@@ -56,24 +56,24 @@ fn refused(kind: &'static str, message: impl Into<String>) -> Refused {
     }
 }
 
-/// Resolves names for the shared client, keeping only public addresses.
-struct PublicOnly;
+/// Resolves names keeping only the addresses the predicate accepts: public ones for the
+/// shared client, anything but link-local for the `allow_private` one.
+struct Filtered(fn(std::net::IpAddr) -> bool);
 
-impl Resolve for PublicOnly {
+impl Resolve for Filtered {
     fn resolve(&self, name: Name) -> Resolving {
+        let keep = self.0;
         Box::pin(async move {
             let host = name.as_str().to_string();
             let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let public: Vec<SocketAddr> = addrs.iter().copied().filter(|a| policy::is_public(a.ip())).collect();
-            if public.is_empty() {
-                let e: Box<dyn std::error::Error + Send + Sync> = format!(
-                    "{host} resolves only to non-public addresses ({}); an allow rule with allow_private is needed",
-                    addrs.iter().map(|a| a.ip().to_string()).collect::<Vec<_>>().join(", ")
-                )
-                .into();
+            let kept: Vec<SocketAddr> = addrs.into_iter().filter(|a| keep(a.ip())).collect();
+            if kept.is_empty() {
+                let e: Box<dyn std::error::Error + Send + Sync> =
+                    format!("{host} resolves only to non-public addresses; an allow rule with allow_private is needed")
+                        .into();
                 return Err(e);
             }
-            Ok(Box::new(public.into_iter()) as Addrs)
+            Ok(Box::new(kept.into_iter()) as Addrs)
         })
     }
 }
@@ -98,15 +98,20 @@ const MAX_REDIRECTS: usize = 5;
 impl Egress {
     pub fn new(store: Store, ttl: Duration) -> anyhow::Result<Arc<Egress>> {
         let build = |b: reqwest::ClientBuilder| {
-            b.redirect(reqwest::redirect::Policy::none())
+            // No proxy from the environment: a proxy would resolve names itself, out of
+            // reach of the address check.
+            b.no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
                 .user_agent(concat!("maestro/", env!("CARGO_PKG_VERSION")))
                 .pool_max_idle_per_host(8)
                 .build()
         };
         Ok(Arc::new(Egress {
             store,
-            public: build(reqwest::Client::builder().dns_resolver(Arc::new(PublicOnly)))?,
-            private: build(reqwest::Client::builder())?,
+            public: build(reqwest::Client::builder().dns_resolver(Arc::new(Filtered(policy::is_public))))?,
+            private: build(
+                reqwest::Client::builder().dns_resolver(Arc::new(Filtered(|ip| !policy::is_link_local(ip)))),
+            )?,
             ttl,
             policies: Mutex::new(HashMap::new()),
         }))
@@ -151,6 +156,7 @@ impl Egress {
         );
         let until = (Instant::now() + wanted).min(deadline);
         let mut body = req.body;
+        let mut headers = req.headers;
         for _ in 0..=MAX_REDIRECTS {
             let client = self.check(policy, &url)?;
             let left = until.saturating_duration_since(Instant::now());
@@ -158,7 +164,7 @@ impl Egress {
                 return Err(refused("timeout", "no time left for the request"));
             }
             let mut rb = client.request(method.clone(), url.clone()).timeout(left);
-            for (k, v) in &req.headers {
+            for (k, v) in &headers {
                 if k.eq_ignore_ascii_case("host") || k.eq_ignore_ascii_case("content-length") {
                     continue;
                 }
@@ -175,9 +181,14 @@ impl Egress {
                     .get(reqwest::header::LOCATION)
                     .and_then(|l| l.to_str().ok())
                 {
-                    url = url
+                    let next = url
                         .join(loc)
                         .map_err(|e| refused("request_failed", format!("bad redirect location: {e}")))?;
+                    if next.origin() != url.origin() {
+                        // Credentials are for the origin they were sent to.
+                        headers.retain(|(k, _)| !is_credential(k));
+                    }
+                    url = next;
                     if status == 303 || ((status == 301 || status == 302) && method == Method::POST) {
                         method = Method::GET;
                         body = None;
@@ -238,6 +249,9 @@ impl Egress {
             ));
         };
         if let Some(ip) = literal_ip(url) {
+            if policy::is_link_local(ip) {
+                return Err(refused("egress_denied", format!("{ip} is link-local: never reachable")));
+            }
             if !allowed.private && !policy::is_public(ip) {
                 return Err(refused(
                     "egress_denied",
@@ -257,9 +271,23 @@ fn literal_ip(url: &Url) -> Option<std::net::IpAddr> {
         .ok()
 }
 
+fn is_credential(header: &str) -> bool {
+    ["authorization", "cookie", "proxy-authorization"]
+        .iter()
+        .any(|h| header.eq_ignore_ascii_case(h))
+}
+
+/// What went wrong, from the error's causes only: its own text names the URL, which may
+/// carry credentials or a secret path.
 fn failure(e: &reqwest::Error) -> Refused {
     use std::error::Error as _;
-    let mut msg = e.to_string();
+    let mut msg = String::from(if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "the request failed"
+    });
     let mut src = e.source();
     while let Some(s) = src {
         msg = format!("{msg}: {s}");

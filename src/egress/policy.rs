@@ -82,13 +82,26 @@ impl Policy {
         if self.max_requests_per_execution == 0 || self.max_requests_per_execution > 10_000 {
             return Err("max_requests_per_execution must be 1..=10000".into());
         }
-        if self.max_response_bytes == 0 || self.max_response_bytes > 256 << 20 {
-            return Err("max_response_bytes must be 1..=268435456".into());
+        if self.max_response_bytes == 0 || self.max_response_bytes > 64 << 20 {
+            return Err("max_response_bytes must be 1..=67108864".into());
         }
-        if !(self.timeout_seconds > 0.0 && self.timeout_seconds <= 300.0) {
-            return Err("timeout_seconds must be in (0, 300]".into());
+        if !(self.timeout_seconds >= 0.01 && self.timeout_seconds <= 300.0) {
+            return Err("timeout_seconds must be in [0.01, 300]".into());
         }
         Ok(())
+    }
+
+    /// Whether any rule asks for private addresses (an operator may forbid that).
+    pub fn wants_private(&self) -> bool {
+        self.allow.iter().any(|r| {
+            matches!(
+                r,
+                Rule::Detailed {
+                    allow_private: true,
+                    ..
+                }
+            )
+        })
     }
 
     /// The first rule allowing `url`, if any.
@@ -103,14 +116,37 @@ impl Policy {
             };
             let rest_ok = match &c.prefix {
                 None => true,
-                Some((scheme, p, path)) => {
-                    scheme == url.scheme() && *p == port && url.path().starts_with(path.as_str())
-                }
+                Some((scheme, p, path)) => scheme == url.scheme() && *p == port && path_under(url.path(), path),
             };
             (host_ok && rest_ok).then_some(Allowed {
                 private: c.allow_private,
             })
         })
+    }
+}
+
+/// `path` is `prefix` or below it, at a `/` boundary, with no encoded separator or dot that
+/// a server might decode into another path (`/services/..%2Fadmin`).
+fn path_under(path: &str, prefix: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    if ["%2f", "%5c", "%2e"].iter().any(|e| lower.contains(e)) {
+        return false;
+    }
+    match prefix.ends_with('/') {
+        true => path.starts_with(prefix),
+        false => path == prefix || path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/')),
+    }
+}
+
+/// Link-local addresses (169.254/16, which holds cloud metadata services, and fe80::/10)
+/// are never reachable, whatever the rules say.
+pub fn is_link_local(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.is_link_local(),
+            None => (v6.segments()[0] & 0xffc0) == 0xfe80,
+        },
     }
 }
 
@@ -221,6 +257,10 @@ mod tests {
         assert!(!ok("https://slack.com/x"));
         assert!(ok("https://hooks.example.com/services/T1/B2"));
         assert!(!ok("https://hooks.example.com/other"));
+        assert!(!ok("https://hooks.example.com/services/..%2Fadmin"));
+        let q = policy(serde_json::json!(["https://x.com/api"]));
+        assert!(q.allows(&Url::parse("https://x.com/api/v1").unwrap()).is_some());
+        assert!(q.allows(&Url::parse("https://x.com/api-admin").unwrap()).is_none());
         assert!(!ok("http://hooks.example.com/services/x"));
         assert!(!ok("https://other.com/"));
         assert!(policy(serde_json::json!(["bad host!"])).validate().is_err());

@@ -14,12 +14,16 @@ use serde_json::{json, Value};
 use super::tree::CallTree;
 use crate::egress;
 
-/// Entries kept per step; later ones are counted, not kept.
+/// Entries kept per step, and their total size; later ones are counted, not kept.
 const MAX_ACTIVITY: usize = 1000;
+const MAX_ACTIVITY_BYTES: usize = 1 << 20;
+/// Largest single entry (a log line with its fields).
+const MAX_ENTRY_BYTES: usize = 16 * 1024;
 
 #[derive(Default)]
 struct Log {
     entries: Vec<Value>,
+    bytes: usize,
     dropped: usize,
     /// Secret values this call read (memory only), to mask in what it prints.
     secrets: Vec<(String, String)>,
@@ -35,12 +39,36 @@ impl Activity {
     }
 
     pub fn push(&self, entry: Value) {
+        let size = entry.to_string().len();
         let mut g = self.lock();
-        if g.entries.len() < MAX_ACTIVITY {
+        if g.entries.len() < MAX_ACTIVITY && g.bytes + size <= MAX_ACTIVITY_BYTES {
+            g.bytes += size;
             g.entries.push(entry);
         } else {
             g.dropped += 1;
         }
+    }
+
+    /// `text` with the values of the secrets this call read replaced by `[secret NAME]`
+    /// (as they are, and as they appear inside a JSON string).
+    fn mask(&self, text: &str) -> String {
+        let g = self.lock();
+        let mut out = text.to_string();
+        for (name, value) in &g.secrets {
+            let escaped = serde_json::to_string(value).unwrap_or_default();
+            let escaped = escaped.trim_matches('"');
+            for v in [value.as_str(), escaped] {
+                if !v.is_empty() && out.contains(v) {
+                    out = out.replace(v, &format!("[secret {name}]"));
+                }
+            }
+        }
+        out
+    }
+
+    /// A JSON value with secret values masked.
+    fn mask_json(&self, v: &Value) -> Value {
+        serde_json::from_str(&self.mask(&v.to_string())).unwrap_or(Value::Null)
     }
 
     fn read_secret(&self, name: &str, value: &str) {
@@ -60,7 +88,8 @@ impl Activity {
         if g.dropped > 0 {
             list.push(json!({"type": "dropped", "count": g.dropped}));
         }
-        Some(Value::Array(list).to_string())
+        drop(g);
+        Some(self.mask(&Value::Array(list).to_string()))
     }
 
     /// Mask the values of secrets the call read in what it printed and in its error, so a
@@ -151,8 +180,14 @@ impl CallTree {
             Value::Object(m) if m.len() <= 64 => Value::Object(m.clone()),
             _ => json!({}),
         };
-        let entry = json!({"type": "log", "level": level, "message": message, "fields": fields,
+        let mut entry = json!({"type": "log", "level": level, "message": message, "fields": fields,
                            "at": crate::store::now_ms()});
+        if entry.to_string().len() > MAX_ENTRY_BYTES {
+            let short: String = entry["message"].as_str().unwrap_or("").chars().take(2048).collect();
+            entry["message"] = json!(short);
+            entry["fields"] = json!({"truncated": true});
+        }
+        let entry = self.activity.mask_json(&entry);
         self.activity.push(entry.clone());
         let mut event = entry;
         event["step_id"] = json!(self.step_id);

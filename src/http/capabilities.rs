@@ -114,6 +114,11 @@ async fn put_egress(
     ApiJson(policy): ApiJson<Policy>,
 ) -> ApiResult<Json<Policy>> {
     policy.validate().map_err(|m| ApiError::invalid("allow", m))?;
+    if policy.wants_private() && !state.settings.egress_allow_private {
+        return Err(ApiError::Forbidden(
+            "rules with allow_private are turned off on this server (EGRESS_ALLOW_PRIVATE=false)".into(),
+        ));
+    }
     state
         .store
         .set_egress_policy(&caller.tenant, &policy, &caller.email)

@@ -137,7 +137,8 @@ impl Store {
             .bind(by)
             .bind(now_ms())
             .execute(&mut *tx)
-            .await?;
+            .await
+            .map_err(|e| super::conflict_on_unique(e, || "the policy was changed concurrently; retry".into()))?;
         tx.commit().await?;
         Ok(())
     }
