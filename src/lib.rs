@@ -32,3 +32,5 @@ pub mod scheduler;
 pub mod secrets;
 /// PostgreSQL / SQLite storage.
 pub mod store;
+/// Workflow definitions: DAGs of functions.
+pub mod workflows;

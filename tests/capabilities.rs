@@ -246,7 +246,7 @@ async fn secrets_logs_and_context() {
     let (s, one) = app.get("/api/v1/secrets/API_TOKEN").await;
     assert_eq!(s, StatusCode::OK);
     assert!(one.get("value").is_none(), "{one}");
-    for bad in ["a-b", "1ABC", "x.y"] {
+    for bad in ["a-b", "1ABC", "x.y", "..%2Fetc%2Fpasswd", "a%20b"] {
         let (s, v) = app
             .call(
                 Method::PUT,

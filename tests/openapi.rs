@@ -87,6 +87,26 @@ async fn every_route_documented(b: Backend) {
             );
         }
     }
+    // Every schema a path refers to is defined.
+    fn refs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    out.push(r.clone());
+                }
+                m.values().for_each(|x| refs(x, out));
+            }
+            Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+            _ => {}
+        }
+    }
+    let mut all = vec![];
+    refs(&doc["paths"], &mut all);
+    refs(&doc["components"], &mut all);
+    for r in all {
+        let name = r.trim_start_matches("#/components/schemas/");
+        assert!(doc["components"]["schemas"][name].is_object(), "{r} is not defined");
+    }
     for (page, needle) in [("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")] {
         let text = app.get_text(page).await;
         assert!(

@@ -464,6 +464,49 @@ async fn abuse_regressions(b: Backend) {
     app.stop().await;
 }
 
+/// `maestro.gather` runs calls at once: each is its own step under the caller, their
+/// timings overlap, results come back in order, a failure raises (or is returned).
+async fn gather_runs_in_parallel(b: Backend) {
+    let app = start(b).await;
+    app.create("nap", "import time\ndef nap(input):\n    time.sleep(input['s'])\n    if input.get('fail'):\n        raise ValueError('nap failed')\n    return input['n']\n").await;
+    app.create(
+        "fan",
+        "import maestro\ndef fan(input):\n    \
+         calls = [('nap', {'n': i, 's': 0.4}) for i in range(input['k'])]\n    \
+         if input.get('bad'):\n        calls.append(('nap', {'n': 9, 's': 0, 'fail': True}))\n        \
+         mixed = maestro.gather(calls, return_exceptions=True)\n        \
+         try:\n            maestro.gather(calls)\n        except maestro.CallError as e:\n            \
+         return [type(mixed[-1]).__name__, e.function, e.error['type']]\n    \
+         return maestro.gather(calls)\n",
+    )
+    .await;
+    let (s, v) = app.invoke("fan", json!({"k": 3})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["output"], json!([0, 1, 2]), "{v}");
+    let id = v["execution_id"].as_str().unwrap();
+    let (_, steps) = app.get(&format!("/api/v1/executions/{id}/steps")).await;
+    let naps: Vec<&Value> = steps["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["function_name"] == "nap")
+        .collect();
+    assert_eq!(naps.len(), 3);
+    assert!(naps.iter().all(|s| s["parent_id"] == id && s["depth"] == 1));
+    // Overlap: every nap started before any of them finished.
+    let ts = |s: &Value, k: &str| chrono::DateTime::parse_from_rfc3339(s[k].as_str().unwrap()).unwrap();
+    let last_start = naps.iter().map(|s| ts(s, "started_at")).max().unwrap();
+    let first_end = naps.iter().map(|s| ts(s, "finished_at")).min().unwrap();
+    assert!(last_start < first_end, "{steps}");
+
+    // More calls than threads still all run, in order.
+    let (_, v) = app.invoke("fan", json!({"k": 12})).await;
+    assert_eq!(v["output"], json!((0..12).collect::<Vec<_>>()), "{v}");
+    let (_, v) = app.invoke("fan", json!({"k": 1, "bad": true})).await;
+    assert_eq!(v["output"], json!(["CallError", "nap", "ValueError"]), "{v}");
+    app.stop().await;
+}
+
 both_backends!(
     abuse_regressions,
     hostile_code,
@@ -472,5 +515,6 @@ both_backends!(
     calls_between_functions,
     depth_limit,
     no_cross_tenant_calls,
-    isolation_modes
+    isolation_modes,
+    gather_runs_in_parallel
 );

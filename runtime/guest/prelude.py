@@ -38,6 +38,26 @@ def _mx_call(name, input=None):
     raise CallError(name, reply.get("error") or {})
 
 
+def _mx_gather(calls, return_exceptions=False):
+    """Run several functions at once: `maestro.gather([("a", {...}), ("b", {...})])` returns
+    their outputs in that order. Each call is its own step, sharing this call's deadline and
+    an equal part of its remaining fuel. A failure raises its CallError (the first, in
+    order) unless return_exceptions=True, which puts CallErrors in the list instead."""
+    calls = [(str(name), inp) for name, inp in calls]
+    reply = _mx_frame({"op": "gather", "input": calls})
+    if not reply.get("ok"):
+        raise CallError("gather", reply.get("error") or {})
+    out = []
+    for (name, _), r in zip(calls, reply.get("results", [])):
+        if r.get("ok"):
+            out.append(r.get("output"))
+        elif return_exceptions:
+            out.append(CallError(name, r.get("error") or {}))
+        else:
+            raise CallError(name, r.get("error") or {})
+    return out
+
+
 class _MxRemote:
     """Stands for another function of the same tenant; calling it runs that function."""
 
@@ -357,6 +377,7 @@ else:
 
 maestro = _types.ModuleType("maestro", "Maestro's guest API.")
 maestro.call = _mx_call
+maestro.gather = _mx_gather
 maestro.CallError = CallError
 maestro.Headers = Headers
 maestro.HTTP_RESPONSE = HTTP_RESPONSE

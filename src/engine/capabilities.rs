@@ -123,6 +123,34 @@ pub struct Shared {
     pub trigger: &'static str,
     pub attempt: Option<i64>,
     pub requests: AtomicU32,
+    /// Threads running gathered calls now.
+    pub threads: AtomicU32,
+}
+
+impl Shared {
+    pub fn new(trigger: &'static str, attempt: Option<i64>) -> Shared {
+        Shared {
+            trigger,
+            attempt,
+            requests: AtomicU32::new(0),
+            threads: AtomicU32::new(0),
+        }
+    }
+
+    /// Take up to `want` of the execution's gather threads; answers how many were taken.
+    pub fn reserve_threads(&self, want: usize) -> usize {
+        let cap = super::tree::GATHER_PARALLEL as u32;
+        let mut taken = 0;
+        let _ = self.threads.fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+            taken = (cap.saturating_sub(used)).min(want as u32);
+            Some(used + taken)
+        });
+        taken as usize
+    }
+
+    pub fn release_threads(&self, n: usize) {
+        self.threads.fetch_sub(n as u32, Ordering::AcqRel);
+    }
 }
 
 fn fail(kind: &str, message: impl Into<String>) -> Value {

@@ -6,6 +6,7 @@ mod quotas;
 mod recorder;
 mod tree;
 mod workers;
+pub mod workflow;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -226,11 +227,7 @@ impl Engine {
             .events
             .publish(tenant, &execution_id, "execution.started", started_event);
 
-        let shared = capabilities::Shared {
-            trigger: trigger.as_str(),
-            attempt: trigger.attempt().0,
-            requests: Default::default(),
-        };
+        let shared = capabilities::Shared::new(trigger.as_str(), trigger.attempt().0);
         let tree = CallTree::root(
             self.inner.clone(),
             tenant,

@@ -15,6 +15,9 @@ use crate::domain::{self, FunctionName};
 use crate::sandbox::{Budget, CallSpec, ErrorKind, ErrorRecord, Host, Limits, Nested, PackageMount};
 use crate::store::{NewStep, StoreError, Write};
 
+/// Cloned for each branch of a `gather`: branches share the step they run under, the
+/// execution's counters and the activity log.
+#[derive(Clone)]
 pub(super) struct CallTree {
     pub(super) inner: Arc<Inner>,
     pub tenant: String,
@@ -29,7 +32,7 @@ pub(super) struct CallTree {
     /// What this level did (requests, secret reads, log lines), recorded on its step.
     pub(super) activity: Activity,
     /// Step order within the execution, shared by the whole tree.
-    seq: Arc<AtomicI64>,
+    pub(super) seq: Arc<AtomicI64>,
     /// The tenant's packages, fixed for the whole execution.
     packages: Option<Arc<PackageMount>>,
 }
@@ -71,7 +74,60 @@ impl CallTree {
     }
 }
 
+/// Gathered calls of one execution running on threads of their own at once.
+pub(super) const GATHER_PARALLEL: usize = 8;
+
 impl Host for CallTree {
+    /// Each call on a thread of its own (at most [`GATHER_PARALLEL`] at once), with a stack
+    /// for the levels of nesting still allowed below this one.
+    fn gather(&mut self, calls: Vec<(String, Value)>, budget: Budget) -> Vec<Nested> {
+        let share = Budget {
+            fuel: budget.fuel / calls.len().max(1) as u64,
+            deadline: budget.deadline,
+        };
+        let levels = (self.inner.settings.max_call_depth.saturating_sub(self.depth) + 2) as usize;
+        let stack = levels * (crate::sandbox::WASM_STACK + (1 << 20)) + (8 << 20);
+        let span = tracing::Span::current();
+        let mut out = Vec::with_capacity(calls.len());
+        let mut rest = calls.as_slice();
+        while !rest.is_empty() {
+            // Threads are shared by the whole execution (gathers inside gathers included);
+            // with none free, the next call runs here, on this thread.
+            let slots = self.shared.reserve_threads(rest.len().min(GATHER_PARALLEL));
+            if slots == 0 {
+                let (name, input) = &rest[0];
+                out.push(self.call(name, input.clone(), share));
+                rest = &rest[1..];
+                continue;
+            }
+            let (chunk, tail) = rest.split_at(slots);
+            rest = tail;
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = chunk
+                    .iter()
+                    .map(|(name, input)| {
+                        let (mut branch, span) = (self.clone(), span.clone());
+                        std::thread::Builder::new()
+                            .name("maestro-gather".into())
+                            .stack_size(stack)
+                            .spawn_scoped(scope, move || {
+                                let _span = span.enter();
+                                branch.call(name, input.clone(), share)
+                            })
+                    })
+                    .collect();
+                for h in handles {
+                    out.push(match h.map(|h| h.join()) {
+                        Ok(Ok(n)) => n,
+                        _ => self.fail(ErrorKind::Crash, "a gathered call could not run".into()),
+                    });
+                }
+            });
+            self.shared.release_threads(slots);
+        }
+        out
+    }
+
     fn capability(&mut self, op: &str, frame: &Value, deadline: Instant) -> Value {
         self.use_capability(op, frame, deadline)
     }

@@ -12,6 +12,7 @@ mod packages;
 mod schedules;
 mod tenancy;
 mod webhooks;
+mod workflows;
 
 use std::sync::Arc;
 
@@ -66,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .merge(tenancy::routes())
         .merge(packages::routes())
         .merge(capabilities::routes())
+        .merge(workflows::routes())
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(RequestBodyLimitLayer::new(limit))
         .layer(axum::middleware::from_fn_with_state(limit, declared_size));
@@ -205,17 +207,18 @@ impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for
 
 /// Serialise unix milliseconds as RFC 3339.
 pub fn iso_ms<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&to_iso(*ms))
+    s.serialize_str(&iso(*ms))
 }
 
 pub fn iso_ms_opt<S: Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
     match ms {
-        Some(ms) => s.serialize_str(&to_iso(*ms)),
+        Some(ms) => s.serialize_str(&iso(*ms)),
         None => s.serialize_none(),
     }
 }
 
-fn to_iso(ms: i64) -> String {
+/// Milliseconds since the epoch as RFC 3339 (UTC, milliseconds).
+pub fn iso(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)

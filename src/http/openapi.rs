@@ -615,6 +615,87 @@ const OPS: &[Op] = &[
         200,
         "EgressPolicy",
     ),
+    (
+        "post",
+        "/api/v1/workflows",
+        "workflows",
+        "Create a workflow (a DAG of functions)",
+        Some("WorkflowBody"),
+        201,
+        "Workflow",
+    ),
+    (
+        "get",
+        "/api/v1/workflows",
+        "workflows",
+        "The tenant's workflows",
+        None,
+        200,
+        "Object",
+    ),
+    (
+        "get",
+        "/api/v1/workflows/{name}",
+        "workflows",
+        "One workflow (current version)",
+        None,
+        200,
+        "Workflow",
+    ),
+    (
+        "put",
+        "/api/v1/workflows/{name}",
+        "workflows",
+        "Replace the definition (appends a version)",
+        Some("WorkflowBody"),
+        200,
+        "Workflow",
+    ),
+    (
+        "delete",
+        "/api/v1/workflows/{name}",
+        "workflows",
+        "Delete a workflow",
+        None,
+        204,
+        "",
+    ),
+    (
+        "get",
+        "/api/v1/workflows/{name}/versions",
+        "workflows",
+        "Version history, newest first",
+        None,
+        200,
+        "Object",
+    ),
+    (
+        "post",
+        "/api/v1/workflows/{name}/run",
+        "workflows",
+        "Run it now (202; ?wait=seconds answers the result)",
+        Some("Object"),
+        202,
+        "Object",
+    ),
+    (
+        "get",
+        "/api/v1/workflows/{name}/runs",
+        "workflows",
+        "Its runs (executions with trigger workflow)",
+        None,
+        200,
+        "Object",
+    ),
+    (
+        "get",
+        "/api/v1/workflows/{name}/runs/{id}",
+        "workflows",
+        "One run as its DAG: each node's status, attempts, timings",
+        None,
+        200,
+        "Object",
+    ),
 ];
 
 fn schemas() -> Value {
@@ -674,6 +755,24 @@ fn schemas() -> Value {
         "Page": {"type": "object", "properties": {"total": {"type": "integer"}, "limit": {"type": "integer"},
             "offset": {"type": "integer"}}},
         "EventStream": {"type": "string", "description": "text/event-stream"},
+        "Object": {"type": "object"},
+        "Any": {},
+        "Text": {"type": "string"}
+    })
+}
+
+/// Every component schema.
+fn all_schemas() -> Value {
+    let mut all = schemas();
+    if let (Some(a), Value::Object(b)) = (all.as_object_mut(), more_schemas()) {
+        a.extend(b);
+    }
+    all
+}
+
+/// Schemas of the later resources (kept apart: one `json!` cannot hold them all).
+fn more_schemas() -> Value {
+    json!({
         "PackageBody": {"type": "object", "additionalProperties": false, "required": ["name"], "properties": {
             "name": {"type": "string"}, "version": {"type": "string", "description": "1.2.3 or a specifier such as >=1.2,<2"}}},
         "Package": {"type": "object", "properties": {"name": {"type": "string"}, "version": {"type": "string"},
@@ -697,9 +796,19 @@ fn schemas() -> Value {
             "max_requests_per_execution": {"type": "integer", "default": 100},
             "max_response_bytes": {"type": "integer", "default": 10485760},
             "timeout_seconds": {"type": "number", "default": 30}}},
-        "Object": {"type": "object"},
-        "Any": {},
-        "Text": {"type": "string"}
+        "WorkflowBody": {"type": "object", "required": ["nodes"], "properties": {
+            "name": {"type": "string"},
+            "nodes": {"type": "array", "maxItems": 200, "items": {"oneOf": [{"type": "string"}, {"type": "object", "required": ["function"],
+                "properties": {"function": {"type": "string"}, "retries": {"type": "integer"}, "retry_delay_seconds": {"type": "number"},
+                    "backoff_factor": {"type": "number"}, "timeout_seconds": {"type": "number"}}}]}},
+            "edges": {"type": "array", "items": {"oneOf": [{"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "string"}},
+                {"type": "object", "properties": {"parents": {"type": "array", "items": {"type": "string"}},
+                    "children": {"type": "array", "items": {"type": "string"}}}}]}},
+            "config": {"type": "object"}, "concurrency": {"type": "integer", "minimum": 1, "maximum": 32},
+            "description": {"type": "string"}}},
+        "Workflow": {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"}, "version": {"type": "integer"},
+            "nodes": {"type": "array"}, "edges": {"type": "array"}, "config": {"type": "object"}, "concurrency": {"type": "integer"},
+            "isolated": {"type": "array", "items": {"type": "string"}}}}
     })
 }
 
@@ -745,7 +854,7 @@ pub fn document() -> Value {
                  "description": "Run untrusted Python functions in a WebAssembly sandbox and wire them together."},
         "paths": paths,
         "components": {
-            "schemas": schemas(),
+            "schemas": all_schemas(),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
         }
     })

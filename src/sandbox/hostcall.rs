@@ -3,7 +3,8 @@
 //! `host.call(req_ptr, req_len, out_ptr_ptr, out_len_ptr) -> i32` carries small JSON frames:
 //! `{"op": "prelude"}` (the precompiled prelude, as marshal bytes), `{"op": "begin"}` (the call's input and, the first time, the code), `{"op": "end", ...}`
 //! (the result), `{"op": "resolve", "function"}` (is that name callable?) and
-//! `{"op": "call", "function", "input"}` (run another function), and the capabilities
+//! `{"op": "call", "function", "input"}` (run another function), `{"op": "gather", "input":
+//! [[name, input], ...]}` (run several at once), and the capabilities
 //! `http`, `secret`, `log` and `context` (answered by the [`super::Host`]). Every frame is untrusted:
 //! user code can call `_host.call` directly with anything.
 //!
@@ -120,6 +121,7 @@ fn handle(caller: &mut Caller<'_, HostState>, frame: Frame, raw: Vec<u8>) -> Vec
             json!({ "found": found }).to_string().into_bytes()
         }
         "call" => nested(caller, &frame.function, frame.input),
+        "gather" => gather(caller, frame.input),
         "http" | "secret" | "log" | "context" => {
             let deadline = call.deadline;
             let Some(host) = call.host.as_mut() else {
@@ -161,6 +163,54 @@ fn nested(caller: &mut Caller<'_, HostState>, name: &str, input: Value) -> Vec<u
     }
     .to_string()
     .into_bytes()
+}
+
+/// Most calls one `gather` may ask for.
+const MAX_GATHER: usize = 64;
+
+/// Run several functions at once (`input` is `[[name, input], ...]`), each with an equal
+/// share of this call's remaining fuel and its deadline; charge what they used in all.
+fn gather(caller: &mut Caller<'_, HostState>, input: Value) -> Vec<u8> {
+    let calls: Vec<(String, Value)> = match serde_json::from_value(input) {
+        Ok(c) => c,
+        Err(e) => {
+            let e = ErrorRecord::new(
+                ErrorKind::InputValidation,
+                format!("gather takes [(name, input), ...]: {e}"),
+            );
+            return json!({"ok": false, "error": e}).to_string().into_bytes();
+        }
+    };
+    if calls.len() > MAX_GATHER {
+        let e = ErrorRecord::new(ErrorKind::CallLimit, format!("at most {MAX_GATHER} calls per gather"));
+        return json!({"ok": false, "error": e}).to_string().into_bytes();
+    }
+    let remaining = caller.get_fuel().unwrap_or(0);
+    let Some(call) = caller.data_mut().call.as_mut() else {
+        return b"{}".to_vec();
+    };
+    let budget = Budget {
+        fuel: remaining,
+        deadline: call.deadline,
+    };
+    let Some(mut host) = call.host.take() else {
+        let e = ErrorRecord::new(ErrorKind::Crash, "re-entrant call");
+        return json!({"ok": false, "error": e}).to_string().into_bytes();
+    };
+    let results = host.gather(calls, budget);
+    if let Some(call) = caller.data_mut().call.as_mut() {
+        call.host = Some(host);
+    }
+    let used: u64 = results.iter().map(|n| n.fuel_used).sum();
+    let _ = caller.set_fuel(remaining.saturating_sub(used));
+    let results: Vec<Value> = results
+        .into_iter()
+        .map(|n| match n.result {
+            Ok(output) => json!({"ok": true, "output": output}),
+            Err(error) => json!({"ok": false, "error": error}),
+        })
+        .collect();
+    json!({"ok": true, "results": results}).to_string().into_bytes()
 }
 
 /// Allocate the reply in the guest, copy it in, and store its pointer and length.

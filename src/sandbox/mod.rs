@@ -60,6 +60,8 @@ pub enum ErrorKind {
     SyntaxError,
     InvalidCode,
     Interrupted,
+    /// A workflow node failed (after its retries).
+    NodeFailed,
 }
 
 /// An error as stored on steps and executions and shown by the API.
@@ -147,6 +149,18 @@ pub trait Host: Send {
     fn resolve(&mut self, name: &str) -> bool;
     /// Run `name` with `input` within `budget` (the caller's remaining fuel and deadline).
     fn call(&mut self, name: &str, input: Value, budget: Budget) -> Nested;
+    /// Run several calls, each within its share of `budget`; results in the order asked.
+    /// The default runs them one after another.
+    fn gather(&mut self, calls: Vec<(String, Value)>, budget: Budget) -> Vec<Nested> {
+        let share = Budget {
+            fuel: budget.fuel / calls.len().max(1) as u64,
+            deadline: budget.deadline,
+        };
+        calls
+            .into_iter()
+            .map(|(name, input)| self.call(&name, input, share))
+            .collect()
+    }
     /// A capability frame (`http`, `secret`, `log`, `context`); answers the JSON reply.
     fn capability(&mut self, op: &str, frame: &Value, deadline: Instant) -> Value {
         let _ = (frame, deadline);

@@ -12,6 +12,7 @@ mod packages;
 mod schedules;
 mod tenancy;
 mod webhooks;
+mod workflows;
 
 use std::time::Duration;
 
@@ -25,6 +26,7 @@ pub use packages::{InstalledPackage, NewPackage, PackageJob, StoredWheel};
 pub use schedules::{NewRun, Schedule, ScheduleFields, ScheduleRun};
 pub use tenancy::{AuditEntry, Grant, Subtenant};
 pub use webhooks::{Webhook, WebhookFields};
+pub use workflows::{Workflow, WorkflowVersion};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

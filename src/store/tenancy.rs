@@ -42,7 +42,9 @@ pub struct AuditEntry {
 }
 
 /// Every table whose rows belong to a tenant, children first (a forced delete empties them).
-const TENANT_TABLES: [&str; 11] = [
+const TENANT_TABLES: [&str; 13] = [
+    "workflow_versions",
+    "workflows",
     "secrets",
     "egress_policies",
     "packages",

@@ -1,0 +1,273 @@
+//! `/api/v1/workflows`: DAGs of functions (create, list, show, update = new version,
+//! delete, versions), manual runs, and their runs with each node's status.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{no_content, ApiJson, ApiQuery, AppState};
+use crate::auth::Caller;
+use crate::domain::FunctionName;
+use crate::engine::workflow::merge_config;
+use crate::error::{ApiError, ApiResult};
+use crate::store::{ExecutionFilter, Workflow};
+use crate::workflows::{Definition, DefinitionIn};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/workflows", post(create).get(list))
+        .route("/workflows/{name}", get(show).put(update).delete(remove))
+        .route("/workflows/{name}/versions", get(versions))
+        .route("/workflows/{name}/run", post(run))
+        .route("/workflows/{name}/runs", get(runs))
+        .route("/workflows/{name}/runs/{id}", get(run_view))
+}
+
+/// Check a body: its shape, then that every node is a function of the tenant.
+async fn definition(state: &AppState, tenant: &str, body: Value) -> ApiResult<Definition> {
+    let parsed: DefinitionIn = serde_json::from_value(body).map_err(|e| ApiError::invalid("body", e.to_string()))?;
+    let def = parsed.check().map_err(|e| ApiError::invalid(e.field, e.message))?;
+    let mut unknown = Vec::new();
+    for n in &def.nodes {
+        if !state.store.function_exists(tenant, &n.function).await? {
+            unknown.push(n.function.as_str());
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(ApiError::invalid(
+            "nodes",
+            format!("no function named {} in this tenant", unknown.join(", ")),
+        ));
+    }
+    Ok(def)
+}
+
+fn view(w: &Workflow) -> Value {
+    let mut v = json!(w);
+    v["isolated"] = json!(w.definition.isolated());
+    v
+}
+
+#[derive(Deserialize)]
+struct CreateBody {
+    name: String,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, Value>,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateBody>,
+) -> ApiResult<Response> {
+    FunctionName::parse(&body.name)?;
+    let def = definition(&state, &caller.tenant, Value::Object(body.rest)).await?;
+    let w = state
+        .store
+        .create_workflow(&caller.tenant, &body.name, &def, &caller.email)
+        .await?;
+    super::audit(
+        &state,
+        &caller,
+        &caller.tenant,
+        "workflow.create",
+        &format!("workflow:{}", w.name),
+        None,
+    )
+    .await;
+    Ok((StatusCode::CREATED, Json(view(&w))).into_response())
+}
+
+async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    let list: Vec<Value> = state
+        .store
+        .list_workflows(&caller.tenant)
+        .await?
+        .iter()
+        .map(view)
+        .collect();
+    Ok(Json(json!({ "workflows": list })))
+}
+
+async fn show(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(view(&state.store.get_workflow(&caller.tenant, &name).await?)))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<serde_json::Map<String, Value>>,
+) -> ApiResult<Json<Value>> {
+    let mut body = body;
+    if body.remove("name").is_some_and(|n| n != json!(name)) {
+        return Err(ApiError::invalid("name", "a workflow cannot be renamed"));
+    }
+    let def = definition(&state, &caller.tenant, Value::Object(body)).await?;
+    let w = state
+        .store
+        .update_workflow(&caller.tenant, &name, &def, &caller.email)
+        .await?;
+    super::audit(
+        &state,
+        &caller,
+        &caller.tenant,
+        "workflow.update",
+        &format!("workflow:{name}"),
+        None,
+    )
+    .await;
+    Ok(Json(view(&w)))
+}
+
+async fn remove(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult<Response> {
+    state.store.delete_workflow(&caller.tenant, &name).await?;
+    super::audit(
+        &state,
+        &caller,
+        &caller.tenant,
+        "workflow.delete",
+        &format!("workflow:{name}"),
+        None,
+    )
+    .await;
+    Ok(no_content())
+}
+
+async fn versions(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    let v = state.store.workflow_versions(&caller.tenant, &name).await?;
+    Ok(Json(json!({ "versions": v })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RunBody {
+    config: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct RunQuery {
+    /// Wait for the run to end (at most this many seconds) and answer its result.
+    wait: Option<f64>,
+}
+
+async fn run(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiQuery(q): ApiQuery<RunQuery>,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let body: RunBody = match body.iter().all(u8::is_ascii_whitespace) {
+        true => RunBody::default(),
+        false => super::parse_json(&body)?,
+    };
+    let w = state.store.get_workflow(&caller.tenant, &name).await?;
+    let config = merge_config(&w.definition.config, body.config.as_ref())?;
+    let wait = q.wait.unwrap_or(0.0);
+    if !(0.0..=300.0).contains(&wait) {
+        return Err(ApiError::invalid("wait", "seconds between 0 and 300"));
+    }
+    let started = state.engine.run_workflow(&caller.tenant, &w, config).await?;
+    let id = started.execution_id.clone();
+    let location = format!("/api/v1/executions/{id}");
+    if wait > 0.0 {
+        if let Ok(Ok((status, output, error))) =
+            tokio::time::timeout(std::time::Duration::from_secs_f64(wait), started.done).await
+        {
+            // The answer reads what is committed, like an invoke.
+            state.engine.flush(&id).await;
+            return Ok(
+                Json(json!({"execution_id": id, "status": status, "output": output, "error": error})).into_response(),
+            );
+        }
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location.clone())],
+        Json(json!({"execution_id": id, "status": "running", "status_url": location})),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct RunsQuery {
+    status: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+async fn runs(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiQuery(q): ApiQuery<RunsQuery>,
+) -> ApiResult<Json<Value>> {
+    state.store.get_workflow(&caller.tenant, &name).await?;
+    let filter = ExecutionFilter {
+        function: Some(name),
+        status: q.status,
+        trigger: Some("workflow".into()),
+        trigger_id: None,
+        limit: q.limit.unwrap_or(50).clamp(1, 500),
+        offset: q.offset.unwrap_or(0).max(0),
+    };
+    let (runs, total) = state.store.list_executions(&caller.tenant, &filter).await?;
+    Ok(Json(json!({"runs": runs, "total": total})))
+}
+
+/// A run as its DAG: each node's status, attempts and timings, from its steps.
+async fn run_view(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((name, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let execution = state.store.get_execution(&caller.tenant, &id).await?;
+    if execution.trigger != "workflow" || execution.call.function_name != name {
+        return Err(ApiError::NotFound(format!("{name} has no run {id}")));
+    }
+    let versions = state.store.workflow_versions(&caller.tenant, &name).await?;
+    let Some(def) = versions
+        .iter()
+        .find(|v| Some(v.version) == execution.call.function_version)
+        .map(|v| &v.definition)
+    else {
+        return Err(ApiError::NotFound(format!(
+            "the version of {name} that ran {id} is gone"
+        )));
+    };
+    let steps = state.store.list_steps(&caller.tenant, &id).await?;
+    let mut nodes: BTreeMap<&str, Value> = BTreeMap::new();
+    for n in &def.nodes {
+        let mine: Vec<_> = steps
+            .iter()
+            .filter(|s| s.depth == 1 && s.call.function_name == n.function)
+            .collect();
+        let last = mine.last();
+        nodes.insert(
+            n.function.as_str(),
+            json!({
+                "status": last.map_or("pending", |s| s.call.status.as_str()),
+                "attempts": mine.iter().filter(|s| s.call.status != "skipped").count(),
+                "started_at": mine.first().map(|s| crate::http::iso(s.call.started_at)),
+                "finished_at": last.and_then(|s| s.call.finished_at.map(crate::http::iso)),
+                "duration_ms": last.and_then(|s| s.call.duration_ms),
+                "output": last.and_then(|s| s.call.output.clone()),
+                "error": last.and_then(|s| s.call.error.clone()),
+                "steps": mine.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+            }),
+        );
+    }
+    Ok(Json(json!({
+        "execution_id": id, "workflow": name, "version": execution.call.function_version,
+        "status": execution.call.status, "nodes": nodes, "edges": def.edges,
+        "started_at": crate::http::iso(execution.call.started_at),
+        "finished_at": execution.call.finished_at.map(crate::http::iso),
+    })))
+}
