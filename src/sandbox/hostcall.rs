@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use wasmtime::{Caller, Extern, Linker};
 
 use super::instance::HostState;
-use super::{Budget, ErrorKind, ErrorRecord};
+use super::{Budget, ErrorKind, ErrorRecord, Host, Nested};
 
 /// A guest frame larger than this is refused (inputs are capped far below it).
 const MAX_FRAME: usize = 64 << 20;
@@ -138,31 +138,51 @@ fn handle(caller: &mut Caller<'_, HostState>, frame: Frame, raw: Vec<u8>) -> Vec
     }
 }
 
-/// Run another function with this call's remaining fuel and deadline; charge what it used.
-fn nested(caller: &mut Caller<'_, HostState>, name: &str, input: Value) -> Vec<u8> {
+fn failed(e: ErrorRecord) -> Vec<u8> {
+    json!({"ok": false, "error": e}).to_string().into_bytes()
+}
+
+/// A call's result as the guest reads it.
+fn reply_of(n: Nested) -> Value {
+    match n.result {
+        Ok(output) => json!({"ok": true, "output": output}),
+        Err(error) => json!({"ok": false, "error": error}),
+    }
+}
+
+/// Lend the host to `run` with this call's remaining fuel and deadline as the budget, then
+/// charge the fuel `run` reports it used.
+fn with_host<T>(
+    caller: &mut Caller<'_, HostState>,
+    run: impl FnOnce(&mut dyn Host, Budget) -> (T, u64),
+) -> Result<T, Vec<u8>> {
     let remaining = caller.get_fuel().unwrap_or(0);
     let Some(call) = caller.data_mut().call.as_mut() else {
-        return b"{}".to_vec();
+        return Err(b"{}".to_vec());
     };
     let budget = Budget {
         fuel: remaining,
         deadline: call.deadline,
     };
     let Some(mut host) = call.host.take() else {
-        let e = ErrorRecord::new(ErrorKind::Crash, "re-entrant call");
-        return json!({"ok": false, "error": e}).to_string().into_bytes();
+        return Err(failed(ErrorRecord::new(ErrorKind::Crash, "re-entrant call")));
     };
-    let nested = host.call(name, input, budget);
+    let (out, used) = run(host.as_mut(), budget);
     if let Some(call) = caller.data_mut().call.as_mut() {
         call.host = Some(host);
     }
-    let _ = caller.set_fuel(remaining.saturating_sub(nested.fuel_used));
-    match nested.result {
-        Ok(output) => json!({"ok": true, "output": output}),
-        Err(error) => json!({"ok": false, "error": error}),
-    }
-    .to_string()
-    .into_bytes()
+    let _ = caller.set_fuel(remaining.saturating_sub(used));
+    Ok(out)
+}
+
+/// Run another function with this call's remaining fuel and deadline; charge what it used.
+fn nested(caller: &mut Caller<'_, HostState>, name: &str, input: Value) -> Vec<u8> {
+    with_host(caller, |host, budget| {
+        let n = host.call(name, input, budget);
+        let used = n.fuel_used;
+        (reply_of(n), used)
+    })
+    .map_or_else(|e| e, |v| v.to_string().into_bytes())
 }
 
 /// Most calls one `gather` may ask for.
@@ -174,43 +194,20 @@ fn gather(caller: &mut Caller<'_, HostState>, input: Value) -> Vec<u8> {
     let calls: Vec<(String, Value)> = match serde_json::from_value(input) {
         Ok(c) => c,
         Err(e) => {
-            let e = ErrorRecord::new(
-                ErrorKind::InputValidation,
-                format!("gather takes [(name, input), ...]: {e}"),
-            );
-            return json!({"ok": false, "error": e}).to_string().into_bytes();
+            let message = format!("gather takes [(name, input), ...]: {e}");
+            return failed(ErrorRecord::new(ErrorKind::InputValidation, message));
         }
     };
     if calls.len() > MAX_GATHER {
-        let e = ErrorRecord::new(ErrorKind::CallLimit, format!("at most {MAX_GATHER} calls per gather"));
-        return json!({"ok": false, "error": e}).to_string().into_bytes();
+        let message = format!("at most {MAX_GATHER} calls per gather");
+        return failed(ErrorRecord::new(ErrorKind::CallLimit, message));
     }
-    let remaining = caller.get_fuel().unwrap_or(0);
-    let Some(call) = caller.data_mut().call.as_mut() else {
-        return b"{}".to_vec();
-    };
-    let budget = Budget {
-        fuel: remaining,
-        deadline: call.deadline,
-    };
-    let Some(mut host) = call.host.take() else {
-        let e = ErrorRecord::new(ErrorKind::Crash, "re-entrant call");
-        return json!({"ok": false, "error": e}).to_string().into_bytes();
-    };
-    let results = host.gather(calls, budget);
-    if let Some(call) = caller.data_mut().call.as_mut() {
-        call.host = Some(host);
-    }
-    let used: u64 = results.iter().map(|n| n.fuel_used).sum();
-    let _ = caller.set_fuel(remaining.saturating_sub(used));
-    let results: Vec<Value> = results
-        .into_iter()
-        .map(|n| match n.result {
-            Ok(output) => json!({"ok": true, "output": output}),
-            Err(error) => json!({"ok": false, "error": error}),
-        })
-        .collect();
-    json!({"ok": true, "results": results}).to_string().into_bytes()
+    with_host(caller, |host, budget| {
+        let results = host.gather(calls, budget);
+        let used = results.iter().map(|n| n.fuel_used).sum();
+        (results.into_iter().map(reply_of).collect::<Vec<_>>(), used)
+    })
+    .map_or_else(|e| e, |r| json!({"ok": true, "results": r}).to_string().into_bytes())
 }
 
 /// Allocate the reply in the guest, copy it in, and store its pointer and length.
