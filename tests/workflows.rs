@@ -146,7 +146,19 @@ async fn seed_dag_and_validation(b: Backend) {
         view(&app, "test_workflow", id).await["nodes"]["leaf"]["status"],
         "succeeded"
     );
+    // A function a workflow runs cannot be deleted from under it.
+    let (s, v) = app.call(Method::DELETE, "/api/v1/functions/a", None).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("workflow test_workflow"),
+        "{v}"
+    );
     let (s, _) = app.call(Method::DELETE, "/api/v1/workflows/test_workflow", None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = app.call(Method::DELETE, "/api/v1/functions/a", None).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     app.stop().await;
 }

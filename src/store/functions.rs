@@ -261,11 +261,13 @@ impl Store {
         let id: String = row.try_get("id")?;
         let paths = super::webhooks::paths_for_function(&mut tx, tenant, name).await?;
         let schedules = super::schedules::names_for_function(&mut tx, tenant, name).await?;
-        if !paths.is_empty() || !schedules.is_empty() {
+        let workflows = super::workflows::names_for_function(&mut tx, tenant, name).await?;
+        if !paths.is_empty() || !schedules.is_empty() || !workflows.is_empty() {
             let users: Vec<String> = paths
                 .iter()
                 .map(|p| format!("webhook {p}"))
                 .chain(schedules.iter().map(|s| format!("schedule {s}")))
+                .chain(workflows.iter().map(|w| format!("workflow {w}")))
                 .collect();
             return Err(StoreError::Conflict(format!(
                 "function {name} is run by {}; delete or repoint them first",

@@ -154,6 +154,26 @@ impl Store {
     }
 }
 
+/// Names of the tenant's workflows whose current version runs `function`.
+pub(super) async fn names_for_function(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant: &str,
+    function: &str,
+) -> StoreResult<Vec<String>> {
+    let rows = sqlx::query(&format!("{SELECT} where w.tenant = $1 order by w.name"))
+        .bind(tenant)
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut out = Vec::new();
+    for r in &rows {
+        let w = workflow_from(r)?;
+        if w.definition.nodes.iter().any(|n| n.function == function) {
+            out.push(w.name);
+        }
+    }
+    Ok(out)
+}
+
 async fn insert_version(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     (tenant, id): (&str, &str),
