@@ -155,11 +155,20 @@ async fn run(
     let sweeper = tokio::spawn(sweep_stale(state.store.clone()));
     let retention = tokio::spawn(purge_old(state.store.clone(), state.settings.retention_days));
     let scheduler = tokio::spawn(state.scheduler.clone().run());
+    // Taking over other servers' stranded workflow runs is background work like the
+    // scheduler's, and follows its switch.
+    let resumer = state
+        .scheduler
+        .enabled
+        .then(|| tokio::spawn(state.engine.clone().resume_loop()));
     let app = http::router(state);
     let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     sweeper.abort();
     retention.abort();
     scheduler.abort();
+    if let Some(r) = resumer {
+        r.abort();
+    }
     Ok(result?)
 }
 

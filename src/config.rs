@@ -186,6 +186,11 @@ pub struct Settings {
     /// tick still runs if it is at most this old.
     #[arg(long, env = "SCHEDULER_CATCHUP_SECONDS", default_value_t = 300.0)]
     pub scheduler_catchup_seconds: f64,
+    /// How long a server's claim on a running workflow lasts without renewal, in
+    /// milliseconds. The server driving a run renews it; when that server stops, another
+    /// (or the same after a restart) resumes the run once the lease has run out.
+    #[arg(long, env = "WORKFLOW_LEASE_MS", default_value_t = 15_000)]
+    pub workflow_lease_ms: u64,
     /// Let tenants' egress rules reach private and loopback addresses (`allow_private`).
     /// Off by default: a tenant member could otherwise reach services inside the network.
     /// Link-local addresses (cloud metadata) stay unreachable either way.

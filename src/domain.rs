@@ -216,3 +216,58 @@ mod tests {
         assert!(webhook_method("TRACE").is_err());
     }
 }
+
+/// What a webhook or schedule runs: a function or a workflow of the same tenant. Shown and
+/// written as `function_name` or `workflow_name`; stored as the two columns of that name,
+/// `function_name` empty for a workflow (a function's name is never empty).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Target {
+    #[serde(rename = "function_name")]
+    Function(String),
+    #[serde(rename = "workflow_name")]
+    Workflow(String),
+}
+
+impl Target {
+    pub fn name(&self) -> &str {
+        match self {
+            Target::Function(n) | Target::Workflow(n) => n,
+        }
+    }
+
+    /// The stored columns: (function_name, workflow_name).
+    pub fn columns(&self) -> (&str, Option<&str>) {
+        match self {
+            Target::Function(n) => (n, None),
+            Target::Workflow(n) => ("", Some(n)),
+        }
+    }
+
+    pub fn from_columns(function: String, workflow: Option<String>) -> Target {
+        match workflow.filter(|w| !w.is_empty()) {
+            Some(w) => Target::Workflow(w),
+            None => Target::Function(function),
+        }
+    }
+
+    /// From a body's `function_name` / `workflow_name` (at most one), else `base` (an
+    /// update keeps its target). Names that cannot exist read as unknown.
+    pub fn from_body(
+        function: Option<&str>,
+        workflow: Option<&str>,
+        base: Option<&Target>,
+    ) -> Result<Target, (&'static str, String)> {
+        let known = |field: &'static str, kind: &str, n: &str| {
+            FunctionName::parse(n)
+                .map(|_| n.to_string())
+                .map_err(|_| (field, format!("there is no {kind} named {n:?}")))
+        };
+        match (function, workflow, base) {
+            (Some(_), Some(_), _) => Err(("workflow_name", "give function_name or workflow_name, not both".into())),
+            (Some(f), None, _) => Ok(Target::Function(known("function_name", "function", f)?)),
+            (None, Some(w), _) => Ok(Target::Workflow(known("workflow_name", "workflow", w)?)),
+            (None, None, Some(b)) => Ok(b.clone()),
+            (None, None, None) => Err(("function_name", "required (or workflow_name)".into())),
+        }
+    }
+}

@@ -66,6 +66,28 @@ pub struct DefinitionIn {
     concurrency: Option<u32>,
     #[serde(default)]
     description: Option<String>,
+    #[serde(default)]
+    schedule: Option<WorkflowSchedule>,
+}
+
+/// When the workflow runs by itself: a cron expression in an IANA time zone, fired by the
+/// schedules engine (its own schedule, named `workflow:<name>`, kept in step with this).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowSchedule {
+    #[serde(alias = "cron")]
+    pub cron_expression: String,
+    #[serde(default = "utc")]
+    pub timezone: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn utc() -> String {
+    "UTC".into()
+}
+fn yes() -> bool {
+    true
 }
 
 /// A checked definition, as stored.
@@ -76,6 +98,8 @@ pub struct Definition {
     pub config: Value,
     pub concurrency: u32,
     pub description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<WorkflowSchedule>,
 }
 
 /// A rejected definition: which field and why.
@@ -164,12 +188,17 @@ impl DefinitionIn {
         if !(1..=32).contains(&concurrency) {
             return Err(invalid("concurrency", "1 to 32 nodes at once"));
         }
+        if let Some(s) = &self.schedule {
+            crate::scheduler::Timing::parse(&s.cron_expression, &s.timezone)
+                .map_err(|e| invalid("schedule", e.to_string()))?;
+        }
         let def = Definition {
             nodes,
             edges,
             config,
             concurrency,
             description: self.description.unwrap_or_default(),
+            schedule: self.schedule,
         };
         if let Some((node, n)) = def.children().iter().find(|(_, c)| c.len() > MAX_CHILDREN) {
             return Err(invalid(

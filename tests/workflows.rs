@@ -8,13 +8,6 @@ use common::{start, Backend, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-async fn functions(app: &TestApp, list: &[(&str, &str)]) {
-    for (name, body) in list {
-        app.create(name, &format!("import maestro, time\ndef {name}(input):\n{body}\n"))
-            .await;
-    }
-}
-
 async fn run(app: &TestApp, name: &str, body: Value) -> Value {
     let (s, v) = app.post(&format!("/api/v1/workflows/{name}/run?wait=60"), body).await;
     assert_eq!(s, StatusCode::OK, "{v}");
@@ -33,9 +26,7 @@ fn ts(v: &Value) -> chrono::DateTime<chrono::FixedOffset> {
 
 async fn seed_dag_and_validation(b: Backend) {
     let app = start(b).await;
-    functions(
-        &app,
-        &[
+    app.define(&[
             ("pass_2", "    return {'value': 2, 'config': input['config']}"),
             ("add_3", "    return {'key': input['pass_2']['value'] + 3}"),
             ("print_return_none", "    print(input['pass_2']['value'] + input['add_3']['key'])"),
@@ -88,11 +79,8 @@ async fn seed_dag_and_validation(b: Backend) {
     assert_eq!(runs["total"], 1, "{runs}");
 
     // Bad definitions: clear 400s naming what is wrong.
-    functions(
-        &app,
-        &[("a", "    return 1"), ("b", "    return 1"), ("c", "    return 1")],
-    )
-    .await;
+    app.define(&[("a", "    return 1"), ("b", "    return 1"), ("c", "    return 1")])
+        .await;
     let other = app.token_for("x");
     let (s, _) = app
         .call_as(
@@ -165,9 +153,7 @@ async fn seed_dag_and_validation(b: Backend) {
 
 async fn parallel_retries_and_failures(b: Backend) {
     let app = start(b).await;
-    functions(
-        &app,
-        &[
+    app.define(&[
             ("start", "    return 'go'"),
             ("nap_a", "    time.sleep(0.4)\n    return 'a'"),
             ("nap_b", "    time.sleep(0.4)\n    return 'b'"),

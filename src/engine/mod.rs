@@ -2,6 +2,7 @@
 //! and record the execution and one step per function call.
 
 mod capabilities;
+mod orchestrator;
 mod quotas;
 mod recorder;
 mod tree;
@@ -17,7 +18,7 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 use crate::config::Settings;
-use crate::domain::{self, FunctionSettings};
+use crate::domain::{self, FunctionSettings, Target};
 use crate::error::ApiError;
 use crate::sandbox::{Budget, CallSpec, ErrorKind, ErrorRecord, Isolation, Limits, Outcome, Sandbox, WASM_STACK};
 use crate::store::{Function, NewStep, StepFinish, Store, Write};
@@ -46,6 +47,10 @@ pub enum Trigger {
         attempt: i64,
         retry_of: Option<String>,
     },
+    /// A workflow's manual run (`POST /workflows/{name}/run`); `id` is the workflow's.
+    Workflow {
+        id: String,
+    },
 }
 
 impl Trigger {
@@ -54,13 +59,14 @@ impl Trigger {
             Trigger::Manual => "manual",
             Trigger::Webhook { .. } => "webhook",
             Trigger::Schedule { .. } => "schedule",
+            Trigger::Workflow { .. } => "workflow",
         }
     }
 
     pub fn id(&self) -> Option<&str> {
         match self {
             Trigger::Manual => None,
-            Trigger::Webhook { id, .. } | Trigger::Schedule { id, .. } => Some(id),
+            Trigger::Webhook { id, .. } | Trigger::Schedule { id, .. } | Trigger::Workflow { id } => Some(id),
         }
     }
 
@@ -69,6 +75,29 @@ impl Trigger {
         match self {
             Trigger::Schedule { attempt, retry_of, .. } => (Some(*attempt), retry_of.clone()),
             _ => (None, None),
+        }
+    }
+}
+
+/// A started run of a function or a workflow (what webhooks and schedules start).
+pub enum Launched {
+    Function(Started),
+    Workflow(workflow::WorkflowRun),
+}
+
+impl Launched {
+    pub fn execution_id(&self) -> &str {
+        match self {
+            Launched::Function(s) => &s.execution_id,
+            Launched::Workflow(w) => &w.execution_id,
+        }
+    }
+
+    /// Wait for the run to end and its record to be committed.
+    pub async fn wait(self) -> Result<InvokeResult, ApiError> {
+        match self {
+            Launched::Function(s) => s.wait().await,
+            Launched::Workflow(w) => w.wait().await,
         }
     }
 }
@@ -103,6 +132,8 @@ pub(crate) struct Inner {
     packages: Arc<crate::packages::Packages>,
     egress: Arc<crate::egress::Egress>,
     vault: Arc<crate::secrets::Vault>,
+    /// This server's name in leases (workflow runs) and the scheduler's status.
+    node_id: String,
 }
 
 #[derive(Clone)]
@@ -126,7 +157,10 @@ impl Engine {
         let rt = tokio::runtime::Handle::current();
         let recorder = Recorder::spawn(store.clone());
         let limiter = Limiter::new(store.clone(), settings.clone());
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "maestro".into());
+        let node_id = format!("{host}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let inner = Inner {
+            node_id,
             events,
             packages,
             egress,
@@ -141,6 +175,10 @@ impl Engine {
             schemas: Mutex::new(HashMap::new()),
         };
         Ok(Engine { inner: Arc::new(inner) })
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.inner.node_id
     }
 
     pub fn sandbox(&self) -> &Arc<Sandbox> {
@@ -317,6 +355,27 @@ impl Engine {
             done,
             inner: self.inner.clone(),
         })
+    }
+
+    /// Start what a webhook or schedule targets. A workflow takes the input as its run
+    /// config (merged over its default), so the input must be an object.
+    pub async fn start_target(
+        &self,
+        tenant: &str,
+        target: &Target,
+        input: Value,
+        trigger: Trigger,
+    ) -> Result<Launched, ApiError> {
+        match target {
+            Target::Function(name) => Ok(Launched::Function(self.start(tenant, name, input, trigger).await?)),
+            Target::Workflow(name) => {
+                let wf = self.inner.store.get_workflow(tenant, name).await?;
+                let config = workflow::merge_config(&wf.definition.config, Some(&input))?;
+                Ok(Launched::Workflow(
+                    self.run_workflow(tenant, &wf, config, trigger).await?,
+                ))
+            }
+        }
     }
 
     /// Check `input` against the input schema of `name`'s current version (a schedule's

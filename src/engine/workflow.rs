@@ -1,32 +1,51 @@
-//! Running a workflow: one execution (trigger `workflow`), each node attempt a step under
-//! it. Nodes whose parents all succeeded run, up to the workflow's concurrency at once, on
-//! the sandbox workers; a failed node is retried per its policy (each attempt its own step,
-//! with `maestro.context.attempt`), then fails the run and its descendants are recorded as
-//! `skipped`. Independent branches still finish.
+//! Starting and resuming workflow runs. A run is one execution (trigger `workflow`,
+//! `schedule` or `webhook`) whose node attempts are its depth-1 steps; `workflow_runs` keeps
+//! what it runs and which server drives it under a lease (see `orchestrator`). A run whose
+//! server stopped is taken over once its lease runs out: steps left running are closed as
+//! interrupted, finished nodes keep their stored outputs, and the rest run.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 use super::capabilities::Shared;
+use super::orchestrator::{Orchestrator, Prior, State};
 use super::tree::CallTree;
-use super::{Engine, Inner};
+use super::{Engine, InvokeResult, Trigger};
 use crate::error::ApiError;
-use crate::sandbox::{Budget, ErrorKind, ErrorRecord, Nested};
-use crate::store::{NewStep, StepFinish, Workflow, Write};
+use crate::sandbox::{ErrorKind, ErrorRecord};
+use crate::store::{now_ms, NewStep, StepFinish, StepRecord, Workflow, WorkflowRunRow, Write};
 use crate::workflows::Definition;
 
 /// The longest a workflow run may take in all (the sweeper's deadline for it).
 const RUN_LIMIT: Duration = Duration::from_secs(6 * 3600);
+/// A run taken over this many times is failed rather than resumed again: something about it
+/// keeps stopping its servers.
+const MAX_RESUMES: i64 = 5;
 
-/// A started run; `done` carries its final status and output.
+/// A started run; `wait` answers its end once recorded.
 pub struct WorkflowRun {
     pub execution_id: String,
-    pub done: oneshot::Receiver<(&'static str, Value, Option<ErrorRecord>)>,
+    done: oneshot::Receiver<InvokeResult>,
+}
+
+impl WorkflowRun {
+    pub async fn wait(self) -> Result<InvokeResult, ApiError> {
+        self.done.await.map_err(|_| {
+            ApiError::Internal(anyhow::anyhow!(
+                "workflow run {} is now driven by another server",
+                self.execution_id
+            ))
+        })
+    }
+
+    /// The end, if it comes within `wait`.
+    pub async fn wait_for(self, wait: Duration) -> Option<InvokeResult> {
+        tokio::time::timeout(wait, self.done).await.ok()?.ok()
+    }
 }
 
 /// The run's config: the workflow's default with the run's own keys over it.
@@ -35,26 +54,43 @@ pub fn merge_config(base: &Value, run: Option<&Value>) -> Result<Value, ApiError
     match run {
         None | Some(Value::Null) => {}
         Some(Value::Object(m)) => out.extend(m.clone()),
-        Some(_) => return Err(ApiError::invalid("config", "config must be a JSON object")),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "config",
+                "a workflow's run config (a webhook's body or a schedule's input) must be a JSON object",
+            ))
+        }
     }
     Ok(Value::Object(out))
 }
 
-#[derive(Debug, Clone, PartialEq)]
-enum State {
-    Pending,
-    Running,
-    Succeeded(Value),
-    Failed,
-    Skipped,
-}
-
 impl Engine {
-    pub async fn run_workflow(&self, tenant: &str, wf: &Workflow, config: Value) -> Result<WorkflowRun, ApiError> {
+    /// Start a run of the workflow's current version with `config`.
+    pub async fn run_workflow(
+        &self,
+        tenant: &str,
+        wf: &Workflow,
+        config: Value,
+        trigger: Trigger,
+    ) -> Result<WorkflowRun, ApiError> {
         let inner = &self.inner;
         let packages = inner.packages.mount(tenant).await?;
         let (admission, _) = inner.limiter.admit(tenant).await?;
         let execution_id = uuid::Uuid::now_v7().to_string();
+        let started_at = now_ms();
+        let lease = inner.settings.workflow_lease_ms as i64;
+        let row = WorkflowRunRow {
+            execution_id: execution_id.clone(),
+            tenant: tenant.to_string(),
+            workflow_id: wf.id.clone(),
+            version: wf.version,
+            config: config.clone(),
+            trigger: trigger.as_str().to_string(),
+            trigger_id: trigger.id().map(str::to_string),
+            lease_until: Some(started_at + lease),
+            resumes: 0,
+        };
+        inner.store.insert_workflow_run(&row, &inner.node_id).await?;
         let root = NewStep {
             id: execution_id.clone(),
             execution_id: execution_id.clone(),
@@ -64,253 +100,217 @@ impl Engine {
             function_name: wf.name.clone(),
             function_version: Some(wf.version),
             input: json!({ "config": config }).to_string(),
-            started_at: crate::store::now_ms(),
+            started_at,
         };
         inner.recorder.send(Write::StartExecution {
             tenant: tenant.to_string(),
-            trigger: "workflow",
-            trigger_id: Some(wf.id.clone()),
-            attempt: (None, None),
+            trigger: trigger.as_str(),
+            trigger_id: trigger.id().map(str::to_string),
+            attempt: trigger.attempt(),
             root: root.clone(),
-            deadline_at: root.started_at + RUN_LIMIT.as_millis() as i64,
+            deadline_at: started_at + RUN_LIMIT.as_millis() as i64,
             finish: None,
         });
-        let started = json!({"step_id": execution_id, "workflow": wf.name, "version": wf.version, "depth": 0,
-                             "trigger": "workflow", "trigger_id": wf.id});
-        inner
-            .events
-            .publish(tenant, &execution_id, "execution.started", started);
+        let event = json!({"step_id": execution_id, "workflow": wf.name, "version": wf.version, "depth": 0,
+                           "trigger": trigger.as_str(), "trigger_id": trigger.id()});
+        inner.events.publish(tenant, &execution_id, "execution.started", event);
         let template = CallTree::root(
             inner.clone(),
             tenant,
             &execution_id,
             (&wf.name, wf.version),
-            Shared::new("workflow", None),
+            Shared::new(trigger.as_str(), None),
             packages,
         );
-        let (tx, done) = oneshot::channel();
         let run = Orchestrator {
             inner: inner.clone(),
             template,
             def: wf.definition.clone(),
             config,
-            started: Instant::now(),
+            started_at,
         };
+        let (tx, done) = oneshot::channel();
         tokio::spawn(async move {
             let _admission = admission;
-            let _ = tx.send(run.run().await);
+            if let Some(result) = run.run(Prior::default()).await {
+                let _ = tx.send(result);
+            }
         });
         Ok(WorkflowRun { execution_id, done })
     }
-}
 
-struct Orchestrator {
-    inner: Arc<Inner>,
-    template: CallTree,
-    def: Definition,
-    config: Value,
-    started: Instant,
-}
-
-type Attempt = (String, u32, Option<Nested>);
-
-impl Orchestrator {
-    async fn run(self) -> (&'static str, Value, Option<ErrorRecord>) {
-        let parents = self.def.parents();
-        let children = self.def.children();
-        let mut state: BTreeMap<String, State> = self
-            .def
-            .nodes
-            .iter()
-            .map(|n| (n.function.clone(), State::Pending))
-            .collect();
-        let mut running = tokio::task::JoinSet::new();
-        let mut fuel = 0u64;
-        let mut failures: Vec<String> = Vec::new();
+    /// Look for runs whose server stopped (lease run out) every so often, and take them
+    /// over. Runs beside the scheduler (servers with SCHEDULER_ENABLED=false leave both).
+    pub async fn resume_loop(self) {
+        let lease = self.inner.settings.workflow_lease_ms;
+        let every = Duration::from_millis((lease / 4).clamp(100, 5_000));
         loop {
-            for node in &self.def.nodes {
-                if running.len() >= self.def.concurrency as usize {
-                    break;
-                }
-                let name = node.function.as_str();
-                let ready = state[name] == State::Pending
-                    && parents[name].iter().all(|p| matches!(state[*p], State::Succeeded(_)));
-                if ready {
-                    let input = self.input_of(name, &parents[name], &state);
-                    state.insert(name.to_string(), State::Running);
-                    running.spawn(self.attempt(name, 1, input, Duration::ZERO));
-                }
+            if let Err(e) = self.resume_stranded().await {
+                tracing::warn!(error = %e, "looking for stranded workflow runs failed");
             }
-            let Some(joined) = running.join_next().await else { break };
-            let Ok((name, attempt, nested)) = joined else { continue };
-            let nested = nested.unwrap_or_else(|| Nested {
-                result: Err(ErrorRecord::new(ErrorKind::Crash, "the sandbox worker panicked")),
-                fuel_used: 0,
-            });
-            fuel += nested.fuel_used;
-            let node = self.def.nodes.iter().find(|n| n.function == name).cloned();
-            match (nested.result, node) {
-                (Ok(output), _) => {
-                    state.insert(name, State::Succeeded(output));
-                }
-                (Err(_), Some(node)) if attempt <= node.retries => {
-                    let delay = node.retry_delay_seconds * node.backoff_factor.powi(attempt as i32 - 1);
-                    let input = self.input_of(&name, &parents[name.as_str()], &state);
-                    running.spawn(self.attempt(&name, attempt + 1, input, Duration::from_secs_f64(delay.min(3600.0))));
-                }
-                (Err(e), _) => {
-                    failures.push(format!("{name}: {}", e.message));
-                    state.insert(name.clone(), State::Failed);
-                    self.skip_below(&name, &children, &mut state);
-                }
-            }
-        }
-        self.finish(&state, failures, fuel)
-    }
-
-    /// A node's input: `{"config": ...}` for a root, else each parent's output by name.
-    fn input_of(&self, _name: &str, parents: &[&str], state: &BTreeMap<String, State>) -> Value {
-        if parents.is_empty() {
-            return json!({ "config": self.config });
-        }
-        let mut m = Map::new();
-        for p in parents {
-            if let Some(State::Succeeded(v)) = state.get(*p) {
-                m.insert(p.to_string(), v.clone());
-            }
-        }
-        Value::Object(m)
-    }
-
-    /// One attempt of a node on a sandbox worker, after `delay`.
-    fn attempt(
-        &self,
-        name: &str,
-        attempt: u32,
-        input: Value,
-        delay: Duration,
-    ) -> impl std::future::Future<Output = Attempt> + Send + 'static {
-        let mut tree = self.template.clone();
-        tree.shared = Arc::new(Shared::new("workflow", Some(attempt as i64)));
-        let timeout = self
-            .def
-            .nodes
-            .iter()
-            .find(|n| n.function == name)
-            .and_then(|n| n.timeout_seconds)
-            .map_or(Duration::from_secs(86_400), Duration::from_secs_f64);
-        let (inner, name) = (self.inner.clone(), name.to_string());
-        async move {
-            tokio::time::sleep(delay).await;
-            let budget = Budget {
-                fuel: u64::MAX / 4,
-                deadline: Instant::now() + timeout,
-            };
-            let function = name.clone();
-            let nested = inner
-                .workers
-                .run(move || {
-                    use crate::sandbox::Host as _;
-                    tree.call(&function, input, budget)
-                })
-                .await;
-            (name, attempt, nested)
+            tokio::time::sleep(every).await;
         }
     }
 
-    /// Record every descendant of a failed node as skipped.
-    fn skip_below(&self, failed: &str, children: &BTreeMap<&str, Vec<&str>>, state: &mut BTreeMap<String, State>) {
-        let mut stack: Vec<&str> = children.get(failed).cloned().unwrap_or_default();
-        let mut seen = BTreeSet::new();
-        while let Some(n) = stack.pop() {
-            if !seen.insert(n) || state.get(n) != Some(&State::Pending) {
+    /// Take over every stranded run this server can; answers how many it resumed.
+    pub async fn resume_stranded(&self) -> anyhow::Result<usize> {
+        let inner = &self.inner;
+        let mut resumed = 0;
+        for row in inner.store.stranded_workflow_runs(now_ms(), 20).await? {
+            let execution = inner.store.get_execution(&row.tenant, &row.execution_id).await;
+            match &execution {
+                Ok(e) if e.call.status == "running" => {}
+                Ok(e) => {
+                    // It ended but its server stopped before saying so here.
+                    inner
+                        .store
+                        .finish_workflow_run(&row.execution_id, &e.call.status)
+                        .await?;
+                    continue;
+                }
+                Err(_) => {
+                    // Its start was never committed: nothing ran.
+                    inner.store.finish_workflow_run(&row.execution_id, "lost").await?;
+                    continue;
+                }
+            }
+            // Held against the tenant's concurrency like any run; at the cap it waits.
+            let Ok((admission, _)) = inner.limiter.admit(&row.tenant).await else {
                 continue;
+            };
+            let until = now_ms() + inner.settings.workflow_lease_ms as i64;
+            if !inner.store.take_workflow_run(&row, &inner.node_id, until).await? {
+                continue; // another server took it
             }
-            state.insert(n.to_string(), State::Skipped);
-            let t = &self.template;
-            let now = crate::store::now_ms();
-            let error = json!({"kind": "skipped", "message": format!("not run: its ancestor {failed} failed")});
-            self.inner.recorder.send(Write::StartStep {
-                tenant: t.tenant.clone(),
-                step: NewStep {
-                    id: uuid::Uuid::now_v7().to_string(),
-                    execution_id: t.execution_id.clone(),
-                    parent_id: Some(t.execution_id.clone()),
-                    seq: t.seq.fetch_add(1, Ordering::Relaxed),
-                    depth: 1,
-                    function_name: n.to_string(),
-                    function_version: None,
-                    input: "null".into(),
-                    started_at: now,
-                },
-                finish: Some(StepFinish {
-                    status: "skipped",
-                    output: None,
-                    error: Some(error.to_string()),
-                    stdout: String::new(),
-                    stderr: String::new(),
-                    fuel_used: 0,
-                    duration_ms: 0.0,
-                    finished_at: now,
-                    activity: None,
-                }),
-            });
-            stack.extend(children.get(n).cloned().unwrap_or_default());
+            let started_at = execution.map(|e| e.call.started_at).unwrap_or_else(|_| now_ms());
+            match self.resume(&row, started_at).await {
+                Ok(run) => {
+                    resumed += 1;
+                    tokio::spawn(async move {
+                        let _admission = admission;
+                        run.await;
+                    });
+                }
+                Err(why) => self.abandon(&row, started_at, &why).await,
+            }
         }
+        Ok(resumed)
     }
 
-    fn finish(
+    /// Rebuild a run's state from its steps and hand back its driver.
+    async fn resume(
         &self,
-        state: &BTreeMap<String, State>,
-        failures: Vec<String>,
-        fuel: u64,
-    ) -> (&'static str, Value, Option<ErrorRecord>) {
-        let t = &self.template;
-        let outputs: Map<String, Value> = state
-            .iter()
-            .filter_map(|(k, s)| match s {
-                State::Succeeded(v) => Some((k.clone(), v.clone())),
-                _ => None,
-            })
-            .collect();
-        let (status, error) = match failures.is_empty() {
-            true => ("succeeded", None),
-            false => {
-                let skipped: Vec<&String> = state
-                    .iter()
-                    .filter(|(_, s)| **s == State::Skipped)
-                    .map(|(k, _)| k)
-                    .collect();
-                let e = ErrorRecord::new(
-                    ErrorKind::NodeFailed,
-                    format!("workflow failed: {}", failures.join("; ")),
-                )
-                .with("skipped", json!(skipped));
-                ("failed", Some(e))
-            }
+        row: &WorkflowRunRow,
+        started_at: i64,
+    ) -> Result<impl std::future::Future<Output = ()> + Send + 'static, String> {
+        let inner = &self.inner;
+        if row.resumes >= MAX_RESUMES {
+            return Err(format!(
+                "its servers stopped {} times while running it",
+                row.resumes + 1
+            ));
+        }
+        let (tenant, id) = (&row.tenant, &row.execution_id);
+        let (name, def) = inner
+            .store
+            .workflow_version_by_id(tenant, &row.workflow_id, row.version)
+            .await
+            .map_err(|e| e.to_string())?;
+        let packages = inner.packages.mount(tenant).await.map_err(|e| e.to_string())?;
+        let closed = inner
+            .store
+            .interrupt_open_steps(tenant, id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let steps = inner.store.list_steps(tenant, id).await.map_err(|e| e.to_string())?;
+        let prior = prior_of(&def, &steps);
+        tracing::info!(execution = %id, workflow = %name, interrupted = closed, "resuming a workflow run");
+        let event = json!({"step_id": id, "workflow": name, "interrupted_steps": closed, "resumes": row.resumes + 1});
+        inner.events.publish(tenant, id, "execution.resumed", event);
+        let trigger = match row.trigger.as_str() {
+            "schedule" => "schedule",
+            "webhook" => "webhook",
+            _ => "workflow",
         };
-        let output = Value::Object(outputs);
-        let duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
-        let finish = StepFinish {
-            status,
-            output: (status == "succeeded").then(|| output.to_string()),
-            error: error.as_ref().map(|e| json!(e).to_string()),
-            stdout: String::new(),
-            stderr: String::new(),
-            fuel_used: fuel.min(i64::MAX as u64) as i64,
-            duration_ms,
-            finished_at: crate::store::now_ms(),
-            activity: None,
+        let template = CallTree::root(
+            inner.clone(),
+            tenant,
+            id,
+            (&name, row.version),
+            Shared::new(trigger, None),
+            packages,
+        );
+        let next_seq = steps.iter().map(|s| s.seq).max().unwrap_or(0) + 1;
+        template.seq.store(next_seq, Ordering::Relaxed);
+        let run = Orchestrator {
+            inner: inner.clone(),
+            template,
+            def,
+            config: row.config.clone(),
+            started_at,
         };
-        let event = json!({"step_id": t.execution_id, "status": status, "duration_ms": duration_ms});
-        self.inner
-            .events
-            .publish(&t.tenant, &t.execution_id, "execution.finished", event);
-        self.inner.recorder.send(Write::FinishExecution {
-            tenant: t.tenant.clone(),
-            id: t.execution_id.clone(),
-            finish,
-        });
-        (status, output, error)
+        Ok(async move {
+            run.run(prior).await;
+        })
     }
+
+    /// End a run that cannot be resumed as failed, saying why.
+    async fn abandon(&self, row: &WorkflowRunRow, started_at: i64, why: &str) {
+        let inner = &self.inner;
+        tracing::warn!(execution = %row.execution_id, why, "cannot resume a workflow run");
+        let _ = inner.store.interrupt_open_steps(&row.tenant, &row.execution_id).await;
+        let error = ErrorRecord::new(ErrorKind::Interrupted, format!("the run could not be resumed: {why}"));
+        let finished_at = now_ms();
+        inner.recorder.send(Write::FinishExecution {
+            tenant: row.tenant.clone(),
+            id: row.execution_id.clone(),
+            finish: StepFinish {
+                status: "failed",
+                output: None,
+                error: Some(json!(error).to_string()),
+                stdout: String::new(),
+                stderr: String::new(),
+                fuel_used: 0,
+                duration_ms: (finished_at - started_at).max(0) as f64,
+                finished_at,
+                activity: None,
+            },
+        });
+        if inner.recorder.flush(&row.execution_id).await {
+            let _ = inner.store.finish_workflow_run(&row.execution_id, "failed").await;
+        }
+    }
+}
+
+/// What the stored node steps say: succeeded and skipped nodes, failed attempts (a node out
+/// of attempts is failed), fuel spent so far.
+fn prior_of(def: &Definition, steps: &[StepRecord]) -> Prior {
+    let mut prior = Prior::default();
+    for s in steps.iter().filter(|s| s.depth == 1) {
+        let name = &s.call.function_name;
+        prior.fuel += s.call.fuel_used.max(0) as u64;
+        match s.call.status.as_str() {
+            "succeeded" => {
+                let output = s.call.output.clone().unwrap_or(Value::Null);
+                prior.state.insert(name.clone(), State::Succeeded(output));
+            }
+            "skipped" => {
+                prior.state.insert(name.clone(), State::Skipped);
+            }
+            _ => {
+                let interrupted = s.call.error.as_ref().and_then(|e| e.get("kind")) == Some(&json!("interrupted"));
+                if !interrupted {
+                    *prior.failed.entry(name.clone()).or_default() += 1;
+                }
+            }
+        }
+    }
+    let retries: BTreeMap<&str, u32> = def.nodes.iter().map(|n| (n.function.as_str(), n.retries)).collect();
+    for (name, failed) in &prior.failed {
+        let out_of_attempts = retries.get(name.as_str()).is_some_and(|r| *failed > *r);
+        if out_of_attempts && !prior.state.contains_key(name) {
+            prior.state.insert(name.clone(), State::Failed);
+        }
+    }
+    prior
 }

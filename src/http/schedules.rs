@@ -12,10 +12,11 @@ use serde_json::{json, Value};
 
 use super::{no_content, ApiJson, ApiQuery, AppState, Page};
 use crate::auth::Caller;
-use crate::domain::FunctionName;
+use crate::domain::Target;
+use crate::engine::workflow::merge_config;
 use crate::error::{ApiError, ApiResult};
 use crate::scheduler::Timing;
-use crate::store::{now_ms, Schedule, ScheduleFields};
+use crate::store::{now_ms, Schedule, ScheduleFields, MANAGED_PREFIX};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -39,6 +40,7 @@ pub fn status_routes() -> Router<AppState> {
 struct ScheduleBody {
     name: Option<String>,
     function_name: Option<String>,
+    workflow_name: Option<String>,
     cron_expression: Option<String>,
     timezone: Option<String>,
     input_data: Option<Value>,
@@ -74,14 +76,18 @@ fn fields_from(
     if name.trim().is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
         return Err(ApiError::invalid("name", "1 to 128 characters, no control characters"));
     }
-    let function_name = match (body.function_name, base) {
-        (Some(f), _) => FunctionName::parse(&f)
-            .map_err(|_| ApiError::invalid("function_name", format!("there is no function named {f:?}")))?
-            .as_str()
-            .to_string(),
-        (None, Some(b)) => b.function_name.clone(),
-        (None, None) => return Err(required("function_name")),
-    };
+    if name.starts_with(MANAGED_PREFIX) {
+        return Err(ApiError::invalid(
+            "name",
+            format!("names starting with {MANAGED_PREFIX} are kept for workflows' own schedules"),
+        ));
+    }
+    let target = Target::from_body(
+        body.function_name.as_deref(),
+        body.workflow_name.as_deref(),
+        base.map(|b| &b.target),
+    )
+    .map_err(|(field, m)| ApiError::invalid(field, m))?;
     let cron_expression = body
         .cron_expression
         .or_else(|| base.map(|b| b.cron_expression.clone()))
@@ -144,7 +150,7 @@ fn fields_from(
     }
     let fields = ScheduleFields {
         name,
-        function_name,
+        target,
         cron_expression,
         timezone,
         input_data,
@@ -159,13 +165,29 @@ fn fields_from(
     Ok((fields, timing))
 }
 
-/// The function exists in the caller's tenant and accepts the stored input.
+/// The target exists in the caller's tenant and accepts the stored input (a workflow's is
+/// its run config: an object).
 async fn check_target(state: &AppState, tenant: &str, f: &ScheduleFields) -> ApiResult<()> {
-    match state.engine.check_input(tenant, &f.function_name, &f.input_data).await {
+    let checked = match &f.target {
+        Target::Function(name) => state.engine.check_input(tenant, name, &f.input_data).await,
+        Target::Workflow(name) => match state.store.get_workflow(tenant, name).await {
+            Ok(w) => merge_config(&w.definition.config, Some(&f.input_data)).map(|_| ()),
+            Err(e) => Err(e.into()),
+        },
+    };
+    let field = match &f.target {
+        Target::Function(_) => "function_name",
+        Target::Workflow(_) => "workflow_name",
+    };
+    match checked {
         Ok(()) => Ok(()),
         Err(ApiError::NotFound(_)) => Err(ApiError::invalid(
-            "function_name",
-            format!("there is no function named {}", f.function_name),
+            field,
+            format!(
+                "there is no {} named {}",
+                field.trim_end_matches("_name"),
+                f.target.name()
+            ),
         )),
         Err(ApiError::Validation { message, details }) => Err(ApiError::Invalid {
             message: format!("invalid `input_data`: {message}"),
@@ -259,6 +281,7 @@ async fn update(
     ApiJson(body): ApiJson<ScheduleBody>,
 ) -> ApiResult<Json<Value>> {
     let current = state.store.get_schedule(&caller.tenant, &id).await?;
+    not_managed(&current)?;
     let (fields, timing) = fields_from(&state, body, Some(&current.fields))?;
     check_target(&state, &caller.tenant, &fields).await?;
     let old = &current.fields;
@@ -281,7 +304,18 @@ async fn update(
     Ok(Json(view(&s)))
 }
 
+/// A workflow's own schedule changes with the workflow (pausing and running it work).
+fn not_managed(s: &Schedule) -> ApiResult<()> {
+    match s.fields.name.strip_prefix(MANAGED_PREFIX) {
+        Some(workflow) => Err(ApiError::Conflict(format!(
+            "this is workflow {workflow}'s own schedule: change or remove the workflow's `schedule` instead"
+        ))),
+        None => Ok(()),
+    }
+}
+
 async fn remove(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
+    not_managed(&state.store.get_schedule(&caller.tenant, &id).await?)?;
     state.store.delete_schedule(&caller.tenant, &id).await?;
     super::audit(
         &state,
@@ -418,8 +452,14 @@ async fn status(State(state): State<AppState>, caller: Caller) -> ApiResult<Json
     let next_due: Vec<Value> = next
         .iter()
         .map(|s| {
-            json!({"id": s.id, "name": s.fields.name, "function_name": s.fields.function_name,
-                        "next_run_at": s.next_run_at.and_then(DateTime::from_timestamp_millis)})
+            let mut v = json!({"id": s.id, "name": s.fields.name,
+                               "next_run_at": s.next_run_at.and_then(DateTime::from_timestamp_millis)});
+            v[if matches!(s.fields.target, Target::Workflow(_)) {
+                "workflow_name"
+            } else {
+                "function_name"
+            }] = json!(s.fields.target.name());
+            v
         })
         .collect();
     Ok(Json(json!({

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::{no_content, ApiJson, ApiQuery, AppState};
 use crate::auth::Caller;
-use crate::domain::{webhook_method, webhook_path, FunctionName};
+use crate::domain::{webhook_method, webhook_path, Target};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{Webhook, WebhookFields};
 
@@ -28,6 +28,7 @@ pub fn routes() -> Router<AppState> {
 struct WebhookBody {
     path: Option<String>,
     function_name: Option<String>,
+    workflow_name: Option<String>,
     http_method: Option<String>,
     requires_auth: Option<bool>,
     require_timestamp: Option<bool>,
@@ -81,14 +82,12 @@ fn fields_from(body: &WebhookBody, base: Option<&WebhookFields>) -> ApiResult<We
         (None, Some(b)) => b.path.clone(),
         (None, None) => return Err(invalid("path", "required")),
     };
-    let function_name = match (&body.function_name, base) {
-        (Some(f), _) => FunctionName::parse(f)
-            .map_err(|_| invalid("function_name", format!("there is no function named {f:?}")))?
-            .as_str()
-            .to_string(),
-        (None, Some(b)) => b.function_name.clone(),
-        (None, None) => return Err(invalid("function_name", "required")),
-    };
+    let target = Target::from_body(
+        body.function_name.as_deref(),
+        body.workflow_name.as_deref(),
+        base.map(|b| &b.target),
+    )
+    .map_err(|(field, m)| invalid(field, m))?;
     let http_method = match (&body.http_method, base) {
         (Some(m), _) => webhook_method(m).map_err(|m| invalid("http_method", m))?,
         (None, Some(b)) => b.http_method.clone(),
@@ -120,7 +119,7 @@ fn fields_from(body: &WebhookBody, base: Option<&WebhookFields>) -> ApiResult<We
     let flag = |v: Option<bool>, old: Option<bool>, default: bool| v.or(old).unwrap_or(default);
     Ok(WebhookFields {
         path,
-        function_name,
+        target,
         http_method,
         requires_auth: flag(body.requires_auth, base.map(|b| b.requires_auth), false),
         require_timestamp: flag(body.require_timestamp, base.map(|b| b.require_timestamp), false),

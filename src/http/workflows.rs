@@ -13,10 +13,12 @@ use serde_json::{json, Value};
 
 use super::{no_content, ApiJson, ApiQuery, AppState};
 use crate::auth::Caller;
-use crate::domain::FunctionName;
+use crate::domain::{FunctionName, Target};
 use crate::engine::workflow::merge_config;
+use crate::engine::Trigger;
 use crate::error::{ApiError, ApiResult};
-use crate::store::{ExecutionFilter, Workflow};
+use crate::scheduler::Timing;
+use crate::store::{managed_name, now_ms, ScheduleFields, Workflow};
 use crate::workflows::{Definition, DefinitionIn};
 
 pub fn routes() -> Router<AppState> {
@@ -48,9 +50,43 @@ async fn definition(state: &AppState, tenant: &str, body: Value) -> ApiResult<De
     Ok(def)
 }
 
+/// The schedule a workflow's `schedule` field asks for, with its first tick (none while
+/// disabled). It runs with the default config and fails like any run (node retries apply).
+fn own_schedule(state: &AppState, name: &str, def: &Definition) -> ApiResult<Option<(ScheduleFields, Option<i64>)>> {
+    let Some(s) = &def.schedule else { return Ok(None) };
+    let timing =
+        Timing::parse(&s.cron_expression, &s.timezone).map_err(|e| ApiError::invalid("schedule", e.to_string()))?;
+    let next = match s.enabled {
+        true => Some(
+            timing
+                .next_ms(now_ms())
+                .ok_or_else(|| ApiError::invalid("schedule", "never fires in the coming years"))?,
+        ),
+        false => None,
+    };
+    let fields = ScheduleFields {
+        name: managed_name(name),
+        target: Target::Workflow(name.to_string()),
+        cron_expression: s.cron_expression.clone(),
+        timezone: s.timezone.clone(),
+        input_data: json!({}),
+        enabled: s.enabled,
+        max_retries: 0,
+        retry_delay_seconds: 60.0,
+        backoff_factor: 2.0,
+        max_retry_delay_seconds: 3600.0,
+        overlap_policy: "skip".into(),
+        catchup_window_seconds: state.settings.scheduler_catchup_seconds,
+    };
+    Ok(Some((fields, next)))
+}
+
 fn view(w: &Workflow) -> Value {
     let mut v = json!(w);
     v["isolated"] = json!(w.definition.isolated());
+    if w.definition.schedule.is_some() {
+        v["schedule"]["schedule_name"] = json!(managed_name(&w.name));
+    }
     v
 }
 
@@ -68,9 +104,11 @@ async fn create(
 ) -> ApiResult<Response> {
     FunctionName::parse(&body.name)?;
     let def = definition(&state, &caller.tenant, Value::Object(body.rest)).await?;
+    let own = own_schedule(&state, &body.name, &def)?;
+    let own = own.as_ref().map(|(f, next)| (f, *next));
     let w = state
         .store
-        .create_workflow(&caller.tenant, &body.name, &def, &caller.email)
+        .create_workflow(&caller.tenant, &body.name, (&def, own), &caller.email)
         .await?;
     super::audit(
         &state,
@@ -110,9 +148,11 @@ async fn update(
         return Err(ApiError::invalid("name", "a workflow cannot be renamed"));
     }
     let def = definition(&state, &caller.tenant, Value::Object(body)).await?;
+    let own = own_schedule(&state, &name, &def)?;
+    let own = own.as_ref().map(|(f, next)| (f, *next));
     let w = state
         .store
-        .update_workflow(&caller.tenant, &name, &def, &caller.email)
+        .update_workflow(&caller.tenant, &name, (&def, own), &caller.email)
         .await?;
     super::audit(
         &state,
@@ -174,18 +214,14 @@ async fn run(
     if !(0.0..=300.0).contains(&wait) {
         return Err(ApiError::invalid("wait", "seconds between 0 and 300"));
     }
-    let started = state.engine.run_workflow(&caller.tenant, &w, config).await?;
+    let trigger = Trigger::Workflow { id: w.id.clone() };
+    let started = state.engine.run_workflow(&caller.tenant, &w, config, trigger).await?;
     let id = started.execution_id.clone();
     let location = format!("/api/v1/executions/{id}");
     if wait > 0.0 {
-        if let Ok(Ok((status, output, error))) =
-            tokio::time::timeout(std::time::Duration::from_secs_f64(wait), started.done).await
-        {
-            // The answer reads what is committed, like an invoke.
-            state.engine.flush(&id).await;
-            return Ok(
-                Json(json!({"execution_id": id, "status": status, "output": output, "error": error})).into_response(),
-            );
+        // The end is committed before it is reported, like an invoke's.
+        if let Some(r) = started.wait_for(std::time::Duration::from_secs_f64(wait)).await {
+            return Ok(Json(json!(r)).into_response());
         }
     }
     Ok((
@@ -209,16 +245,12 @@ async fn runs(
     Path(name): Path<String>,
     ApiQuery(q): ApiQuery<RunsQuery>,
 ) -> ApiResult<Json<Value>> {
-    state.store.get_workflow(&caller.tenant, &name).await?;
-    let filter = ExecutionFilter {
-        function: Some(name),
-        status: q.status,
-        trigger: Some("workflow".into()),
-        trigger_id: None,
-        limit: q.limit.unwrap_or(50).clamp(1, 500),
-        offset: q.offset.unwrap_or(0).max(0),
-    };
-    let (runs, total) = state.store.list_executions(&caller.tenant, &filter).await?;
+    let w = state.store.get_workflow(&caller.tenant, &name).await?;
+    let page = (q.limit.unwrap_or(50).clamp(1, 500), q.offset.unwrap_or(0).max(0));
+    let (runs, total) = state
+        .store
+        .list_workflow_runs(&caller.tenant, &w.id, q.status.as_deref(), page)
+        .await?;
     Ok(Json(json!({"runs": runs, "total": total})))
 }
 
@@ -228,20 +260,17 @@ async fn run_view(
     caller: Caller,
     Path((name, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let execution = state.store.get_execution(&caller.tenant, &id).await?;
-    if execution.trigger != "workflow" || execution.call.function_name != name {
+    let w = state.store.get_workflow(&caller.tenant, &name).await?;
+    let run = state.store.workflow_run(&caller.tenant, &id).await?;
+    let Some(run) = run.filter(|r| r.workflow_id == w.id) else {
         return Err(ApiError::NotFound(format!("{name} has no run {id}")));
-    }
-    let versions = state.store.workflow_versions(&caller.tenant, &name).await?;
-    let Some(def) = versions
-        .iter()
-        .find(|v| Some(v.version) == execution.call.function_version)
-        .map(|v| &v.definition)
-    else {
-        return Err(ApiError::NotFound(format!(
-            "the version of {name} that ran {id} is gone"
-        )));
     };
+    let execution = state.store.get_execution(&caller.tenant, &id).await?;
+    let (_, def) = state
+        .store
+        .workflow_version_by_id(&caller.tenant, &w.id, run.version)
+        .await?;
+    let def = &def;
     let steps = state.store.list_steps(&caller.tenant, &id).await?;
     let mut nodes: BTreeMap<&str, Value> = BTreeMap::new();
     for n in &def.nodes {
@@ -265,8 +294,8 @@ async fn run_view(
         );
     }
     Ok(Json(json!({
-        "execution_id": id, "workflow": name, "version": execution.call.function_version,
-        "status": execution.call.status, "nodes": nodes, "edges": def.edges,
+        "execution_id": id, "workflow": name, "version": run.version, "trigger": execution.trigger,
+        "resumes": run.resumes, "status": execution.call.status, "nodes": nodes, "edges": def.edges,
         "started_at": crate::http::iso(execution.call.started_at),
         "finished_at": execution.call.finished_at.map(crate::http::iso),
     })))

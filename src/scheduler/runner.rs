@@ -70,8 +70,7 @@ impl From<&ScheduleRun> for RunRef {
 
 impl Scheduler {
     pub fn new(store: Store, engine: Engine, settings: &Settings) -> Arc<Scheduler> {
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "maestro".into());
-        let node_id = format!("{host}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let node_id = engine.node_id().to_string();
         Arc::new(Scheduler {
             store,
             engine,
@@ -255,11 +254,11 @@ impl Scheduler {
         let input = s.fields.input_data.clone();
         match self
             .engine
-            .start(&s.tenant, &s.fields.function_name, input, trigger)
+            .start_target(&s.tenant, &s.fields.target, input, trigger)
             .await
         {
             Ok(started) => {
-                let execution_id = started.execution_id.clone();
+                let execution_id = started.execution_id().to_string();
                 if let Err(e) = self.store.set_run_execution(&run.id, &execution_id).await {
                     tracing::warn!(run = %run.id, error = %e, "could not link a run to its execution");
                 }

@@ -95,7 +95,7 @@ pub struct ExecutionFilter {
     pub offset: i64,
 }
 
-const EXEC_COLS: &str =
+pub(super) const EXEC_COLS: &str =
     "id, function_name, function_version, trigger, trigger_id, attempt, retry_of, status, input, output, error, \
                          fuel_used, \
                          duration_ms, started_at, finished_at, stdout, stderr, activity";
@@ -120,7 +120,7 @@ fn call_from(r: &Row) -> Result<CallRecord, sqlx::Error> {
     })
 }
 
-fn execution_from(r: &Row) -> Result<ExecutionRecord, sqlx::Error> {
+pub(super) fn execution_from(r: &Row) -> Result<ExecutionRecord, sqlx::Error> {
     Ok(ExecutionRecord {
         id: r.try_get("id")?,
         trigger: r.try_get("trigger")?,
@@ -440,6 +440,10 @@ impl Store {
         let ids: Vec<String> = rows.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?;
         for id in &ids {
             sqlx::query("delete from steps where execution_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("delete from workflow_runs where execution_id = $1")
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;

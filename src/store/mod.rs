@@ -12,6 +12,7 @@ mod packages;
 mod schedules;
 mod tenancy;
 mod webhooks;
+mod workflow_runs;
 mod workflows;
 
 use std::time::Duration;
@@ -23,10 +24,12 @@ pub use capabilities::SecretInfo;
 pub use executions::{CallRecord, ExecutionFilter, ExecutionRecord, NewStep, StepFinish, StepRecord, Write};
 pub use functions::{Function, FunctionVersion, VersionContent, VersionSource};
 pub use packages::{InstalledPackage, NewPackage, PackageJob, StoredWheel};
+pub use schedules::{managed_name, MANAGED_PREFIX};
 pub use schedules::{NewRun, Schedule, ScheduleFields, ScheduleRun};
 pub use tenancy::{AuditEntry, Grant, Subtenant};
 pub use webhooks::{Webhook, WebhookFields};
-pub use workflows::{Workflow, WorkflowVersion};
+pub use workflow_runs::WorkflowRunRow;
+pub use workflows::{ManagedSchedule, Workflow, WorkflowVersion};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

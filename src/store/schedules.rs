@@ -5,14 +5,16 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row as _;
 
-use super::webhooks::check_function;
+use super::webhooks::check_target;
 use super::{conflict_on_unique, json_col, now_ms, Row, Store, StoreError, StoreResult};
+use crate::domain::Target;
 
 /// A schedule's settings, as created or replaced.
 #[derive(Debug, Clone, Serialize)]
 pub struct ScheduleFields {
     pub name: String,
-    pub function_name: String,
+    #[serde(flatten)]
+    pub target: Target,
     pub cron_expression: String,
     pub timezone: String,
     pub input_data: Value,
@@ -72,7 +74,8 @@ pub struct ScheduleRun {
     pub finished_at: Option<i64>,
 }
 
-const COLS: &str = "id, tenant, name, function_name, cron_expression, timezone, input_data, enabled, max_retries, \
+const COLS: &str =
+    "id, tenant, name, function_name, workflow_name, cron_expression, timezone, input_data, enabled, max_retries, \
                     retry_delay_seconds, backoff_factor, max_retry_delay_seconds, overlap_policy, \
                     catchup_window_seconds, next_run_at, last_run_at, last_status, last_execution_id, created_by, \
                     created_at, updated_at";
@@ -85,7 +88,7 @@ fn schedule_from(r: &Row) -> Result<Schedule, sqlx::Error> {
         tenant: r.try_get("tenant")?,
         fields: ScheduleFields {
             name: r.try_get("name")?,
-            function_name: r.try_get("function_name")?,
+            target: Target::from_columns(r.try_get("function_name")?, r.try_get("workflow_name")?),
             cron_expression: r.try_get("cron_expression")?,
             timezone: r.try_get("timezone")?,
             input_data: json_col(r.try_get("input_data")?).unwrap_or(Value::Null),
@@ -138,7 +141,7 @@ type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q
 /// Bind the settings in the order the statements here list them.
 fn bind_fields<'q>(q: AnyQuery<'q>, f: &'q ScheduleFields) -> AnyQuery<'q> {
     q.bind(&f.name)
-        .bind(&f.function_name)
+        .bind(f.target.columns().0)
         .bind(&f.cron_expression)
         .bind(&f.timezone)
         .bind(f.input_data.to_string())
@@ -149,6 +152,7 @@ fn bind_fields<'q>(q: AnyQuery<'q>, f: &'q ScheduleFields) -> AnyQuery<'q> {
         .bind(f.max_retry_delay_seconds)
         .bind(&f.overlap_policy)
         .bind(f.catchup_window_seconds)
+        .bind(f.target.columns().1)
 }
 
 /// A run about to be recorded.
@@ -172,25 +176,8 @@ impl Store {
         next_run_at: Option<i64>,
         by: &str,
     ) -> StoreResult<Schedule> {
-        let id = uuid::Uuid::now_v7().to_string();
-        let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        check_function(&mut tx, tenant, &f.function_name).await?;
-        let q = sqlx::query(
-            r#"insert into schedules (id, tenant, name, function_name, cron_expression, timezone, input_data, enabled,
-               max_retries, retry_delay_seconds, backoff_factor, max_retry_delay_seconds, overlap_policy,
-               catchup_window_seconds, next_run_at, created_by, created_at, updated_at)
-               values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17)"#,
-        )
-        .bind(&id)
-        .bind(tenant);
-        bind_fields(q, f)
-            .bind(next_run_at)
-            .bind(by)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| conflict_on_unique(e, || name_taken(&f.name)))?;
+        let id = insert_schedule(&mut tx, tenant, f, next_run_at, by).await?;
         tx.commit().await?;
         self.get_schedule(tenant, &id).await
     }
@@ -204,24 +191,7 @@ impl Store {
         next_run_at: Option<i64>,
     ) -> StoreResult<Schedule> {
         let mut tx = self.pool.begin().await?;
-        check_function(&mut tx, tenant, &f.function_name).await?;
-        let q = sqlx::query(
-            r#"update schedules set name = $3, function_name = $4, cron_expression = $5, timezone = $6,
-               input_data = $7, enabled = $8, max_retries = $9, retry_delay_seconds = $10, backoff_factor = $11,
-               max_retry_delay_seconds = $12, overlap_policy = $13, catchup_window_seconds = $14,
-               next_run_at = $15, updated_at = $16 where tenant = $1 and id = $2"#,
-        )
-        .bind(tenant)
-        .bind(id);
-        let done = bind_fields(q, f)
-            .bind(next_run_at)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| conflict_on_unique(e, || name_taken(&f.name)))?;
-        if done.rows_affected() == 0 {
-            return Err(not_found(id));
-        }
+        update_schedule_row(&mut tx, tenant, id, f, next_run_at).await?;
         tx.commit().await?;
         self.get_schedule(tenant, id).await
     }
@@ -249,19 +219,7 @@ impl Store {
 
     pub async fn delete_schedule(&self, tenant: &str, id: &str) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("delete from schedule_runs where tenant = $1 and schedule_id = $2")
-            .bind(tenant)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        let done = sqlx::query("delete from schedules where tenant = $1 and id = $2")
-            .bind(tenant)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(not_found(id));
-        }
+        delete_schedule_row(&mut tx, tenant, id).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -545,4 +503,129 @@ pub(super) async fn names_for_function(
         .fetch_all(conn)
         .await?;
     Ok(rows.iter().map(|r| r.try_get("name")).collect::<Result<_, _>>()?)
+}
+
+/// Insert a schedule in the caller's transaction; answers its id.
+pub(super) async fn insert_schedule(
+    conn: &mut sqlx::AnyConnection,
+    tenant: &str,
+    f: &ScheduleFields,
+    next_run_at: Option<i64>,
+    by: &str,
+) -> StoreResult<String> {
+    let id = uuid::Uuid::now_v7().to_string();
+    check_target(&mut *conn, tenant, &f.target).await?;
+    let q = sqlx::query(
+        r#"insert into schedules (id, tenant, name, function_name, cron_expression, timezone, input_data, enabled,
+           max_retries, retry_delay_seconds, backoff_factor, max_retry_delay_seconds, overlap_policy,
+           catchup_window_seconds, workflow_name, next_run_at, created_by, created_at, updated_at)
+           values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18)"#,
+    )
+    .bind(&id)
+    .bind(tenant);
+    bind_fields(q, f)
+        .bind(next_run_at)
+        .bind(by)
+        .bind(now_ms())
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| conflict_on_unique(e, || name_taken(&f.name)))?;
+    Ok(id)
+}
+
+/// Replace a schedule's settings in the caller's transaction.
+pub(super) async fn update_schedule_row(
+    conn: &mut sqlx::AnyConnection,
+    tenant: &str,
+    id: &str,
+    f: &ScheduleFields,
+    next_run_at: Option<i64>,
+) -> StoreResult<()> {
+    check_target(&mut *conn, tenant, &f.target).await?;
+    let q = sqlx::query(
+        r#"update schedules set name = $3, function_name = $4, cron_expression = $5, timezone = $6,
+           input_data = $7, enabled = $8, max_retries = $9, retry_delay_seconds = $10, backoff_factor = $11,
+           max_retry_delay_seconds = $12, overlap_policy = $13, catchup_window_seconds = $14,
+           workflow_name = $15, next_run_at = $16, updated_at = $17 where tenant = $1 and id = $2"#,
+    )
+    .bind(tenant)
+    .bind(id);
+    let done = bind_fields(q, f)
+        .bind(next_run_at)
+        .bind(now_ms())
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| conflict_on_unique(e, || name_taken(&f.name)))?;
+    if done.rows_affected() == 0 {
+        return Err(not_found(id));
+    }
+    Ok(())
+}
+
+/// Delete a schedule and its runs in the caller's transaction.
+pub(super) async fn delete_schedule_row(conn: &mut sqlx::AnyConnection, tenant: &str, id: &str) -> StoreResult<()> {
+    sqlx::query("delete from schedule_runs where tenant = $1 and schedule_id = $2")
+        .bind(tenant)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    let done = sqlx::query("delete from schedules where tenant = $1 and id = $2")
+        .bind(tenant)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(not_found(id));
+    }
+    Ok(())
+}
+
+/// The name of the schedule a workflow's own `schedule` keeps (a prefix users cannot take).
+pub fn managed_name(workflow: &str) -> String {
+    format!("{MANAGED_PREFIX}{workflow}")
+}
+
+pub const MANAGED_PREFIX: &str = "workflow:";
+
+/// Names of the tenant's schedules and webhook paths that run `workflow`, apart from the
+/// workflow's own schedule (a workflow in use is not deleted).
+pub(super) async fn users_of_workflow(
+    conn: &mut sqlx::AnyConnection,
+    tenant: &str,
+    workflow: &str,
+) -> StoreResult<Vec<String>> {
+    let rows = sqlx::query(
+        "select 'schedule ' || name as what from schedules where tenant = $1 and workflow_name = $2 and name <> $3 \
+         union all select 'webhook /api/v1/h/' || path as what from webhooks where tenant = $1 and workflow_name = $2",
+    )
+    .bind(tenant)
+    .bind(workflow)
+    .bind(managed_name(workflow))
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.iter().map(|r| r.try_get("what")).collect::<Result<_, _>>()?)
+}
+
+/// Make the workflow's own schedule match `want` (create, replace or delete it), in the
+/// transaction that writes the workflow.
+pub(super) async fn sync_managed(
+    conn: &mut sqlx::AnyConnection,
+    tenant: &str,
+    workflow: &str,
+    want: Option<(&ScheduleFields, Option<i64>)>,
+    by: &str,
+) -> StoreResult<()> {
+    let existing: Option<String> = sqlx::query("select id from schedules where tenant = $1 and name = $2")
+        .bind(tenant)
+        .bind(managed_name(workflow))
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|r| r.try_get("id"))
+        .transpose()?;
+    match (existing, want) {
+        (Some(id), Some((f, next))) => update_schedule_row(conn, tenant, &id, f, next).await,
+        (None, Some((f, next))) => insert_schedule(conn, tenant, f, next, by).await.map(|_| ()),
+        (Some(id), None) => delete_schedule_row(conn, tenant, &id).await,
+        (None, None) => Ok(()),
+    }
 }

@@ -42,7 +42,8 @@ pub struct AuditEntry {
 }
 
 /// Every table whose rows belong to a tenant, children first (a forced delete empties them).
-const TENANT_TABLES: [&str; 13] = [
+const TENANT_TABLES: [&str; 14] = [
+    "workflow_runs",
     "workflow_versions",
     "workflows",
     "secrets",

@@ -8,12 +8,14 @@ use serde::Serialize;
 use sqlx::Row as _;
 
 use super::{conflict_on_unique, now_ms, Row, Store, StoreError, StoreResult};
+use crate::domain::Target;
 
 /// The settings of a webhook, as created or replaced.
 #[derive(Debug, Clone, Serialize)]
 pub struct WebhookFields {
     pub path: String,
-    pub function_name: String,
+    #[serde(flatten)]
+    pub target: Target,
     pub http_method: String,
     pub requires_auth: bool,
     /// Signatures must carry a recent `X-Maestro-Timestamp` (replay protection).
@@ -43,7 +45,8 @@ pub struct Webhook {
     pub updated_at: i64,
 }
 
-const COLS: &str = "id, tenant, path, function_name, http_method, requires_auth, require_timestamp, secret, \
+const COLS: &str =
+    "id, tenant, path, function_name, workflow_name, http_method, requires_auth, require_timestamp, secret, \
                     description, enabled, async_mode, input_mode, max_concurrency, created_by, created_at, updated_at";
 
 fn webhook_from(r: &Row) -> Result<Webhook, sqlx::Error> {
@@ -54,7 +57,7 @@ fn webhook_from(r: &Row) -> Result<Webhook, sqlx::Error> {
         secret: r.try_get("secret")?,
         fields: WebhookFields {
             path: r.try_get("path")?,
-            function_name: r.try_get("function_name")?,
+            target: Target::from_columns(r.try_get("function_name")?, r.try_get("workflow_name")?),
             http_method: r.try_get("http_method")?,
             requires_auth: flag("requires_auth")?,
             require_timestamp: flag("require_timestamp")?,
@@ -78,19 +81,31 @@ fn path_taken(path: &str) -> String {
     format!("a webhook already uses the path {path:?}")
 }
 
-/// The target must be a function of the same tenant, checked inside the write's transaction
-/// (webhooks and schedules alike).
-pub(super) async fn check_function(conn: &mut sqlx::AnyConnection, tenant: &str, name: &str) -> StoreResult<()> {
-    let row = sqlx::query("select 1 as one from functions where tenant = $1 and name = $2")
+/// The target must be a function or workflow of the same tenant, checked inside the write's
+/// transaction (webhooks and schedules alike).
+pub(super) async fn check_target(conn: &mut sqlx::AnyConnection, tenant: &str, target: &Target) -> StoreResult<()> {
+    let (sql, field, kind) = match target {
+        Target::Function(_) => (
+            "select 1 as one from functions where tenant = $1 and name = $2",
+            "function_name",
+            "function",
+        ),
+        Target::Workflow(_) => (
+            "select 1 as one from workflows where tenant = $1 and name = $2",
+            "workflow_name",
+            "workflow",
+        ),
+    };
+    let row = sqlx::query(sql)
         .bind(tenant)
-        .bind(name)
+        .bind(target.name())
         .fetch_optional(conn)
         .await?;
     match row {
         Some(_) => Ok(()),
         None => Err(StoreError::Invalid {
-            field: "function_name",
-            message: format!("there is no function named {name}"),
+            field,
+            message: format!("there is no {kind} named {}", target.name()),
         }),
     }
 }
@@ -106,16 +121,17 @@ impl Store {
         let id = uuid::Uuid::now_v7().to_string();
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        check_function(&mut tx, tenant, &f.function_name).await?;
+        check_target(&mut tx, tenant, &f.target).await?;
         sqlx::query(
             r#"insert into webhooks (id, tenant, path, function_name, http_method, requires_auth, secret, description,
-               enabled, async_mode, input_mode, max_concurrency, created_by, created_at, updated_at, require_timestamp)
-               values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15)"#,
+               enabled, async_mode, input_mode, max_concurrency, created_by, created_at, updated_at, require_timestamp,
+               workflow_name)
+               values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15, $16)"#,
         )
         .bind(&id)
         .bind(tenant)
         .bind(&f.path)
-        .bind(&f.function_name)
+        .bind(f.target.columns().0)
         .bind(&f.http_method)
         .bind(f.requires_auth as i64)
         .bind(secret)
@@ -127,6 +143,7 @@ impl Store {
         .bind(by)
         .bind(now)
         .bind(f.require_timestamp as i64)
+        .bind(f.target.columns().1)
         .execute(&mut *tx)
         .await
         .map_err(|e| conflict_on_unique(e, || path_taken(&f.path)))?;
@@ -137,16 +154,16 @@ impl Store {
     /// Replace a webhook's settings (the handler merges a partial update first).
     pub async fn update_webhook(&self, tenant: &str, id: &str, f: &WebhookFields) -> StoreResult<Webhook> {
         let mut tx = self.pool.begin().await?;
-        check_function(&mut tx, tenant, &f.function_name).await?;
+        check_target(&mut tx, tenant, &f.target).await?;
         let done = sqlx::query(
             r#"update webhooks set path = $3, function_name = $4, http_method = $5, requires_auth = $6,
                description = $7, enabled = $8, async_mode = $9, input_mode = $10, max_concurrency = $11,
-               updated_at = $12, require_timestamp = $13 where tenant = $1 and id = $2"#,
+               updated_at = $12, require_timestamp = $13, workflow_name = $14 where tenant = $1 and id = $2"#,
         )
         .bind(tenant)
         .bind(id)
         .bind(&f.path)
-        .bind(&f.function_name)
+        .bind(f.target.columns().0)
         .bind(&f.http_method)
         .bind(f.requires_auth as i64)
         .bind(&f.description)
@@ -156,6 +173,7 @@ impl Store {
         .bind(f.max_concurrency)
         .bind(now_ms())
         .bind(f.require_timestamp as i64)
+        .bind(f.target.columns().1)
         .execute(&mut *tx)
         .await
         .map_err(|e| conflict_on_unique(e, || path_taken(&f.path)))?;

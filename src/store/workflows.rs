@@ -3,7 +3,8 @@
 use serde::Serialize;
 use sqlx::Row as _;
 
-use super::{conflict_on_unique, now_ms, Store, StoreError, StoreResult};
+use super::schedules::{sync_managed, users_of_workflow};
+use super::{conflict_on_unique, now_ms, ScheduleFields, Store, StoreError, StoreResult};
 use crate::workflows::Definition;
 
 #[derive(Debug, Clone, Serialize)]
@@ -51,8 +52,18 @@ fn not_found(name: &str) -> StoreError {
     StoreError::NotFound(format!("workflow {name} not found"))
 }
 
+/// The schedule a workflow's `schedule` field asks for, with its first tick; `None` removes it.
+pub type ManagedSchedule<'a> = Option<(&'a ScheduleFields, Option<i64>)>;
+
 impl Store {
-    pub async fn create_workflow(&self, tenant: &str, name: &str, def: &Definition, by: &str) -> StoreResult<Workflow> {
+    /// Create a workflow (version 1) and its own schedule, in one transaction.
+    pub async fn create_workflow(
+        &self,
+        tenant: &str,
+        name: &str,
+        (def, schedule): (&Definition, ManagedSchedule<'_>),
+        by: &str,
+    ) -> StoreResult<Workflow> {
         let id = uuid::Uuid::now_v7().to_string();
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
@@ -69,6 +80,7 @@ impl Store {
         .await
         .map_err(|e| conflict_on_unique(e, || format!("a workflow named {name} already exists")))?;
         insert_version(&mut tx, (tenant, &id), 1, def, (by, now)).await?;
+        sync_managed(&mut tx, tenant, name, schedule, by).await?;
         tx.commit().await?;
         self.get_workflow(tenant, name).await
     }
@@ -92,8 +104,14 @@ impl Store {
         Ok(rows.iter().map(workflow_from).collect::<Result<_, _>>()?)
     }
 
-    /// Append a version and make it current.
-    pub async fn update_workflow(&self, tenant: &str, name: &str, def: &Definition, by: &str) -> StoreResult<Workflow> {
+    /// Append a version, make it current and bring its own schedule in line.
+    pub async fn update_workflow(
+        &self,
+        tenant: &str,
+        name: &str,
+        (def, schedule): (&Definition, ManagedSchedule<'_>),
+        by: &str,
+    ) -> StoreResult<Workflow> {
         let current = self.get_workflow(tenant, name).await?;
         let version = current.version + 1;
         let now = now_ms();
@@ -111,6 +129,7 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+        sync_managed(&mut tx, tenant, name, schedule, by).await?;
         tx.commit().await?;
         self.get_workflow(tenant, name).await
     }
@@ -137,9 +156,19 @@ impl Store {
         Ok(out)
     }
 
+    /// Delete a workflow, its versions and its own schedule; refused while a webhook or
+    /// another schedule runs it. Its past runs stay as executions.
     pub async fn delete_workflow(&self, tenant: &str, name: &str) -> StoreResult<()> {
         let w = self.get_workflow(tenant, name).await?;
         let mut tx = self.pool.begin().await?;
+        let users = users_of_workflow(&mut tx, tenant, name).await?;
+        if !users.is_empty() {
+            return Err(StoreError::Conflict(format!(
+                "workflow {name} is run by {}; delete or repoint them first",
+                users.join(", ")
+            )));
+        }
+        sync_managed(&mut tx, tenant, name, None, "").await?;
         sqlx::query("delete from workflow_versions where workflow_id = $1")
             .bind(&w.id)
             .execute(&mut *tx)

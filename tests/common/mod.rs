@@ -164,6 +164,15 @@ impl TestApp {
         self.post(&format!("/api/v1/functions/{name}/invoke"), input).await
     }
 
+    /// Create functions from (name, body) pairs: each body is the indented code of
+    /// `def <name>(input):`, with `maestro` and `time` imported.
+    pub async fn define(&self, list: &[(&str, &str)]) {
+        for (name, body) in list {
+            self.create(name, &format!("import maestro, time\ndef {name}(input):\n{body}\n"))
+                .await;
+        }
+    }
+
     /// The server's state, for driving the scheduler with a chosen clock.
     pub fn state(&self) -> &maestro::http::AppState {
         &self.running.as_ref().expect("running").state
@@ -173,6 +182,19 @@ impl TestApp {
         if let Some(r) = self.running.take() {
             r.stop().await;
         }
+    }
+}
+
+/// A client for a server started elsewhere (a `serve_binary` child), acting with `token`.
+pub fn remote(base: &str, token: &str) -> TestApp {
+    TestApp {
+        base: base.to_string(),
+        client: reqwest::Client::new(),
+        token: token.to_string(),
+        tenant: String::new(),
+        keys: maestro::auth::Keys::new(SECRET),
+        running: None,
+        _dir: tempfile::tempdir().expect("tempdir"),
     }
 }
 

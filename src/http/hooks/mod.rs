@@ -1,4 +1,5 @@
-//! `ANY /api/v1/h/{path}`: run a webhook's function with the request as its input.
+//! `ANY /api/v1/h/{path}`: run a webhook's function with the request as its input (or its
+//! workflow with the request as its run config).
 //!
 //! Order of checks: the path (400 if malformed, 404 if no enabled webhook has it), the method
 //! (405), the body size (413), authentication when required (401/403), the body's syntax
@@ -160,17 +161,17 @@ async fn run_hook(state: AppState, req: axum::extract::Request) -> ApiResult<Res
     };
     let started = match state
         .engine
-        .start(&hook.tenant, &hook.fields.function_name, input, trigger)
+        .start_target(&hook.tenant, &hook.fields.target, input, trigger)
         .await
     {
         Err(ApiError::NotFound(m)) => {
-            // The function went away under the webhook: the caller needs no internal names.
+            // The target went away under the webhook: the caller needs no internal names.
             tracing::warn!(webhook = %hook.id, "webhook target missing: {m}");
             return Err(not_found());
         }
         other => other?,
     };
-    let execution_id = started.execution_id.clone();
+    let execution_id = started.execution_id().to_string();
     // The run and its slot live in their own task: a client that hangs up neither stops the
     // run nor frees its slot early.
     let run = tokio::spawn(async move {

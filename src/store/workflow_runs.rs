@@ -1,0 +1,194 @@
+//! Workflow runs: what a run executes (workflow version, config, trigger) and which server
+//! drives it, under a lease. The node results themselves are the execution's steps, so a
+//! server taking over a run whose lease ran out rebuilds its state from them. These queries
+//! work across tenants like the scheduler's: they are how a stranded run finds its tenant.
+
+use serde_json::Value;
+use sqlx::Row as _;
+
+use super::executions::{execution_from, EXEC_COLS};
+use super::{json_col, now_ms, ExecutionRecord, Row, Store, StoreError, StoreResult};
+use crate::workflows::Definition;
+
+/// A run as stored.
+#[derive(Debug, Clone)]
+pub struct WorkflowRunRow {
+    pub execution_id: String,
+    pub tenant: String,
+    pub workflow_id: String,
+    pub version: i64,
+    pub config: Value,
+    pub trigger: String,
+    pub trigger_id: Option<String>,
+    pub lease_until: Option<i64>,
+    pub resumes: i64,
+}
+
+const COLS: &str = "execution_id, tenant, workflow_id, version, config, trigger, trigger_id, lease_until, resumes";
+
+fn run_from(r: &Row) -> Result<WorkflowRunRow, sqlx::Error> {
+    Ok(WorkflowRunRow {
+        execution_id: r.try_get("execution_id")?,
+        tenant: r.try_get("tenant")?,
+        workflow_id: r.try_get("workflow_id")?,
+        version: r.try_get("version")?,
+        config: json_col(r.try_get("config")?).unwrap_or(Value::Null),
+        trigger: r.try_get("trigger")?,
+        trigger_id: r.try_get("trigger_id")?,
+        lease_until: r.try_get("lease_until")?,
+        resumes: r.try_get("resumes")?,
+    })
+}
+
+impl Store {
+    /// Record a run as it starts, leased to `owner` until `lease_until`.
+    pub async fn insert_workflow_run(&self, r: &WorkflowRunRow, owner: &str) -> StoreResult<()> {
+        sqlx::query(
+            "insert into workflow_runs (execution_id, tenant, workflow_id, version, config, trigger, trigger_id, \
+             status, owner, lease_until, resumes, created_at) \
+             values ($1, $2, $3, $4, $5, $6, $7, 'running', $8, $9, 0, $10)",
+        )
+        .bind(&r.execution_id)
+        .bind(&r.tenant)
+        .bind(&r.workflow_id)
+        .bind(r.version)
+        .bind(r.config.to_string())
+        .bind(&r.trigger)
+        .bind(&r.trigger_id)
+        .bind(owner)
+        .bind(r.lease_until)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Extend `owner`'s lease; false when the run is no longer its own (taken over or ended).
+    pub async fn renew_workflow_lease(&self, id: &str, owner: &str, until: i64) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "update workflow_runs set lease_until = $3 where execution_id = $1 and owner = $2 and status = 'running'",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(until)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The run ended (`status` as its execution's); nobody drives it any more.
+    pub async fn finish_workflow_run(&self, id: &str, status: &str) -> StoreResult<()> {
+        sqlx::query("update workflow_runs set status = $2, owner = null, lease_until = null where execution_id = $1")
+            .bind(id)
+            .bind(status)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Running runs whose lease ran out before `now`: their server stopped.
+    pub async fn stranded_workflow_runs(&self, now: i64, limit: i64) -> StoreResult<Vec<WorkflowRunRow>> {
+        let sql = format!(
+            "select {COLS} from workflow_runs where status = 'running' and lease_until < $1 \
+             order by lease_until limit $2"
+        );
+        let rows = sqlx::query(&sql).bind(now).bind(limit).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(run_from).collect::<Result<_, _>>()?)
+    }
+
+    /// Take over a stranded run: only one server's compare-and-set on the old lease matches.
+    pub async fn take_workflow_run(&self, r: &WorkflowRunRow, owner: &str, until: i64) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "update workflow_runs set owner = $2, lease_until = $3, resumes = resumes + 1 \
+             where execution_id = $1 and status = 'running' and lease_until = $4",
+        )
+        .bind(&r.execution_id)
+        .bind(owner)
+        .bind(until)
+        .bind(r.lease_until)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The workflow's name and the definition of `version`, by id (a run outlives renames of
+    /// nothing, but its workflow may have been deleted).
+    pub async fn workflow_version_by_id(
+        &self,
+        tenant: &str,
+        workflow_id: &str,
+        version: i64,
+    ) -> StoreResult<(String, Definition)> {
+        let row = sqlx::query(
+            "select w.name, v.definition from workflows w join workflow_versions v on v.workflow_id = w.id \
+             where w.tenant = $1 and w.id = $2 and v.version = $3",
+        )
+        .bind(tenant)
+        .bind(workflow_id)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("workflow {workflow_id} version {version} is gone")))?;
+        let text: String = row.try_get("definition")?;
+        let def = serde_json::from_str(&text).map_err(|e| sqlx::Error::Decode(e.into()))?;
+        Ok((row.try_get("name")?, def))
+    }
+
+    /// The run record of an execution, if it is a workflow run.
+    pub async fn workflow_run(&self, tenant: &str, execution_id: &str) -> StoreResult<Option<WorkflowRunRow>> {
+        let sql = format!("select {COLS} from workflow_runs where tenant = $1 and execution_id = $2");
+        let row = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(execution_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(run_from).transpose()?)
+    }
+
+    /// A workflow's runs as executions, newest first, with the total.
+    pub async fn list_workflow_runs(
+        &self,
+        tenant: &str,
+        workflow_id: &str,
+        status: Option<&str>,
+        (limit, offset): (i64, i64),
+    ) -> StoreResult<(Vec<ExecutionRecord>, i64)> {
+        let filter = "tenant = $1 and ($3 is null or status = $3) and id in \
+                      (select execution_id from workflow_runs where tenant = $1 and workflow_id = $2)";
+        let sql = format!(
+            "select {EXEC_COLS} from executions where {filter} order by started_at desc, id desc limit $4 offset $5"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(workflow_id)
+            .bind(status)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(&self.pool)
+            .await?;
+        let total: i64 = sqlx::query(&format!("select count(*) as n from executions where {filter}"))
+            .bind(tenant)
+            .bind(workflow_id)
+            .bind(status)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
+        Ok((rows.iter().map(execution_from).collect::<Result<_, _>>()?, total))
+    }
+
+    /// Close the steps of an execution that a stopped server left `running`.
+    pub async fn interrupt_open_steps(&self, tenant: &str, execution_id: &str) -> StoreResult<u64> {
+        let error = r#"{"kind":"interrupted","message":"the server running this step stopped; the run was resumed"}"#;
+        let done = sqlx::query(
+            "update steps set status = 'failed', error = $3, finished_at = $4 \
+             where tenant = $1 and execution_id = $2 and status = 'running'",
+        )
+        .bind(tenant)
+        .bind(execution_id)
+        .bind(error)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
