@@ -189,7 +189,8 @@ pub struct Settings {
     /// How long a server's claim on a running workflow lasts without renewal, in
     /// milliseconds. The server driving a run renews it; when that server stops, another
     /// (or the same after a restart) resumes the run once the lease has run out.
-    #[arg(long, env = "WORKFLOW_LEASE_MS", default_value_t = 15_000)]
+    #[arg(long, env = "WORKFLOW_LEASE_MS", default_value_t = 15_000,
+          value_parser = clap::value_parser!(u64).range(300..=3_600_000))]
     pub workflow_lease_ms: u64,
     /// Let tenants' egress rules reach private and loopback addresses (`allow_private`).
     /// Off by default: a tenant member could otherwise reach services inside the network.

@@ -155,6 +155,23 @@ async fn scheduled_workflows(b: Backend) {
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
 
+    // Its schedule can be paused, and an edit that leaves `schedule` alone keeps the pause.
+    let (s, v) = app.post(&format!("/api/v1/schedules/{own_id}/pause"), json!({})).await;
+    assert!(s.is_success(), "{v}");
+    let (s, v) = app
+        .call(
+            Method::PUT,
+            "/api/v1/workflows/nightly",
+            Some(
+                json!({"nodes": ["source", "sink"], "edges": [["source", "sink"]], "config": {"region": "fr"},
+                        "schedule": {"cron_expression": "* * * * * *", "timezone": "Europe/Paris"}}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["version"], 2);
+    let (_, own) = app.get(&format!("/api/v1/schedules/{own_id}")).await;
+    assert_eq!(own["enabled"], false, "{own}");
     // Dropping `schedule` from the workflow removes its schedule: no more runs.
     let (s, v) = app
         .call(
@@ -354,6 +371,9 @@ async fn resumed_after_restart(b: Backend) {
     let slow = &after["nodes"]["slow"];
     assert_eq!(slow["steps"].as_array().map(Vec::len), Some(2), "{after}");
     assert_eq!(slow["status"], "succeeded");
+    // The interruption is not an attempt the node used up.
+    assert_eq!(slow["attempts"], 1, "{after}");
+    assert_eq!(slow["interrupted"], 1, "{after}");
     assert_eq!(after["nodes"]["last"]["output"], 20);
     let (_, steps) = app.get(&format!("/api/v1/executions/{id}/steps")).await;
     let interrupted: Vec<&Value> = steps["steps"]

@@ -2,8 +2,9 @@
 //! concurrency at once, on the sandbox workers; a failed node is retried per its policy
 //! (each attempt its own step, with `maestro.context.attempt`), then fails the run and its
 //! descendants are recorded as `skipped` while independent branches still finish. The
-//! driving server renews its lease on the run as it goes; if another server took the run
-//! over, this one stops.
+//! driving server renews its lease on the run as it goes, under a token of this drive (not
+//! just of the server: a server may take over a run it once drove itself); if the run was
+//! taken over, this drive stops and records nothing more about the run.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
@@ -45,6 +46,13 @@ pub(super) struct Orchestrator {
     pub config: Value,
     /// When the run started (unix ms): a resumed run's duration counts from there.
     pub started_at: i64,
+    /// This drive's lease token (`workflow_runs.owner`).
+    pub drive: String,
+}
+
+/// A new lease token for a drive of a run by this server.
+pub(super) fn new_drive(node_id: &str) -> String {
+    format!("{node_id}/{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }
 
 type Attempt = (String, u32, Option<Nested>);
@@ -71,7 +79,7 @@ impl Orchestrator {
                 self.skip_below(&n.function, &children, &mut state);
             }
         }
-        let lease = Duration::from_millis(self.inner.settings.workflow_lease_ms.max(100));
+        let lease = Duration::from_millis(self.inner.settings.workflow_lease_ms);
         let mut renew = tokio::time::interval(lease / 3);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut running = tokio::task::JoinSet::new();
@@ -130,6 +138,9 @@ impl Orchestrator {
                 }
             }
         }
+        if !self.renew(lease).await {
+            return None; // taken over at the last moment: the new driver records the end
+        }
         Some(self.finish(&state, failures, fuel).await)
     }
 
@@ -138,7 +149,7 @@ impl Orchestrator {
     async fn renew(&self, lease: Duration) -> bool {
         let (store, id) = (&self.inner.store, &self.template.execution_id);
         let until = now_ms() + lease.as_millis() as i64;
-        match store.renew_workflow_lease(id, &self.inner.node_id, until).await {
+        match store.renew_workflow_lease(id, &self.drive, until).await {
             Ok(mine) => mine,
             Err(e) => {
                 tracing::warn!(execution = %id, error = %e, "could not renew a workflow lease");
@@ -198,13 +209,22 @@ impl Orchestrator {
         }
     }
 
-    /// Record every pending descendant of a failed node as skipped.
+    /// Record every pending descendant of a failed node as skipped (looking through ones
+    /// already skipped: a resumed run may have lost some of their records).
     fn skip_below(&self, failed: &str, children: &BTreeMap<&str, Vec<&str>>, state: &mut BTreeMap<String, State>) {
         let mut stack: Vec<&str> = children.get(failed).cloned().unwrap_or_default();
         let mut seen = BTreeSet::new();
         while let Some(n) = stack.pop() {
-            if !seen.insert(n) || state.get(n) != Some(&State::Pending) {
+            if !seen.insert(n) {
                 continue;
+            }
+            match state.get(n) {
+                Some(State::Skipped) => {
+                    stack.extend(children.get(n).cloned().unwrap_or_default());
+                    continue;
+                }
+                Some(State::Pending) => {}
+                _ => continue,
             }
             state.insert(n.to_string(), State::Skipped);
             let t = &self.template;
@@ -284,7 +304,11 @@ impl Orchestrator {
             finish,
         });
         if inner.recorder.flush(&t.execution_id).await {
-            if let Err(e) = inner.store.finish_workflow_run(&t.execution_id, status).await {
+            let closed = inner
+                .store
+                .finish_workflow_run(&t.execution_id, status, Some(&self.drive))
+                .await;
+            if let Err(e) = closed {
                 // The next server to look finds the execution ended and closes the run then.
                 tracing::warn!(execution = %t.execution_id, error = %e, "could not close a workflow run");
             }

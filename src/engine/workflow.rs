@@ -4,20 +4,21 @@
 //! server stopped is taken over once its lease runs out: steps left running are closed as
 //! interrupted, finished nodes keep their stored outputs, and the rest run.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 use super::capabilities::Shared;
-use super::orchestrator::{Orchestrator, Prior, State};
+use super::orchestrator::{new_drive, Orchestrator, Prior, State};
 use super::tree::CallTree;
-use super::{Engine, InvokeResult, Trigger};
+use super::{Engine, Inner, InvokeResult, Trigger};
 use crate::error::ApiError;
 use crate::sandbox::{ErrorKind, ErrorRecord};
-use crate::store::{now_ms, NewStep, StepFinish, StepRecord, Workflow, WorkflowRunRow, Write};
+use crate::store::{now_ms, NewStep, StepFinish, StepRecord, StoreError, Workflow, WorkflowRunRow, Write};
 use crate::workflows::Definition;
 
 /// The longest a workflow run may take in all (the sweeper's deadline for it).
@@ -29,22 +30,43 @@ const MAX_RESUMES: i64 = 5;
 /// A started run; `wait` answers its end once recorded.
 pub struct WorkflowRun {
     pub execution_id: String,
+    tenant: String,
     done: oneshot::Receiver<InvokeResult>,
+    inner: Arc<Inner>,
 }
 
 impl WorkflowRun {
+    /// The run's end. If another server took the run over (this one lost its lease), the
+    /// end is read from the execution's record once that server has written it, so whoever
+    /// waits (a schedule's run, a webhook's caller) sees the run's real outcome.
     pub async fn wait(self) -> Result<InvokeResult, ApiError> {
-        self.done.await.map_err(|_| {
-            ApiError::Internal(anyhow::anyhow!(
-                "workflow run {} is now driven by another server",
-                self.execution_id
-            ))
-        })
+        if let Ok(result) = self.done.await {
+            return Ok(result);
+        }
+        loop {
+            let e = self.inner.store.get_execution(&self.tenant, &self.execution_id).await?;
+            if e.call.status != "running" {
+                let error = e.call.error.and_then(|v| serde_json::from_value(v).ok());
+                return Ok(InvokeResult {
+                    execution_id: e.id,
+                    status: if e.call.status == "succeeded" {
+                        "succeeded"
+                    } else {
+                        "failed"
+                    },
+                    output: e.call.output,
+                    error,
+                    duration_ms: e.call.duration_ms.unwrap_or(0.0),
+                    fuel_used: e.call.fuel_used.max(0) as u64,
+                });
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
 
     /// The end, if it comes within `wait`.
     pub async fn wait_for(self, wait: Duration) -> Option<InvokeResult> {
-        tokio::time::timeout(wait, self.done).await.ok()?.ok()
+        tokio::time::timeout(wait, self.wait()).await.ok()?.ok()
     }
 }
 
@@ -90,7 +112,8 @@ impl Engine {
             lease_until: Some(started_at + lease),
             resumes: 0,
         };
-        inner.store.insert_workflow_run(&row, &inner.node_id).await?;
+        let drive = new_drive(&inner.node_id);
+        inner.store.insert_workflow_run(&row, &drive).await?;
         let root = NewStep {
             id: execution_id.clone(),
             execution_id: execution_id.clone(),
@@ -128,6 +151,7 @@ impl Engine {
             def: wf.definition.clone(),
             config,
             started_at,
+            drive,
         };
         let (tx, done) = oneshot::channel();
         tokio::spawn(async move {
@@ -136,7 +160,12 @@ impl Engine {
                 let _ = tx.send(result);
             }
         });
-        Ok(WorkflowRun { execution_id, done })
+        Ok(WorkflowRun {
+            execution_id,
+            tenant: tenant.to_string(),
+            done,
+            inner: inner.clone(),
+        })
     }
 
     /// Look for runs whose server stopped (lease run out) every so often, and take them
@@ -156,34 +185,35 @@ impl Engine {
     pub async fn resume_stranded(&self) -> anyhow::Result<usize> {
         let inner = &self.inner;
         let mut resumed = 0;
-        for row in inner.store.stranded_workflow_runs(now_ms(), 20).await? {
-            let execution = inner.store.get_execution(&row.tenant, &row.execution_id).await;
-            match &execution {
-                Ok(e) if e.call.status == "running" => {}
+        for row in inner.store.stranded_workflow_runs(now_ms(), 100).await? {
+            let started_at = match inner.store.get_execution(&row.tenant, &row.execution_id).await {
+                Ok(e) if e.call.status == "running" => e.call.started_at,
                 Ok(e) => {
                     // It ended but its server stopped before saying so here.
+                    let status = e.call.status;
                     inner
                         .store
-                        .finish_workflow_run(&row.execution_id, &e.call.status)
+                        .finish_workflow_run(&row.execution_id, &status, None)
                         .await?;
                     continue;
                 }
-                Err(_) => {
+                Err(StoreError::NotFound(_)) => {
                     // Its start was never committed: nothing ran.
-                    inner.store.finish_workflow_run(&row.execution_id, "lost").await?;
+                    inner.store.finish_workflow_run(&row.execution_id, "lost", None).await?;
                     continue;
                 }
-            }
+                Err(e) => return Err(e.into()), // the database is unwell: look again later
+            };
             // Held against the tenant's concurrency like any run; at the cap it waits.
             let Ok((admission, _)) = inner.limiter.admit(&row.tenant).await else {
                 continue;
             };
             let until = now_ms() + inner.settings.workflow_lease_ms as i64;
-            if !inner.store.take_workflow_run(&row, &inner.node_id, until).await? {
+            let drive = new_drive(&inner.node_id);
+            if !inner.store.take_workflow_run(&row, &drive, until).await? {
                 continue; // another server took it
             }
-            let started_at = execution.map(|e| e.call.started_at).unwrap_or_else(|_| now_ms());
-            match self.resume(&row, started_at).await {
+            match self.resume(&row, started_at, drive.clone()).await {
                 Ok(run) => {
                     resumed += 1;
                     tokio::spawn(async move {
@@ -191,7 +221,11 @@ impl Engine {
                         run.await;
                     });
                 }
-                Err(why) => self.abandon(&row, started_at, &why).await,
+                Err(Resume::Impossible(why)) => self.abandon(&row, started_at, &why, &drive).await,
+                Err(Resume::NotNow(why)) => {
+                    // Its lease runs out again and a later look retries (a resume counted).
+                    tracing::warn!(execution = %row.execution_id, why, "could not resume a workflow run yet");
+                }
             }
         }
         Ok(resumed)
@@ -202,27 +236,33 @@ impl Engine {
         &self,
         row: &WorkflowRunRow,
         started_at: i64,
-    ) -> Result<impl std::future::Future<Output = ()> + Send + 'static, String> {
+        drive: String,
+    ) -> Result<impl std::future::Future<Output = ()> + Send + 'static, Resume> {
         let inner = &self.inner;
         if row.resumes >= MAX_RESUMES {
-            return Err(format!(
+            return Err(Resume::Impossible(format!(
                 "its servers stopped {} times while running it",
                 row.resumes + 1
-            ));
+            )));
         }
         let (tenant, id) = (&row.tenant, &row.execution_id);
-        let (name, def) = inner
+        let not_now = |e: &dyn std::fmt::Display| Resume::NotNow(e.to_string());
+        let found = inner
             .store
             .workflow_version_by_id(tenant, &row.workflow_id, row.version)
-            .await
-            .map_err(|e| e.to_string())?;
-        let packages = inner.packages.mount(tenant).await.map_err(|e| e.to_string())?;
+            .await;
+        let (name, def) = match found {
+            Ok(found) => found,
+            Err(StoreError::NotFound(m)) => return Err(Resume::Impossible(m)),
+            Err(e) => return Err(not_now(&e)),
+        };
+        let packages = inner.packages.mount(tenant).await.map_err(|e| not_now(&e))?;
         let closed = inner
             .store
             .interrupt_open_steps(tenant, id)
             .await
-            .map_err(|e| e.to_string())?;
-        let steps = inner.store.list_steps(tenant, id).await.map_err(|e| e.to_string())?;
+            .map_err(|e| not_now(&e))?;
+        let steps = inner.store.list_steps(tenant, id).await.map_err(|e| not_now(&e))?;
         let prior = prior_of(&def, &steps);
         tracing::info!(execution = %id, workflow = %name, interrupted = closed, "resuming a workflow run");
         let event = json!({"step_id": id, "workflow": name, "interrupted_steps": closed, "resumes": row.resumes + 1});
@@ -248,6 +288,7 @@ impl Engine {
             def,
             config: row.config.clone(),
             started_at,
+            drive,
         };
         Ok(async move {
             run.run(prior).await;
@@ -255,7 +296,7 @@ impl Engine {
     }
 
     /// End a run that cannot be resumed as failed, saying why.
-    async fn abandon(&self, row: &WorkflowRunRow, started_at: i64, why: &str) {
+    async fn abandon(&self, row: &WorkflowRunRow, started_at: i64, why: &str, drive: &str) {
         let inner = &self.inner;
         tracing::warn!(execution = %row.execution_id, why, "cannot resume a workflow run");
         let _ = inner.store.interrupt_open_steps(&row.tenant, &row.execution_id).await;
@@ -277,7 +318,10 @@ impl Engine {
             },
         });
         if inner.recorder.flush(&row.execution_id).await {
-            let _ = inner.store.finish_workflow_run(&row.execution_id, "failed").await;
+            let _ = inner
+                .store
+                .finish_workflow_run(&row.execution_id, "failed", Some(drive))
+                .await;
         }
     }
 }
@@ -298,7 +342,7 @@ fn prior_of(def: &Definition, steps: &[StepRecord]) -> Prior {
                 prior.state.insert(name.clone(), State::Skipped);
             }
             _ => {
-                let interrupted = s.call.error.as_ref().and_then(|e| e.get("kind")) == Some(&json!("interrupted"));
+                let interrupted = s.call.error_kind() == Some("interrupted");
                 if !interrupted {
                     *prior.failed.entry(name.clone()).or_default() += 1;
                 }
@@ -312,5 +356,99 @@ fn prior_of(def: &Definition, steps: &[StepRecord]) -> Prior {
             prior.state.insert(name.clone(), State::Failed);
         }
     }
+    // A node recorded as skipped stays so only below a failed node: an ancestor whose failure
+    // left no step (a call refused before it started) is pending again, and so is all below.
+    let parents = def.parents();
+    let skipped: Vec<String> = prior
+        .state
+        .iter()
+        .filter(|(_, s)| **s == State::Skipped)
+        .map(|(n, _)| n.clone())
+        .collect();
+    for n in skipped {
+        let mut stack: Vec<&str> = parents.get(n.as_str()).cloned().unwrap_or_default();
+        let mut seen = BTreeSet::new();
+        let mut below_failure = false;
+        while let Some(p) = stack.pop() {
+            if !seen.insert(p) {
+                continue;
+            }
+            if prior.state.get(p) == Some(&State::Failed) {
+                below_failure = true;
+                break;
+            }
+            stack.extend(parents.get(p).cloned().unwrap_or_default());
+        }
+        if !below_failure {
+            prior.state.remove(&n);
+        }
+    }
     prior
+}
+
+/// Why a stranded run was not resumed: for good, or only this time.
+enum Resume {
+    Impossible(String),
+    NotNow(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::CallRecord;
+    use crate::workflows::DefinitionIn;
+
+    fn step(seq: i64, function: &str, status: &str, error_kind: Option<&str>) -> StepRecord {
+        StepRecord {
+            id: format!("s{seq}"),
+            execution_id: "e".into(),
+            parent_id: Some("e".into()),
+            seq,
+            depth: 1,
+            call: CallRecord {
+                function_name: function.into(),
+                function_version: Some(1),
+                status: status.into(),
+                input: Value::Null,
+                output: (status == "succeeded").then(|| json!(seq)),
+                error: error_kind.map(|k| json!({"kind": k})),
+                stdout: String::new(),
+                stderr: String::new(),
+                fuel_used: 10,
+                duration_ms: Some(1.0),
+                activity: None,
+                started_at: 0,
+                finished_at: Some(1),
+            },
+        }
+    }
+
+    #[test]
+    fn state_rebuilt_from_steps() {
+        let def: DefinitionIn = serde_json::from_value(json!({
+            "nodes": ["a", {"function": "b", "retries": 1}, "c", "d", "e"],
+            "edges": [["a", "b"], ["b", "c"], ["a", "d"], ["d", "e"]]
+        }))
+        .expect("shape");
+        let def = def.check().expect("valid");
+        let steps = vec![
+            step(1, "a", "succeeded", None),
+            // b: one real failure (a retry left) and one interruption (not counted).
+            step(2, "b", "failed", Some("error")),
+            step(3, "b", "failed", Some("interrupted")),
+            // d failed for good; e below it stays skipped.
+            step(4, "d", "failed", Some("error")),
+            step(5, "e", "skipped", Some("skipped")),
+            // c was recorded skipped though b has not failed for good: pending again.
+            step(6, "c", "skipped", Some("skipped")),
+        ];
+        let prior = prior_of(&def, &steps);
+        assert_eq!(prior.state.get("a"), Some(&State::Succeeded(json!(1))));
+        assert_eq!(prior.failed.get("b"), Some(&1));
+        assert_eq!(prior.state.get("b"), None, "b has a retry left");
+        assert_eq!(prior.state.get("d"), Some(&State::Failed));
+        assert_eq!(prior.state.get("e"), Some(&State::Skipped));
+        assert_eq!(prior.state.get("c"), None, "c runs once b succeeds");
+        assert_eq!(prior.fuel, 60);
+    }
 }

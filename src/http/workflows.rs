@@ -283,7 +283,9 @@ async fn run_view(
             n.function.as_str(),
             json!({
                 "status": last.map_or("pending", |s| s.call.status.as_str()),
-                "attempts": mine.iter().filter(|s| s.call.status != "skipped").count(),
+                // Attempts the node used up: an interruption (its server stopped) is none.
+                "attempts": mine.iter().filter(|s| s.call.status != "skipped" && !interrupted(s)).count(),
+                "interrupted": mine.iter().filter(|s| interrupted(s)).count(),
                 "started_at": mine.first().map(|s| crate::http::iso(s.call.started_at)),
                 "finished_at": last.and_then(|s| s.call.finished_at.map(crate::http::iso)),
                 "duration_ms": last.and_then(|s| s.call.duration_ms),
@@ -299,4 +301,8 @@ async fn run_view(
         "started_at": crate::http::iso(execution.call.started_at),
         "finished_at": execution.call.finished_at.map(crate::http::iso),
     })))
+}
+
+fn interrupted(s: &crate::store::StepRecord) -> bool {
+    s.call.error_kind() == Some("interrupted")
 }

@@ -30,6 +30,13 @@ pub struct CallRecord {
     pub finished_at: Option<i64>,
 }
 
+impl CallRecord {
+    /// `error.kind`, when the call failed.
+    pub fn error_kind(&self) -> Option<&str> {
+        self.error.as_ref()?.get("kind")?.as_str()
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ExecutionRecord {
     pub id: String,

@@ -615,13 +615,17 @@ pub(super) async fn sync_managed(
     want: Option<(&ScheduleFields, Option<i64>)>,
     by: &str,
 ) -> StoreResult<()> {
-    let existing: Option<String> = sqlx::query("select id from schedules where tenant = $1 and name = $2")
-        .bind(tenant)
-        .bind(managed_name(workflow))
-        .fetch_optional(&mut *conn)
-        .await?
-        .map(|r| r.try_get("id"))
-        .transpose()?;
+    // Matched on the target too: a schedule a user named so before the prefix was kept for
+    // workflows is never taken for one.
+    let existing: Option<String> =
+        sqlx::query("select id from schedules where tenant = $1 and name = $2 and workflow_name = $3")
+            .bind(tenant)
+            .bind(managed_name(workflow))
+            .bind(workflow)
+            .fetch_optional(&mut *conn)
+            .await?
+            .map(|r| r.try_get("id"))
+            .transpose()?;
     match (existing, want) {
         (Some(id), Some((f, next))) => update_schedule_row(conn, tenant, &id, f, next).await,
         (None, Some((f, next))) => insert_schedule(conn, tenant, f, next, by).await.map(|_| ()),

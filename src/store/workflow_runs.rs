@@ -77,12 +77,17 @@ impl Store {
     }
 
     /// The run ended (`status` as its execution's); nobody drives it any more.
-    pub async fn finish_workflow_run(&self, id: &str, status: &str) -> StoreResult<()> {
-        sqlx::query("update workflow_runs set status = $2, owner = null, lease_until = null where execution_id = $1")
-            .bind(id)
-            .bind(status)
-            .execute(&self.pool)
-            .await?;
+    /// With `owner`, only while that drive still holds it.
+    pub async fn finish_workflow_run(&self, id: &str, status: &str, owner: Option<&str>) -> StoreResult<()> {
+        sqlx::query(
+            "update workflow_runs set status = $2, owner = null, lease_until = null \
+             where execution_id = $1 and ($3 is null or owner = $3)",
+        )
+        .bind(id)
+        .bind(status)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

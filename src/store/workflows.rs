@@ -129,7 +129,11 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        sync_managed(&mut tx, tenant, name, schedule, by).await?;
+        // An edit that leaves the schedule as it was leaves its state alone too (a pause, a
+        // tick about to fire).
+        if current.definition.schedule != def.schedule {
+            sync_managed(&mut tx, tenant, name, schedule, by).await?;
+        }
         tx.commit().await?;
         self.get_workflow(tenant, name).await
     }
