@@ -147,13 +147,24 @@ async fn time_floor(client: &reqwest::Client, url: &str, n: usize) -> anyhow::Re
 }
 
 async fn time_invokes(client: &reqwest::Client, url: &str, token: &str, n: usize) -> anyhow::Result<Vec<f64>> {
+    time_posts(client, url, token, &json!({"x": 1}), n).await
+}
+
+/// `n` POSTs of `body` back to back; each must answer a succeeded run.
+async fn time_posts(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: &Value,
+    n: usize,
+) -> anyhow::Result<Vec<f64>> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let t = Instant::now();
         let v: Value = client
             .post(url)
             .bearer_auth(token)
-            .json(&json!({"x": 1}))
+            .json(body)
             .send()
             .await?
             .json()
@@ -246,6 +257,16 @@ pub async fn run(settings: Settings, iterations: usize) -> anyhow::Result<()> {
             "fresh",
         ),
         ("hop", "def hop(input):\n    return leaf_warm(input)\n", "warm"),
+        (
+            "seq3",
+            "def seq3(input):\n    a = leaf_warm(input)\n    b = leaf_warm({'x': a['y']})\n    return leaf_warm({'x': b['y']})\n",
+            "warm",
+        ),
+        // The same three steps as a workflow: node -> node2 -> node3, each adding one to what
+        // its one parent (or the root's config) holds.
+        ("node", "def node(input):\n    return {'x': next(iter(input.values()))['x'] + 1}\n", "warm"),
+        ("node2", "def node2(input):\n    return {'x': next(iter(input.values()))['x'] + 1}\n", "warm"),
+        ("node3", "def node3(input):\n    return {'x': next(iter(input.values()))['x'] + 1}\n", "warm"),
     ];
     for (name, code, isolation) in functions {
         let r = client
@@ -256,17 +277,28 @@ pub async fn run(settings: Settings, iterations: usize) -> anyhow::Result<()> {
             .await?;
         anyhow::ensure!(r.status().is_success(), "creating {name}: {}", r.text().await?);
     }
+    let r = client
+        .post(format!("{base}/workflows"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "chain3", "nodes": ["node", "node2", "node3"],
+                      "edges": [["node", "node2"], ["node2", "node3"]], "config": {"x": 1}}))
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().is_success(), "creating chain3: {}", r.text().await?);
     let url = |name: &str| format!("{base}/functions/{name}/invoke");
+    let workflow_url = format!("{base}/workflows/chain3/run?wait=30");
     // Warm up: fill pools, JIT nothing (AOT), touch pages.
-    for name in ["leaf_warm", "leaf_fresh", "hop"] {
+    for name in ["leaf_warm", "leaf_fresh", "hop", "seq3"] {
         time_invokes(&client, &url(name), &token, 20).await?;
     }
+    let run_body = json!({});
+    time_posts(&client, &workflow_url, &token, &run_body, 20).await?;
     eprintln!("measuring {iterations} calls each ...");
     // Interleave the measurements in rounds, so drift on a shared machine hits every row alike.
     const ROUNDS: usize = 5;
     let per = iterations.div_ceil(ROUNDS);
     let floor_url = format!("{}/no-such-route", server.addr);
-    let mut m: [Vec<f64>; 9] = Default::default();
+    let mut m: [Vec<f64>; 11] = Default::default();
     for _ in 0..ROUNDS {
         let sb = sandbox.clone();
         m[1].extend(tokio::task::spawn_blocking(move || time_sandbox(sb, Isolation::Warm, per, None)).await??);
@@ -281,10 +313,13 @@ pub async fn run(settings: Settings, iterations: usize) -> anyhow::Result<()> {
         m[4].extend(time_invokes(&client, &url("leaf_warm"), &token, per).await?);
         m[5].extend(time_invokes(&client, &url("leaf_fresh"), &token, per).await?);
         m[6].extend(time_invokes(&client, &url("hop"), &token, per).await?);
+        let few = (per / 5).max(4);
+        m[9].extend(time_invokes(&client, &url("seq3"), &token, few).await?);
+        m[10].extend(time_posts(&client, &workflow_url, &token, &run_body, few).await?);
         let n = (per / 5).max(4);
         m[0].extend(tokio::task::spawn_blocking(move || python_baseline(n)).await??);
     }
-    let [baseline, sb_warm, sb_fresh, floor, warm, fresh, hop, pkg_warm, pkg_fresh] = m;
+    let [baseline, sb_warm, sb_fresh, floor, warm, fresh, hop, pkg_warm, pkg_fresh, seq3, chain3] = m;
 
     let rows = [
         summarise("python3 -c subprocess (baseline)", baseline),
@@ -296,6 +331,8 @@ pub async fn run(settings: Settings, iterations: usize) -> anyhow::Result<()> {
         summarise("invoke over HTTP, warm + 1 nested call", hop),
         summarise("sandbox call, warm, tenant with packages", pkg_warm),
         summarise("sandbox call, fresh, tenant with packages (new instance)", pkg_fresh),
+        summarise("invoke over HTTP, warm, 3 nested calls in sequence", seq3),
+        summarise("workflow run over HTTP (?wait), 3-node chain", chain3),
     ];
     let base_p50 = rows[0].p50;
     println!("| measurement | n | p50 ms | p99 ms | baseline p50 / p50 |");

@@ -80,7 +80,8 @@ impl Orchestrator {
             }
         }
         let lease = Duration::from_millis(self.inner.settings.workflow_lease_ms);
-        let mut renew = tokio::time::interval(lease / 3);
+        // The lease was just set (start or take-over): the first renewal is a third of it away.
+        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + lease / 3, lease / 3);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut running = tokio::task::JoinSet::new();
         loop {
