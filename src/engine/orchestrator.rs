@@ -139,9 +139,17 @@ impl Orchestrator {
                 }
             }
         }
+        // A node still marked running here lost its task (a bug, not the function): the run
+        // must not pass for succeeded.
+        for (n, s) in &state {
+            if *s == State::Running {
+                failures.push(format!("{n}: its attempt stopped without an outcome"));
+            }
+        }
         if !self.renew(lease).await {
             return None; // taken over at the last moment: the new driver records the end
         }
+
         Some(self.finish(&state, failures, fuel).await)
     }
 
