@@ -25,7 +25,7 @@ pub struct Built {
 }
 
 pub async fn build(settings: Settings) -> anyhow::Result<Built> {
-    let settings = Arc::new(settings);
+    let settings = Arc::new(settings.with_absolute_paths()?);
     std::fs::create_dir_all(&settings.data_dir)?;
     let cache_ttl = Duration::from_millis(settings.function_cache_ms);
     let store = Store::connect(&settings.database_url(), cache_ttl).await?;
@@ -142,9 +142,19 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         println!("No MAESTRO_JWT_SECRET set: generated one in the data directory.");
         println!("Admin token for tenant `default` (valid 30 days):\n\n  {token}\n");
     }
+    println!("{}", token_hint(&built.state.settings));
     println!("maestro listening on http://{addr}");
     tracing::info!(%addr, "listening");
     run(listener, built.state, shutdown_signal()).await
+}
+
+/// How to mint a token this server accepts: the command, never a secret or a token.
+fn token_hint(settings: &Settings) -> String {
+    let command = match settings.jwt_secret {
+        Some(_) => "MAESTRO_JWT_SECRET=<this server's secret> maestro token".to_string(),
+        None => format!("maestro token --data-dir {}", settings.data_dir.display()),
+    };
+    format!("Mint API tokens: {command} --tenant <tenant> --email <you@example.com> [--admin] [--ttl 7d]")
 }
 
 async fn run(

@@ -42,7 +42,8 @@ pub struct Settings {
     /// `postgres://…` or `sqlite://…` (default: SQLite in DATA_DIR/maestro.db).
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<Secret>,
-    /// Redis, when configured, is reported by /health (live logs use it in a later release).
+    /// Redis (`redis://host:6379`): live events go to Redis Streams so every replica can
+    /// follow every run; /health reports it.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<Secret>,
     /// HS256 secret for API tokens (default: generated into DATA_DIR/jwt_secret).
@@ -57,8 +58,9 @@ pub struct Settings {
     /// Default wall-clock limit of an execution, in seconds.
     #[arg(long, env = "FUNCTION_TIMEOUT", default_value_t = 30.0)]
     pub function_timeout: f64,
-    /// Default fuel (wasm instruction budget) of an execution.
-    #[arg(long, env = "FUNCTION_FUEL", default_value_t = 10_000_000_000)]
+    /// Default fuel (wasm instruction budget) of an execution; 0 = none, so CPU time is
+    /// bounded by the timeout alone. A function's own `fuel` or a tenant quota sets one.
+    #[arg(long, env = "FUNCTION_FUEL", default_value_t = 0)]
     pub function_fuel: u64,
     /// Default memory cap of one sandbox instance, in MiB.
     #[arg(long, env = "FUNCTION_MEMORY_MB", default_value_t = 256)]
@@ -102,6 +104,17 @@ pub struct Settings {
     /// Calls after which a warm instance is retired.
     #[arg(long, env = "WARM_MAX_USES", default_value_t = 1000)]
     pub warm_max_uses: u32,
+    /// Memory all idle warm instances may hold together, in MiB (the least recently used go
+    /// first).
+    #[arg(long, env = "WARM_POOL_MAX_MB", default_value_t = 1024)]
+    pub warm_pool_max_mb: u64,
+    /// Seconds a warm instance may stay idle before it is dropped (0: no limit).
+    #[arg(long, env = "WARM_IDLE_SECONDS", default_value_t = 300.0)]
+    pub warm_idle_seconds: f64,
+    /// A warm instance whose memory grew past this many MiB is dropped after its call
+    /// instead of kept (wasm memory never shrinks).
+    #[arg(long, env = "WARM_RETIRE_ABOVE_MB", default_value_t = 192)]
+    pub warm_retire_above_mb: u64,
     /// How long a server may serve a function version from memory, in milliseconds: bounds
     /// how stale another server's change can look here (this server's own changes apply at
     /// once; 0 = always read the database).
@@ -147,7 +160,8 @@ pub struct Settings {
     /// External token issuer: the `iss` its tokens must carry.
     #[arg(long, env = "AUTH_ISSUER")]
     pub auth_issuer: Option<String>,
-    /// External token issuer: the `aud` its tokens must carry (unchecked when unset).
+    /// External token issuer: the `aud` its tokens must carry (required with AUTH_JWKS or
+    /// AUTH_PUBLIC_KEY).
     #[arg(long, env = "AUTH_AUDIENCE")]
     pub auth_audience: Option<String>,
     /// External token issuer: a PEM public key (RSA or EC) that signs its tokens.
@@ -228,6 +242,16 @@ fn parse_isolation(s: &str) -> Result<Isolation, String> {
 }
 
 impl Settings {
+    /// The same settings with every directory made absolute, once at start: paths are handed
+    /// to child processes (pip) that run in other working directories.
+    pub fn with_absolute_paths(mut self) -> std::io::Result<Settings> {
+        self.data_dir = std::path::absolute(&self.data_dir)?;
+        for dir in [&mut self.runtime_dir, &mut self.cache_dir].into_iter().flatten() {
+            *dir = std::path::absolute(&*dir)?;
+        }
+        Ok(self)
+    }
+
     pub fn runtime_dir(&self) -> PathBuf {
         self.runtime_dir
             .clone()
@@ -251,13 +275,32 @@ impl Settings {
         crate::sandbox::SandboxConfig {
             runtime_dir: self.runtime_dir(),
             cache_dir: self.cache_dir(),
-            warm_per_function: self.warm_per_function,
-            warm_total: self.warm_total,
+            warm: crate::sandbox::PoolLimits {
+                per_key: self.warm_per_function,
+                total: self.warm_total,
+                max_bytes: self.warm_pool_max_mb << 20,
+                idle: match self.warm_idle_seconds {
+                    s if s.is_finite() && s > 0.0 => std::time::Duration::from_secs_f64(s.min(1e9)),
+                    _ => std::time::Duration::MAX, // 0: never expire
+                },
+                retire_above: self.warm_retire_above_mb << 20,
+            },
             warm_max_uses: self.warm_max_uses,
             capture_bytes: self.max_log_bytes,
             spares: self.fresh_spares,
         }
     }
+}
+
+/// An address clients can reach a server listening on `bind` at: a wildcard address
+/// (`0.0.0.0`, `::`) becomes the loopback address of its family.
+pub fn reachable(bind: SocketAddr) -> SocketAddr {
+    let ip = match bind.ip() {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    SocketAddr::new(ip, bind.port())
 }
 
 #[derive(clap::Parser)]

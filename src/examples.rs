@@ -3,8 +3,8 @@
 //!
 //! Bundles are `{"functions": [...], "webhooks": [...]}` files; the ones in `examples/` are
 //! built into the binary so the container image can load them too. Loading is idempotent: an
-//! unchanged function is skipped, a changed one gets a new version, a webhook at an existing
-//! path is updated in place.
+//! unchanged function or webhook is reported unchanged, and one the tenant already has in
+//! another form (its own `hello_world`, say) is left alone unless `--force` replaces it.
 
 use std::path::Path;
 
@@ -92,20 +92,39 @@ impl Client {
     }
 }
 
-/// Whether the stored function already has this content.
-fn same_function(stored: &Value, wanted: &Value) -> bool {
-    ["code", "description", "input_schema", "output_schema"]
-        .iter()
-        .all(|k| wanted.get(*k).unwrap_or(&Value::Null) == stored.get(*k).unwrap_or(&Value::Null))
+/// Whether the stored item already says everything the example says (fields the example
+/// leaves out are not compared).
+fn same(stored: &Value, wanted: &Value) -> bool {
+    wanted
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| !matches!(k.as_str(), "name" | "secret"))
+        .all(|(k, v)| stored.get(k).unwrap_or(&Value::Null) == v)
+}
+
+/// What to do with an item the tenant already has.
+fn existing(bundle: &str, what: &str, stored: &Value, wanted: &Value, force: bool) -> Option<String> {
+    if same(stored, wanted) {
+        return Some(format!("{bundle}: {what} is unchanged"));
+    }
+    if !force {
+        return Some(format!(
+            "{bundle}: skipped {what}: you have your own of that name, left as it is (--force replaces it)"
+        ));
+    }
+    None
 }
 
 /// Load `bundles` into the server at `base` as the token's tenant, with `path_prefix` before
-/// every webhook path (paths are shared by all tenants of a server); one line per item.
+/// every webhook path (paths are shared by all tenants of a server); one line per item. An
+/// item the tenant already has in another form is left alone unless `force`.
 pub async fn load(
     base: &str,
     token: &str,
     bundles: &[(String, Value)],
     path_prefix: &str,
+    force: bool,
 ) -> anyhow::Result<Vec<String>> {
     let client = Client {
         http: reqwest::Client::new(),
@@ -116,23 +135,30 @@ pub async fn load(
     for (bundle, b) in bundles {
         for f in b["functions"].as_array().into_iter().flatten() {
             let name = f["name"].as_str().context("a function without a name")?;
+            let what = format!("function {name}");
             let (status, stored) = client.call(Method::GET, &format!("/functions/{name}"), None).await?;
+            if status != StatusCode::OK && status != StatusCode::NOT_FOUND {
+                bail!(
+                    "GET /functions/{name}: {status}: {}",
+                    stored["error"]["message"].as_str().unwrap_or(&stored.to_string())
+                );
+            }
             let line = if status == StatusCode::NOT_FOUND {
                 client
                     .call_ok(Method::POST, "/functions", Some(f), &[StatusCode::CREATED])
                     .await?;
-                format!("{bundle}: created function {name}")
-            } else if same_function(&stored, f) {
-                format!("{bundle}: function {name} is up to date")
+                format!("{bundle}: created {what}")
+            } else if let Some(line) = existing(bundle, &what, &stored, f, force) {
+                line
             } else {
                 let v = client
                     .call_ok(Method::PUT, &format!("/functions/{name}"), Some(f), &[StatusCode::OK])
                     .await?;
-                format!("{bundle}: updated function {name} to version {}", v["version"])
+                format!("{bundle}: replaced {what} (now version {})", v["version"])
             };
             report.push(line);
         }
-        let existing = client
+        let listed = client
             .call_ok(Method::GET, "/webhooks?limit=500", None, &[StatusCode::OK])
             .await?;
         for w in b["webhooks"].as_array().into_iter().flatten() {
@@ -143,23 +169,28 @@ pub async fn load(
             );
             w["path"] = json!(path);
             let w = &w;
-            let found = existing["webhooks"]
+            let what = format!("webhook /api/v1/h/{path}");
+            let found = listed["webhooks"]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .find(|e| e["path"] == json!(path));
-            let line = match found.and_then(|e| e["id"].as_str()) {
-                Some(id) => {
-                    client
-                        .call_ok(Method::PUT, &format!("/webhooks/{id}"), Some(w), &[StatusCode::OK])
-                        .await?;
-                    format!("{bundle}: updated webhook /api/v1/h/{path}")
-                }
+            let line = match found {
+                Some(stored) => match existing(bundle, &what, stored, w, force) {
+                    Some(line) => line,
+                    None => {
+                        let id = stored["id"].as_str().context("a webhook without an id")?;
+                        client
+                            .call_ok(Method::PUT, &format!("/webhooks/{id}"), Some(w), &[StatusCode::OK])
+                            .await?;
+                        format!("{bundle}: replaced {what}")
+                    }
+                },
                 None => {
                     client
                         .call_ok(Method::POST, "/webhooks", Some(w), &[StatusCode::CREATED])
                         .await?;
-                    format!("{bundle}: created webhook /api/v1/h/{path}")
+                    format!("{bundle}: created {what}")
                 }
             };
             report.push(line);

@@ -20,27 +20,48 @@ struct Cli {
 enum Command {
     /// Start the server (SQLite in ./data unless DATABASE_URL says otherwise).
     Serve(Settings),
-    /// Mint an API token signed with the server's secret.
+    /// Mint an API token signed with the server's secret (the same flags and variables as
+    /// `maestro serve` find it: MAESTRO_JWT_SECRET, else DATA_DIR/jwt_secret).
     Token {
+        /// The tenant the token acts in.
         #[arg(long)]
         tenant: String,
+        /// Who the token is for (recorded in the audit trail).
         #[arg(long)]
         email: String,
-        /// Give the token the admin role.
+        /// Give the token the admin role (subtenants, grants, audit, any tenant).
         #[arg(long)]
         admin: bool,
         /// Lifetime, e.g. 90s, 30m, 1h, 7d.
         #[arg(long, default_value = "1h", value_parser = maestro::auth::parse_ttl)]
         ttl: std::time::Duration,
-        #[command(flatten)]
-        settings: Settings,
+        /// The server's data directory, which holds its generated secret.
+        #[arg(long, env = "MAESTRO_DATA_DIR", default_value = "./data")]
+        data_dir: std::path::PathBuf,
+        /// The server's HS256 secret, when it is configured rather than generated.
+        #[arg(long, env = "MAESTRO_JWT_SECRET", hide_env_values = true)]
+        jwt_secret: Option<String>,
     },
     /// Fetch the Python runtime and compile it into the cache, then exit.
-    Prepare(Settings),
+    Prepare {
+        /// Directory holding the runtime by default.
+        #[arg(long, env = "MAESTRO_DATA_DIR", default_value = "./data")]
+        data_dir: std::path::PathBuf,
+        /// Where the runtime goes (default: DATA_DIR/runtime).
+        #[arg(long, env = "MAESTRO_RUNTIME_DIR")]
+        runtime_dir: Option<std::path::PathBuf>,
+        /// Where the compiled runtime is cached (default: RUNTIME_DIR/cache).
+        #[arg(long, env = "MAESTRO_CACHE_DIR")]
+        cache_dir: Option<std::path::PathBuf>,
+    },
     /// Exit 0 when the server's /health answers 200 (for container health checks).
     Healthcheck {
-        #[arg(long, env = "MAESTRO_HEALTH_URL", default_value = "http://127.0.0.1:8000/health")]
-        url: String,
+        /// The URL to check (default: /health on the server's MAESTRO_BIND address).
+        #[arg(long, env = "MAESTRO_HEALTH_URL")]
+        url: Option<String>,
+        /// The server's listen address, as `maestro serve` reads it.
+        #[arg(long, env = "MAESTRO_BIND", default_value = "127.0.0.1:8000")]
+        bind: std::net::SocketAddr,
     },
     /// Example functions and webhooks (the seed's workflows).
     Examples {
@@ -52,6 +73,14 @@ enum Command {
         /// Calls per measurement.
         #[arg(long, default_value_t = 300)]
         iterations: usize,
+        /// Measure what hostile and careless code costs the server instead (forged frames,
+        /// endless loops, memory hoarders) and the edges new users hit first.
+        #[arg(long)]
+        hostile: bool,
+        /// With --hostile: the `maestro` binary to run as the server (default: this one), so
+        /// that an older build can be measured by the same client.
+        #[arg(long, requires = "hostile")]
+        server_exe: Option<std::path::PathBuf>,
         #[command(flatten)]
         settings: Settings,
     },
@@ -73,6 +102,10 @@ enum ExamplesAction {
         /// Put this before every webhook path (e.g. `acme/`): paths are shared by all tenants.
         #[arg(long, default_value = "")]
         path_prefix: String,
+        /// Replace functions and webhooks of the same name that differ from the examples
+        /// (by default they are left alone and reported as skipped).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -110,17 +143,28 @@ async fn main() -> anyhow::Result<()> {
             email,
             admin,
             ttl,
-            settings,
+            data_dir,
+            jwt_secret,
         } => {
-            let configured = settings.jwt_secret.as_ref().map(|s| s.0.as_str());
-            let (secret, _) = maestro::auth::load_or_create_secret(configured, &settings.data_dir)?;
+            let secret = maestro::auth::load_secret(jwt_secret.as_deref(), &data_dir)?;
             println!(
                 "{}",
                 maestro::auth::Keys::new(&secret).mint(&tenant, &email, admin, ttl)?
             );
             Ok(())
         }
-        Command::Prepare(settings) => {
+        Command::Prepare {
+            data_dir,
+            runtime_dir,
+            cache_dir,
+        } => {
+            let mut args = vec!["--data-dir".into(), data_dir.display().to_string()];
+            for (flag, dir) in [("--runtime-dir", runtime_dir), ("--cache-dir", cache_dir)] {
+                if let Some(d) = dir {
+                    args.extend([flag.to_string(), d.display().to_string()]);
+                }
+            }
+            let settings = Settings::from_args(args)?;
             init_logging(&settings);
             let cfg = settings.sandbox();
             let sandbox = tokio::task::spawn_blocking(move || maestro::sandbox::Sandbox::open(cfg)).await??;
@@ -130,7 +174,8 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Healthcheck { url } => {
+        Command::Healthcheck { url, bind } => {
+            let url = url.unwrap_or_else(|| format!("http://{}/health", maestro::config::reachable(bind)));
             let client = reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(5))
                 .build()?;
@@ -145,17 +190,26 @@ async fn main() -> anyhow::Result<()> {
                     token,
                     dir,
                     path_prefix,
+                    force,
                 },
         } => {
             let bundles = maestro::examples::bundles(dir.as_deref())?;
-            for line in maestro::examples::load(&url, &token, &bundles, &path_prefix).await? {
+            for line in maestro::examples::load(&url, &token, &bundles, &path_prefix, force).await? {
                 println!("{line}");
             }
             Ok(())
         }
-        Command::Bench { iterations, settings } => {
+        Command::Bench {
+            iterations,
+            hostile,
+            server_exe,
+            settings,
+        } => {
             init_logging(&settings);
-            maestro::bench::run(settings, iterations).await
+            match hostile {
+                true => maestro::bench::run_hostile(settings, server_exe).await,
+                false => maestro::bench::run(settings, iterations).await,
+            }
         }
     }
 }

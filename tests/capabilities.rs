@@ -356,3 +356,41 @@ async fn private_rules_need_the_operator() {
     assert_eq!(s, StatusCode::OK, "{v}");
     app.stop().await;
 }
+
+/// Host calls that reach the database are limited per execution: with no fuel budget by
+/// default, a loop on them would otherwise keep the database busy until the deadline. Names
+/// already resolved are remembered, so repeating one costs nothing.
+#[tokio::test]
+async fn lookups_are_limited_per_execution() {
+    let app = start(Backend::Sqlite).await;
+    let (s, v) = app
+        .call(Method::PUT, "/api/v1/secrets/S1", Some(json!({"value": "x"})))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let code = "import maestro\ndef f(input):\n    n = 0\n    try:\n        for _ in range(2000):\n            \
+                maestro.secrets.get('S1')\n            n += 1\n    except Exception as e:\n        \
+                return {'n': n, 'error': str(e)}\n    return {'n': n}\n";
+    let out = run(&app, "reader", code, json!({})).await;
+    assert_eq!(out["output"]["n"], 1000, "{out}");
+    assert!(
+        out["output"]["error"].as_str().is_some_and(|e| e.contains("look-ups")),
+        "{out}"
+    );
+    // Unknown names: each distinct one is a look-up; past the limit none resolves, and the
+    // call still ends promptly.
+    app.create("known", "def known(input):\n    return 7\n").await;
+    let code = "def f(input):\n    missing = 0\n    for i in range(3000):\n        try:\n            \
+                eval(f'nope_{i}')\n        except NameError:\n            missing += 1\n    try:\n        \
+                k = known({})\n    except NameError:\n        k = None\n    return {'missing': missing, 'known': k}\n";
+    let out = run(&app, "prober", code, json!({})).await;
+    assert_eq!(out["output"]["missing"], 3000, "{out}");
+    assert_eq!(
+        out["output"]["known"],
+        Value::Null,
+        "past the limit even a real function no longer resolves: {out}"
+    );
+    // A fresh execution starts with its own count.
+    let out = run(&app, "caller", "def f(input):\n    return known({})\n", json!({})).await;
+    assert_eq!(out["output"], 7, "{out}");
+    app.stop().await;
+}

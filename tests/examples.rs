@@ -60,12 +60,31 @@ fn calls(list: &[(&str, i64, &str)]) -> Vec<(String, i64, String)> {
 
 async fn seed_workflows(b: Backend) {
     let app = start(b).await;
+    // The tenant's own hello_world (the README's walk-through makes one): never replaced
+    // silently.
+    let own = "def hello_world(input):\n    return 'mine'\n";
+    app.create("hello_world", own).await;
     let bundles = maestro::examples::bundles(None).expect("bundles");
     // Webhook paths are shared by all tenants and the PostgreSQL test database outlives a run.
     let prefix = format!("{}/", app.tenant);
-    let report = maestro::examples::load(&app.base, &app.token, &bundles, &prefix)
+    let report = maestro::examples::load(&app.base, &app.token, &bundles, &prefix, false)
         .await
         .expect("load");
+    assert!(
+        report
+            .iter()
+            .any(|l| l.contains("skipped function hello_world") && l.contains("--force")),
+        "{report:?}"
+    );
+    let (_, f) = app.get("/api/v1/functions/hello_world").await;
+    assert_eq!((f["code"].as_str(), f["version"].as_i64()), (Some(own), Some(1)), "{f}");
+    let forced = maestro::examples::load(&app.base, &app.token, &bundles, &prefix, true)
+        .await
+        .expect("load --force");
+    assert!(
+        forced.contains(&"basics: replaced function hello_world (now version 2)".to_string()),
+        "{forced:?}"
+    );
     for hook in ["hello", "process-document", "process-invoice"] {
         assert!(
             report.contains(&format!(
@@ -80,15 +99,15 @@ async fn seed_workflows(b: Backend) {
         );
     }
     // Loading again changes nothing (fetch_document is shared by both workflows).
-    let again = maestro::examples::load(&app.base, &app.token, &bundles, &prefix)
+    let again = maestro::examples::load(&app.base, &app.token, &bundles, &prefix, false)
         .await
         .expect("reload");
-    assert!(
-        again
-            .iter()
-            .all(|l| l.contains("up to date") || l.contains("updated webhook")),
-        "{again:?}"
-    );
+    assert!(again.iter().all(|l| l.ends_with(" is unchanged")), "{again:?}");
+    let items: usize = bundles
+        .iter()
+        .map(|(_, b)| b["functions"].as_array().map_or(0, Vec::len) + b["webhooks"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(again.len(), items, "one line per item: {again:?}");
     let (_, list) = app.get("/api/v1/functions?limit=100").await;
     assert_eq!(list["total"], 15, "{list}");
 
@@ -215,7 +234,7 @@ async fn document_workflow_over_http() {
 
     let bundles = maestro::examples::bundles(None).expect("bundles");
     let prefix = format!("{}/", app.tenant);
-    maestro::examples::load(&app.base, &app.token, &bundles, &prefix)
+    maestro::examples::load(&app.base, &app.token, &bundles, &prefix, false)
         .await
         .expect("load");
     let policy = json!({"allow": [{"url": format!("{base}/"), "allow_private": true}]});

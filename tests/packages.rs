@@ -7,7 +7,7 @@ mod common;
 use std::io::Write as _;
 use std::time::Duration;
 
-use common::{start_with, upload, wheel, Backend, TestApp};
+use common::{start_relative, start_with, upload, wheel, Backend, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -95,8 +95,89 @@ async fn builtins_are_listed_and_numpy_and_pandas_run() {
     app.stop().await;
 }
 
-async fn install_use_uninstall(backend: Backend) {
-    let app = start_with(backend, ALLOW).await;
+/// The module a built-in distribution is imported as, where it is not the distribution's
+/// own name.
+fn import_name(dist: &str) -> String {
+    match dist {
+        "beautifulsoup4" => "bs4",
+        "pillow" => "PIL",
+        "python-dateutil" => "dateutil",
+        "pyyaml" => "yaml",
+        "scikit-learn" => "sklearn",
+        "fonttools" => "fontTools",
+        "tomli-w" => "tomli_w",
+        "et-xmlfile" => "et_xmlfile",
+        "typing-extensions" => "typing_extensions",
+        "interface-meta" => "interface_meta",
+        "more-itertools" => "more_itertools",
+        "charset-normalizer" => "charset_normalizer",
+        other => return other.replace('-', "_"),
+    }
+    .to_string()
+}
+
+/// Every distribution the runtime lists as built in imports with the default limits (a
+/// 30 s timeout, 256 MiB, no fuel budget), each in its own function; statsmodels and
+/// scikit-learn load their heavy submodules.
+#[tokio::test]
+async fn every_builtin_imports_with_default_limits() {
+    let app = start_with(Backend::Sqlite, &[]).await;
+    let (s, v) = app.get("/api/v1/packages?builtin=true").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let dists = names(&v["packages"]);
+    assert!(dists.len() >= 40, "{dists:?}");
+    let deep = [
+        ("scikit-learn", "sklearn.linear_model"),
+        ("statsmodels", "statsmodels.api"),
+        ("scipy", "scipy.stats"),
+    ];
+    let mut failures = Vec::new();
+    let shared = &app;
+    for chunk in dists.chunks(2) {
+        let calls = chunk.iter().map(|dist| {
+            let app = shared;
+            let module = deep
+                .iter()
+                .find(|(d, _)| d == dist)
+                .map_or_else(|| import_name(dist), |(_, m)| m.to_string());
+            let name = format!("imp_{}", dist.replace(['-', '.'], "_"));
+            let code = format!("import importlib\ndef {name}(input):\n    importlib.import_module({module:?})\n    return {module:?}\n");
+            async move {
+                app.create(&name, &code).await;
+                let (s, v) = app.invoke(&name, json!({})).await;
+                (dist.clone(), module, s, v)
+            }
+        });
+        for (dist, module, s, v) in futures_util::future::join_all(calls).await {
+            if s != StatusCode::OK || v["status"] != "succeeded" {
+                failures.push(format!("{dist} (import {module}): {}", v["error"]));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+
+    // matplotlib draws with the Agg backend into PNG bytes in memory.
+    app.create(
+        "chart",
+        "import io\nimport matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n\
+         def chart(input):\n    fig, ax = plt.subplots()\n    ax.plot([1, 2, 3], [1, 4, 9], label='squares')\n    \
+         ax.set_title('Squares')\n    ax.legend()\n    buf = io.BytesIO()\n    fig.savefig(buf, format='png')\n    \
+         plt.close(fig)\n    data = buf.getvalue()\n    return {'magic': data[:8].hex(), 'size': len(data)}\n",
+    )
+    .await;
+    let (s, v) = app.invoke("chart", json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["output"]["magic"], "89504e470d0a1a0a", "{v}");
+    assert!(v["output"]["size"].as_u64().unwrap_or(0) > 5_000, "{v}");
+    app.stop().await;
+}
+
+async fn install_use_uninstall(app: TestApp) {
     let other = app.token_for("other");
 
     // A real package and its dependency, resolved and downloaded by pip.
@@ -217,14 +298,16 @@ async fn install_use_uninstall(backend: Backend) {
     app.stop().await;
 }
 
+/// With a data directory given relative to the working directory, as the default `./data`
+/// is: pip runs elsewhere, so every path it gets must be absolute.
 #[tokio::test]
-async fn install_use_uninstall_sqlite() {
-    install_use_uninstall(Backend::Sqlite).await;
+async fn install_use_uninstall_sqlite_relative_data_dir() {
+    install_use_uninstall(start_relative(Backend::Sqlite, ALLOW).await).await;
 }
 
 #[tokio::test]
 async fn install_use_uninstall_postgres() {
-    install_use_uninstall(Backend::Postgres).await;
+    install_use_uninstall(start_with(Backend::Postgres, ALLOW).await).await;
 }
 
 #[tokio::test]

@@ -19,11 +19,7 @@ async fn hostile_code(b: Backend) {
     let app = start_with(b, &["--function-timeout", "2", "--function-memory-mb", "128"]).await;
     app.create("ok", "def ok(input):\n    return 'still here'\n").await;
     let cases: &[(&str, &str, &str)] = &[
-        (
-            "spin",
-            "def spin(input):\n    while True: pass\n",
-            "timeout|out_of_fuel",
-        ),
+        ("spin", "def spin(input):\n    while True: pass\n", "timeout"),
         (
             "sleepy",
             "import time\ndef sleepy(input):\n    time.sleep(60)\n",
@@ -96,6 +92,19 @@ async fn hostile_code(b: Backend) {
             "invalid_output",
         ),
         ("nan", "def nan(input):\n    return float('nan')\n", "invalid_output"),
+        // Lone surrogates cannot travel as JSON to the host: the value is an invalid output,
+        // and in printed text or an error message they become '?' rather than losing the
+        // whole report.
+        (
+            "surrogate_out",
+            "def surrogate_out(input):\n    return 'a\\ud800'\n",
+            "invalid_output",
+        ),
+        (
+            "surrogate_err",
+            "def surrogate_err(input):\n    print('\\ud800')\n    raise ValueError('bad \\udc00')\n",
+            "python_exception",
+        ),
     ];
     for (name, code, expect) in cases {
         app.create(name, code).await;
@@ -120,7 +129,8 @@ async fn hostile_code(b: Backend) {
                     let keys: Vec<&String> = v["output"].as_object().unwrap().keys().collect();
                     assert!(
                         keys.iter()
-                            .all(|k| ["TMPDIR", "PYTHONTZPATH", "HOME"].contains(&k.as_str())),
+                            .all(|k| ["TMPDIR", "PYTHONTZPATH", "HOME", "MPLCONFIGDIR", "MPLBACKEND"]
+                                .contains(&k.as_str())),
                         "{v}"
                     );
                 }
@@ -144,12 +154,24 @@ async fn hostile_code(b: Backend) {
     let (_, logs) = app.get(&format!("/api/v1/executions/{id}/logs")).await;
     let text = logs["logs"][0]["text"].as_str().unwrap();
     assert!(text.len() <= 1024 * 1024 + 200, "stdout kept {} bytes", text.len());
-    assert!(text.contains("more characters dropped"));
+    assert!(text.contains("more bytes dropped"));
     app.stop().await;
 }
 
 async fn fuel_and_per_function_limits(b: Backend) {
-    let app = start(b).await;
+    let app = start_with(b, &["--function-timeout", "3"]).await;
+    // With the default settings there is no fuel budget: CPU-bound work runs until its
+    // deadline and ends as a timeout, however much fuel it burns.
+    app.create(
+        "spin_long",
+        "def spin_long(input):\n    n = 0\n    while True: n += 1\n",
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let (_, v) = app.invoke("spin_long", json!({})).await;
+    assert_eq!(v["error"]["kind"], "timeout", "{v}");
+    assert!(started.elapsed().as_secs_f64() >= 2.9, "ran {:?}", started.elapsed());
+    assert!(v["fuel_used"].as_u64().unwrap() > 10_000_000_000, "{v}");
     app.create_with(
         json!({"name": "burn", "code": "def burn(input):\n    n = 0\n    while True: n += 1\n", "fuel": 50_000_000}),
     )
@@ -507,7 +529,53 @@ async fn gather_runs_in_parallel(b: Backend) {
     app.stop().await;
 }
 
+/// A guest that forges the prelude's `end` frame with more stdout than it could ever print
+/// under the capture cap, then spins until its deadline. The host caps every field it takes
+/// from such a frame, and does not parse one larger than any real report: the answer comes
+/// within the timeout plus a second, the record keeps at most the capture limit, and the
+/// live stream carries a bounded number of events. The issue's frame (31 M lines, 62 MB) is
+/// refused whole; one of 10 M lines (20 MB) is read and cut.
+async fn forged_end_frame(b: Backend) {
+    let app = start_with(b, &["--function-timeout", "2"]).await;
+    for (name, lines) in [("forger_huge", 31_000_000), ("forger", 10_000_000)] {
+        let code = format!(
+            "import _host\ndef {name}(input):\n    \
+             _host.call(b'{{\"op\":\"end\",\"ok\":true,\"output\":1,\"stdout\":\"' + b'\\\\n' * {lines} + b'\"}}')\n    \
+             while True: pass\n"
+        );
+        app.create(name, &code).await;
+        let started = std::time::Instant::now();
+        let (s, v) = app.invoke(name, json!({})).await;
+        let took = started.elapsed();
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["error"]["kind"], "timeout", "{name}: {v}");
+        assert!(
+            took < std::time::Duration::from_secs(3),
+            "{name}: answered {took:?} after the call"
+        );
+        let id = v["execution_id"].as_str().unwrap().to_string();
+        let (_, logs) = app.get(&format!("/api/v1/executions/{id}/logs")).await;
+        let text = logs["logs"][0]["text"].as_str().unwrap_or("");
+        assert!(
+            text.len() <= (1 << 20) + 256,
+            "{name}: stdout kept {} bytes",
+            text.len()
+        );
+        if name == "forger" {
+            assert!(
+                text.contains("more bytes dropped"),
+                "{}",
+                &text[text.len().saturating_sub(80)..]
+            );
+        }
+        let events = app.state().events.history(&id).unwrap_or_default();
+        assert!(events.len() < 1_100, "{name}: {} live events", events.len());
+    }
+    app.stop().await;
+}
+
 both_backends!(
+    forged_end_frame,
     abuse_regressions,
     hostile_code,
     fuel_and_per_function_limits,

@@ -215,4 +215,37 @@ async fn parallel_retries_and_failures(b: Backend) {
     app.stop().await;
 }
 
-both_backends!(seed_dag_and_validation, parallel_retries_and_failures);
+/// A 202 names an execution that can be read at once, from this server or any other.
+async fn accepted_run_is_readable(b: Backend) {
+    let app = start(b).await;
+    app.define(&[("one", "    return 1")]).await;
+    let (s, v) = app
+        .post(
+            "/api/v1/workflows",
+            json!({"name": "quick", "nodes": ["one"], "edges": []}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    for _ in 0..10 {
+        let (s, v) = app.post("/api/v1/workflows/quick/run", json!({})).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        let url = v["status_url"].as_str().expect("status_url");
+        let (s, e) = app.get(url).await;
+        assert_eq!(s, StatusCode::OK, "the execution a 202 named: {e}");
+        assert_eq!(e["trigger"], "workflow");
+        // Let it end before the next, so the tenant's concurrency quota never refuses one.
+        for _ in 0..200 {
+            if app.get(url).await.1["status"] != "running" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    app.stop().await;
+}
+
+both_backends!(
+    seed_dag_and_validation,
+    parallel_retries_and_failures,
+    accepted_run_is_readable
+);

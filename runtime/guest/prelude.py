@@ -82,7 +82,7 @@ class _MxBuiltins(dict):
 
 
 class _MxSink:
-    """A text stream that keeps at most `cap` bytes and counts the rest."""
+    """A text stream that keeps at most `cap` bytes (UTF-8) and counts the rest."""
 
     def __init__(self, cap):
         self.cap, self.parts, self.size, self.dropped = cap, [], 0, 0
@@ -90,16 +90,21 @@ class _MxSink:
     def write(self, s):
         if not isinstance(s, str):
             raise TypeError(f"write() argument must be str, not {type(s).__name__}")
-        n = len(s)
+        size = len(s) if s.isascii() else len(s.encode("utf-8", "surrogatepass"))
         room = self.cap - self.size
-        if room > 0:
-            part = s[:room]
+        if size <= room:
+            self.parts.append(s)
+            self.size += size
+        elif room > 0:
+            part = s.encode("utf-8", "surrogatepass")[:room].decode("utf-8", "ignore")
             self.parts.append(part)
-            self.size += len(part)
-            self.dropped += n - len(part)
+            # Full from here on, even if a cut character left a byte or two of room: a later
+            # short write must not appear after the gap.
+            self.size = self.cap
+            self.dropped += size - len(part.encode("utf-8", "surrogatepass"))
         else:
-            self.dropped += n
-        return n
+            self.dropped += size
+        return len(s)
 
     def flush(self):
         pass
@@ -110,7 +115,7 @@ class _MxSink:
     def text(self):
         out = "".join(self.parts)
         if self.dropped:
-            out += f"\n[maestro: {self.dropped} more characters dropped]\n"
+            out += f"\n[maestro: {self.dropped} more bytes dropped]\n"
         return out
 
 
@@ -470,6 +475,12 @@ def _mx_error(e):
     return record
 
 
+def _mx_end(reply):
+    """Send an `end` frame the prelude built (an error, a check's answer). Text in it (output,
+    tracebacks) may hold lone surrogates, which JSON cannot carry to the host: they become '?'."""
+    _host.call(_json.dumps(reply, ensure_ascii=False).encode("utf-8", "replace"))
+
+
 def _mx_run():
     req = _mx_frame({"op": "begin"})
     _mx_state.pop("context", None)
@@ -481,8 +492,7 @@ def _mx_run():
             _mx_load(req["function"], req["code"])
         except BaseException as e:  # module-level code failed: report it like a call error
             _mx_state.pop("fn", None)
-            reply = {"op": "end", "ok": False, "error": _mx_error(e)}
-            _host.call(_json.dumps(reply).encode())
+            _mx_end({"op": "end", "ok": False, "error": _mx_error(e)})
             return
     cap = req.get("capture", 1 << 20)
     out, err = _MxSink(cap), _MxSink(cap)
@@ -496,10 +506,14 @@ def _mx_run():
         finally:
             _sys.stdout, _sys.stderr = _sys.__stdout__, _sys.__stderr__
         try:
+            stdout, stderr = (t.encode("utf-8", "replace").decode("utf-8") for t in (out.text(), err.text()))
+            # Strict for the value itself: a lone surrogate in it is an invalid output (a
+            # UnicodeEncodeError, which is a ValueError), not something to alter silently.
             data = _json.dumps(
-                {"op": "end", "ok": True, "output": result, "stdout": out.text(), "stderr": err.text()},
+                {"op": "end", "ok": True, "output": result, "stdout": stdout, "stderr": stderr},
                 allow_nan=False,
-            )
+                ensure_ascii=False,
+            ).encode("utf-8")
         except (TypeError, ValueError, RecursionError) as e:
             reply = {
                 "op": "end",
@@ -519,8 +533,9 @@ def _mx_run():
         data = None
     if data is None:
         reply["stdout"], reply["stderr"] = out.text(), err.text()
-        data = _json.dumps(reply)
-    _host.call(data.encode())
+        _mx_end(reply)
+    else:
+        _host.call(data)
 
 
 def _mx_check():
@@ -563,4 +578,4 @@ def _mx_check():
         if problem:
             line = defs[-1].lineno if defs else None
             reply = {"op": "end", "ok": False, "error": {"kind": "invalid_code", "message": problem, "line": line}}
-    _host.call(_json.dumps(reply).encode())
+    _mx_end(reply)

@@ -82,17 +82,36 @@ pub fn load_or_create_secret(configured: Option<&str>, data_dir: &Path) -> anyho
     load_or_create_key(configured, data_dir, "jwt_secret")
 }
 
+/// `configured` if set, else the key kept in `path`, if there is one.
+fn existing_key(configured: Option<&str>, path: &Path) -> Option<String> {
+    if let Some(s) = configured.filter(|s| !s.is_empty()) {
+        return Some(s.to_string());
+    }
+    let s = std::fs::read_to_string(path).ok()?;
+    Some(s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+/// The server's token secret for `maestro token`: `configured`, else the one `maestro serve`
+/// generated into `data_dir`. Never generates one (a token signed with a secret the server
+/// does not use would be refused).
+pub fn load_secret(configured: Option<&str>, data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("jwt_secret");
+    match existing_key(configured, &path) {
+        Some(s) => Ok(s),
+        None => anyhow::bail!(
+            "no token secret in {}: give the server's MAESTRO_JWT_SECRET (or --jwt-secret), or the \
+             --data-dir of a server that generated one (`maestro serve` does on its first start)",
+            path.display()
+        ),
+    }
+}
+
 /// `configured` if set, else the key kept in `data_dir/file`, generated (32 random bytes,
 /// hex, mode 0600) the first time; the flag says it was just generated.
 pub fn load_or_create_key(configured: Option<&str>, data_dir: &Path, file: &str) -> anyhow::Result<(String, bool)> {
-    if let Some(s) = configured.filter(|s| !s.is_empty()) {
-        return Ok((s.to_string(), false));
-    }
     let path = data_dir.join(file);
-    if let Ok(s) = std::fs::read_to_string(&path) {
-        if !s.trim().is_empty() {
-            return Ok((s.trim().to_string(), false));
-        }
+    if let Some(s) = existing_key(configured, &path) {
+        return Ok((s, false));
     }
     std::fs::create_dir_all(data_dir)?;
     let secret = hex::encode(rand::random::<[u8; 32]>());

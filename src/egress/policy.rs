@@ -125,11 +125,43 @@ impl Policy {
     }
 }
 
+/// How many times a path is decoded when looking for hidden separators and dots; a path
+/// still encoded deeper than that is refused.
+const DECODINGS: usize = 4;
+
+/// Whether a server that decodes `path` once or more (a proxy, then a framework) could read
+/// an encoded separator, dot or path-parameter mark in it (`/services/..%2Fadmin`,
+/// `%252e%252e`), or would take a segment for `.` or `..` once its path parameters are cut
+/// off, as Tomcat and Jetty do (`/services/..;/admin`).
+fn hides_separator(path: &str) -> bool {
+    let dot_segment = |p: &str| {
+        p.split('/')
+            .any(|seg| matches!(seg.split(';').next(), Some(".") | Some("..")))
+    };
+    if dot_segment(path) {
+        return true;
+    }
+    let mut layer = path.to_string();
+    for _ in 0..DECODINGS {
+        let lower = layer.to_ascii_lowercase();
+        if ["%2f", "%5c", "%2e", "%3b"].iter().any(|e| lower.contains(e)) {
+            return true;
+        }
+        let decoded = percent_encoding::percent_decode_str(&layer)
+            .decode_utf8_lossy()
+            .into_owned();
+        if decoded == layer {
+            return false;
+        }
+        layer = decoded;
+    }
+    true
+}
+
 /// `path` is `prefix` or below it, at a `/` boundary, with no encoded separator or dot that
-/// a server might decode into another path (`/services/..%2Fadmin`).
+/// a server might decode into another path.
 fn path_under(path: &str, prefix: &str) -> bool {
-    let lower = path.to_ascii_lowercase();
-    if ["%2f", "%5c", "%2e"].iter().any(|e| lower.contains(e)) {
+    if hides_separator(path) {
         return false;
     }
     match prefix.ends_with('/') {
@@ -258,6 +290,16 @@ mod tests {
         assert!(ok("https://hooks.example.com/services/T1/B2"));
         assert!(!ok("https://hooks.example.com/other"));
         assert!(!ok("https://hooks.example.com/services/..%2Fadmin"));
+        assert!(!ok("https://hooks.example.com/services/%252e%252e/admin"));
+        assert!(!ok("https://hooks.example.com/services/..%252Fadmin"));
+        assert!(!ok("https://hooks.example.com/services/%25252E%25252E/admin"));
+        assert!(!ok("https://hooks.example.com/services/x%255cadmin"));
+        assert!(!ok("https://hooks.example.com/services/..;/admin"));
+        assert!(!ok("https://hooks.example.com/services/.;x/admin"));
+        assert!(!ok("https://hooks.example.com/services/..%3b/admin"));
+        assert!(ok("https://hooks.example.com/services/a;v=1/b"));
+        assert!(ok("https://hooks.example.com/services/100%25"));
+        assert!(ok("https://hooks.example.com/services/a%2541"));
         let q = policy(serde_json::json!(["https://x.com/api"]));
         assert!(q.allows(&Url::parse("https://x.com/api/v1").unwrap()).is_some());
         assert!(q.allows(&Url::parse("https://x.com/api-admin").unwrap()).is_none());

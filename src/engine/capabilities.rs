@@ -38,14 +38,17 @@ impl Activity {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn push(&self, entry: Value) {
+    /// Keep `entry` if the step's activity has room; whether it was kept.
+    pub fn push(&self, entry: Value) -> bool {
         let size = entry.to_string().len();
         let mut g = self.lock();
         if g.entries.len() < MAX_ACTIVITY && g.bytes + size <= MAX_ACTIVITY_BYTES {
             g.bytes += size;
             g.entries.push(entry);
+            true
         } else {
             g.dropped += 1;
+            false
         }
     }
 
@@ -125,7 +128,16 @@ pub struct Shared {
     pub requests: AtomicU32,
     /// Threads running gathered calls now.
     pub threads: AtomicU32,
+    /// Database look-ups the guest has caused (name resolutions, secret reads).
+    lookups: AtomicU32,
+    /// Names already resolved in this execution, and whether they are functions.
+    names: Mutex<std::collections::HashMap<String, bool>>,
 }
+
+/// Most database look-ups (names resolved, secrets read) one execution may cause. Without a
+/// fuel budget a guest could otherwise loop on `_host.call` and keep the database busy until
+/// its deadline.
+pub const MAX_LOOKUPS: u32 = 1000;
 
 impl Shared {
     pub fn new(trigger: &'static str, attempt: Option<i64>) -> Shared {
@@ -134,7 +146,31 @@ impl Shared {
             attempt,
             requests: AtomicU32::new(0),
             threads: AtomicU32::new(0),
+            lookups: AtomicU32::new(0),
+            names: Mutex::new(Default::default()),
         }
+    }
+
+    /// Count one database look-up; false once the execution has used [`MAX_LOOKUPS`].
+    pub fn lookup(&self) -> bool {
+        self.lookups.fetch_add(1, Ordering::Relaxed) < MAX_LOOKUPS
+    }
+
+    /// Whether `name` is a function, from this execution's memory or from `ask` (counted).
+    pub fn resolve_name(&self, name: &str, ask: impl FnOnce() -> bool) -> bool {
+        let names = || self.names.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(found) = names().get(name) {
+            return *found;
+        }
+        if !self.lookup() {
+            return false;
+        }
+        let found = ask();
+        let mut names = names();
+        if names.len() < MAX_LOOKUPS as usize {
+            names.insert(name.to_string(), found);
+        }
+        found
     }
 
     /// Take up to `want` of the execution's gather threads; answers how many were taken.
@@ -179,6 +215,12 @@ impl CallTree {
                 format!("{name:?} is not a secret name (letters, digits, _)"),
             );
         }
+        if !self.shared.lookup() {
+            return fail(
+                "lookup_limit",
+                format!("this execution already made {MAX_LOOKUPS} look-ups (secrets read, names resolved)"),
+            );
+        }
         let inner = self.inner.clone();
         let sealed = self.block_on(inner.store.sealed_secret(&self.tenant, name));
         self.activity
@@ -216,7 +258,11 @@ impl CallTree {
             entry["fields"] = json!({"truncated": true});
         }
         let entry = self.activity.mask_json(&entry);
-        self.activity.push(entry.clone());
+        // What the step cannot keep is not streamed either: a guest logging in a loop gets
+        // a bounded number of events, counted as dropped past that.
+        if !self.activity.push(entry.clone()) {
+            return json!({"ok": true, "dropped": true});
+        }
         let mut event = entry;
         event["step_id"] = json!(self.step_id);
         event["function"] = json!(self.function);

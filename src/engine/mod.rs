@@ -20,16 +20,15 @@ use tokio::sync::oneshot;
 use crate::config::Settings;
 use crate::domain::{self, FunctionSettings, Target};
 use crate::error::ApiError;
-use crate::sandbox::{Budget, CallSpec, ErrorKind, ErrorRecord, Isolation, Limits, Outcome, Sandbox, WASM_STACK};
+use crate::sandbox::{
+    Budget, CallSpec, ErrorKind, ErrorRecord, Isolation, Limits, Outcome, Sandbox, MAX_OUTPUT_BYTES, WASM_STACK,
+};
 use crate::store::{Function, NewStep, StepFinish, Store, Write};
 use quotas::Limiter;
 pub use quotas::Quotas;
 use recorder::Recorder;
 use tree::CallTree;
 use workers::Workers;
-
-/// Outputs larger than this are refused rather than stored.
-const MAX_OUTPUT_BYTES: usize = 16 << 20;
 
 /// How an execution was started, and by what (the webhook or schedule id).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,7 +232,7 @@ impl Engine {
         let packages = inner.packages.mount(tenant).await?;
         let (admission, quotas) = inner.limiter.admit(tenant).await?;
         let (isolation, timeout, fuel, memory) = inner.limits(&function.current.content.settings);
-        let fuel = fuel.min(quotas.max_fuel_per_execution);
+        let fuel = quotas.max_fuel_per_execution.map_or(fuel, |cap| fuel.min(cap));
         let started = Instant::now();
         let deadline = started + timeout;
         let execution_id = uuid::Uuid::now_v7().to_string();
@@ -483,7 +482,9 @@ impl Inner {
         (
             s.isolation.unwrap_or(cfg.default_isolation),
             Duration::from_secs_f64(timeout.max(0.001)),
-            s.fuel.unwrap_or(cfg.function_fuel),
+            s.fuel
+                .or((cfg.function_fuel > 0).then_some(cfg.function_fuel))
+                .unwrap_or(crate::sandbox::UNMETERED_FUEL),
             (s.memory_mb.unwrap_or(cfg.function_memory_mb) << 20) as usize,
         )
     }

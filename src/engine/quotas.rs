@@ -44,7 +44,8 @@ pub struct Quotas {
     /// 0 = unlimited.
     pub invocations_per_second: f64,
     pub burst: f64,
-    pub max_fuel_per_execution: u64,
+    /// None: no fuel cap (the timeout bounds CPU time).
+    pub max_fuel_per_execution: Option<u64>,
 }
 
 impl Quotas {
@@ -88,7 +89,7 @@ impl Quotas {
             max_concurrent_executions: o.max_concurrent_executions.unwrap_or(default_concurrency),
             invocations_per_second: rate,
             burst: o.burst.unwrap_or(rate.max(1.0)),
-            max_fuel_per_execution: o.max_fuel_per_execution.unwrap_or(cfg.max_function_fuel),
+            max_fuel_per_execution: o.max_fuel_per_execution,
         }
     }
 }

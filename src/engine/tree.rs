@@ -136,8 +136,11 @@ impl Host for CallTree {
         if FunctionName::parse(name).is_err() {
             return false;
         }
-        self.block_on(self.inner.store.function_exists(&self.tenant, name))
-            .unwrap_or(false)
+        let shared = self.shared.clone();
+        shared.resolve_name(name, || {
+            self.block_on(self.inner.store.function_exists(&self.tenant, name))
+                .unwrap_or(false)
+        })
     }
 
     fn call(&mut self, name: &str, input: Value, budget: Budget) -> Nested {

@@ -222,14 +222,14 @@ async fn record_events(state: &AppState, tenant: &str, id: &str) -> Vec<Value> {
             json!({"step_id": s.id, "parent_id": s.parent_id, "function": s.call.function_name, "depth": s.depth}),
         );
         for (stream, text) in [("stdout", &s.call.stdout), ("stderr", &s.call.stderr)] {
-            for line in text.lines() {
+            for line in crate::logs::log_lines(text) {
                 push("log", json!({"step_id": s.id, "stream": stream, "line": line}));
             }
         }
         push("step.finished", ended(s));
     }
     for (stream, text) in [("stdout", &root.call.stdout), ("stderr", &root.call.stderr)] {
-        for line in text.lines() {
+        for line in crate::logs::log_lines(text) {
             push("log", json!({"step_id": root.id, "stream": stream, "line": line}));
         }
     }

@@ -1,6 +1,5 @@
 //! `/api/v1/functions`: create, list, get, update, delete, versions, rollback, invoke.
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -240,6 +239,7 @@ async fn update(
         .store
         .add_version(&caller.tenant, &name, VersionSource::New(&version))
         .await?;
+    state.engine.sandbox().recycle_function(&caller.tenant, &name);
     let detail = Some(json!({"version": f.current.version, "code_sha256": f.current.content.code_sha256}));
     super::audit(
         &state,
@@ -255,6 +255,7 @@ async fn update(
 
 async fn remove(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult<Response> {
     state.store.delete_function(&caller.tenant, &name).await?;
+    state.engine.sandbox().recycle_function(&caller.tenant, &name);
     super::audit(
         &state,
         &caller,
@@ -288,6 +289,7 @@ async fn rollback(
         by: &caller.email,
     };
     let f = state.store.add_version(&caller.tenant, &name, source).await?;
+    state.engine.sandbox().recycle_function(&caller.tenant, &name);
     let detail = Some(json!({"to_version": version, "new_version": f.current.version}));
     super::audit(
         &state,
@@ -306,15 +308,13 @@ async fn invoke(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> ApiResult<Response> {
-    if body.len() > state.settings.max_input_bytes {
-        return Err(ApiError::TooLarge(format!(
-            "the input is {} bytes; the limit is {}",
-            body.len(),
-            state.settings.max_input_bytes
-        )));
-    }
+    // Read up to the input limit whatever the framing (a chunked body declares no length).
+    let limit = state.settings.max_input_bytes;
+    let body = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| super::input_too_large(None, limit))?;
     let input: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {

@@ -52,6 +52,12 @@ async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) 
         vec![("kind", "fresh_spare".into())],
         stats.spares_ready as f64,
     );
+    m.set(
+        "maestro_sandbox_pool_bytes",
+        "Memory held by idle warm instances, in bytes.",
+        vec![],
+        stats.warm_bytes as f64,
+    );
     let misses = stats.runs.saturating_sub(stats.warm_hits);
     m.set(
         "maestro_sandbox_pool_misses",

@@ -70,7 +70,13 @@ pub fn router(state: AppState) -> Router {
         .merge(workflows::routes())
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(RequestBodyLimitLayer::new(limit))
-        .layer(axum::middleware::from_fn_with_state(limit, declared_size));
+        .layer(axum::middleware::from_fn_with_state(
+            BodyLimits {
+                any: limit,
+                input: state.settings.max_input_bytes,
+            },
+            declared_size,
+        ));
     // Webhooks read their body themselves, under their own limit; wheels have theirs.
     let upload_limit = state.settings.package_max_bytes as usize + 64 * 1024;
     let api = api
@@ -83,6 +89,7 @@ pub fn router(state: AppState) -> Router {
         .merge(schedules::status_routes())
         .merge(openapi::routes())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .layer(axum::middleware::from_fn(method_not_allowed))
         .layer(axum::middleware::from_fn(refuse_nul))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
@@ -90,9 +97,17 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// A body whose declared length is over `limit` gets our 413 at once, before any of it is read.
+/// The largest request body of any API route, and of an invoke (whose body is the input).
+#[derive(Clone, Copy)]
+struct BodyLimits {
+    any: usize,
+    input: usize,
+}
+
+/// A body whose declared length is over the route's limit gets our 413 at once, before any of
+/// it is read, naming the limit that applies (an invoke's is `MAX_INPUT_BYTES`).
 async fn declared_size(
-    axum::extract::State(limit): axum::extract::State<usize>,
+    axum::extract::State(limits): axum::extract::State<BodyLimits>,
     req: Request,
     next: axum::middleware::Next,
 ) -> Response {
@@ -101,11 +116,50 @@ async fn declared_size(
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return ApiError::TooLarge(format!("the request body is larger than the limit of {limit} bytes"))
-            .into_response();
+    let invoke = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .is_some_and(|p| p.as_str().ends_with("/functions/{name}/invoke"));
+    let error = match invoke {
+        true => declared
+            .filter(|n| *n > limits.input as u64)
+            .map(|n| input_too_large(Some(n), limits.input)),
+        false => declared
+            .filter(|n| *n > limits.any as u64)
+            .map(|n| ApiError::TooLarge(format!("the request body is {n} bytes; the limit is {}", limits.any))),
+    };
+    match error {
+        Some(e) => e.into_response(),
+        None => next.run(req).await,
     }
-    next.run(req).await
+}
+
+/// An input over `MAX_INPUT_BYTES` (`size` when it is known).
+pub fn input_too_large(size: Option<u64>, limit: usize) -> ApiError {
+    let size = size.map_or_else(|| "larger than that".to_string(), |n| format!("{n} bytes"));
+    ApiError::TooLarge(format!("the input is {size}; the limit is {limit} (MAX_INPUT_BYTES)"))
+}
+
+/// A route that exists but not for this method: axum answers 405 with no body; give it our
+/// JSON error body (the handlers' own 405s already have one). This runs inside the route, so
+/// axum adds the `Allow` header (the methods the route takes) after it.
+async fn method_not_allowed(req: Request, next: axum::middleware::Next) -> Response {
+    let method = req.method().clone();
+    let response = next.run(req).await;
+    if response.status() != StatusCode::METHOD_NOT_ALLOWED
+        || response.headers().contains_key(axum::http::header::CONTENT_TYPE)
+    {
+        return response;
+    }
+    let message = format!("{method} is not allowed on this route; the Allow header lists what is");
+    let mut response = ApiError::MethodNotAllowed {
+        message,
+        allow: String::new(),
+    }
+    .into_response();
+    // Left to axum, which sets it from the route's methods once this returns.
+    response.headers_mut().remove(axum::http::header::ALLOW);
+    response
 }
 
 /// One span per request, carrying the request id so every log line inside names it.
@@ -241,6 +295,21 @@ pub async fn audit(
     {
         tracing::error!(error = %e, action, target, "could not write the audit trail");
     }
+}
+
+/// Wait until a started execution's record is committed, so that a 202 naming it is never
+/// followed by a 404 (from this server or any other on the same database).
+pub async fn recorded(state: &AppState, execution_id: &str) -> Result<(), ApiError> {
+    if state.engine.flush(execution_id).await {
+        return Ok(());
+    }
+    Err(ApiError::Execution {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        code: "not_recorded",
+        message: "the run started but its record could not be written; check the execution later".into(),
+        execution_id: execution_id.to_string(),
+        details: None,
+    })
 }
 
 /// 204 No Content.

@@ -19,6 +19,8 @@ const REDOC_JS: &str = include_str!("../../static/docs/redoc.standalone.js");
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        // The server's root leads somewhere useful: the API docs.
+        .route("/", get(|| async { axum::response::Redirect::temporary("/docs") }))
         .route("/openapi.json", get(|| async { Json(document()) }))
         .route("/docs", get(docs))
         .route("/redoc", get(redoc))
@@ -495,6 +497,15 @@ const OPS: &[Op] = &[
         None,
         200,
         "Object",
+    ),
+    (
+        "get",
+        "/",
+        "operations",
+        "Redirects to the API docs (/docs)",
+        None,
+        307,
+        "",
     ),
     ("get", "/docs", "operations", "Swagger UI", None, 200, "Text"),
     ("get", "/redoc", "operations", "ReDoc", None, 200, "Text"),

@@ -372,6 +372,9 @@ async fn resume(State(state): State<AppState>, caller: Caller, Path(id): Path<St
 async fn run_now(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
     let s = state.store.get_schedule(&caller.tenant, &id).await?;
     let (run_id, execution_id) = state.scheduler.run_now(&s).await?;
+    if let Some(e) = &execution_id {
+        super::recorded(&state, e).await?;
+    }
     let detail = Some(json!({"run_id": run_id, "execution_id": execution_id}));
     super::audit(
         &state,

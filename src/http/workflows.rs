@@ -224,6 +224,7 @@ async fn run(
             return Ok(Json(json!(r)).into_response());
         }
     }
+    super::recorded(&state, &id).await?;
     Ok((
         StatusCode::ACCEPTED,
         [(header::LOCATION, location.clone())],

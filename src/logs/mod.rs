@@ -27,6 +27,39 @@ const FINISHED_KEPT: usize = 2_000;
 /// Buffer of each tenant's live feed (a subscriber further behind is told it lost events).
 const FEED_BUFFER: usize = 1024;
 
+/// Most `log` events one step's stream sends; its record keeps the whole (capped) output.
+pub const MAX_LOG_LINES: usize = 1000;
+/// Longest line a `log` event carries; the record keeps the whole line.
+pub const MAX_LOG_LINE_BYTES: usize = 16 << 10;
+
+/// The lines of a step's output as events carry them: the first [`MAX_LOG_LINES`], each cut
+/// to [`MAX_LOG_LINE_BYTES`], then one line saying how many more the record holds. A guest
+/// printing a million empty lines costs the host a thousand events, not a million, and one
+/// printing a megabyte on one line costs 16 KiB of event.
+pub fn log_lines(text: &str) -> impl Iterator<Item = std::borrow::Cow<'_, str>> {
+    let mut lines = text.lines();
+    let shown: Vec<_> = lines.by_ref().take(MAX_LOG_LINES).map(cut_line).collect();
+    let more = lines.count();
+    let note = (more > 0).then(|| {
+        std::borrow::Cow::Owned(format!(
+            "[maestro: {more} more lines not streamed; the execution's logs hold them]"
+        ))
+    });
+    shown.into_iter().chain(note)
+}
+
+/// A line cut to [`MAX_LOG_LINE_BYTES`], saying how much was cut.
+fn cut_line(line: &str) -> std::borrow::Cow<'_, str> {
+    if line.len() <= MAX_LOG_LINE_BYTES {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    let mut end = MAX_LOG_LINE_BYTES;
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{} [maestro: {} more bytes]", &line[..end], line.len() - end))
+}
+
 /// One event, with where it belongs.
 #[derive(Debug, Clone)]
 pub struct Event {
@@ -145,10 +178,10 @@ impl Bus {
         histories.by_id.get(execution_id).map(|h| h.events.clone())
     }
 
-    /// Log lines of captured output, one event per line.
+    /// Log lines of captured output, one event per line (at most [`MAX_LOG_LINES`] a stream).
     pub fn publish_output(&self, tenant: &str, execution_id: &str, step_id: &str, stdout: &str, stderr: &str) {
         for (stream, text) in [("stdout", stdout), ("stderr", stderr)] {
-            for line in text.lines() {
+            for line in log_lines(text) {
                 let fields = json!({"step_id": step_id, "stream": stream, "line": line});
                 self.publish(tenant, execution_id, "log", fields);
             }

@@ -76,11 +76,17 @@ impl Instance {
             .env("TMPDIR", "/tmp")
             .env("PYTHONTZPATH", "")
             .env("HOME", "/tmp")
+            .env("MPLCONFIGDIR", super::runtime::MPL_CONFIG_GUEST_DIR)
+            .env("MPLBACKEND", "Agg")
             .monotonic_clock(hostcall::Monotonic)
             .allow_blocking_current_thread(true);
         b.preopened_dir(&paths.lib, "/usr/local/lib", FsPerms::ReadOnly)
             .map_err(crash)?;
         b.preopened_dir(&paths.root, "/", FsPerms::ReadOnly).map_err(crash)?;
+        if paths.mpl_data.is_dir() {
+            b.preopened_dir(&paths.mpl_data, super::runtime::MPL_DATA_GUEST_DIR, FsPerms::ReadOnly)
+                .map_err(crash)?;
+        }
         // The tenant's own packages, read-only; nothing else of the host is visible.
         if let Some(dir) = packages {
             b.preopened_dir(dir, super::PACKAGES_GUEST_DIR, FsPerms::ReadOnly)

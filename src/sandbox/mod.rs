@@ -5,6 +5,7 @@
 //! tenant + function version), and returns the output or a typed error. Calls the guest makes
 //! to other functions come back out through the [`Host`] trait, which the engine implements.
 
+mod fonts;
 mod hostcall;
 mod instance;
 mod pool;
@@ -22,6 +23,7 @@ use wasmtime::{Config, Engine, InstancePre, Linker};
 
 pub use instance::HostState;
 use instance::{Instance, TurnEnd};
+pub use pool::PoolLimits;
 use pool::{PoolKey, WarmPool};
 pub use runtime::RuntimePaths;
 use spares::Spares;
@@ -94,7 +96,66 @@ impl ErrorRecord {
         self.extra.insert(key.to_string(), value.into());
         self
     }
+
+    /// The record cut to sizes the host is willing to store and show: a guest builds its own
+    /// error records and may send anything in them.
+    fn capped(mut self) -> Self {
+        self.message = cap_text(self.message, MAX_ERROR_TEXT);
+        self.exc_type = self.exc_type.map(|t| cap_text(t, 256));
+        self.traceback = self.traceback.map(|t| cap_text(t, MAX_TRACEBACK));
+        // Extra fields (a nested call's `cause` with its own traceback, validation `errors`):
+        // long texts in them are cut first; only if that is not enough do they all go.
+        let mut extra = Value::Object(std::mem::take(&mut self.extra));
+        cap_strings(&mut extra, MAX_EXTRA_TEXT, 0);
+        self.extra = match extra {
+            Value::Object(m) if Value::Object(m.clone()).to_string().len() <= MAX_ERROR_EXTRA => m,
+            _ => serde_json::Map::from_iter([("truncated".to_string(), Value::Bool(true))]),
+        };
+        self
+    }
 }
+
+/// The largest output a call may return (its JSON text).
+pub const MAX_OUTPUT_BYTES: usize = 16 << 20;
+/// Room past the capture cap for the prelude's own "[maestro: N more bytes dropped]" line.
+const MARKER_ROOM: usize = 128;
+/// Longest error message kept from a guest.
+const MAX_ERROR_TEXT: usize = 16 << 10;
+/// The most an error record's extra fields may take, and the longest text in them.
+const MAX_ERROR_EXTRA: usize = 128 << 10;
+const MAX_EXTRA_TEXT: usize = 8 << 10;
+
+/// Cut every string in `v` (down to a bounded depth) to `cap` bytes.
+fn cap_strings(v: &mut Value, cap: usize, depth: usize) {
+    match v {
+        Value::String(s) if s.len() > cap => *s = cap_text(std::mem::take(s), cap),
+        Value::Array(items) if depth < 64 => items.iter_mut().for_each(|i| cap_strings(i, cap, depth + 1)),
+        Value::Object(map) if depth < 64 => map.values_mut().for_each(|i| cap_strings(i, cap, depth + 1)),
+        _ => {}
+    }
+}
+/// Longest traceback kept from a guest.
+const MAX_TRACEBACK: usize = 64 << 10;
+
+/// `text` cut to at most `cap` bytes (at a character boundary), saying how much was dropped.
+fn cap_text(mut text: String, cap: usize) -> String {
+    if text.len() <= cap {
+        return text;
+    }
+    let mut end = cap;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let dropped = text.len() - end;
+    text.truncate(end);
+    text.push_str(&format!("\n[maestro: {dropped} more bytes dropped]\n"));
+    text
+}
+
+/// The fuel of a call that has no fuel budget: more than any call can burn before its
+/// deadline (a tight loop burns about 10^10 a second), and far from overflow when the host
+/// charges and refunds it.
+pub const UNMETERED_FUEL: u64 = u64::MAX / 4;
 
 /// The fuel and wall-clock time a call may use; shared down a call tree.
 #[derive(Debug, Clone, Copy)]
@@ -184,10 +245,8 @@ pub struct Outcome {
 pub struct SandboxConfig {
     pub runtime_dir: PathBuf,
     pub cache_dir: PathBuf,
-    /// Idle warm instances kept per function version.
-    pub warm_per_function: usize,
-    /// Idle warm instances kept in all.
-    pub warm_total: usize,
+    /// Bounds of the warm pool.
+    pub warm: PoolLimits,
     /// Calls after which a warm instance is retired.
     pub warm_max_uses: u32,
     /// Bytes of stdout and of stderr kept per call.
@@ -204,6 +263,8 @@ pub struct Stats {
     /// Calls run (root and nested).
     pub runs: u64,
     pub warm_idle: usize,
+    /// Bytes of memory the idle warm instances hold.
+    pub warm_bytes: u64,
     pub spares_ready: usize,
 }
 
@@ -250,7 +311,7 @@ impl Sandbox {
             .instantiate_pre(&module)
             .map_err(|e| anyhow::anyhow!("instantiate_pre: {e}"))?;
         spawn_epoch_ticker(&engine);
-        let pool = WarmPool::new(cfg.warm_per_function, cfg.warm_total);
+        let pool = WarmPool::new(cfg.warm);
         let mut sandbox = Sandbox {
             engine,
             pre,
@@ -265,9 +326,10 @@ impl Sandbox {
             spares: Spares::new(0),
         };
         sandbox.prelude = sandbox.compile_prelude()?;
+        sandbox.ensure_font_cache();
         sandbox.spares = Spares::new(sandbox.cfg.spares);
         let sandbox = Arc::new(sandbox);
-        spares::spawn_refill(&sandbox);
+        spares::spawn_upkeep(&sandbox);
         Ok(sandbox)
     }
 
@@ -299,18 +361,31 @@ impl Sandbox {
     }
 
     pub fn stats(&self) -> Stats {
+        let (warm_idle, warm_bytes) = self.pool.usage();
         Stats {
             instances_created: self.created.load(Ordering::Relaxed),
             warm_hits: self.hits.load(Ordering::Relaxed),
             runs: self.runs.load(Ordering::Relaxed),
-            warm_idle: self.pool.idle(),
+            warm_idle,
+            warm_bytes,
             spares_ready: self.spares.ready(),
         }
     }
 
-    /// Drop every warm instance of a tenant (after its functions or packages change).
+    /// Drop every warm instance of a tenant (after its packages change).
     pub fn recycle_tenant(&self, tenant: &str) {
-        self.pool.drop_tenant(tenant);
+        self.retire_all(self.pool.drain_tenant(tenant));
+    }
+
+    /// Drop every warm instance of a function (after it changes or is deleted).
+    pub fn recycle_function(&self, tenant: &str, function: &str) {
+        self.retire_all(self.pool.drain_function(tenant, function));
+    }
+
+    fn retire_all(&self, instances: Vec<Instance>) {
+        for inst in instances {
+            self.spares.retire(inst);
+        }
     }
 
     fn new_instance(&self, memory_bytes: usize) -> Result<Instance, ErrorRecord> {
@@ -411,15 +486,16 @@ impl Sandbox {
             format!("{BOOT}{RUN}\n")
         };
         let end = inst.turn(&source, begin.to_string().into_bytes(), spec.limits.budget, host);
-        let outcome = finish(end, &inst, spec.limits.memory_bytes);
+        let outcome = finish(end, &inst, spec.limits.memory_bytes, self.cfg.capture_bytes);
         inst.prelude_loaded = true;
         inst.loaded = true;
         inst.uses += 1;
         let healthy = outcome.result.is_ok();
+        // Tearing down a store unmaps its memory: whatever is not kept is dropped off the
+        // request path.
         if spec.isolation == Isolation::Warm && healthy && inst.uses < self.cfg.warm_max_uses {
-            self.pool.put(key, inst);
+            self.retire_all(self.pool.put(key, inst));
         } else {
-            // Tearing down a store unmaps its memory: do it off the request path.
             self.spares.retire(inst);
         }
         Outcome { reused, ..outcome }
@@ -443,7 +519,7 @@ impl Sandbox {
             budget,
             Box::new(NoHost),
         );
-        finish(end, &inst, 256 << 20).result.map(|_| ())
+        finish(end, &inst, 256 << 20, 64 << 10).result.map(|_| ())
     }
 }
 
@@ -483,13 +559,27 @@ struct EndFrame {
 }
 
 /// Turn what a `turn` produced into an outcome: the guest's own report when it sent one,
-/// otherwise what the trap or exit status says.
-fn finish(end: TurnEnd, inst: &Instance, memory_cap: usize) -> Outcome {
+/// otherwise what the trap or exit status says. The report is the guest's word, so every
+/// field of it is capped here before anything else reads it: stdout and stderr to `capture`
+/// bytes each (what the prelude keeps, plus room for its note), error texts to fixed sizes.
+fn finish(end: TurnEnd, inst: &Instance, memory_cap: usize, capture: usize) -> Outcome {
     let fuel_used = end.fuel_used;
+    // The largest report the prelude can make: the biggest output, and stdout and stderr at
+    // their cap with every character escaped (`\u0001` is six bytes), plus room for errors.
+    // A larger one is not parsed at all (parsed JSON takes many times its size in memory).
+    let max_frame = MAX_OUTPUT_BYTES + 12 * (capture + MARKER_ROOM) + (1 << 20);
+    let oversized = end.frame.as_ref().is_some_and(|b| b.len() > max_frame);
     let frame = end
         .frame
         .as_deref()
-        .and_then(|b| serde_json::from_slice::<EndFrame>(b).ok());
+        .filter(|_| !oversized)
+        .and_then(|b| serde_json::from_slice::<EndFrame>(b).ok())
+        .map(|f| EndFrame {
+            stdout: cap_text(f.stdout, capture + MARKER_ROOM),
+            stderr: cap_text(f.stderr, capture + MARKER_ROOM),
+            error: f.error.map(ErrorRecord::capped),
+            ..f
+        });
     let (result, stdout, stderr) = match (end.trap, frame) {
         (Some(e), f) => {
             let (out, err) = f.map(|f| (f.stdout, f.stderr)).unwrap_or_default();
@@ -504,7 +594,12 @@ fn finish(end: TurnEnd, inst: &Instance, memory_cap: usize) -> Outcome {
         }
         (None, None) => {
             let near_cap = inst.memory_size() + (1 << 20) >= memory_cap as u64;
-            let e = if near_cap {
+            let e = if oversized {
+                ErrorRecord::new(
+                    ErrorKind::InvalidOutput,
+                    format!("the function reported more than {max_frame} bytes, more than any result may take"),
+                )
+            } else if near_cap {
                 ErrorRecord::new(
                     ErrorKind::MemoryLimit,
                     format!("the interpreter ran out of memory (cap {} MiB)", memory_cap >> 20),

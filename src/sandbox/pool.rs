@@ -1,9 +1,16 @@
 //! Idle warm instances, keyed by tenant + function + version + code key (function id and
-//! code hash) + memory cap + package set. An instance
-//! is only ever reused for the exact function version it loaded, never across tenants.
+//! code hash) + memory cap + package set. An instance is only ever reused for the exact
+//! function version it loaded, never across tenants.
+//!
+//! The pool is bounded three ways, because an instance keeps whatever memory it grew to (a
+//! wasm memory never shrinks): by count, by the bytes of all idle instances together, and by
+//! idle time. An instance that grew past `retire_above` is not kept at all. When a bound is
+//! hit the least recently used instances go first. Evicted instances are handed back to the
+//! caller to be dropped off the request path (unmapping a large memory takes time).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use super::instance::Instance;
 
@@ -31,23 +38,84 @@ impl PoolKey {
     }
 }
 
+/// The pool's bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolLimits {
+    /// Idle instances kept per key.
+    pub per_key: usize,
+    /// Idle instances kept in all.
+    pub total: usize,
+    /// Bytes of memory all idle instances may hold together.
+    pub max_bytes: u64,
+    /// How long an instance may stay idle.
+    pub idle: Duration,
+    /// An instance whose memory grew past this is dropped after its call, never kept.
+    pub retire_above: u64,
+}
+
+struct Entry {
+    inst: Instance,
+    bytes: u64,
+    since: Instant,
+}
+
 pub(super) struct WarmPool {
-    per_key: usize,
-    total: usize,
+    limits: PoolLimits,
     idle: Mutex<Idle>,
 }
 
 #[derive(Default)]
 struct Idle {
-    map: HashMap<PoolKey, Vec<Instance>>,
+    map: HashMap<PoolKey, Vec<Entry>>,
     count: usize,
+    bytes: u64,
+}
+
+impl Idle {
+    fn remove(&mut self, key: &PoolKey, index: usize) -> Option<Instance> {
+        let list = self.map.get_mut(key)?;
+        if index >= list.len() {
+            return None;
+        }
+        let e = list.remove(index);
+        if list.is_empty() {
+            self.map.remove(key);
+        }
+        self.count -= 1;
+        self.bytes -= e.bytes;
+        Some(e.inst)
+    }
+
+    /// The least recently used instance, taken out.
+    fn pop_oldest(&mut self) -> Option<Instance> {
+        let (key, index) = self
+            .map
+            .iter()
+            .flat_map(|(k, list)| list.iter().enumerate().map(move |(i, e)| (k, i, e.since)))
+            .min_by_key(|(_, _, since)| *since)
+            .map(|(k, i, _)| (k.clone(), i))?;
+        self.remove(&key, index)
+    }
+
+    /// Take out every instance whose key matches.
+    fn drain(&mut self, mut matches: impl FnMut(&PoolKey) -> bool) -> Vec<Instance> {
+        let keys: Vec<PoolKey> = self.map.keys().filter(|k| matches(k)).cloned().collect();
+        let mut out = Vec::new();
+        for key in keys {
+            for e in self.map.remove(&key).unwrap_or_default() {
+                self.count -= 1;
+                self.bytes -= e.bytes;
+                out.push(e.inst);
+            }
+        }
+        out
+    }
 }
 
 impl WarmPool {
-    pub fn new(per_key: usize, total: usize) -> Self {
+    pub fn new(limits: PoolLimits) -> Self {
         WarmPool {
-            per_key,
-            total,
+            limits,
             idle: Mutex::new(Idle::default()),
         }
     }
@@ -57,52 +125,75 @@ impl WarmPool {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The most recently used idle instance of `key`, if any.
     pub fn take(&self, key: &PoolKey) -> Option<Instance> {
         let mut idle = self.lock();
-        let inst = idle.map.get_mut(key)?.pop();
-        if inst.is_some() {
-            idle.count -= 1;
+        let index = idle.map.get(key)?.len().checked_sub(1)?;
+        idle.remove(key, index)
+    }
+
+    /// Keep `inst` for reuse if it is within bounds, evicting the least recently used to make
+    /// room. Returns what is not kept, for the caller to drop off the request path.
+    pub fn put(&self, key: PoolKey, inst: Instance) -> Vec<Instance> {
+        let bytes = inst.memory_size();
+        let l = self.limits;
+        if bytes > l.retire_above || bytes > l.max_bytes || l.total == 0 {
+            return vec![inst];
         }
-        inst
-    }
-
-    /// Keep `inst` for reuse if there is room; otherwise it is dropped.
-    pub fn put(&self, key: PoolKey, inst: Instance) {
         let mut idle = self.lock();
-        if idle.map.get(&key).is_some_and(|l| l.len() >= self.per_key) {
-            return;
+        if idle.map.get(&key).is_some_and(|list| list.len() >= l.per_key) {
+            return vec![inst];
         }
-        // Full: make room by retiring an idle instance of another function.
-        let evicted = if idle.count >= self.total {
-            let Some(victim) = idle.map.values_mut().find(|l| !l.is_empty()).and_then(Vec::pop) else {
-                return;
-            };
-            idle.count -= 1;
-            Some(victim)
-        } else {
-            None
-        };
-        idle.map.entry(key).or_default().push(inst);
-        idle.count += 1;
-        drop(idle);
-        drop(evicted);
-    }
-
-    pub fn idle(&self) -> usize {
-        self.lock().count
-    }
-
-    pub fn drop_tenant(&self, tenant: &str) {
-        let mut idle = self.lock();
-        let mut dropped = 0;
-        idle.map.retain(|k, v| {
-            if k.tenant == tenant {
-                dropped += v.len();
-                false
-            } else {
-                true
-            }
+        idle.map.entry(key).or_default().push(Entry {
+            inst,
+            bytes,
+            since: Instant::now(),
         });
-        idle.count -= dropped;
+        idle.count += 1;
+        idle.bytes += bytes;
+        let mut evicted = Vec::new();
+        while idle.count > l.total || idle.bytes > l.max_bytes {
+            match idle.pop_oldest() {
+                Some(old) => evicted.push(old),
+                None => break,
+            }
+        }
+        evicted
+    }
+
+    /// Take out the instances idle for longer than the pool's idle time.
+    pub fn expire(&self) -> Vec<Instance> {
+        let Some(cutoff) = Instant::now().checked_sub(self.limits.idle) else {
+            return Vec::new();
+        };
+        let mut idle = self.lock();
+        let mut out = Vec::new();
+        while let Some(oldest) = idle.map.values().flatten().map(|e| e.since).min() {
+            if oldest > cutoff {
+                break;
+            }
+            match idle.pop_oldest() {
+                Some(inst) => out.push(inst),
+                None => break,
+            }
+        }
+        out
+    }
+
+    /// Idle instances and the bytes of memory they hold.
+    pub fn usage(&self) -> (usize, u64) {
+        let idle = self.lock();
+        (idle.count, idle.bytes)
+    }
+
+    /// Take out a tenant's instances (its packages changed).
+    pub fn drain_tenant(&self, tenant: &str) -> Vec<Instance> {
+        self.lock().drain(|k| k.tenant == tenant)
+    }
+
+    /// Take out a function's instances (it changed or went away: its old versions' instances
+    /// would only wait for their idle time).
+    pub fn drain_function(&self, tenant: &str, function: &str) -> Vec<Instance> {
+        self.lock().drain(|k| k.tenant == tenant && k.function == function)
     }
 }

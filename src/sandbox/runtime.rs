@@ -28,7 +28,23 @@ pub struct RuntimePaths {
     pub lib: PathBuf,
     /// An empty read-only tree preopened at `/`.
     pub root: PathBuf,
+    /// matplotlib's data files, unpacked once from the `mpl-data.zip` the runtime carries
+    /// (matplotlib reads them by file path, which cannot point into a zip) and preopened
+    /// read-only at the path matplotlib computes for them, [`MPL_DATA_GUEST_DIR`].
+    pub mpl_data: PathBuf,
 }
+
+/// Where matplotlib looks for its data: beside its `__init__` inside the stdlib zip. WASI
+/// resolves a path through the preopen with the longest matching prefix, so a directory
+/// preopened here is found although the zip itself is a file.
+pub const MPL_DATA_GUEST_DIR: &str = "/usr/local/lib/python315.zip/matplotlib/mpl-data";
+/// matplotlib's configuration and cache directory in the guest (`MPLCONFIGDIR`): a read-only
+/// directory of the guest root holding the font list built once at start, so no instance has
+/// to scan the fonts again. matplotlib accepts it because it exists (WASI reports it
+/// writable; writes to it fail, and matplotlib only warns about its cache then).
+pub const MPL_CONFIG_GUEST_DIR: &str = "/usr/local/share/matplotlib";
+/// The archive of matplotlib's data inside the stdlib zip.
+const MPL_DATA_ZIP: &str = "matplotlib/mpl-data.zip";
 
 impl RuntimePaths {
     pub fn new(dir: &Path) -> Self {
@@ -37,6 +53,7 @@ impl RuntimePaths {
             wasm: dir.join("python-snapshot.wasm"),
             lib: dir.join("lib"),
             root: dir.join("root"),
+            mpl_data: dir.join("share").join("mpl-data"),
         }
     }
 
@@ -68,7 +85,56 @@ impl RuntimePaths {
         }
         fs::create_dir_all(self.root.join("usr/local/lib"))?;
         fs::create_dir_all(self.root.join("tmp"))?;
+        fs::create_dir_all(self.mpl_config())?;
+        if !self.mpl_data.is_dir() {
+            self.unpack_mpl_data()
+                .with_context(|| format!("unpacking matplotlib's data into {}", self.mpl_data.display()))?;
+        }
         Ok(())
+    }
+
+    /// Where the guest's [`MPL_CONFIG_GUEST_DIR`] is on the host (inside the guest root).
+    pub fn mpl_config(&self) -> PathBuf {
+        self.root.join(MPL_CONFIG_GUEST_DIR.trim_start_matches('/'))
+    }
+
+    /// Unpack `matplotlib/mpl-data.zip` from the stdlib zip into `mpl_data`, through a
+    /// temporary directory renamed into place so a half-written tree is never used.
+    fn unpack_mpl_data(&self) -> anyhow::Result<()> {
+        let mut stdlib = zip::ZipArchive::new(File::open(self.lib.join("python315.zip"))?)?;
+        let mut inner = Vec::new();
+        match stdlib.by_name(MPL_DATA_ZIP) {
+            Ok(mut f) => f.read_to_end(&mut inner)?,
+            Err(zip::result::ZipError::FileNotFound) => return Ok(()), // a runtime without matplotlib
+            Err(e) => return Err(e.into()),
+        };
+        let parent = self.mpl_data.parent().context("mpl-data has a parent")?;
+        fs::create_dir_all(parent)?;
+        // Unique per call: two sandboxes of one process may unpack at once.
+        let tmp = parent.join(format!(".mpl-data-{}-{:x}", std::process::id(), rand::random::<u64>()));
+        let _ = fs::remove_dir_all(&tmp);
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(inner))?;
+        for i in 0..archive.len() {
+            let mut entry = archive.by_index(i)?;
+            let Some(rel) = entry.enclosed_name() else {
+                bail!("{MPL_DATA_ZIP} holds an entry outside its tree: {}", entry.name());
+            };
+            let path = tmp.join(rel);
+            if entry.is_dir() {
+                fs::create_dir_all(&path)?;
+                continue;
+            }
+            if let Some(dir) = path.parent() {
+                fs::create_dir_all(dir)?;
+            }
+            std::io::copy(&mut entry, &mut File::create(&path)?)?;
+        }
+        match fs::rename(&tmp, &self.mpl_data) {
+            Ok(()) => Ok(()),
+            // Another process unpacked it first.
+            Err(_) if self.mpl_data.is_dir() => Ok(fs::remove_dir_all(&tmp)?),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// sha256 of the wasm, remembered in a sidecar keyed by size and mtime so that a start

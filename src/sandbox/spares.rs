@@ -1,7 +1,11 @@
 //! Spare instances: booted (prelude loaded) but never used by any function. A `fresh` call,
 //! or a warm call that finds no idle instance, takes one instead of creating and booting an
 //! instance on the request path. A spare has run nothing but our prelude, so isolation is the
-//! same as a brand-new instance. One background thread keeps the stock topped up.
+//! same as a brand-new instance.
+//!
+//! One background thread does the sandbox's upkeep: it keeps the stock topped up, drops used
+//! instances handed to it (unmapping their memory off the request path) and expires warm
+//! instances idle for too long.
 
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
@@ -27,14 +31,11 @@ impl Spares {
         }
     }
 
-    /// Hand over a used instance to be dropped in the background (or now, when there is no
-    /// background thread or too many are waiting).
+    /// Hand over a used instance to be dropped in the background (or now, when too many are
+    /// waiting).
     pub fn retire(&self, inst: Instance) {
-        if self.want == 0 {
-            return;
-        }
         let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
-        if retired.len() < 64 {
+        if retired.len() < 1024 {
             retired.push(inst);
             drop(retired);
             self.low.notify_one();
@@ -62,21 +63,21 @@ impl Spares {
     }
 }
 
-/// Keep `sandbox.spares` stocked until the sandbox is dropped.
-pub(super) fn spawn_refill(sandbox: &Arc<Sandbox>) {
-    if sandbox.spares.want == 0 {
-        return;
-    }
+/// Do the sandbox's upkeep until it is dropped: drop retired instances, expire idle warm
+/// ones, keep the spares stocked.
+pub(super) fn spawn_upkeep(sandbox: &Arc<Sandbox>) {
     let weak: Weak<Sandbox> = Arc::downgrade(sandbox);
     let _ = std::thread::Builder::new()
-        .name("maestro-spares".into())
+        .name("maestro-upkeep".into())
         .spawn(move || loop {
             let Some(sb) = weak.upgrade() else { return };
             sb.spares.drop_retired();
+            drop(sb.pool.expire());
             let missing = sb.spares.want.saturating_sub(sb.spares.ready());
             if missing == 0 {
                 let guard = sb.spares.lock();
-                // Wake on a take, or now and then to notice the sandbox going away.
+                // Wake on a take or a retirement, or now and then to expire idle instances
+                // and to notice the sandbox going away.
                 let _ = sb.spares.low.wait_timeout(guard, Duration::from_millis(500));
                 continue;
             }

@@ -38,16 +38,31 @@ pub struct TestApp {
 
 /// Start a server on `backend`, with extra `--flag value` settings.
 pub async fn start_with(backend: Backend, extra: &[&str]) -> TestApp {
-    let dir = tempfile::tempdir().expect("tempdir");
+    start_in(backend, tempfile::tempdir().expect("tempdir"), extra).await
+}
+
+/// Start a server whose data directory is given as a path relative to the working
+/// directory (as `./data`, the default, is).
+pub async fn start_relative(backend: Backend, extra: &[&str]) -> TestApp {
+    let dir = tempfile::Builder::new()
+        .prefix(".test-data-")
+        .tempdir_in(".")
+        .expect("tempdir");
+    start_in(backend, dir, extra).await
+}
+
+async fn start_in(backend: Backend, dir: tempfile::TempDir, extra: &[&str]) -> TestApp {
+    let cwd = std::env::current_dir().expect("cwd");
+    let data_dir = dir.path().strip_prefix(&cwd).unwrap_or(dir.path()).to_path_buf();
     let db = match backend {
-        Backend::Sqlite => format!("sqlite://{}/maestro.db?mode=rwc", dir.path().display()),
+        Backend::Sqlite => format!("sqlite://{}/maestro.db?mode=rwc", data_dir.display()),
         Backend::Postgres => postgres_url(),
     };
     let mut args: Vec<String> = vec![
         "--bind",
         "127.0.0.1:0",
         "--data-dir",
-        dir.path().to_str().unwrap(),
+        data_dir.to_str().unwrap(),
         "--runtime-dir",
         &runtime_dir(),
         "--database-url",

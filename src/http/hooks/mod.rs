@@ -180,15 +180,7 @@ async fn run_hook(state: AppState, req: axum::extract::Request) -> ApiResult<Res
         result
     });
     if run_async {
-        if !state.engine.flush(&execution_id).await {
-            return Err(ApiError::Execution {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                code: "not_recorded",
-                message: "the run started but its record could not be written; check the execution later".into(),
-                execution_id,
-                details: None,
-            });
-        }
+        super::recorded(&state, &execution_id).await?;
         return Ok(accepted(&execution_id));
     }
     let result = run

@@ -78,8 +78,9 @@ pub struct Cron {
     with_seconds: bool,
 }
 
-/// A 29 February schedule may wait 8 years (2096 → 2104).
-const HORIZON_YEARS: i32 = 9;
+/// How far ahead the next fire time is looked for: a fifth Friday in February comes once in
+/// 28 years (2008, 2036, 2064), a 29 February after up to 8 (2096 → 2104).
+const HORIZON_YEARS: i32 = 30;
 /// The longest step the search takes before it looks at the zone's offset again; time zone
 /// changes are further apart than this.
 const MAX_STEP: Duration = Duration::days(7);
@@ -253,16 +254,6 @@ impl Cron {
         }
     }
 
-    /// `t` rounded up to the resolution of this expression.
-    fn ceil(&self, t: NaiveDateTime) -> NaiveDateTime {
-        let f = self.floor(t);
-        if f == t {
-            t
-        } else {
-            f + self.unit()
-        }
-    }
-
     /// The first matching local time strictly after `after` (None past the search horizon).
     fn next_local(&self, after: NaiveDateTime) -> Option<NaiveDateTime> {
         let mut t = self.floor(after) + self.unit();
@@ -298,7 +289,13 @@ impl Cron {
     /// local times are handled where they happen.
     pub fn next_after<Z: TimeZone>(&self, tz: &Z, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let unit = self.unit();
-        let mut at = self.floor(after.naive_utc()).and_utc() + unit;
+        // Rounded in local time: some offsets are not whole minutes (local mean time, Liberia
+        // until 1972), and the walk steps through local minutes.
+        let offset = offset_at(tz, after);
+        let local = after.naive_utc() + offset;
+        let mut at = (self.floor(local) + unit - offset)
+            .and_utc()
+            .max(after + Duration::nanoseconds(1));
         let horizon = after.year() + HORIZON_YEARS;
         while at.year() <= horizon {
             let local = at.with_timezone(tz).naive_local();
@@ -317,7 +314,7 @@ impl Cron {
             if offset_at(tz, target) != offset {
                 target = first_offset_change(tz, at, target, offset);
             }
-            at = self.ceil(target.naive_utc()).and_utc().max(at + unit);
+            at = target.max(at + unit);
         }
         None
     }

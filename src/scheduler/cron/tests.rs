@@ -107,6 +107,9 @@ fn extensions() {
         .collect();
     assert_eq!(w, ["06-03", "07-01", "08-01", "09-02"]);
     assert_eq!(dates("0 0 31W * *"), ["01-31", "02-29", "03-29", "04-30"]);
+    // Rare days are still found (croniter agrees): a fifth Friday in February.
+    let rare = next("0 0 * 2 5#5", &Tz::UTC, "2026-01-01T00:00:00Z", 2);
+    assert_eq!(rare, vec![utc("2036-02-29T00:00:00Z"), utc("2064-02-29T00:00:00Z")]);
 }
 
 #[test]
@@ -156,6 +159,20 @@ fn refuses_bad_expressions_naming_the_field() {
     }
     let err = Cron::parse("0 0 * mon-wed *").expect_err("names");
     assert!(err.message.contains("day-of-week name"), "{err}");
+}
+
+/// Liberia kept an offset of -0:44:30 until 1972: local minutes are not UTC minutes (croniter
+/// agrees on these).
+#[test]
+fn offsets_that_are_not_whole_minutes() {
+    let monrovia: Tz = "Africa/Monrovia".parse().expect("zone");
+    let got = next("0 12 * * *", &monrovia, "1970-01-01T00:00:00Z", 2);
+    assert_eq!(got, vec![utc("1970-01-01T12:44:30Z"), utc("1970-01-02T12:44:30Z")]);
+    let got = next("*/30 * * * *", &monrovia, "1970-01-01T00:00:00Z", 3);
+    let want: Vec<_> = ["1970-01-01T00:14:30Z", "1970-01-01T00:44:30Z", "1970-01-01T01:14:30Z"]
+        .map(utc)
+        .to_vec();
+    assert_eq!(got, want);
 }
 
 /// New York: clocks jump 02:00 → 03:00 on 2026-03-08 and fall 02:00 → 01:00 on 2026-11-01.

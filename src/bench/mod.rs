@@ -6,11 +6,15 @@
 //! as they would in service. Figures are p50/p99 and ratios to the baseline, since absolute
 //! numbers on a shared 2-core machine drift from run to run.
 
+mod hostile;
+
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use std::sync::Arc;
+pub use hostile::run as run_hostile;
 
 use crate::config::Settings;
 use crate::sandbox::{Budget, CallSpec, Host, Isolation, Limits, Nested, PackageMount, Sandbox};
@@ -184,12 +188,24 @@ struct Server {
 }
 
 impl Server {
-    fn start(settings: &Settings, data_dir: &std::path::Path) -> anyhow::Result<Server> {
+    fn start(settings: &Settings, data_dir: &Path) -> anyhow::Result<Server> {
+        Server::start_exe(&std::env::current_exe()?, settings, data_dir, &[], &[])
+    }
+
+    /// Start `exe serve` (this binary, or another build of it) with `extra` flags and `env`.
+    fn start_exe(
+        exe: &Path,
+        settings: &Settings,
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Server> {
         use std::io::BufRead;
-        let exe = std::env::current_exe()?;
         let mut cmd = std::process::Command::new(exe);
         cmd.arg("serve")
             .args(["--bind", "127.0.0.1:0", "--jwt-secret", "bench"])
+            .args(extra)
+            .envs(env.iter().copied())
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--runtime-dir")
