@@ -288,6 +288,7 @@ impl Settings {
             warm_max_uses: self.warm_max_uses,
             capture_bytes: self.max_log_bytes,
             spares: self.fresh_spares,
+            max_input_bytes: self.max_input_bytes,
         }
     }
 }

@@ -570,7 +570,40 @@ async fn forged_end_frame(b: Backend) {
         }
         let events = app.state().events.history(&id).unwrap_or_default();
         assert!(events.len() < 1_100, "{name}: {} live events", events.len());
+        if name == "forger_huge" {
+            assert_eq!(text, "", "a report larger than any real one is not read");
+        }
     }
+    // Forged, then the real report silenced (the guest replaces `_host.call`): with no trap
+    // and no report it could keep, the call is an invalid output.
+    app.create(
+        "silencer",
+        "import _host\ndef silencer(input):\n    \
+         _host.call(b'{\"op\":\"end\",\"ok\":true,\"output\":1,\"stdout\":\"' + b'\\\\n' * 31_000_000 + b'\"}')\n    \
+         _host.call = lambda frame: b'{}'\n    return 1\n",
+    )
+    .await;
+    let (_, v) = app.invoke("silencer", json!({})).await;
+    assert_eq!(v["error"]["kind"], "invalid_output", "{v}");
+    // The prelude's capture keeps bytes in order: once a character is cut at the cap, nothing
+    // written later is kept.
+    let app2 = start_with(b, &["--max-log-bytes", "100"]).await;
+    app2.create(
+        "cutter",
+        "import sys\ndef cutter(input):\n    sys.stdout.write('x' * 98)\n    sys.stdout.write('\\u20ac')\n    \
+         sys.stdout.write('y')\n    return 1\n",
+    )
+    .await;
+    let (_, v) = app2.invoke("cutter", json!({})).await;
+    let id = v["execution_id"].as_str().unwrap().to_string();
+    let (_, logs) = app2.get(&format!("/api/v1/executions/{id}/logs")).await;
+    let text = logs["logs"][0]["text"].as_str().unwrap_or("");
+    assert_eq!(
+        text,
+        format!("{}\n[maestro: 4 more bytes dropped]\n", "x".repeat(98)),
+        "{v}"
+    );
+    app2.stop().await;
     app.stop().await;
 }
 

@@ -35,7 +35,7 @@ async fn hoarders(retire_above_mb: &str, expect_kept: bool) {
             "--function-memory-mb",
             "512",
             "--warm-idle-seconds",
-            "3",
+            "15",
             "--warm-retire-above-mb",
             retire_above_mb,
             "--warm-pool-max-mb",
@@ -91,7 +91,7 @@ async fn hoarders(retire_above_mb: &str, expect_kept: bool) {
     } else {
         assert!(pooled < (200 * MIB) as f64, "grown instances are not kept: {pooled}");
     }
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let mut now = rss(pid);
     while now > start + 300 * MIB && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;

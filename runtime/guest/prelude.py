@@ -464,11 +464,13 @@ def _mx_error(e):
     if "filename" in st:  # so tracebacks show the user's source lines
         code = st["code"]
         linecache.cache[st["filename"]] = (len(code), None, code.splitlines(True), st["filename"])
+    # The host keeps at most 16 KiB of a message and 64 KiB of a traceback: cut them here,
+    # so an exception with a huge message still reports within what the host reads.
     record = {
         "kind": "python_exception",
         "type": _mx_type_name(type(e)),
-        "message": str(e),
-        "traceback": _mx_format(e),
+        "message": str(e)[: 16 << 10],
+        "traceback": _mx_format(e)[-(64 << 10) :],
     }
     if isinstance(e, CallError):
         record["cause"] = e.error
@@ -513,6 +515,7 @@ def _mx_run():
                 {"op": "end", "ok": True, "output": result, "stdout": stdout, "stderr": stderr},
                 allow_nan=False,
                 ensure_ascii=False,
+                separators=(",", ":"),
             ).encode("utf-8")
         except (TypeError, ValueError, RecursionError) as e:
             reply = {

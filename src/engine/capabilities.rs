@@ -132,7 +132,12 @@ pub struct Shared {
     lookups: AtomicU32,
     /// Names already resolved in this execution, and whether they are functions.
     names: Mutex<std::collections::HashMap<String, bool>>,
+    /// Secrets already read in this execution: the value, or why there is none.
+    secrets: Mutex<std::collections::HashMap<String, SecretRead>>,
 }
+
+/// A secret's value, or the error kind and message saying why there is none.
+type SecretRead = Result<String, (String, String)>;
 
 /// Most database look-ups (names resolved, secrets read) one execution may cause. Without a
 /// fuel budget a guest could otherwise loop on `_host.call` and keep the database busy until
@@ -148,6 +153,7 @@ impl Shared {
             threads: AtomicU32::new(0),
             lookups: AtomicU32::new(0),
             names: Mutex::new(Default::default()),
+            secrets: Mutex::new(Default::default()),
         }
     }
 
@@ -215,27 +221,50 @@ impl CallTree {
                 format!("{name:?} is not a secret name (letters, digits, _)"),
             );
         }
+        let read = match self.read_secret(name) {
+            Some(read) => read,
+            None => {
+                return fail(
+                    "lookup_limit",
+                    format!("this execution already made {MAX_LOOKUPS} look-ups (secrets read, names resolved)"),
+                )
+            }
+        };
+        self.activity
+            .push(json!({"type": "secret", "name": name, "found": read.is_ok()}));
+        match read {
+            Ok(value) => {
+                self.activity.read_secret(name, &value);
+                json!({"ok": true, "value": value})
+            }
+            Err((kind, message)) => fail(&kind, message),
+        }
+    }
+
+    /// A secret's value (or why there is none), read once per execution; None once the
+    /// execution has used its look-ups.
+    fn read_secret(&mut self, name: &str) -> Option<SecretRead> {
+        let cache = |s: &Shared| s.secrets.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned();
+        if let Some(read) = cache(&self.shared) {
+            return Some(read);
+        }
         if !self.shared.lookup() {
-            return fail(
-                "lookup_limit",
-                format!("this execution already made {MAX_LOOKUPS} look-ups (secrets read, names resolved)"),
-            );
+            return None;
         }
         let inner = self.inner.clone();
-        let sealed = self.block_on(inner.store.sealed_secret(&self.tenant, name));
-        self.activity
-            .push(json!({"type": "secret", "name": name, "found": matches!(sealed, Ok(Some(_)))}));
-        match sealed {
-            Ok(Some((nonce, ct))) => match inner.vault.open(&self.tenant, name, &nonce, &ct) {
-                Ok(value) => {
-                    self.activity.read_secret(name, &value);
-                    json!({"ok": true, "value": value})
-                }
-                Err(e) => fail("secret_unreadable", e.to_string()),
-            },
-            Ok(None) => fail("secret_not_found", format!("no secret named {name}")),
-            Err(e) => fail("crash", format!("reading secret {name}: {e}")),
+        let read = match self.block_on(inner.store.sealed_secret(&self.tenant, name)) {
+            Ok(Some((nonce, ct))) => inner
+                .vault
+                .open(&self.tenant, name, &nonce, &ct)
+                .map_err(|e| ("secret_unreadable".to_string(), e.to_string())),
+            Ok(None) => Err(("secret_not_found".to_string(), format!("no secret named {name}"))),
+            Err(e) => return Some(Err(("crash".to_string(), format!("reading secret {name}: {e}")))),
+        };
+        let mut secrets = self.shared.secrets.lock().unwrap_or_else(|e| e.into_inner());
+        if secrets.len() < MAX_LOOKUPS as usize {
+            secrets.insert(name.to_string(), read.clone());
         }
+        Some(read)
     }
 
     fn log(&mut self, frame: &Value) -> Value {

@@ -290,8 +290,9 @@ impl Engine {
             id = %execution_id, tenant = %tenant, function = %name, trigger = trigger_kind);
         let done = inner.workers.submit(move || {
             let _span = span.enter();
-            // Counted against the tenant's concurrency until the run ends.
-            let _admission = admission;
+            // Counted against the tenant's concurrency until the run ends (released below,
+            // before its end is recorded: whoever sees it finished may start another).
+            let admission = admission;
             let v = &function.current.content;
             let spec = CallSpec {
                 tenant: &job_tenant,
@@ -340,6 +341,7 @@ impl Engine {
                 by_trigger,
                 outcome.fuel_used as f64,
             );
+            drop(admission);
             recorder.send(Write::FinishExecution {
                 tenant: record_tenant,
                 id: record_id,

@@ -174,6 +174,11 @@ impl Host for CallTree {
                 ),
             );
         }
+        // Known names come from this execution's memory; unknown ones count as look-ups, so a
+        // guest calling made-up names in a loop cannot keep the database busy.
+        if !self.resolve(name) {
+            return self.fail(ErrorKind::NotFound, format!("no function named {name}"));
+        }
         let function = match self.block_on(inner.store.get_function_cached(&self.tenant, name)) {
             Ok(f) => f,
             Err(StoreError::NotFound(_)) => return self.fail(ErrorKind::NotFound, format!("no function named {name}")),

@@ -310,11 +310,7 @@ async fn invoke(
     Path(name): Path<String>,
     body: axum::body::Body,
 ) -> ApiResult<Response> {
-    // Read up to the input limit whatever the framing (a chunked body declares no length).
-    let limit = state.settings.max_input_bytes;
-    let body = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| super::input_too_large(None, limit))?;
+    let body = super::read_input(body, state.settings.max_input_bytes).await?;
     let input: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {

@@ -134,6 +134,23 @@ async fn declared_size(
     }
 }
 
+/// A request body that is an input: read up to `limit` bytes whatever its framing (a
+/// chunked body declares no length); past that a 413 naming the limit, and a body that
+/// could not be read a 400.
+pub async fn read_input(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiError> {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("the request body could not be read: {e}")))?;
+        if out.len() + chunk.len() > limit {
+            return Err(input_too_large(None, limit));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(out))
+}
+
 /// An input over `MAX_INPUT_BYTES` (`size` when it is known).
 pub fn input_too_large(size: Option<u64>, limit: usize) -> ApiError {
     let size = size.map_or_else(|| "larger than that".to_string(), |n| format!("{n} bytes"));

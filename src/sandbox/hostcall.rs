@@ -14,6 +14,7 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use wasmtime::{Caller, Extern, Linker};
 
@@ -57,14 +58,42 @@ impl std::fmt::Display for DeadlineExceeded {
 
 impl std::error::Error for DeadlineExceeded {}
 
+/// A frame as first read: the operation and name, and the input left as raw text. Other
+/// fields are skipped without being built, so a large frame costs its bytes, not the many
+/// times more memory its parsed JSON would take; each operation then parses what it needs
+/// under its own size limit.
 #[derive(Deserialize)]
 struct Frame {
     op: String,
     #[serde(default)]
     function: String,
     #[serde(default)]
-    input: Value,
+    input: Option<Box<RawValue>>,
 }
+
+/// How large the guest's frames may be, by what they carry.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameLimits {
+    /// A nested call's input (the server's `MAX_INPUT_BYTES`).
+    pub input: usize,
+    /// The `end` report: a larger one is not kept (no real report is that large).
+    pub report: usize,
+}
+
+impl Default for FrameLimits {
+    fn default() -> Self {
+        FrameLimits {
+            input: 1 << 20,
+            report: MAX_FRAME,
+        }
+    }
+}
+
+/// Largest capability frame (`http` with its base64 body, `log`, ...): a request body of
+/// up to 12 MiB.
+const MAX_CAPABILITY_FRAME: usize = 16 << 20;
+/// Largest total input of one `gather`.
+const MAX_GATHER_BYTES: usize = 16 << 20;
 
 pub(super) fn link(linker: &mut wasmtime::Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap("host", "call", host_call)?;
@@ -113,16 +142,31 @@ fn handle(caller: &mut Caller<'_, HostState>, frame: Frame, raw: Vec<u8>) -> Vec
     match frame.op.as_str() {
         "begin" => call.begin.clone(),
         "end" => {
-            call.end = Some(raw);
+            // An oversized report is dropped here; the call then ends without one.
+            call.oversized_end = raw.len() > call.limits.report;
+            call.end = (!call.oversized_end).then_some(raw);
             b"{}".to_vec()
         }
         "resolve" => {
             let found = call.host.as_mut().is_some_and(|h| h.resolve(&frame.function));
             json!({ "found": found }).to_string().into_bytes()
         }
-        "call" => nested(caller, &frame.function, frame.input),
-        "gather" => gather(caller, frame.input),
+        "call" => {
+            let limit = call.limits.input;
+            match parse_input(frame.input.as_deref(), limit) {
+                Ok(input) => nested(caller, &frame.function, input),
+                Err(e) => failed(e),
+            }
+        }
+        "gather" => gather(caller, frame.input.as_deref()),
         "http" | "secret" | "log" | "context" => {
+            if raw.len() > MAX_CAPABILITY_FRAME {
+                let message = format!(
+                    "the request is {} bytes; the limit is {MAX_CAPABILITY_FRAME}",
+                    raw.len()
+                );
+                return failed(ErrorRecord::new(ErrorKind::InputValidation, message));
+            }
             let deadline = call.deadline;
             let Some(host) = call.host.as_mut() else {
                 return json!({"ok": false, "error": {"kind": "crash", "message": "re-entrant call"}})
@@ -140,6 +184,18 @@ fn handle(caller: &mut Caller<'_, HostState>, frame: Frame, raw: Vec<u8>) -> Vec
 
 fn failed(e: ErrorRecord) -> Vec<u8> {
     json!({"ok": false, "error": e}).to_string().into_bytes()
+}
+
+/// A nested call's input, parsed only when it is within `limit` bytes.
+fn parse_input(raw: Option<&RawValue>, limit: usize) -> Result<Value, ErrorRecord> {
+    let Some(raw) = raw else {
+        return Ok(Value::Null);
+    };
+    if raw.get().len() > limit {
+        let message = format!("the input is {} bytes; the limit is {limit}", raw.get().len());
+        return Err(ErrorRecord::new(ErrorKind::InputValidation, message));
+    }
+    serde_json::from_str(raw.get()).map_err(|e| ErrorRecord::new(ErrorKind::InputValidation, e.to_string()))
 }
 
 /// A call's result as the guest reads it.
@@ -190,17 +246,33 @@ const MAX_GATHER: usize = 64;
 
 /// Run several functions at once (`input` is `[[name, input], ...]`), each with an equal
 /// share of this call's remaining fuel and its deadline; charge what they used in all.
-fn gather(caller: &mut Caller<'_, HostState>, input: Value) -> Vec<u8> {
-    let calls: Vec<(String, Value)> = match serde_json::from_value(input) {
+fn gather(caller: &mut Caller<'_, HostState>, input: Option<&RawValue>) -> Vec<u8> {
+    let raw = input.map_or("null", RawValue::get);
+    if raw.len() > MAX_GATHER_BYTES {
+        let message = format!(
+            "a gather's inputs are {} bytes; the limit is {MAX_GATHER_BYTES}",
+            raw.len()
+        );
+        return failed(ErrorRecord::new(ErrorKind::InputValidation, message));
+    }
+    let listed: Vec<(String, Box<RawValue>)> = match serde_json::from_str(raw) {
         Ok(c) => c,
         Err(e) => {
             let message = format!("gather takes [(name, input), ...]: {e}");
             return failed(ErrorRecord::new(ErrorKind::InputValidation, message));
         }
     };
-    if calls.len() > MAX_GATHER {
+    if listed.len() > MAX_GATHER {
         let message = format!("at most {MAX_GATHER} calls per gather");
         return failed(ErrorRecord::new(ErrorKind::CallLimit, message));
+    }
+    let limit = caller.data().call.as_ref().map_or(0, |c| c.limits.input);
+    let mut calls = Vec::with_capacity(listed.len());
+    for (name, raw) in listed {
+        match parse_input(Some(&raw), limit) {
+            Ok(input) => calls.push((name, input)),
+            Err(e) => return failed(e),
+        }
     }
     with_host(caller, |host, budget| {
         let results = host.gather(calls, budget);

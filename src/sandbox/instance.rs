@@ -7,7 +7,7 @@ use wasmtime::{Engine, InstancePre, Linker, Memory, Store, StoreLimits, StoreLim
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
-use super::hostcall::{self, DeadlineExceeded};
+use super::hostcall::{self, DeadlineExceeded, FrameLimits};
 use super::{Budget, ErrorKind, ErrorRecord, Host, RuntimePaths, TICK};
 
 /// Store data: WASI, limits, and the call in progress.
@@ -17,20 +17,27 @@ pub struct HostState {
     pub(super) call: Option<ActiveCall>,
     /// The marshalled prelude, handed to the guest on `{"op": "prelude"}`.
     pub(super) prelude: std::sync::Arc<[u8]>,
+    /// How large the guest's frames may be.
+    pub(super) frames: FrameLimits,
 }
 
 /// The call currently running in a store: what `begin` hands the guest, what `end` returned.
 pub(super) struct ActiveCall {
     pub begin: Vec<u8>,
     pub end: Option<Vec<u8>>,
+    /// The guest sent an `end` frame larger than any real report (and it was not kept).
+    pub oversized_end: bool,
     pub host: Option<Box<dyn Host>>,
     pub deadline: Instant,
+    pub limits: FrameLimits,
 }
 
 /// What one `turn` left behind.
 pub(super) struct TurnEnd {
     /// The guest's `end` frame, if it sent one.
     pub frame: Option<Vec<u8>>,
+    /// Its last `end` frame was too large to be a real report, and was dropped.
+    pub oversized: bool,
     /// A trap turned into an error record (timeout, fuel, crash).
     pub trap: Option<ErrorRecord>,
     /// `turn`'s return value: low byte exit status, >= 256 when the code called exit().
@@ -67,6 +74,7 @@ impl Instance {
         memory_bytes: usize,
         prelude: std::sync::Arc<[u8]>,
         packages: Option<&std::path::Path>,
+        frames: FrameLimits,
     ) -> Result<Instance, ErrorRecord> {
         // Only what the interpreter needs: its stdlib zip and an empty read-only root. No
         // host env, no network, no writable directory; stdio goes nowhere (the prelude
@@ -98,6 +106,7 @@ impl Instance {
             limits,
             call: None,
             prelude,
+            frames,
         };
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limits);
@@ -157,26 +166,32 @@ impl Instance {
         let ticks = remaining.as_nanos().div_ceil(TICK.as_nanos()) as u64;
         let _ = self.store.set_fuel(fuel);
         self.store.set_epoch_deadline(ticks.max(1));
+        let limits = self.store.data().frames;
         self.store.data_mut().call = Some(ActiveCall {
             begin,
             end: None,
+            oversized_end: false,
             host: Some(host),
             deadline: budget.deadline,
+            limits,
         });
         let result = self.write_and_turn(source);
         let left = self.store.get_fuel().unwrap_or(0);
         let call = self.store.data_mut().call.take();
+        let oversized = call.as_ref().is_some_and(|c| c.oversized_end);
         let frame = call.and_then(|c| c.end);
         let fuel_used = fuel.saturating_sub(left);
         match result {
             Ok(status) => TurnEnd {
                 frame,
+                oversized,
                 trap: None,
                 status,
                 fuel_used,
             },
             Err(e) => TurnEnd {
                 frame,
+                oversized,
                 trap: Some(classify(&e, remaining)),
                 status: -1,
                 fuel_used,

@@ -253,6 +253,8 @@ pub struct SandboxConfig {
     pub capture_bytes: usize,
     /// Booted, never-used instances kept ready for fresh calls and warm-pool misses.
     pub spares: usize,
+    /// Largest input of a nested call (the server's `MAX_INPUT_BYTES`).
+    pub max_input_bytes: usize,
 }
 
 /// Counters for health and metrics.
@@ -355,6 +357,18 @@ impl Sandbox {
         Ok(Arc::from(hex::decode(hex_code)?))
     }
 
+    /// How large the guest's frames may be: a nested call's input as the server allows, and
+    /// the largest report the prelude can make (the biggest output in JSON with room for
+    /// spacing, stdout and stderr at their cap with every character escaped, as `\u0001` is
+    /// six bytes, and room for errors).
+    fn frame_limits(&self) -> hostcall::FrameLimits {
+        let captured = self.cfg.capture_bytes.saturating_add(MARKER_ROOM).saturating_mul(12);
+        hostcall::FrameLimits {
+            input: self.cfg.max_input_bytes,
+            report: (2 * MAX_OUTPUT_BYTES).saturating_add(captured).saturating_add(1 << 20),
+        }
+    }
+
     /// Memory the interpreter starts with; a memory cap must be above it.
     pub fn initial_memory(&self) -> u64 {
         self.initial_memory
@@ -405,6 +419,7 @@ impl Sandbox {
             memory_bytes,
             self.prelude.clone(),
             packages,
+            self.frame_limits(),
         )
     }
 
@@ -545,12 +560,13 @@ fn failed(e: ErrorRecord) -> Outcome {
     }
 }
 
-/// The guest's "end" frame as sent by the prelude.
+/// The guest's "end" frame as sent by the prelude. The output stays raw text until its
+/// size is checked.
 #[derive(Deserialize)]
 struct EndFrame {
     ok: bool,
     #[serde(default)]
-    output: Value,
+    output: Option<Box<serde_json::value::RawValue>>,
     error: Option<ErrorRecord>,
     #[serde(default)]
     stdout: String,
@@ -564,15 +580,10 @@ struct EndFrame {
 /// bytes each (what the prelude keeps, plus room for its note), error texts to fixed sizes.
 fn finish(end: TurnEnd, inst: &Instance, memory_cap: usize, capture: usize) -> Outcome {
     let fuel_used = end.fuel_used;
-    // The largest report the prelude can make: the biggest output, and stdout and stderr at
-    // their cap with every character escaped (`\u0001` is six bytes), plus room for errors.
-    // A larger one is not parsed at all (parsed JSON takes many times its size in memory).
-    let max_frame = MAX_OUTPUT_BYTES + 12 * (capture + MARKER_ROOM) + (1 << 20);
-    let oversized = end.frame.as_ref().is_some_and(|b| b.len() > max_frame);
+    let oversized = end.oversized;
     let frame = end
         .frame
         .as_deref()
-        .filter(|_| !oversized)
         .and_then(|b| serde_json::from_slice::<EndFrame>(b).ok())
         .map(|f| EndFrame {
             stdout: cap_text(f.stdout, capture + MARKER_ROOM),
@@ -585,7 +596,7 @@ fn finish(end: TurnEnd, inst: &Instance, memory_cap: usize, capture: usize) -> O
             let (out, err) = f.map(|f| (f.stdout, f.stderr)).unwrap_or_default();
             (Err(e), out, err)
         }
-        (None, Some(f)) if f.ok => (Ok(f.output), f.stdout, f.stderr),
+        (None, Some(f)) if f.ok => (output_of(f.output), f.stdout, f.stderr),
         (None, Some(f)) => {
             let e = f
                 .error
@@ -597,7 +608,7 @@ fn finish(end: TurnEnd, inst: &Instance, memory_cap: usize, capture: usize) -> O
             let e = if oversized {
                 ErrorRecord::new(
                     ErrorKind::InvalidOutput,
-                    format!("the function reported more than {max_frame} bytes, more than any result may take"),
+                    "the function's report was larger than any result may be",
                 )
             } else if near_cap {
                 ErrorRecord::new(
@@ -625,6 +636,21 @@ fn finish(end: TurnEnd, inst: &Instance, memory_cap: usize, capture: usize) -> O
         fuel_used,
         reused: false,
     }
+}
+
+/// A reported output, parsed only when it is within [`MAX_OUTPUT_BYTES`].
+fn output_of(raw: Option<Box<serde_json::value::RawValue>>) -> Result<Value, ErrorRecord> {
+    let Some(raw) = raw else {
+        return Ok(Value::Null);
+    };
+    let size = raw.get().len();
+    if size > MAX_OUTPUT_BYTES {
+        return Err(ErrorRecord::new(
+            ErrorKind::InvalidOutput,
+            format!("the output is {size} bytes; the limit is {MAX_OUTPUT_BYTES}"),
+        ));
+    }
+    serde_json::from_str(raw.get()).map_err(|e| ErrorRecord::new(ErrorKind::InvalidOutput, e.to_string()))
 }
 
 /// A host for code checks: no calls out.

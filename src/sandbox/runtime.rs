@@ -113,7 +113,22 @@ impl RuntimePaths {
         // Unique per call: two sandboxes of one process may unpack at once.
         let tmp = parent.join(format!(".mpl-data-{}-{:x}", std::process::id(), rand::random::<u64>()));
         let _ = fs::remove_dir_all(&tmp);
-        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(inner))?;
+        let unpacked = Self::unpack_into(inner, &tmp);
+        if let Err(e) = unpacked {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        match fs::rename(&tmp, &self.mpl_data) {
+            Ok(()) => Ok(()),
+            // Another process unpacked it first.
+            Err(_) if self.mpl_data.is_dir() => Ok(fs::remove_dir_all(&tmp)?),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every entry of the zip `archive` under `tmp`, refusing any that would land outside it.
+    fn unpack_into(archive: Vec<u8>, tmp: &Path) -> anyhow::Result<()> {
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(archive))?;
         for i in 0..archive.len() {
             let mut entry = archive.by_index(i)?;
             let Some(rel) = entry.enclosed_name() else {
@@ -129,12 +144,7 @@ impl RuntimePaths {
             }
             std::io::copy(&mut entry, &mut File::create(&path)?)?;
         }
-        match fs::rename(&tmp, &self.mpl_data) {
-            Ok(()) => Ok(()),
-            // Another process unpacked it first.
-            Err(_) if self.mpl_data.is_dir() => Ok(fs::remove_dir_all(&tmp)?),
-            Err(e) => Err(e.into()),
-        }
+        Ok(())
     }
 
     /// sha256 of the wasm, remembered in a sidecar keyed by size and mtime so that a start

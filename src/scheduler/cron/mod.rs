@@ -78,9 +78,10 @@ pub struct Cron {
     with_seconds: bool,
 }
 
-/// How far ahead the next fire time is looked for: a fifth Friday in February comes once in
-/// 28 years (2008, 2036, 2064), a 29 February after up to 8 (2096 → 2104).
-const HORIZON_YEARS: i32 = 30;
+/// How far ahead the next fire time is looked for: a 29 February on a given weekday (`0 0 *
+/// 2 5#5`, a fifth Friday in February) comes every 28 years, up to 40 across 2100, which is
+/// not a leap year (2072 → 2112).
+const HORIZON_YEARS: i32 = 41;
 /// The longest step the search takes before it looks at the zone's offset again; time zone
 /// changes are further apart than this.
 const MAX_STEP: Duration = Duration::days(7);
