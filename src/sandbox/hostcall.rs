@@ -80,15 +80,6 @@ pub struct FrameLimits {
     pub report: usize,
 }
 
-impl Default for FrameLimits {
-    fn default() -> Self {
-        FrameLimits {
-            input: 1 << 20,
-            report: MAX_FRAME,
-        }
-    }
-}
-
 /// Largest capability frame (`http` with its base64 body, `log`, ...): a request body of
 /// up to 12 MiB.
 const MAX_CAPABILITY_FRAME: usize = 16 << 20;

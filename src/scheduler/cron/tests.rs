@@ -1,3 +1,5 @@
+//! Unit tests of the cron evaluator (built only under #[cfg(test)]), including the croniter table.
+
 use chrono_tz::America::New_York;
 use chrono_tz::Tz;
 use serde_json::Value;
