@@ -8,14 +8,12 @@ pub mod auth;
 pub mod bench;
 /// Typed settings from flags and environment.
 pub mod config;
-/// Newtypes and JSON Schema handling.
+/// Pure types: names, statuses, timings, workflow definitions, egress policies, errors.
 pub mod domain;
 /// Outbound HTTP for functions, under each tenant's egress policy.
 pub mod egress;
 /// Executions and call trees on top of the sandbox.
 pub mod engine;
-/// The API error type.
-pub mod error;
 /// The shipped example bundles and their loader.
 pub mod examples;
 /// The HTTP surface.
@@ -32,5 +30,3 @@ pub mod scheduler;
 pub mod secrets;
 /// PostgreSQL / SQLite storage.
 pub mod store;
-/// Workflow definitions: DAGs of functions.
-pub mod workflows;

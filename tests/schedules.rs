@@ -461,7 +461,7 @@ async fn misfires_and_overlap(b: Backend) {
         // loaded machine) would count against the tenant's concurrency here.
         for _ in 0..100 {
             let (_, running) = app.get("/api/v1/executions?status=running").await;
-            if running["total"] == 0 {
+            if running["total"] == 0 && app.state().engine.running(&app.tenant) == 0 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

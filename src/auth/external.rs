@@ -8,8 +8,8 @@ use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use tokio::sync::RwLock;
 
+use super::AuthError;
 use crate::config::Settings;
-use crate::error::ApiError;
 
 /// A key lookup that missed may refresh the JWKS at most this often (a new key rotated in).
 const MISS_REFRESH: Duration = Duration::from_secs(10);
@@ -38,8 +38,8 @@ struct Jwks {
     reloading: tokio::sync::Mutex<()>,
 }
 
-fn unauthorized(m: impl Into<String>) -> ApiError {
-    ApiError::Unauthorized(m.into())
+fn unauthorized(m: impl Into<String>) -> AuthError {
+    AuthError::Unauthorized(m.into())
 }
 
 /// Which family an algorithm's key belongs to.
@@ -132,7 +132,7 @@ impl Issuer {
     }
 
     /// The key that must have signed a token with this header.
-    pub async fn key_for(&self, header: &Header) -> Result<DecodingKey, ApiError> {
+    pub async fn key_for(&self, header: &Header) -> Result<DecodingKey, AuthError> {
         let fam = family(header.alg)
             .ok_or_else(|| unauthorized(format!("tokens signed with {:?} are not accepted", header.alg)))?;
         match &self.keys {
@@ -147,7 +147,7 @@ impl Issuer {
 }
 
 impl Jwks {
-    async fn key_for(&self, header: &Header, fam: &str) -> Result<DecodingKey, ApiError> {
+    async fn key_for(&self, header: &Header, fam: &str) -> Result<DecodingKey, AuthError> {
         if self.state.read().await.1.elapsed() > self.refresh {
             self.reload_if_older(self.refresh).await;
         }
@@ -164,7 +164,7 @@ impl Jwks {
         Err(unauthorized("no key in the issuer's JWKS matches the token"))
     }
 
-    async fn find(&self, header: &Header, fam: &str) -> Result<Option<DecodingKey>, ApiError> {
+    async fn find(&self, header: &Header, fam: &str) -> Result<Option<DecodingKey>, AuthError> {
         let state = self.state.read().await;
         let matches_family = |params: &AlgorithmParameters| {
             matches!(

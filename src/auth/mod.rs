@@ -13,12 +13,29 @@ pub mod external;
 use std::path::Path;
 use std::time::Duration;
 
-use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::error::ApiError;
+use crate::store::StoreError;
+
+/// Why a caller is not let in.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No token, or one that does not verify.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A valid token that may not act here.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A header that cannot be read.
+    #[error("{0}")]
+    Malformed(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Claims {
@@ -69,10 +86,10 @@ impl Keys {
         Ok(encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?)
     }
 
-    pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|d| d.claims)
-            .map_err(|e| ApiError::Unauthorized(format!("invalid token: {e}")))
+            .map_err(|e| AuthError::Unauthorized(format!("invalid token: {e}")))
     }
 }
 
@@ -218,8 +235,8 @@ impl Auth {
     }
 
     /// Check a token's signature and times; read who it names.
-    pub async fn identify(&self, token: &str) -> Result<Identity, ApiError> {
-        let bad = |e: jsonwebtoken::errors::Error| ApiError::Unauthorized(format!("invalid token: {e}"));
+    pub async fn identify(&self, token: &str) -> Result<Identity, AuthError> {
+        let bad = |e: jsonwebtoken::errors::Error| AuthError::Unauthorized(format!("invalid token: {e}"));
         let header = jsonwebtoken::decode_header(token).map_err(bad)?;
         // Our own tokens use fixed claim names; the configured names are the issuer's.
         let (claims, names): (serde_json::Value, &ClaimNames) = if header.alg == Algorithm::HS256 {
@@ -229,7 +246,7 @@ impl Auth {
             (claims, &self.own_claims)
         } else {
             let issuer = self.external.as_ref().ok_or_else(|| {
-                ApiError::Unauthorized(format!(
+                AuthError::Unauthorized(format!(
                     "{:?} tokens are not accepted: no external issuer is configured (AUTH_PUBLIC_KEY or AUTH_JWKS)",
                     header.alg
                 ))
@@ -237,13 +254,13 @@ impl Auth {
             let key = issuer.key_for(&header).await?;
             let claims: serde_json::Value = decode(token, &key, &issuer.validation(header.alg)).map_err(bad)?.claims;
             if claims.get("email_verified") == Some(&serde_json::Value::Bool(false)) {
-                return Err(ApiError::Unauthorized("the token's email is not verified".into()));
+                return Err(AuthError::Unauthorized("the token's email is not verified".into()));
             }
             (claims, &self.claims)
         };
         let email = claim_str(&claims, &names.email)
             .or_else(|| claim_str(&claims, "sub"))
-            .ok_or_else(|| ApiError::Unauthorized(format!("the token has no `{}` or `sub` claim", names.email)))?
+            .ok_or_else(|| AuthError::Unauthorized(format!("the token has no `{}` or `sub` claim", names.email)))?
             .to_ascii_lowercase();
         let admin = !names.admin_role.is_empty()
             && match claims.get(&names.role) {
@@ -259,11 +276,11 @@ impl Auth {
     }
 
     /// The tenant this request acts in, and the caller's role there.
-    pub async fn resolve(&self, id: &Identity, requested: Option<&str>) -> Result<(String, String), ApiError> {
-        let forbidden = |m: String| Err(ApiError::Forbidden(m));
+    pub async fn resolve(&self, id: &Identity, requested: Option<&str>) -> Result<(String, String), AuthError> {
+        let forbidden = |m: String| Err(AuthError::Forbidden(m));
         if let Some(t) = requested {
             if !valid_tenant(t) {
-                return Err(ApiError::BadRequest(format!(
+                return Err(AuthError::Malformed(format!(
                     "{SUBTENANT_HEADER} {t:?} is not a valid subtenant id"
                 )));
             }
@@ -273,7 +290,7 @@ impl Auth {
             if id.admin {
                 // Admins reach existing subtenants only: a typo must not start a phantom tenant.
                 if !self.store.subtenant_exists(t).await? {
-                    return Err(ApiError::NotFound(format!("subtenant {t} not found")));
+                    return Err(AuthError::NotFound(format!("subtenant {t} not found")));
                 }
                 return Ok((t.to_string(), "admin".to_string()));
             }
@@ -311,54 +328,18 @@ impl Auth {
 }
 
 /// The Bearer token of a request, if it has one.
-pub fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
+pub fn bearer(parts: &Parts) -> Result<Option<&str>, AuthError> {
     let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
         return Ok(None);
     };
     let header = header
         .to_str()
-        .map_err(|_| ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into()))?;
+        .map_err(|_| AuthError::Unauthorized("the Authorization header must be `Bearer <token>`".into()))?;
     let token = header
         .strip_prefix("Bearer ")
         .or_else(|| header.strip_prefix("bearer "))
-        .ok_or_else(|| ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into()))?;
+        .ok_or_else(|| AuthError::Unauthorized("the Authorization header must be `Bearer <token>`".into()))?;
     Ok(Some(token.trim()))
-}
-
-impl<S> FromRequestParts<S> for Caller
-where
-    S: Send + Sync,
-    std::sync::Arc<Auth>: axum::extract::FromRef<S>,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let auth: std::sync::Arc<Auth> = axum::extract::FromRef::from_ref(state);
-        let token = bearer(parts)?
-            .ok_or_else(|| ApiError::Unauthorized("missing Authorization: Bearer <token> header".into()))?;
-        let id = auth.identify(token).await?;
-        let requested = match parts.headers.get(SUBTENANT_HEADER) {
-            Some(v) => Some(
-                v.to_str()
-                    .map_err(|_| ApiError::BadRequest(format!("the {SUBTENANT_HEADER} header is not text")))?,
-            ),
-            None => None,
-        };
-        let (tenant, role) = auth.resolve(&id, requested).await?;
-        let reading = matches!(parts.method, axum::http::Method::GET | axum::http::Method::HEAD);
-        if role == "viewer" && !reading {
-            return Err(ApiError::Forbidden(format!(
-                "{} may only read in subtenant {tenant} (role viewer)",
-                id.email
-            )));
-        }
-        Ok(Caller {
-            tenant,
-            email: id.email,
-            admin: id.admin,
-            role,
-        })
-    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 //!   is refused; IP literals are checked before sending;
 //! - time, response size and the number of requests per execution are capped.
 
-pub mod policy;
+pub use crate::domain::egress as policy;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::{Method, Url};
 
-pub use policy::Policy;
+pub use crate::domain::egress::Policy;
 
 use crate::store::{Store, StoreError};
 

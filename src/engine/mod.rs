@@ -2,6 +2,7 @@
 //! and record the execution and one step per function call.
 
 mod capabilities;
+mod error;
 mod orchestrator;
 mod quotas;
 mod recorder;
@@ -19,11 +20,11 @@ use tokio::sync::oneshot;
 
 use crate::config::Settings;
 use crate::domain::{self, FunctionSettings, Target};
-use crate::error::ApiError;
 use crate::sandbox::{
     Budget, CallSpec, ErrorKind, ErrorRecord, Isolation, Limits, Outcome, Sandbox, MAX_OUTPUT_BYTES, WASM_STACK,
 };
 use crate::store::{Function, NewStep, StepFinish, Store, Write};
+pub use error::{Error, Result};
 use quotas::Limiter;
 pub use quotas::Quotas;
 use recorder::Recorder;
@@ -93,7 +94,7 @@ impl Launched {
     }
 
     /// Wait for the run to end and its record to be committed.
-    pub async fn wait(self) -> Result<InvokeResult, ApiError> {
+    pub async fn wait(self) -> Result<InvokeResult> {
         match self {
             Launched::Function(s) => s.wait().await,
             Launched::Workflow(w) => w.wait().await,
@@ -189,7 +190,7 @@ impl Engine {
     }
 
     /// Check that `code` compiles and defines `def <name>(input)`; a 422 says what is wrong.
-    pub async fn check_code(&self, name: &str, code: &str) -> Result<(), ApiError> {
+    pub async fn check_code(&self, name: &str, code: &str) -> Result<()> {
         let (sandbox, name2, code) = (self.inner.sandbox.clone(), name.to_string(), code.to_string());
         let result = self.inner.workers.run(move || sandbox.check(&name2, &code)).await;
         match result {
@@ -197,34 +198,30 @@ impl Engine {
             Some(Err(e)) if matches!(e.kind, ErrorKind::SyntaxError | ErrorKind::InvalidCode) => {
                 let mut detail = serde_json::to_value(&e).unwrap_or(Value::Null);
                 detail["field"] = json!("code");
-                Err(ApiError::validation(
+                Err(Error::input(
+                    "code",
                     format!("code for {name} is not valid: {}", e.message),
                     json!([detail]),
                 ))
             }
-            Some(Err(e)) => Err(ApiError::validation(
+            Some(Err(e)) => Err(Error::input(
+                "code",
                 format!("code for {name} could not be checked: {}", e.message),
                 json!([{"field": "code", "kind": e.kind, "message": e.message}]),
             )),
-            None => Err(ApiError::Internal(anyhow::anyhow!("code check panicked"))),
+            None => Err(Error::Internal(anyhow::anyhow!("code check panicked"))),
         }
     }
 
     /// Run a function as a new execution and wait for it to finish.
-    pub async fn invoke(
-        &self,
-        tenant: &str,
-        name: &str,
-        input: Value,
-        trigger: Trigger,
-    ) -> Result<InvokeResult, ApiError> {
+    pub async fn invoke(&self, tenant: &str, name: &str, input: Value, trigger: Trigger) -> Result<InvokeResult> {
         self.start(tenant, name, input, trigger).await?.wait().await
     }
 
     /// Start a function as a new execution: check its input, record the start and hand the
     /// run to a sandbox worker. The run goes on (and records its end) even if the returned
     /// handle is dropped, so a client that disconnects loses nothing.
-    pub async fn start(&self, tenant: &str, name: &str, input: Value, trigger: Trigger) -> Result<Started, ApiError> {
+    pub async fn start(&self, tenant: &str, name: &str, input: Value, trigger: Trigger) -> Result<Started> {
         let inner = &self.inner;
         let function = inner.store.get_function_cached(tenant, name).await?;
         let schemas = inner.schemas_for(&function)?;
@@ -366,12 +363,12 @@ impl Engine {
         target: &Target,
         input: Value,
         trigger: Trigger,
-    ) -> Result<Launched, ApiError> {
+    ) -> Result<Launched> {
         match target {
             Target::Function(name) => Ok(Launched::Function(self.start(tenant, name, input, trigger).await?)),
             Target::Workflow(name) => {
                 let wf = self.inner.store.get_workflow(tenant, name).await?;
-                let config = workflow::merge_config(&wf.definition.config, Some(&input))?;
+                let config = workflow::merge_config(&wf.definition.config, Some(&input)).map_err(Error::Malformed)?;
                 Ok(Launched::Workflow(
                     self.run_workflow(tenant, &wf, config, trigger).await?,
                 ))
@@ -381,7 +378,7 @@ impl Engine {
 
     /// Check `input` against the input schema of `name`'s current version (a schedule's
     /// stored input is checked when it is saved, not first when it fires).
-    pub async fn check_input(&self, tenant: &str, name: &str, input: &Value) -> Result<(), ApiError> {
+    pub async fn check_input(&self, tenant: &str, name: &str, input: &Value) -> Result<()> {
         let function = self.inner.store.get_function(tenant, name).await?;
         check_input(&*self.inner.schemas_for(&function)?, name, input)
     }
@@ -389,6 +386,11 @@ impl Engine {
     /// A tenant's quotas in force.
     pub async fn quotas_of(&self, tenant: &str) -> Quotas {
         self.inner.limiter.quotas(tenant).await
+    }
+
+    /// How many of the tenant's executions run on this server now (its concurrency in use).
+    pub fn running(&self, tenant: &str) -> u32 {
+        self.inner.limiter.running(tenant)
     }
 
     /// Read a tenant's quotas again on next use (an admin changed them).
@@ -413,7 +415,7 @@ pub struct Started {
 
 impl Started {
     /// Wait for the run to end and its record to be committed.
-    pub async fn wait(self) -> Result<InvokeResult, ApiError> {
+    pub async fn wait(self) -> Result<InvokeResult> {
         let Started {
             execution_id,
             tenant,
@@ -438,7 +440,7 @@ impl Started {
             }
         };
         if !inner.recorder.flush(&execution_id).await {
-            return Err(ApiError::Internal(anyhow::anyhow!(
+            return Err(Error::Internal(anyhow::anyhow!(
                 "could not record execution {execution_id}"
             )));
         }
@@ -459,12 +461,17 @@ impl Started {
 
 impl Inner {
     /// Compiled schemas of a function version, cached (versions are immutable).
-    fn schemas_for(&self, f: &Function) -> Result<Arc<Schemas>, ApiError> {
+    fn schemas_for(&self, f: &Function) -> Result<Arc<Schemas>> {
         let key = (f.id.clone(), f.current.version);
         if let Some(s) = self.schemas.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return Ok(s.clone());
         }
-        let compile = |field: &str, s: &Option<Value>| s.as_ref().map(|s| domain::compile_schema(field, s)).transpose();
+        let compile = |field: &str, s: &Option<Value>| {
+            s.as_ref()
+                .map(|s| domain::compile_schema(field, s))
+                .transpose()
+                .map_err(Error::InputInvalid)
+        };
         let schemas = Arc::new(Schemas {
             input: compile("input_schema", &f.current.content.input_schema)?,
             output: compile("output_schema", &f.current.content.output_schema)?,
@@ -492,11 +499,12 @@ impl Inner {
     }
 }
 
-fn check_input(schemas: &Schemas, name: &str, input: &Value) -> Result<(), ApiError> {
+fn check_input(schemas: &Schemas, name: &str, input: &Value) -> Result<()> {
     if let Some(v) = &schemas.input {
         let errors = domain::violations(v, input);
         if !errors.is_empty() {
-            return Err(ApiError::validation(
+            return Err(Error::input(
+                "input",
                 format!("input does not match the input schema of {name}"),
                 json!(errors),
             ));

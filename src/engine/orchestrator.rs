@@ -16,9 +16,9 @@ use serde_json::{json, Map, Value};
 use super::capabilities::Shared;
 use super::tree::CallTree;
 use super::{Inner, InvokeResult};
+use crate::domain::workflow::Definition;
 use crate::sandbox::{Budget, ErrorKind, ErrorRecord, Nested};
 use crate::store::{now_ms, NewStep, StepFinish, Write};
-use crate::workflows::Definition;
 
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum State {

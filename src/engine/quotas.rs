@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::Error;
 use crate::config::Settings;
-use crate::error::ApiError;
+use crate::domain::ParseError;
 use crate::store::Store;
 
 /// How long a server uses a tenant's quotas before reading them again.
@@ -50,13 +51,13 @@ pub struct Quotas {
 
 impl Quotas {
     /// Check an admin's overrides; returns them as stored.
-    pub fn parse(v: Option<&Value>) -> Result<Value, ApiError> {
+    pub fn parse(v: Option<&Value>) -> Result<Value, ParseError> {
         let Some(v) = v.filter(|v| !v.is_null()) else {
             return Ok(serde_json::json!({}));
         };
         let o: Overrides = serde_json::from_value(v.clone())
-            .map_err(|e| ApiError::invalid("quotas", format!("{e} (known: max_functions, max_concurrent_executions, invocations_per_second, burst, max_fuel_per_execution)")))?;
-        let bad = |field: &str, m: &str| Err(ApiError::invalid(&format!("quotas.{field}"), m));
+            .map_err(|e| ParseError::new("quotas", format!("{e} (known: max_functions, max_concurrent_executions, invocations_per_second, burst, max_fuel_per_execution)")))?;
+        let bad = |field: &str, m: &str| Err(ParseError::new(format!("quotas.{field}"), m));
         if o.max_functions.is_some_and(|n| n < 0) {
             return bad("max_functions", "must be 0 or more");
         }
@@ -131,6 +132,11 @@ impl Limiter {
         self.tenants.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// How many of the tenant's executions hold a concurrency slot on this server now.
+    pub fn running(&self, tenant: &str) -> u32 {
+        self.lock().get(tenant).map_or(0, |t| t.running.load(Ordering::Acquire))
+    }
+
     /// A tenant's quotas (cached for a second).
     pub async fn quotas(&self, tenant: &str) -> Quotas {
         if let Some(t) = self.lock().get(tenant).filter(|t| t.read_at.elapsed() < QUOTA_TTL) {
@@ -169,22 +175,25 @@ impl Limiter {
     }
 
     /// Let one execution of `tenant` start, or say which limit it hit (429, retry shortly).
-    pub async fn admit(&self, tenant: &str) -> Result<(Admission, Quotas), ApiError> {
+    pub async fn admit(&self, tenant: &str) -> Result<(Admission, Quotas), Error> {
         let quotas = self.quotas(tenant).await;
         let mut map = self.lock();
         let t = map
             .get_mut(tenant)
-            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("tenant counters vanished")))?;
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("tenant counters vanished")))?;
         if quotas.invocations_per_second > 0.0 {
             let now = Instant::now();
             let earned = now.duration_since(t.refilled).as_secs_f64() * quotas.invocations_per_second;
             t.tokens = (t.tokens + earned).min(quotas.burst);
             t.refilled = now;
             if t.tokens < 1.0 {
-                return Err(ApiError::TooManyRequests(format!(
-                    "tenant {tenant} is over its rate of {} invocations per second",
-                    quotas.invocations_per_second
-                )));
+                return Err(Error::Quota {
+                    message: format!(
+                        "tenant {tenant} is over its rate of {} invocations per second",
+                        quotas.invocations_per_second
+                    ),
+                    retry_after_seconds: 1,
+                });
             }
         }
         let cap = quotas.max_concurrent_executions;
@@ -192,9 +201,12 @@ impl Limiter {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < cap).then_some(n + 1))
             .is_err()
         {
-            return Err(ApiError::TooManyRequests(format!(
-                "tenant {tenant} already runs {cap} executions at once (its max_concurrent_executions)"
-            )));
+            return Err(Error::Quota {
+                message: format!(
+                    "tenant {tenant} already runs {cap} executions at once (its max_concurrent_executions)"
+                ),
+                retry_after_seconds: 1,
+            });
         }
         if quotas.invocations_per_second > 0.0 {
             t.tokens -= 1.0;

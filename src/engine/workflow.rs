@@ -15,11 +15,12 @@ use tokio::sync::oneshot;
 use super::capabilities::Shared;
 use super::orchestrator::{new_drive, Orchestrator, Prior, State};
 use super::tree::CallTree;
+use super::Result;
 use super::{Engine, Inner, InvokeResult, Trigger};
-use crate::error::ApiError;
+use crate::domain::workflow::Definition;
+use crate::domain::ParseError;
 use crate::sandbox::{ErrorKind, ErrorRecord};
 use crate::store::{now_ms, NewStep, StepFinish, StepRecord, StoreError, Workflow, WorkflowRunRow, Write};
-use crate::workflows::Definition;
 
 /// The longest a workflow run may take in all (the sweeper's deadline for it).
 const RUN_LIMIT: Duration = Duration::from_secs(6 * 3600);
@@ -39,7 +40,7 @@ impl WorkflowRun {
     /// The run's end. If another server took the run over (this one lost its lease), the
     /// end is read from the execution's record once that server has written it, so whoever
     /// waits (a schedule's run, a webhook's caller) sees the run's real outcome.
-    pub async fn wait(self) -> Result<InvokeResult, ApiError> {
+    pub async fn wait(self) -> Result<InvokeResult> {
         if let Ok(result) = self.done.await {
             return Ok(result);
         }
@@ -71,13 +72,13 @@ impl WorkflowRun {
 }
 
 /// The run's config: the workflow's default with the run's own keys over it.
-pub fn merge_config(base: &Value, run: Option<&Value>) -> Result<Value, ApiError> {
+pub fn merge_config(base: &Value, run: Option<&Value>) -> Result<Value, ParseError> {
     let mut out = base.as_object().cloned().unwrap_or_default();
     match run {
         None | Some(Value::Null) => {}
         Some(Value::Object(m)) => out.extend(m.clone()),
         Some(_) => {
-            return Err(ApiError::invalid(
+            return Err(ParseError::new(
                 "config",
                 "a workflow's run config (a webhook's body or a schedule's input) must be a JSON object",
             ))
@@ -94,7 +95,7 @@ impl Engine {
         wf: &Workflow,
         config: Value,
         trigger: Trigger,
-    ) -> Result<WorkflowRun, ApiError> {
+    ) -> Result<WorkflowRun> {
         let inner = &self.inner;
         let packages = inner.packages.mount(tenant).await?;
         let (admission, _) = inner.limiter.admit(tenant).await?;
@@ -395,8 +396,8 @@ enum Resume {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::workflow::DefinitionIn;
     use crate::store::CallRecord;
-    use crate::workflows::DefinitionIn;
 
     fn step(seq: i64, function: &str, status: &str, error_kind: Option<&str>) -> StepRecord {
         StepRecord {

@@ -11,9 +11,9 @@ use serde_json::json;
 
 use super::{no_content, ApiJson, AppState};
 use crate::auth::Caller;
-use crate::egress::Policy;
-use crate::error::{ApiError, ApiResult};
-use crate::store::SecretInfo;
+use crate::domain::egress::Policy;
+use crate::http::error::{ApiError, ApiResult};
+use crate::store::{Audit, SecretInfo};
 
 /// Largest secret value.
 const MAX_SECRET_BYTES: usize = 64 * 1024;
@@ -69,19 +69,11 @@ async fn put_secret(
         return Err(ApiError::invalid("value", format!("at most {MAX_SECRET_BYTES} bytes")));
     }
     let (nonce, sealed) = state.vault.seal(&caller.tenant, &name, &body.value)?;
+    let audit = Audit::new(&caller.email, "secret.put", format!("secret:{name}"));
     let created = state
         .store
-        .put_secret(&caller.tenant, &name, &nonce, &sealed, &caller.email)
+        .put_secret(&caller.tenant, &name, &nonce, &sealed, &caller.email, audit)
         .await?;
-    super::audit(
-        &state,
-        &caller,
-        &caller.tenant,
-        "secret.put",
-        &format!("secret:{name}"),
-        None,
-    )
-    .await;
     let info = state.store.secret_info(&caller.tenant, &name).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(info)).into_response())
@@ -89,16 +81,8 @@ async fn put_secret(
 
 async fn delete_secret(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult<Response> {
     check_name(&name)?;
-    state.store.delete_secret(&caller.tenant, &name).await?;
-    super::audit(
-        &state,
-        &caller,
-        &caller.tenant,
-        "secret.delete",
-        &format!("secret:{name}"),
-        None,
-    )
-    .await;
+    let audit = Audit::new(&caller.email, "secret.delete", format!("secret:{name}"));
+    state.store.delete_secret(&caller.tenant, &name, audit).await?;
     Ok(no_content())
 }
 
@@ -121,17 +105,13 @@ async fn put_egress(
     }
     state
         .store
-        .set_egress_policy(&caller.tenant, &policy, &caller.email)
+        .set_egress_policy(
+            &caller.tenant,
+            &policy,
+            &caller.email,
+            Audit::new(&caller.email, "egress.update", "egress").detail(json!(policy)),
+        )
         .await?;
     state.egress.changed(&caller.tenant);
-    super::audit(
-        &state,
-        &caller,
-        &caller.tenant,
-        "egress.update",
-        "egress",
-        Some(json!(policy)),
-    )
-    .await;
     Ok(Json(policy))
 }

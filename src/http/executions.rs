@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::{ApiQuery, AppState};
 use crate::auth::Caller;
-use crate::error::ApiResult;
+use crate::http::error::ApiResult;
 use crate::store::{ExecutionFilter, ExecutionRecord};
 
 pub fn routes() -> Router<AppState> {

@@ -13,9 +13,9 @@ use super::{no_content, parse_json, ApiJson, ApiQuery, AppState, Page};
 use crate::auth::Caller;
 use crate::domain::{compile_schema, FunctionName, FunctionSettings};
 use crate::engine::Trigger;
-use crate::error::{ApiError, ApiResult};
+use crate::http::error::{ApiError, ApiResult};
 use crate::sandbox::Isolation;
-use crate::store::{Function, VersionContent, VersionSource};
+use crate::store::{Audit, Function, VersionContent, VersionSource};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -186,20 +186,15 @@ async fn create(
         )));
     }
     let version = build_version(&state, &caller, &name, body, None).await?;
+    let sha = version.code_sha256.clone();
+    let audit = |v| {
+        Audit::new(&caller.email, "function.create", format!("function:{name}"))
+            .detail(json!({"version": v, "code_sha256": sha}))
+    };
     let f = state
         .store
-        .create_function(&caller.tenant, name.as_str(), &version)
+        .create_function(&caller.tenant, name.as_str(), &version, audit)
         .await?;
-    let detail = Some(json!({"version": f.current.version, "code_sha256": f.current.content.code_sha256}));
-    super::audit(
-        &state,
-        &caller,
-        &caller.tenant,
-        "function.create",
-        &format!("function:{name}"),
-        detail,
-    )
-    .await;
     Ok((StatusCode::CREATED, Json(FunctionView::from(f))).into_response())
 }
 
@@ -235,36 +230,23 @@ async fn update(
     }
     let fname = FunctionName::parse(&name)?;
     let version = build_version(&state, &caller, &fname, body, Some(&current)).await?;
+    let sha = version.code_sha256.clone();
+    let audit = |v| {
+        Audit::new(&caller.email, "function.update", format!("function:{name}"))
+            .detail(json!({"version": v, "code_sha256": sha}))
+    };
     let f = state
         .store
-        .add_version(&caller.tenant, &name, VersionSource::New(&version))
+        .add_version(&caller.tenant, &name, VersionSource::New(&version), audit)
         .await?;
     state.engine.sandbox().recycle_function(&caller.tenant, &name);
-    let detail = Some(json!({"version": f.current.version, "code_sha256": f.current.content.code_sha256}));
-    super::audit(
-        &state,
-        &caller,
-        &caller.tenant,
-        "function.update",
-        &format!("function:{name}"),
-        detail,
-    )
-    .await;
     Ok(Json(f.into()))
 }
 
 async fn remove(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult<Response> {
-    state.store.delete_function(&caller.tenant, &name).await?;
+    let audit = Audit::new(&caller.email, "function.delete", format!("function:{name}"));
+    state.store.delete_function(&caller.tenant, &name, audit).await?;
     state.engine.sandbox().recycle_function(&caller.tenant, &name);
-    super::audit(
-        &state,
-        &caller,
-        &caller.tenant,
-        "function.delete",
-        &format!("function:{name}"),
-        None,
-    )
-    .await;
     Ok(no_content())
 }
 
@@ -288,18 +270,12 @@ async fn rollback(
         version,
         by: &caller.email,
     };
-    let f = state.store.add_version(&caller.tenant, &name, source).await?;
+    let audit = |new| {
+        Audit::new(&caller.email, "function.rollback", format!("function:{name}"))
+            .detail(json!({"to_version": version, "new_version": new}))
+    };
+    let f = state.store.add_version(&caller.tenant, &name, source, audit).await?;
     state.engine.sandbox().recycle_function(&caller.tenant, &name);
-    let detail = Some(json!({"to_version": version, "new_version": f.current.version}));
-    super::audit(
-        &state,
-        &caller,
-        &caller.tenant,
-        "function.rollback",
-        &format!("function:{name}"),
-        detail,
-    )
-    .await;
     Ok(Json(f.into()))
 }
 

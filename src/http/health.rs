@@ -22,7 +22,7 @@ async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) 
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         if given != Some(format!("Bearer {}", token.0).as_str()) {
-            return crate::error::ApiError::Unauthorized("/metrics needs the METRICS_TOKEN bearer".into())
+            return crate::http::error::ApiError::Unauthorized("/metrics needs the METRICS_TOKEN bearer".into())
                 .into_response();
         }
     }

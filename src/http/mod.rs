@@ -1,7 +1,9 @@
 //! HTTP surface: one router per resource, merged here. Handlers stay thin: parse, call the
 //! engine or store, shape the response.
 
+mod caller;
 mod capabilities;
+pub mod error;
 mod events;
 mod executions;
 mod functions;
@@ -22,7 +24,7 @@ use axum::http::{HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serializer};
+use serde::Deserialize;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -30,8 +32,8 @@ use tower_http::trace::TraceLayer;
 use crate::auth::Auth;
 use crate::config::Settings;
 use crate::engine::Engine;
-use crate::error::ApiError;
 use crate::store::Store;
+use error::ApiError;
 
 /// Everything a handler may need.
 #[derive(Clone)]
@@ -277,42 +279,7 @@ impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for
 }
 
 /// Serialise unix milliseconds as RFC 3339.
-pub fn iso_ms<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&iso(*ms))
-}
-
-pub fn iso_ms_opt<S: Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
-    match ms {
-        Some(ms) => s.serialize_str(&iso(*ms)),
-        None => s.serialize_none(),
-    }
-}
-
-/// Milliseconds since the epoch as RFC 3339 (UTC, milliseconds).
-pub fn iso(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-/// Record a write in the audit trail. The write has already happened, so a failure here is
-/// logged rather than turned into an error.
-pub async fn audit(
-    state: &AppState,
-    caller: &crate::auth::Caller,
-    tenant: &str,
-    action: &str,
-    target: &str,
-    detail: Option<serde_json::Value>,
-) {
-    if let Err(e) = state
-        .store
-        .audit(tenant, &caller.email, action, target, detail.as_ref())
-        .await
-    {
-        tracing::error!(error = %e, action, target, "could not write the audit trail");
-    }
-}
+pub use crate::domain::time::{iso, iso_ms, iso_ms_opt};
 
 /// Wait until a started execution's record is committed, so that a 202 naming it is never
 /// followed by a 404 (from this server or any other on the same database).

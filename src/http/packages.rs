@@ -13,9 +13,9 @@ use serde_json::{json, Value};
 
 use super::{ApiJson, ApiQuery, AppState};
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
+use crate::http::error::{ApiError, ApiResult};
 use crate::packages::wheel::canonical_name;
-use crate::store::PackageJob;
+use crate::store::{Audit, InstalledPackage, PackageJob};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -121,20 +121,22 @@ async fn install(
     if !(0.0..=300.0).contains(&wait) {
         return Err(ApiError::invalid("wait", "seconds between 0 and 300"));
     }
+    let audit = Audit::new(
+        &caller.email,
+        "package.install",
+        format!("package:{}", canonical_name(&body.name)),
+    );
     let started = state
         .packages
-        .install(&caller.tenant, &caller.email, &body.name, body.version.as_deref())
+        .install(
+            &caller.tenant,
+            &caller.email,
+            &body.name,
+            body.version.as_deref(),
+            audit,
+        )
         .await?;
     let job_id = started.job_id.clone();
-    super::audit(
-        &state,
-        &caller,
-        &caller.tenant,
-        "package.install",
-        &format!("package:{}", canonical_name(&body.name)),
-        Some(json!({"name": body.name, "version": body.version, "job_id": job_id})),
-    )
-    .await;
     let status_url = format!("/api/v1/packages/installs/{job_id}");
     match tokio::time::timeout(Duration::from_secs_f64(wait), started.done).await {
         Ok(Ok(Ok(mut result))) => {
@@ -145,7 +147,7 @@ async fn install(
             };
             Ok((code, Json(result)).into_response())
         }
-        Ok(Ok(Err(failure))) => Err(failure.into_api()),
+        Ok(Ok(Err(failure))) => Err(failure.into()),
         Ok(Err(_)) => Err(ApiError::Internal(anyhow::anyhow!(
             "the install task ended without a result"
         ))),
@@ -238,17 +240,9 @@ async fn upload(
             &filename,
             bytes,
             q.replace.unwrap_or(false),
+            Audit::new(&caller.email, "package.upload", format!("package:{filename}")),
         )
         .await?;
-    super::audit(
-        &state,
-        &caller,
-        &caller.tenant,
-        "package.upload",
-        &format!("package:{filename}"),
-        Some(out["installed"].clone()),
-    )
-    .await;
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }
 
@@ -263,18 +257,11 @@ async fn uninstall(
     Path(name): Path<String>,
     ApiQuery(q): ApiQuery<UninstallQuery>,
 ) -> ApiResult<Json<Value>> {
-    let removed = state
-        .packages
-        .uninstall(&caller.tenant, &name, q.force.unwrap_or(false))
-        .await?;
-    super::audit(
-        &state,
-        &caller,
-        &caller.tenant,
-        "package.uninstall",
-        &format!("package:{}", removed.name),
-        Some(json!({"version": removed.version, "force": q.force.unwrap_or(false)})),
-    )
-    .await;
+    let force = q.force.unwrap_or(false);
+    let audit = |p: &InstalledPackage| {
+        Audit::new(&caller.email, "package.uninstall", format!("package:{}", p.name))
+            .detail(json!({"version": p.version, "force": force}))
+    };
+    let removed = state.packages.uninstall(&caller.tenant, &name, force, audit).await?;
     Ok(Json(json!({ "removed": removed })))
 }

@@ -13,10 +13,10 @@ use serde_json::{json, Value};
 use super::{no_content, ApiJson, ApiQuery, AppState, Page};
 use crate::auth::Caller;
 use crate::domain::Target;
+use crate::domain::Timing;
 use crate::engine::workflow::merge_config;
-use crate::error::{ApiError, ApiResult};
-use crate::scheduler::Timing;
-use crate::store::{now_ms, Schedule, ScheduleFields, MANAGED_PREFIX};
+use crate::http::error::{ApiError, ApiResult};
+use crate::store::{now_ms, Audit, Schedule, ScheduleFields, StoreError, MANAGED_PREFIX};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -168,10 +168,13 @@ fn fields_from(
 /// The target exists in the caller's tenant and accepts the stored input (a workflow's is
 /// its run config: an object).
 async fn check_target(state: &AppState, tenant: &str, f: &ScheduleFields) -> ApiResult<()> {
+    use crate::engine::Error;
     let checked = match &f.target {
         Target::Function(name) => state.engine.check_input(tenant, name, &f.input_data).await,
         Target::Workflow(name) => match state.store.get_workflow(tenant, name).await {
-            Ok(w) => merge_config(&w.definition.config, Some(&f.input_data)).map(|_| ()),
+            Ok(w) => merge_config(&w.definition.config, Some(&f.input_data))
+                .map(|_| ())
+                .map_err(Error::Malformed),
             Err(e) => Err(e.into()),
         },
     };
@@ -181,7 +184,7 @@ async fn check_target(state: &AppState, tenant: &str, f: &ScheduleFields) -> Api
     };
     match checked {
         Ok(()) => Ok(()),
-        Err(ApiError::NotFound(_)) => Err(ApiError::invalid(
+        Err(Error::NotFound(_) | Error::Store(StoreError::NotFound(_))) => Err(ApiError::invalid(
             field,
             format!(
                 "there is no {} named {}",
@@ -189,11 +192,11 @@ async fn check_target(state: &AppState, tenant: &str, f: &ScheduleFields) -> Api
                 f.target.name()
             ),
         )),
-        Err(ApiError::Validation { message, details }) => Err(ApiError::Invalid {
-            message: format!("invalid `input_data`: {message}"),
-            details,
+        Err(Error::InputInvalid(p)) => Err(ApiError::Invalid {
+            message: format!("invalid `input_data`: {}", p.summary),
+            details: p.problems(),
         }),
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -230,19 +233,12 @@ async fn create(
     let (fields, timing) = fields_from(&state, body, None)?;
     check_target(&state, &caller.tenant, &fields).await?;
     let next = fields.enabled.then(|| next_tick(&timing)).transpose()?;
+    let audit =
+        |s: &Schedule| Audit::new(&caller.email, "schedule.create", format!("schedule:{}", s.id)).detail(json!(s));
     let s = state
         .store
-        .create_schedule(&caller.tenant, &fields, next, &caller.email)
+        .create_schedule(&caller.tenant, &fields, next, &caller.email, audit)
         .await?;
-    super::audit(
-        &state,
-        &caller,
-        &caller.tenant,
-        "schedule.create",
-        &format!("schedule:{}", s.id),
-        Some(json!(s)),
-    )
-    .await;
     Ok((StatusCode::CREATED, Json(view(&s))).into_response())
 }
 
@@ -291,16 +287,11 @@ async fn update(
         (true, true) => current.next_run_at,
         (true, false) => Some(next_tick(&timing)?),
     };
-    let s = state.store.update_schedule(&caller.tenant, &id, &fields, next).await?;
-    super::audit(
-        &state,
-        &caller,
-        &caller.tenant,
-        "schedule.update",
-        &format!("schedule:{id}"),
-        Some(json!(s)),
-    )
-    .await;
+    let audit = |s: &Schedule| Audit::new(&caller.email, "schedule.update", format!("schedule:{id}")).detail(json!(s));
+    let s = state
+        .store
+        .update_schedule(&caller.tenant, &id, &fields, next, audit)
+        .await?;
     Ok(Json(view(&s)))
 }
 
@@ -316,33 +307,22 @@ fn not_managed(s: &Schedule) -> ApiResult<()> {
 
 async fn remove(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
     not_managed(&state.store.get_schedule(&caller.tenant, &id).await?)?;
-    state.store.delete_schedule(&caller.tenant, &id).await?;
-    super::audit(
-        &state,
-        &caller,
-        &caller.tenant,
-        "schedule.delete",
-        &format!("schedule:{id}"),
-        None,
-    )
-    .await;
+    let audit = Audit::new(&caller.email, "schedule.delete", format!("schedule:{id}"));
+    state.store.delete_schedule(&caller.tenant, &id, audit).await?;
     Ok(no_content())
 }
 
 async fn pause(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let s = state
         .store
-        .set_schedule_enabled(&caller.tenant, &id, false, None)
+        .set_schedule_enabled(
+            &caller.tenant,
+            &id,
+            false,
+            None,
+            Audit::new(&caller.email, "schedule.pause", format!("schedule:{id}")),
+        )
         .await?;
-    super::audit(
-        &state,
-        &caller,
-        &caller.tenant,
-        "schedule.pause",
-        &format!("schedule:{id}"),
-        None,
-    )
-    .await;
     Ok(Json(view(&s)))
 }
 
@@ -354,37 +334,26 @@ async fn resume(State(state): State<AppState>, caller: Caller, Path(id): Path<St
     let next = Some(next_tick(&timing)?);
     let s = state
         .store
-        .set_schedule_enabled(&caller.tenant, &id, true, next)
+        .set_schedule_enabled(
+            &caller.tenant,
+            &id,
+            true,
+            next,
+            Audit::new(&caller.email, "schedule.resume", format!("schedule:{id}")),
+        )
         .await?;
-    super::audit(
-        &state,
-        &caller,
-        &caller.tenant,
-        "schedule.resume",
-        &format!("schedule:{id}"),
-        None,
-    )
-    .await;
     Ok(Json(view(&s)))
 }
 
 /// `POST /schedules/{id}/run`: one run now, answered at once with where to follow it.
 async fn run_now(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
     let s = state.store.get_schedule(&caller.tenant, &id).await?;
-    let (run_id, execution_id) = state.scheduler.run_now(&s).await?;
+    let (email, target) = (caller.email.clone(), format!("schedule:{id}"));
+    let audit = move |run: &str| Audit::new(&email, "schedule.run", target).detail(json!({"run_id": run}));
+    let (run_id, execution_id) = state.scheduler.run_now(&s, audit).await?;
     if let Some(e) = &execution_id {
         super::recorded(&state, e).await?;
     }
-    let detail = Some(json!({"run_id": run_id, "execution_id": execution_id}));
-    super::audit(
-        &state,
-        &caller,
-        &caller.tenant,
-        "schedule.run",
-        &format!("schedule:{id}"),
-        detail,
-    )
-    .await;
     let body = match &execution_id {
         Some(e) => json!({"run_id": run_id, "execution_id": e, "status": "running",
                           "status_url": format!("/api/v1/executions/{e}")}),

@@ -11,7 +11,8 @@ use serde_json::{json, Value};
 use super::{no_content, ApiJson, ApiQuery, AppState, Page};
 use crate::auth::{Caller, ROLES};
 use crate::engine::Quotas;
-use crate::error::{ApiError, ApiResult};
+use crate::http::error::{ApiError, ApiResult};
+use crate::store::{Audit, Grant, Subtenant};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -101,20 +102,13 @@ async fn create(
     check_id(&id)?;
     let description = body.description.unwrap_or_default();
     check_description(&description)?;
-    let quotas = Quotas::parse(body.quotas.as_ref())?;
+    let quotas = Quotas::parse(body.quotas.as_ref()).map_err(ApiError::malformed)?;
+    let audit =
+        |s: &Subtenant| Audit::new(&caller.email, "subtenant.create", format!("subtenant:{id}")).detail(json!(s));
     let s = state
         .store
-        .create_subtenant(&id, &description, &quotas, &caller.email)
+        .create_subtenant(&id, &description, &quotas, &caller.email, audit)
         .await?;
-    super::audit(
-        &state,
-        &caller,
-        &id,
-        "subtenant.create",
-        &format!("subtenant:{id}"),
-        Some(json!(s)),
-    )
-    .await;
     Ok((StatusCode::CREATED, Json(s)).into_response())
 }
 
@@ -151,20 +145,13 @@ async fn update(
     let description = body.description.unwrap_or(current.description);
     check_description(&description)?;
     let quotas = match &body.quotas {
-        Some(q) => Quotas::parse(Some(q))?,
+        Some(q) => Quotas::parse(Some(q)).map_err(ApiError::malformed)?,
         None => current.quotas,
     };
-    let s = state.store.update_subtenant(&id, &description, &quotas).await?;
+    let audit =
+        |s: &Subtenant| Audit::new(&caller.email, "subtenant.update", format!("subtenant:{id}")).detail(json!(s));
+    let s = state.store.update_subtenant(&id, &description, &quotas, audit).await?;
     state.engine.forget_quotas(&id);
-    super::audit(
-        &state,
-        &caller,
-        &id,
-        "subtenant.update",
-        &format!("subtenant:{id}"),
-        Some(json!(s)),
-    )
-    .await;
     Ok(Json(json!(s)))
 }
 
@@ -182,18 +169,10 @@ async fn remove(
     ApiQuery(q): ApiQuery<DeleteQuery>,
 ) -> ApiResult<Response> {
     admin_only(&caller)?;
-    state.store.delete_subtenant(&id, q.force).await?;
+    let audit =
+        Audit::new(&caller.email, "subtenant.delete", format!("subtenant:{id}")).detail(json!({"force": q.force}));
+    state.store.delete_subtenant(&id, q.force, audit).await?;
     state.engine.forget_quotas(&id);
-    let detail = json!({"force": q.force});
-    super::audit(
-        &state,
-        &caller,
-        &id,
-        "subtenant.delete",
-        &format!("subtenant:{id}"),
-        Some(detail),
-    )
-    .await;
     Ok(no_content())
 }
 
@@ -219,16 +198,8 @@ async fn grant(
             format!("must be one of {}", ROLES.join(", ")),
         ));
     }
-    let g = state.store.grant(&id, &email, &role, &caller.email).await?;
-    super::audit(
-        &state,
-        &caller,
-        &id,
-        "grant.create",
-        &format!("grant:{email}"),
-        Some(json!(g)),
-    )
-    .await;
+    let audit = |g: &Grant| Audit::new(&caller.email, "grant.create", format!("grant:{email}")).detail(json!(g));
+    let g = state.store.grant(&id, &email, &role, &caller.email, audit).await?;
     Ok((StatusCode::OK, Json(g)).into_response())
 }
 
@@ -246,8 +217,8 @@ async fn revoke(
 ) -> ApiResult<Response> {
     admin_only(&caller)?;
     let email = check_email(&body.user_email)?;
-    state.store.revoke(&id, &email).await?;
-    super::audit(&state, &caller, &id, "grant.delete", &format!("grant:{email}"), None).await;
+    let audit = Audit::new(&caller.email, "grant.delete", format!("grant:{email}"));
+    state.store.revoke(&id, &email, audit).await?;
     Ok(no_content())
 }
 

@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 use super::{no_content, ApiJson, ApiQuery, AppState};
 use crate::auth::Caller;
 use crate::domain::{webhook_method, webhook_path, Target};
-use crate::error::{ApiError, ApiResult};
-use crate::store::{Webhook, WebhookFields};
+use crate::http::error::{ApiError, ApiResult};
+use crate::store::{Audit, Webhook, WebhookFields};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -156,19 +156,11 @@ async fn create(
         }
         None => new_secret(),
     };
+    let audit = |w: &Webhook| Audit::new(&caller.email, "webhook.create", format!("webhook:{}", w.id)).detail(json!(w));
     let w = state
         .store
-        .create_webhook(&caller.tenant, &fields, &secret, &caller.email)
+        .create_webhook(&caller.tenant, &fields, &secret, &caller.email, audit)
         .await?;
-    super::audit(
-        &state,
-        &caller,
-        &caller.tenant,
-        "webhook.create",
-        &format!("webhook:{}", w.id),
-        Some(json!(w)),
-    )
-    .await;
     Ok((StatusCode::CREATED, Json(view(&state, &w, true))).into_response())
 }
 
@@ -215,30 +207,14 @@ async fn update(
     }
     let current = state.store.get_webhook(&caller.tenant, &id).await?;
     let fields = fields_from(&body, Some(&current.fields))?;
-    let w = state.store.update_webhook(&caller.tenant, &id, &fields).await?;
-    super::audit(
-        &state,
-        &caller,
-        &caller.tenant,
-        "webhook.update",
-        &format!("webhook:{id}"),
-        Some(json!(w)),
-    )
-    .await;
+    let audit = |w: &Webhook| Audit::new(&caller.email, "webhook.update", format!("webhook:{id}")).detail(json!(w));
+    let w = state.store.update_webhook(&caller.tenant, &id, &fields, audit).await?;
     Ok(Json(view(&state, &w, false)))
 }
 
 async fn remove(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
-    state.store.delete_webhook(&caller.tenant, &id).await?;
-    super::audit(
-        &state,
-        &caller,
-        &caller.tenant,
-        "webhook.delete",
-        &format!("webhook:{id}"),
-        None,
-    )
-    .await;
+    let audit = Audit::new(&caller.email, "webhook.delete", format!("webhook:{id}"));
+    state.store.delete_webhook(&caller.tenant, &id, audit).await?;
     Ok(no_content())
 }
 
@@ -267,15 +243,10 @@ async fn rotate_secret(
         }
         None => new_secret(),
     };
-    let w = state.store.set_webhook_secret(&caller.tenant, &id, &secret).await?;
-    super::audit(
-        &state,
-        &caller,
-        &caller.tenant,
-        "webhook.rotate_secret",
-        &format!("webhook:{id}"),
-        None,
-    )
-    .await;
+    let audit = Audit::new(&caller.email, "webhook.rotate_secret", format!("webhook:{id}"));
+    let w = state
+        .store
+        .set_webhook_secret(&caller.tenant, &id, &secret, audit)
+        .await?;
     Ok(Json(view(&state, &w, true)))
 }

@@ -13,13 +13,13 @@ use serde_json::{json, Value};
 
 use super::{no_content, ApiJson, ApiQuery, AppState};
 use crate::auth::Caller;
+use crate::domain::workflow::{Definition, DefinitionIn};
+use crate::domain::Timing;
 use crate::domain::{FunctionName, Target};
 use crate::engine::workflow::merge_config;
 use crate::engine::Trigger;
-use crate::error::{ApiError, ApiResult};
-use crate::scheduler::Timing;
-use crate::store::{managed_name, now_ms, ScheduleFields, Workflow};
-use crate::workflows::{Definition, DefinitionIn};
+use crate::http::error::{ApiError, ApiResult};
+use crate::store::{managed_name, now_ms, Audit, ScheduleFields, Workflow};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -106,19 +106,11 @@ async fn create(
     let def = definition(&state, &caller.tenant, Value::Object(body.rest)).await?;
     let own = own_schedule(&state, &body.name, &def)?;
     let own = own.as_ref().map(|(f, next)| (f, *next));
+    let audit = Audit::new(&caller.email, "workflow.create", format!("workflow:{}", body.name));
     let w = state
         .store
-        .create_workflow(&caller.tenant, &body.name, (&def, own), &caller.email)
+        .create_workflow(&caller.tenant, &body.name, (&def, own), &caller.email, audit)
         .await?;
-    super::audit(
-        &state,
-        &caller,
-        &caller.tenant,
-        "workflow.create",
-        &format!("workflow:{}", w.name),
-        None,
-    )
-    .await;
     Ok((StatusCode::CREATED, Json(view(&w))).into_response())
 }
 
@@ -150,33 +142,17 @@ async fn update(
     let def = definition(&state, &caller.tenant, Value::Object(body)).await?;
     let own = own_schedule(&state, &name, &def)?;
     let own = own.as_ref().map(|(f, next)| (f, *next));
+    let audit = Audit::new(&caller.email, "workflow.update", format!("workflow:{name}"));
     let w = state
         .store
-        .update_workflow(&caller.tenant, &name, (&def, own), &caller.email)
+        .update_workflow(&caller.tenant, &name, (&def, own), &caller.email, audit)
         .await?;
-    super::audit(
-        &state,
-        &caller,
-        &caller.tenant,
-        "workflow.update",
-        &format!("workflow:{name}"),
-        None,
-    )
-    .await;
     Ok(Json(view(&w)))
 }
 
 async fn remove(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult<Response> {
-    state.store.delete_workflow(&caller.tenant, &name).await?;
-    super::audit(
-        &state,
-        &caller,
-        &caller.tenant,
-        "workflow.delete",
-        &format!("workflow:{name}"),
-        None,
-    )
-    .await;
+    let audit = Audit::new(&caller.email, "workflow.delete", format!("workflow:{name}"));
+    state.store.delete_workflow(&caller.tenant, &name, audit).await?;
     Ok(no_content())
 }
 
@@ -209,7 +185,7 @@ async fn run(
         false => super::parse_json(&body)?,
     };
     let w = state.store.get_workflow(&caller.tenant, &name).await?;
-    let config = merge_config(&w.definition.config, body.config.as_ref())?;
+    let config = merge_config(&w.definition.config, body.config.as_ref()).map_err(ApiError::malformed)?;
     let wait = q.wait.unwrap_or(0.0);
     if !(0.0..=300.0).contains(&wait) {
         return Err(ApiError::invalid("wait", "seconds between 0 and 300"));

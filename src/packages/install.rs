@@ -9,14 +9,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
-use super::{error, wheel, Packages};
-use crate::error::ApiError;
-use crate::store::{InstalledPackage, NewPackage, StoreError};
+use super::{wheel, Packages};
+use crate::domain::{Fault, ParseError};
+use crate::store::{Audit, InstalledPackage, NewPackage, StoreError};
 
 const RESOLVE: &str = include_str!("../../runtime/resolve.py");
 
@@ -29,50 +28,66 @@ const MARKERS: &str = r#"{"python_version": "3.15", "python_full_version": "3.15
 /// Why an install failed, as the job records it and the API answers it.
 #[derive(Debug, Clone)]
 pub struct Failure {
-    pub status: StatusCode,
+    pub fault: Fault,
     pub code: &'static str,
     pub message: String,
 }
 
 impl Failure {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(fault: Fault, code: &'static str, message: impl Into<String>) -> Self {
         Failure {
-            status,
+            fault,
             code,
             message: message.into(),
         }
     }
 
-    pub fn to_json(&self) -> Value {
-        json!({"status": self.status.as_u16(), "code": self.code, "message": self.message})
+    /// An unexpected failure: logged here, shown as `internal error`.
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "package operation failed");
+        Failure::new(Fault::Internal, "internal", "internal error")
     }
 
-    pub fn into_api(self) -> ApiError {
-        error(self.status, self.code, self.message)
+    pub fn to_json(&self) -> Value {
+        json!({"status": self.fault.status_code(), "code": self.code, "message": self.message})
     }
 }
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
 
 impl From<wheel::Refusal> for Failure {
     fn from(r: wheel::Refusal) -> Self {
-        let status = match r.code {
-            "package_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
-            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        let fault = match r.code {
+            "package_too_large" => Fault::TooLarge,
+            _ => Fault::Rejected,
         };
-        Failure::new(status, r.code, r.message)
+        Failure::new(fault, r.code, r.message)
     }
 }
 
-impl From<ApiError> for Failure {
-    fn from(e: ApiError) -> Self {
-        Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+/// A store error met while serving a request keeps its meaning (404, 409).
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(m) => Failure::new(Fault::NotFound, "not_found", m),
+            StoreError::Conflict(m) => Failure::new(Fault::Conflict, "conflict", m),
+            StoreError::Invalid { message, .. } => Failure::new(Fault::Rejected, "validation_failed", message),
+            other => Failure::internal(other),
+        }
     }
 }
 
+/// Storing a set: the store refuses a set over the tenant's quota as `Invalid`.
 fn from_store(e: StoreError) -> Failure {
     match e {
-        StoreError::Conflict(m) => Failure::new(StatusCode::CONFLICT, "conflict", m),
-        StoreError::Invalid { message, .. } => Failure::new(StatusCode::FORBIDDEN, "package_quota_exceeded", message),
-        other => ApiError::from(other).into(),
+        StoreError::Invalid { message, .. } => Failure::new(Fault::Forbidden, "package_quota_exceeded", message),
+        other => other.into(),
     }
 }
 
@@ -119,16 +134,16 @@ fn valid_spec(spec: &str) -> bool {
 }
 
 /// The requirement string for a name and an optional version (a bare version means `==`).
-pub fn requirement(name: &str, version: Option<&str>) -> Result<String, ApiError> {
+pub fn requirement(name: &str, version: Option<&str>) -> Result<String, ParseError> {
     if !wheel::valid_name(name) {
-        return Err(ApiError::invalid(
+        return Err(ParseError::new(
             "name",
             "a package name holds only letters, digits, `-`, `_` and `.` (and starts and ends with a letter or digit)",
         ));
     }
     match version.map(str::trim).filter(|v| !v.is_empty()) {
         None => Ok(name.to_string()),
-        Some(v) if !valid_spec(v) => Err(ApiError::invalid(
+        Some(v) if !valid_spec(v) => Err(ParseError::new(
             "version",
             "expected a version (`1.2.3`) or a specifier (`>=1.2,<2`, `~=1.4`)",
         )),
@@ -145,23 +160,26 @@ impl Packages {
         by: &str,
         name: &str,
         version: Option<&str>,
-    ) -> Result<Started, ApiError> {
+        audit: Audit,
+    ) -> Result<Started, Failure> {
         self.check_allowed()?;
-        let req = requirement(name, version)?;
+        let req =
+            requirement(name, version).map_err(|e| Failure::new(Fault::Malformed, "invalid_request", e.summary))?;
         let canonical = wheel::canonical_name(name);
         if let Some(b) = self.builtin.get(&canonical) {
             return Err(builtin_refusal(b));
         }
         let since = crate::store::now_ms() - self.stale_after().as_millis() as i64;
         if self.store.running_package_jobs(tenant, since).await? > 0 {
-            return Err(error(
-                StatusCode::CONFLICT,
+            return Err(Failure::new(
+                Fault::Conflict,
                 "install_in_progress",
                 "an install is already running for this tenant; wait for it (GET /api/v1/packages/installs)",
             ));
         }
         let job_id = uuid::Uuid::now_v7().to_string();
-        self.store.create_package_job(tenant, &job_id, &req, by).await?;
+        let audit = audit.detail(json!({"name": name, "version": version, "job_id": job_id}));
+        self.store.create_package_job(tenant, &job_id, &req, by, audit).await?;
         let (tx, done) = oneshot::channel();
         let me = self.clone();
         let (tenant, by, id) = (tenant.to_string(), by.to_string(), job_id.clone());
@@ -187,7 +205,7 @@ impl Packages {
     async fn run_install(&self, tenant: &str, by: &str, req: &str, job: &str) -> Result<Value, Failure> {
         let _change = self.change_lock(tenant).await;
         let work = self.root.join(".work").join(job);
-        std::fs::create_dir_all(&work).map_err(|e| ApiError::Internal(e.into()))?;
+        std::fs::create_dir_all(&work).map_err(Failure::internal)?;
         let result = self.resolve_and_store(tenant, by, req, &work).await;
         let _ = tokio::fs::remove_dir_all(&work).await;
         result
@@ -235,7 +253,7 @@ impl Packages {
             let size = tokio::fs::metadata(&w.path).await.map(|m| m.len()).unwrap_or(u64::MAX);
             if size > self.policy.limits.max_bytes {
                 return Err(Failure::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
+                    Fault::TooLarge,
                     "package_too_large",
                     format!(
                         "{filename} is {size} bytes; the limit is {} bytes",
@@ -243,20 +261,18 @@ impl Packages {
                     ),
                 ));
             }
-            let bytes = tokio::fs::read(&w.path)
-                .await
-                .map_err(|e| ApiError::Internal(e.into()))?;
+            let bytes = tokio::fs::read(&w.path).await.map_err(Failure::internal)?;
             let (checked, bytes) = self.inspect(filename.clone(), bytes).await?;
             if checked.name != w.name || self.builtin.contains_key(&checked.name) {
                 return Err(Failure::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
+                    Fault::Rejected,
                     "invalid_wheel",
                     format!("pip returned {filename} for {}", w.name),
                 ));
             }
             new.push(self.new_package(checked, bytes, w.requires.clone(), "pip", w.requested_by.clone(), by));
         }
-        self.store_packages(tenant, &installed, new, false).await
+        self.store_packages(tenant, &installed, new, false, None).await
     }
 
     /// Check the tenant's quota, store in one transaction, make the change visible.
@@ -266,6 +282,7 @@ impl Packages {
         installed: &[InstalledPackage],
         new: Vec<NewPackage>,
         replace: bool,
+        audit: Option<Audit>,
     ) -> Result<Value, Failure> {
         // The quota counts what the packages take unpacked, on every server's disk.
         let replaced: i64 = installed
@@ -277,7 +294,7 @@ impl Packages {
             + new.iter().map(|p| p.package.unpacked_bytes).sum::<i64>();
         if total > self.policy.tenant_max_bytes {
             return Err(Failure::new(
-                StatusCode::FORBIDDEN,
+                Fault::Forbidden,
                 "package_quota_exceeded",
                 format!(
                     "the tenant's packages would take {total} bytes unpacked; the limit is {} bytes (uninstall something first)",
@@ -286,7 +303,7 @@ impl Packages {
             ));
         }
         self.store
-            .add_packages(tenant, &new, self.policy.tenant_max_bytes, replace)
+            .add_packages(tenant, &new, self.policy.tenant_max_bytes, replace, audit)
             .await
             .map_err(from_store)?;
         self.changed(tenant);
@@ -326,7 +343,7 @@ impl Packages {
         let limits = self.policy.limits;
         tokio::task::spawn_blocking(move || wheel::inspect(&filename, &bytes, limits).map(|w| (w, bytes)))
             .await
-            .map_err(|e| Failure::from(ApiError::Internal(e.into())))?
+            .map_err(Failure::internal)?
             .map_err(Failure::from)
     }
 
@@ -334,11 +351,7 @@ impl Packages {
     /// server's secrets), in the job's work directory, in a process group of its own so a
     /// timeout stops pip too.
     async fn run_resolver(&self, request: &Value, work: &std::path::Path) -> Result<Resolved, Failure> {
-        let _slot = self
-            .pip_slots
-            .acquire()
-            .await
-            .map_err(|e| ApiError::Internal(e.into()))?;
+        let _slot = self.pip_slots.acquire().await.map_err(Failure::internal)?;
         let mut cmd = tokio::process::Command::new(&self.policy.python);
         cmd.arg("-I")
             .arg("-c")
@@ -353,7 +366,7 @@ impl Packages {
             .kill_on_drop(true);
         let mut child = cmd.spawn().map_err(|e| {
             Failure::new(
-                StatusCode::SERVICE_UNAVAILABLE,
+                Fault::Unavailable,
                 "pip_unavailable",
                 format!(
                     "could not run {} (python3 with pip is needed to install packages): {e}",
@@ -369,24 +382,20 @@ impl Packages {
         let limit = self.policy.timeout * 3 + Duration::from_secs(30);
         let out = match tokio::time::timeout(limit, child.wait_with_output()).await {
             Ok(Ok(out)) => out,
-            Ok(Err(e)) => return Err(ApiError::Internal(e.into()).into()),
+            Ok(Err(e)) => return Err(Failure::internal(e)),
             Err(_) => {
                 if let Some(pid) = group {
                     let _ = std::process::Command::new("kill")
                         .args(["-KILL", &format!("-{pid}")])
                         .status();
                 }
-                return Err(Failure::new(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "pip_timeout",
-                    "pip took too long",
-                ));
+                return Err(Failure::new(Fault::Timeout, "pip_timeout", "pip took too long"));
             }
         };
         serde_json::from_slice(&out.stdout).map_err(|_| {
             tracing::warn!(stderr = %String::from_utf8_lossy(&out.stderr), "the package resolver failed");
             Failure::new(
-                StatusCode::BAD_GATEWAY,
+                Fault::Upstream,
                 "pip_failed",
                 "the package resolver failed (see the server log)",
             )
@@ -402,13 +411,11 @@ impl Packages {
         filename: &str,
         bytes: Vec<u8>,
         replace: bool,
-    ) -> Result<Value, ApiError> {
+        audit: Audit,
+    ) -> Result<Value, Failure> {
         self.check_allowed()?;
         let filename = filename.rsplit(['/', '\\']).next().unwrap_or(filename);
-        let (checked, bytes) = self
-            .inspect(filename.to_string(), bytes)
-            .await
-            .map_err(Failure::into_api)?;
+        let (checked, bytes) = self.inspect(filename.to_string(), bytes).await?;
         let _change = self.change_lock(tenant).await;
         if let Some(b) = self.builtin.get(&checked.name) {
             return Err(builtin_refusal(b));
@@ -416,10 +423,14 @@ impl Packages {
         let installed = self.store.list_packages(tenant).await?;
         if let Some(p) = installed.iter().find(|p| p.name == checked.name) {
             if !replace {
-                return Err(ApiError::Conflict(format!(
-                    "{} {} is already installed; pass ?replace=true to replace it",
-                    p.name, p.version
-                )));
+                return Err(Failure::new(
+                    Fault::Conflict,
+                    "conflict",
+                    format!(
+                        "{} {} is already installed; pass ?replace=true to replace it",
+                        p.name, p.version
+                    ),
+                ));
             }
         }
         let missing: Vec<String> = checked
@@ -430,25 +441,36 @@ impl Packages {
             .collect();
         let requires = checked.requires.clone();
         let new = vec![self.new_package(checked, bytes, requires, "upload", None, by)];
+        let listed: Vec<&InstalledPackage> = new.iter().map(|p| &p.package).collect();
+        let audit = audit.detail(json!(listed));
         let mut out = self
-            .store_packages(tenant, &installed, new, replace)
-            .await
-            .map_err(Failure::into_api)?;
+            .store_packages(tenant, &installed, new, replace, Some(audit))
+            .await?;
         out["missing_dependencies"] = json!(missing);
         Ok(out)
     }
 
-    pub async fn uninstall(&self, tenant: &str, name: &str, force: bool) -> Result<InstalledPackage, ApiError> {
+    pub async fn uninstall(
+        &self,
+        tenant: &str,
+        name: &str,
+        force: bool,
+        audit: impl FnOnce(&InstalledPackage) -> Audit,
+    ) -> Result<InstalledPackage, Failure> {
         self.check_allowed()?;
         let canonical = wheel::canonical_name(name);
         if let Some(b) = self.builtin.get(&canonical) {
-            return Err(ApiError::Conflict(format!(
-                "{} {} is built into the runtime and cannot be removed",
-                b.name, b.version
-            )));
+            return Err(Failure::new(
+                Fault::Conflict,
+                "conflict",
+                format!(
+                    "{} {} is built into the runtime and cannot be removed",
+                    b.name, b.version
+                ),
+            ));
         }
         let _change = self.change_lock(tenant).await;
-        let removed = self.store.remove_package(tenant, &canonical, force).await?;
+        let removed = self.store.remove_package(tenant, &canonical, force, audit).await?;
         self.changed(tenant);
         Ok(removed)
     }
@@ -464,9 +486,9 @@ fn pip_env(key: &str) -> bool {
         || k.ends_with("_PROXY")
 }
 
-fn builtin_refusal(b: &super::Builtin) -> ApiError {
-    error(
-        StatusCode::CONFLICT,
+fn builtin_refusal(b: &super::Builtin) -> Failure {
+    Failure::new(
+        Fault::Conflict,
         "builtin_package",
         format!(
             "{} {} is built into the runtime: import it directly, no install needed (the built-in version cannot be replaced)",
@@ -477,18 +499,18 @@ fn builtin_refusal(b: &super::Builtin) -> ApiError {
 
 fn resolver_failure(code: &str, message: String) -> Failure {
     let (status, code) = match code {
-        "builtin" => (StatusCode::CONFLICT, "builtin_package"),
-        "conflict" => (StatusCode::CONFLICT, "conflict"),
-        "package_not_found" => (StatusCode::NOT_FOUND, "package_not_found"),
-        "version_not_found" => (StatusCode::NOT_FOUND, "version_not_found"),
-        "not_pure" => (StatusCode::UNPROCESSABLE_ENTITY, "not_pure"),
-        "python_incompatible" => (StatusCode::UNPROCESSABLE_ENTITY, "python_incompatible"),
-        "invalid_wheel" => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_wheel"),
-        "too_many" => (StatusCode::UNPROCESSABLE_ENTITY, "too_many_dependencies"),
-        "invalid_requirement" => (StatusCode::BAD_REQUEST, "invalid_request"),
-        "pip_timeout" => (StatusCode::GATEWAY_TIMEOUT, "pip_timeout"),
-        "package_too_large" => (StatusCode::PAYLOAD_TOO_LARGE, "package_too_large"),
-        _ => (StatusCode::BAD_GATEWAY, "pip_failed"),
+        "builtin" => (Fault::Conflict, "builtin_package"),
+        "conflict" => (Fault::Conflict, "conflict"),
+        "package_not_found" => (Fault::NotFound, "package_not_found"),
+        "version_not_found" => (Fault::NotFound, "version_not_found"),
+        "not_pure" => (Fault::Rejected, "not_pure"),
+        "python_incompatible" => (Fault::Rejected, "python_incompatible"),
+        "invalid_wheel" => (Fault::Rejected, "invalid_wheel"),
+        "too_many" => (Fault::Rejected, "too_many_dependencies"),
+        "invalid_requirement" => (Fault::Malformed, "invalid_request"),
+        "pip_timeout" => (Fault::Timeout, "pip_timeout"),
+        "package_too_large" => (Fault::TooLarge, "package_too_large"),
+        _ => (Fault::Upstream, "pip_failed"),
     };
     Failure::new(status, code, message)
 }

@@ -17,15 +17,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use axum::http::StatusCode;
 use sha2::{Digest, Sha256};
 
 use crate::config::Settings;
-use crate::error::ApiError;
+use crate::domain::Fault;
 use crate::sandbox::{PackageMount, Sandbox};
 use crate::store::{Store, StoredWheel};
 pub use builtin::Builtin;
-pub use install::Started;
+pub use install::{Failure, Started};
 
 /// Limits and switches read once from the settings.
 #[derive(Debug, Clone)]
@@ -81,15 +80,6 @@ pub struct Packages {
     pip_slots: tokio::sync::Semaphore,
 }
 
-/// A package error with its own code and status, for the API.
-pub fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::Coded {
-        status,
-        code,
-        message: message.into(),
-    }
-}
-
 impl Packages {
     pub fn new(store: Store, sandbox: Arc<Sandbox>, settings: &Settings) -> anyhow::Result<Arc<Packages>> {
         let zip = settings.runtime_dir().join("lib").join("python315.zip");
@@ -119,12 +109,12 @@ impl Packages {
     }
 
     /// Refuse changes when installation is turned off.
-    pub fn check_allowed(&self) -> Result<(), ApiError> {
+    pub fn check_allowed(&self) -> Result<(), Failure> {
         if self.policy.allowed {
             return Ok(());
         }
-        Err(error(
-            StatusCode::FORBIDDEN,
+        Err(Failure::new(
+            Fault::Forbidden,
             "package_installation_disabled",
             "package installation is turned off on this server (ALLOW_PACKAGE_INSTALLATION=false)",
         ))
@@ -153,7 +143,7 @@ impl Packages {
 
     /// The directory to mount for a tenant's calls, unpacked if needed; None when the tenant
     /// has no packages.
-    pub async fn mount(&self, tenant: &str) -> Result<Option<Arc<PackageMount>>, ApiError> {
+    pub async fn mount(&self, tenant: &str) -> Result<Option<Arc<PackageMount>>, Failure> {
         let previous = match self.lock().get(tenant) {
             Some(c) if c.at.elapsed() < self.ttl => return c.mount.clone().map_err(as_error),
             Some(c) => c.mount.as_ref().ok().and_then(|m| m.as_ref().map(|m| m.digest.clone())),
@@ -166,7 +156,7 @@ impl Packages {
             self.sandbox.recycle_tenant(tenant);
         }
         let cached = result.map_err(|e| match e {
-            ApiError::Coded { message, .. } => message,
+            f if f.fault == Fault::Unavailable => f.message,
             other => {
                 tracing::warn!(tenant, error = ?other, "could not prepare a tenant's packages");
                 unavailable(other.to_string()).to_string()
@@ -182,7 +172,7 @@ impl Packages {
         cached.map_err(as_error)
     }
 
-    async fn resolve_mount(&self, tenant: &str) -> Result<Option<Arc<PackageMount>>, ApiError> {
+    async fn resolve_mount(&self, tenant: &str) -> Result<Option<Arc<PackageMount>>, Failure> {
         let list = self.store.list_packages(tenant).await?;
         if list.is_empty() {
             return Ok(None);
@@ -207,7 +197,7 @@ impl Packages {
     /// Unpack the tenant's wheels into a temporary directory, then rename it into place. The
     /// directory is named by the digest of the very rows unpacked (read in one query), so
     /// a change committed meanwhile cannot put one set's files under another set's name.
-    async fn unpack(&self, tenant: &str) -> Result<Option<Arc<PackageMount>>, ApiError> {
+    async fn unpack(&self, tenant: &str) -> Result<Option<Arc<PackageMount>>, Failure> {
         let _one = self.unpacking.lock().await;
         let wheels = self.store.package_wheels(tenant).await?;
         if wheels.is_empty() {
@@ -223,20 +213,20 @@ impl Packages {
             let target = dir.clone();
             tokio::task::spawn_blocking(move || unpack_into(&wheels, &target))
                 .await
-                .map_err(|e| ApiError::Internal(e.into()))?
+                .map_err(Failure::internal)?
                 .map_err(|e| unavailable(e.to_string()))?;
         }
         Ok(Some(Arc::new(PackageMount { dir, digest })))
     }
 }
 
-fn as_error(message: String) -> ApiError {
-    error(StatusCode::SERVICE_UNAVAILABLE, "packages_unavailable", message)
+fn as_error(message: String) -> Failure {
+    Failure::new(Fault::Unavailable, "packages_unavailable", message)
 }
 
-fn unavailable(message: String) -> ApiError {
-    error(
-        StatusCode::SERVICE_UNAVAILABLE,
+fn unavailable(message: String) -> Failure {
+    Failure::new(
+        Fault::Unavailable,
         "packages_unavailable",
         format!("the tenant's packages could not be prepared on this server: {message}"),
     )

@@ -14,9 +14,9 @@ use serde::Serialize;
 
 use super::Timing;
 use crate::config::Settings;
-use crate::engine::{Engine, Trigger};
-use crate::error::ApiError;
-use crate::store::{now_ms, NewRun, Schedule, ScheduleRun, Store};
+use crate::engine::{Engine, Error, Trigger};
+
+use crate::store::{now_ms, Audit, NewRun, Schedule, ScheduleRun, Store};
 
 /// How long after its execution ended (or, with no execution, after it was recorded) an
 /// unfinished run is taken to be orphaned by a dead server.
@@ -32,7 +32,7 @@ pub struct NodeStats {
     pub ticks_fired: u64,
     pub ticks_skipped: u64,
     pub retries_started: u64,
-    #[serde(serialize_with = "crate::http::iso_ms_opt")]
+    #[serde(serialize_with = "crate::domain::time::iso_ms_opt")]
     pub last_poll_at: Option<i64>,
 }
 
@@ -208,7 +208,12 @@ impl Scheduler {
 
     /// `POST /schedules/{id}/run`: run it now, outside its timetable (retries still apply).
     /// The work runs in its own task, so a client hanging up cannot leave it half done.
-    pub async fn run_now(self: &Arc<Self>, s: &Schedule) -> Result<(String, Option<String>), ApiError> {
+    /// `audit` (given the run's id) is recorded with the run.
+    pub async fn run_now(
+        self: &Arc<Self>,
+        s: &Schedule,
+        audit: impl FnOnce(&str) -> Audit + Send + 'static,
+    ) -> Result<(String, Option<String>), Error> {
         let me = self.clone();
         let s = s.clone();
         tokio::spawn(async move {
@@ -226,9 +231,9 @@ impl Scheduler {
             };
             let id = me
                 .store
-                .insert_run(&row)
+                .insert_manual_run(&row, audit)
                 .await?
-                .ok_or_else(|| ApiError::Conflict("a run of this schedule started at the same instant".into()))?;
+                .ok_or_else(|| Error::Conflict("a run of this schedule started at the same instant".into()))?;
             let run = RunRef {
                 id: id.clone(),
                 tenant: s.tenant.clone(),
@@ -241,7 +246,7 @@ impl Scheduler {
             Ok((id, execution))
         })
         .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("manual run task failed: {e}")))?
+        .map_err(|e| Error::Internal(anyhow::anyhow!("manual run task failed: {e}")))?
     }
 
     /// Start the run's execution; its end is recorded by a task of its own.
@@ -273,7 +278,7 @@ impl Scheduler {
                 });
                 Some(execution_id)
             }
-            Err(ApiError::TooManyRequests(why)) => {
+            Err(Error::Quota { message: why, .. }) => {
                 // The tenant is at its concurrency or rate quota: try again shortly, without
                 // spending an attempt.
                 let again = now_ms() + QUOTA_BACKOFF_MS;

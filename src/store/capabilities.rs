@@ -3,17 +3,17 @@
 use serde::Serialize;
 use sqlx::Row as _;
 
-use super::{now_ms, Store, StoreError, StoreResult};
-use crate::egress::Policy;
+use super::{now_ms, Audit, Store, StoreError, StoreResult};
+use crate::domain::egress::Policy;
 
 /// A secret as the API shows it: never its value.
 #[derive(Debug, Clone, Serialize)]
 pub struct SecretInfo {
     pub name: String,
     pub created_by: String,
-    #[serde(serialize_with = "crate::http::iso_ms")]
+    #[serde(serialize_with = "crate::domain::time::iso_ms")]
     pub created_at: i64,
-    #[serde(serialize_with = "crate::http::iso_ms")]
+    #[serde(serialize_with = "crate::domain::time::iso_ms")]
     pub updated_at: i64,
 }
 
@@ -35,6 +35,7 @@ impl Store {
         nonce: &[u8],
         ciphertext: &[u8],
         by: &str,
+        audit: Audit,
     ) -> StoreResult<bool> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
@@ -64,6 +65,7 @@ impl Store {
             .await
             .map_err(|e| super::conflict_on_unique(e, || format!("secret {name} was created concurrently")))?;
         }
+        audit.write(&mut tx, tenant).await?;
         tx.commit().await?;
         Ok(updated == 0)
     }
@@ -101,15 +103,18 @@ impl Store {
         })
     }
 
-    pub async fn delete_secret(&self, tenant: &str, name: &str) -> StoreResult<()> {
+    pub async fn delete_secret(&self, tenant: &str, name: &str, audit: Audit) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query("delete from secrets where tenant = $1 and name = $2")
             .bind(tenant)
             .bind(name)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("secret {name} not found")));
         }
+        audit.write(&mut tx, tenant).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -119,12 +124,12 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         Ok(match row {
-            Some(r) => serde_json::from_str(&r.try_get::<String, _>("policy")?).ok(),
+            Some(r) => super::json_col(&r, "policy")?,
             None => None,
         })
     }
 
-    pub async fn set_egress_policy(&self, tenant: &str, policy: &Policy, by: &str) -> StoreResult<()> {
+    pub async fn set_egress_policy(&self, tenant: &str, policy: &Policy, by: &str, audit: Audit) -> StoreResult<()> {
         let text = serde_json::to_string(policy).unwrap_or_else(|_| "{}".into());
         let mut tx = self.pool.begin().await?;
         sqlx::query("delete from egress_policies where tenant = $1")
@@ -139,6 +144,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(|e| super::conflict_on_unique(e, || "the policy was changed concurrently; retry".into()))?;
+        audit.write(&mut tx, tenant).await?;
         tx.commit().await?;
         Ok(())
     }

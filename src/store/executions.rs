@@ -24,9 +24,9 @@ pub struct CallRecord {
     /// Outbound requests, secret reads and structured log lines of this call.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub activity: Option<Value>,
-    #[serde(serialize_with = "crate::http::iso_ms")]
+    #[serde(serialize_with = "crate::domain::time::iso_ms")]
     pub started_at: i64,
-    #[serde(serialize_with = "crate::http::iso_ms_opt")]
+    #[serde(serialize_with = "crate::domain::time::iso_ms_opt")]
     pub finished_at: Option<i64>,
 }
 
@@ -114,14 +114,14 @@ fn call_from(r: &Row) -> Result<CallRecord, sqlx::Error> {
         function_name: r.try_get("function_name")?,
         function_version: r.try_get("function_version")?,
         status: r.try_get("status")?,
-        input: json_col(r.try_get("input")?).unwrap_or(Value::Null),
-        output: json_col(r.try_get("output")?),
-        error: json_col(r.try_get("error")?),
+        input: json_col(r, "input")?.unwrap_or(Value::Null),
+        output: json_col(r, "output")?,
+        error: json_col(r, "error")?,
         stdout: r.try_get("stdout")?,
         stderr: r.try_get("stderr")?,
         fuel_used: r.try_get("fuel_used")?,
         duration_ms: r.try_get("duration_ms")?,
-        activity: json_col(r.try_get("activity")?),
+        activity: json_col(r, "activity")?,
         started_at: r.try_get("started_at")?,
         finished_at: r.try_get("finished_at")?,
     })

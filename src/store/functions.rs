@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row as _;
 
-use super::{conflict_on_unique, json_col, now_ms, Row, Store, StoreError, StoreResult};
+use super::{conflict_on_unique, json_col, json_req, now_ms, Audit, Row, Store, StoreError, StoreResult};
 use crate::domain::FunctionSettings;
 
 /// What a version holds (everything but its number and time).
@@ -31,7 +31,7 @@ pub enum VersionSource<'a> {
 #[derive(Debug, Clone, Serialize)]
 pub struct FunctionVersion {
     pub version: i64,
-    #[serde(serialize_with = "crate::http::iso_ms")]
+    #[serde(serialize_with = "crate::domain::time::iso_ms")]
     pub created_at: i64,
     #[serde(flatten)]
     pub content: VersionContent,
@@ -51,14 +51,13 @@ const VERSION_COLS: &str = "v.version, v.description, v.code, v.code_sha256, v.i
                             v.settings, v.note, v.created_by, v.created_at";
 
 fn version_from(row: &Row) -> Result<FunctionVersion, sqlx::Error> {
-    let settings: String = row.try_get("settings")?;
     let content = VersionContent {
         description: row.try_get("description")?,
         code: row.try_get("code")?,
         code_sha256: row.try_get("code_sha256")?,
-        input_schema: json_col(row.try_get("input_schema")?),
-        output_schema: json_col(row.try_get("output_schema")?),
-        settings: serde_json::from_str(&settings).unwrap_or_default(),
+        input_schema: json_col(row, "input_schema")?,
+        output_schema: json_col(row, "output_schema")?,
+        settings: json_req(row, "settings")?,
         note: row.try_get("note")?,
         created_by: row.try_get("created_by")?,
     };
@@ -119,7 +118,14 @@ async fn insert_version(
 }
 
 impl Store {
-    pub async fn create_function(&self, tenant: &str, name: &str, v: &VersionContent) -> StoreResult<Function> {
+    /// Create a function at version 1; `audit` (given the version) is written with it.
+    pub async fn create_function(
+        &self,
+        tenant: &str,
+        name: &str,
+        v: &VersionContent,
+        audit: impl FnOnce(i64) -> Audit,
+    ) -> StoreResult<Function> {
         let id = uuid::Uuid::now_v7().to_string();
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
@@ -135,6 +141,7 @@ impl Store {
         .await
         .map_err(|e| conflict_on_unique(e, || format!("a function named {name} already exists")))?;
         insert_version(&mut tx, tenant, &id, 1, v).await?;
+        audit(1).write(&mut tx, tenant).await?;
         tx.commit().await?;
         self.functions.forget(tenant, name);
         self.get_function(tenant, name).await
@@ -211,7 +218,14 @@ impl Store {
 
     /// Append a version and make it current: new content, or a copy of an old version
     /// (a rollback, recorded as a version of its own).
-    pub async fn add_version(&self, tenant: &str, name: &str, source: VersionSource<'_>) -> StoreResult<Function> {
+    /// `audit` (given the new version's number) is written with it.
+    pub async fn add_version(
+        &self,
+        tenant: &str,
+        name: &str,
+        source: VersionSource<'_>,
+        audit: impl FnOnce(i64) -> Audit,
+    ) -> StoreResult<Function> {
         let mut tx = self.pool.begin().await?;
         // The update takes the row lock (PostgreSQL) or the write lock (SQLite) first, so two
         // concurrent updates get consecutive version numbers.
@@ -245,12 +259,13 @@ impl Store {
             }
         };
         insert_version(&mut tx, tenant, &id, version, &content).await?;
+        audit(version).write(&mut tx, tenant).await?;
         tx.commit().await?;
         self.functions.forget(tenant, name);
         self.get_function(tenant, name).await
     }
 
-    pub async fn delete_function(&self, tenant: &str, name: &str) -> StoreResult<()> {
+    pub async fn delete_function(&self, tenant: &str, name: &str, audit: Audit) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query("select id from functions where tenant = $1 and name = $2")
             .bind(tenant)
@@ -282,6 +297,7 @@ impl Store {
             .bind(&id)
             .execute(&mut *tx)
             .await?;
+        audit.write(&mut tx, tenant).await?;
         tx.commit().await?;
         self.functions.forget(tenant, name);
         Ok(())

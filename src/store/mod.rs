@@ -4,6 +4,7 @@
 //! `$n` placeholders, portable types: text, bigint, double precision), each backend has its
 //! own migrations folder. Every query takes the tenant; no query can forget it.
 
+mod audit;
 mod cache;
 mod capabilities;
 mod executions;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::AnyPool;
 
+pub use audit::Audit;
 pub use capabilities::SecretInfo;
 pub use executions::{CallRecord, ExecutionFilter, ExecutionRecord, NewStep, StepFinish, StepRecord, Write};
 pub use functions::{Function, FunctionVersion, VersionContent, VersionSource};
@@ -43,8 +45,22 @@ pub enum StoreError {
     /// A field refers to something that does not exist (e.g. a webhook's function).
     #[error("{message}")]
     Invalid { field: &'static str, message: String },
+    /// A stored value that does not decode: the read fails rather than make up a default
+    /// (a function must never run with limits it was not given).
+    #[error("stored data could not be read: {0}")]
+    Corrupt(String),
     #[error("database error: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::Decode(e) => StoreError::Corrupt(e.to_string()),
+            sqlx::Error::ColumnDecode { index, source } => StoreError::Corrupt(format!("column {index}: {source}")),
+            e => StoreError::Db(e),
+        }
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -126,9 +142,21 @@ fn conflict_on_unique(e: sqlx::Error, message: impl FnOnce() -> String) -> Store
     }
 }
 
-/// Parse a JSON text column; a corrupt value reads as null rather than failing the request.
-fn json_col(text: Option<String>) -> Option<serde_json::Value> {
-    text.map(|t| serde_json::from_str(&t).unwrap_or(serde_json::Value::Null))
+/// Read a JSON text column into `T`; a value that does not decode fails the read, naming
+/// the column.
+fn json_col<T: serde::de::DeserializeOwned>(r: &Row, column: &str) -> Result<Option<T>, sqlx::Error> {
+    use sqlx::Row as _;
+    let Some(text) = r.try_get::<Option<String>, _>(column)? else {
+        return Ok(None);
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| sqlx::Error::Decode(format!("column `{column}` holds invalid JSON: {e}").into()))
+}
+
+/// A JSON column that is never null.
+fn json_req<T: serde::de::DeserializeOwned>(r: &Row, column: &str) -> Result<T, sqlx::Error> {
+    json_col(r, column)?.ok_or_else(|| sqlx::Error::Decode(format!("column `{column}` is null").into()))
 }
 
 /// A page of `table`'s rows of one tenant, optionally only those running `function`, with the

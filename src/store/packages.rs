@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row as _;
 
-use super::{conflict_on_unique, json_col, now_ms, Row, Store, StoreError, StoreResult};
+use super::{conflict_on_unique, json_col, json_req, now_ms, Audit, Row, Store, StoreError, StoreResult};
 
 /// An installed package as listed (the wheel bytes are fetched separately).
 #[derive(Debug, Clone, Serialize)]
@@ -22,7 +22,7 @@ pub struct InstalledPackage {
     pub source: String,
     pub dependency_of: Option<String>,
     pub installed_by: String,
-    #[serde(serialize_with = "crate::http::iso_ms")]
+    #[serde(serialize_with = "crate::domain::time::iso_ms")]
     pub installed_at: i64,
 }
 
@@ -49,9 +49,9 @@ pub struct PackageJob {
     pub error: Option<Value>,
     pub result: Option<Value>,
     pub created_by: String,
-    #[serde(serialize_with = "crate::http::iso_ms")]
+    #[serde(serialize_with = "crate::domain::time::iso_ms")]
     pub created_at: i64,
-    #[serde(serialize_with = "crate::http::iso_ms_opt")]
+    #[serde(serialize_with = "crate::domain::time::iso_ms_opt")]
     pub finished_at: Option<i64>,
 }
 
@@ -59,7 +59,6 @@ const COLS: &str = "name, version, filename, sha256, size_bytes, unpacked_bytes,
                     installed_by, installed_at";
 
 fn package_from(r: &Row) -> Result<InstalledPackage, sqlx::Error> {
-    let requires: String = r.try_get("requires")?;
     Ok(InstalledPackage {
         name: r.try_get("name")?,
         version: r.try_get("version")?,
@@ -67,7 +66,7 @@ fn package_from(r: &Row) -> Result<InstalledPackage, sqlx::Error> {
         sha256: r.try_get("sha256")?,
         size_bytes: r.try_get("size_bytes")?,
         unpacked_bytes: r.try_get("unpacked_bytes")?,
-        requires: serde_json::from_str(&requires).unwrap_or_default(),
+        requires: json_req(r, "requires")?,
         source: r.try_get("source")?,
         dependency_of: r.try_get("dependency_of")?,
         installed_by: r.try_get("installed_by")?,
@@ -80,8 +79,8 @@ fn job_from(r: &Row) -> Result<PackageJob, sqlx::Error> {
         id: r.try_get("id")?,
         requirement: r.try_get("requirement")?,
         status: r.try_get("status")?,
-        error: json_col(r.try_get("error")?),
-        result: json_col(r.try_get("result")?),
+        error: json_col(r, "error")?,
+        result: json_col(r, "result")?,
         created_by: r.try_get("created_by")?,
         created_at: r.try_get("created_at")?,
         finished_at: r.try_get("finished_at")?,
@@ -123,6 +122,7 @@ impl Store {
         packages: &[NewPackage],
         max_total: i64,
         replace: bool,
+        audit: Option<Audit>,
     ) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         for p in packages {
@@ -171,13 +171,22 @@ impl Store {
                 ),
             });
         }
+        if let Some(audit) = audit {
+            audit.write(&mut tx, tenant).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
 
     /// Remove a package. While another installed package depends on it this is refused
     /// (naming them) unless `force`.
-    pub async fn remove_package(&self, tenant: &str, name: &str, force: bool) -> StoreResult<InstalledPackage> {
+    pub async fn remove_package(
+        &self,
+        tenant: &str,
+        name: &str,
+        force: bool,
+        audit: impl FnOnce(&InstalledPackage) -> Audit,
+    ) -> StoreResult<InstalledPackage> {
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(&format!("select {COLS} from packages where tenant = $1"))
             .bind(tenant)
@@ -203,6 +212,7 @@ impl Store {
             .bind(name)
             .execute(&mut *tx)
             .await?;
+        audit(&target).write(&mut tx, tenant).await?;
         tx.commit().await?;
         Ok(target)
     }
@@ -219,7 +229,15 @@ impl Store {
         .try_get("n")?)
     }
 
-    pub async fn create_package_job(&self, tenant: &str, id: &str, requirement: &str, by: &str) -> StoreResult<()> {
+    pub async fn create_package_job(
+        &self,
+        tenant: &str,
+        id: &str,
+        requirement: &str,
+        by: &str,
+        audit: Audit,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "insert into package_jobs (id, tenant, requirement, status, created_by, created_at) \
              values ($1, $2, $3, 'running', $4, $5)",
@@ -229,8 +247,10 @@ impl Store {
         .bind(requirement)
         .bind(by)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        audit.write(&mut tx, tenant).await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -6,7 +6,7 @@ use serde_json::Value;
 use sqlx::Row as _;
 
 use super::webhooks::check_target;
-use super::{conflict_on_unique, json_col, now_ms, Row, Store, StoreError, StoreResult};
+use super::{conflict_on_unique, json_col, now_ms, Audit, Row, Store, StoreError, StoreResult};
 use crate::domain::Target;
 
 /// A schedule's settings, as created or replaced.
@@ -34,16 +34,16 @@ pub struct Schedule {
     pub tenant: String,
     #[serde(flatten)]
     pub fields: ScheduleFields,
-    #[serde(serialize_with = "crate::http::iso_ms_opt")]
+    #[serde(serialize_with = "crate::domain::time::iso_ms_opt")]
     pub next_run_at: Option<i64>,
-    #[serde(serialize_with = "crate::http::iso_ms_opt")]
+    #[serde(serialize_with = "crate::domain::time::iso_ms_opt")]
     pub last_run_at: Option<i64>,
     pub last_status: Option<String>,
     pub last_execution_id: Option<String>,
     pub created_by: String,
-    #[serde(serialize_with = "crate::http::iso_ms")]
+    #[serde(serialize_with = "crate::domain::time::iso_ms")]
     pub created_at: i64,
-    #[serde(serialize_with = "crate::http::iso_ms")]
+    #[serde(serialize_with = "crate::domain::time::iso_ms")]
     pub updated_at: i64,
 }
 
@@ -55,22 +55,22 @@ pub struct ScheduleRun {
     pub tenant: String,
     pub schedule_id: String,
     /// The tick this run belongs to (retries keep their first attempt's tick).
-    #[serde(serialize_with = "crate::http::iso_ms")]
+    #[serde(serialize_with = "crate::domain::time::iso_ms")]
     pub fire_at: i64,
     pub attempt: i64,
     /// `pending` (a retry waiting for `due_at`), `running`, `succeeded`, `failed`, `skipped`.
     pub status: String,
     /// Why it was skipped or could not start, or `manual`.
     pub reason: Option<String>,
-    #[serde(serialize_with = "crate::http::iso_ms")]
+    #[serde(serialize_with = "crate::domain::time::iso_ms")]
     pub due_at: i64,
     pub execution_id: Option<String>,
     pub retry_of: Option<String>,
     /// Ticks missed during downtime that this one stands for.
     pub missed: i64,
-    #[serde(serialize_with = "crate::http::iso_ms")]
+    #[serde(serialize_with = "crate::domain::time::iso_ms")]
     pub created_at: i64,
-    #[serde(serialize_with = "crate::http::iso_ms_opt")]
+    #[serde(serialize_with = "crate::domain::time::iso_ms_opt")]
     pub finished_at: Option<i64>,
 }
 
@@ -91,7 +91,7 @@ fn schedule_from(r: &Row) -> Result<Schedule, sqlx::Error> {
             target: Target::from_columns(r.try_get("function_name")?, r.try_get("workflow_name")?),
             cron_expression: r.try_get("cron_expression")?,
             timezone: r.try_get("timezone")?,
-            input_data: json_col(r.try_get("input_data")?).unwrap_or(Value::Null),
+            input_data: json_col(r, "input_data")?.unwrap_or(Value::Null),
             enabled: r.try_get::<i64, _>("enabled")? != 0,
             max_retries: r.try_get("max_retries")?,
             retry_delay_seconds: r.try_get("retry_delay_seconds")?,
@@ -168,6 +168,25 @@ pub struct NewRun<'a> {
     pub missed: i64,
 }
 
+async fn fetch(conn: &mut sqlx::AnyConnection, tenant: &str, id: &str) -> StoreResult<Schedule> {
+    let sql = format!("select {COLS} from schedules where tenant = $1 and id = $2");
+    let row = sqlx::query(&sql).bind(tenant).bind(id).fetch_optional(conn).await?;
+    Ok(schedule_from(&row.ok_or_else(|| not_found(id))?)?)
+}
+
+/// Read the schedule as written, record `audit` of it, and commit.
+async fn audited(
+    mut tx: sqlx::Transaction<'_, sqlx::Any>,
+    tenant: &str,
+    id: &str,
+    audit: impl FnOnce(&Schedule) -> Audit,
+) -> StoreResult<Schedule> {
+    let s = fetch(&mut tx, tenant, id).await?;
+    audit(&s).write(&mut tx, tenant).await?;
+    tx.commit().await?;
+    Ok(s)
+}
+
 impl Store {
     pub async fn create_schedule(
         &self,
@@ -175,11 +194,11 @@ impl Store {
         f: &ScheduleFields,
         next_run_at: Option<i64>,
         by: &str,
+        audit: impl FnOnce(&Schedule) -> Audit,
     ) -> StoreResult<Schedule> {
         let mut tx = self.pool.begin().await?;
         let id = insert_schedule(&mut tx, tenant, f, next_run_at, by).await?;
-        tx.commit().await?;
-        self.get_schedule(tenant, &id).await
+        audited(tx, tenant, &id, audit).await
     }
 
     /// Replace a schedule's settings and its next tick.
@@ -189,21 +208,15 @@ impl Store {
         id: &str,
         f: &ScheduleFields,
         next_run_at: Option<i64>,
+        audit: impl FnOnce(&Schedule) -> Audit,
     ) -> StoreResult<Schedule> {
         let mut tx = self.pool.begin().await?;
         update_schedule_row(&mut tx, tenant, id, f, next_run_at).await?;
-        tx.commit().await?;
-        self.get_schedule(tenant, id).await
+        audited(tx, tenant, id, audit).await
     }
 
     pub async fn get_schedule(&self, tenant: &str, id: &str) -> StoreResult<Schedule> {
-        let sql = format!("select {COLS} from schedules where tenant = $1 and id = $2");
-        let row = sqlx::query(&sql)
-            .bind(tenant)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(schedule_from(&row.ok_or_else(|| not_found(id))?)?)
+        fetch(&mut *self.pool.acquire().await?, tenant, id).await
     }
 
     pub async fn list_schedules(
@@ -217,9 +230,10 @@ impl Store {
         super::list_for_function(&self.pool, query, (tenant, function), (limit, offset), schedule_from).await
     }
 
-    pub async fn delete_schedule(&self, tenant: &str, id: &str) -> StoreResult<()> {
+    pub async fn delete_schedule(&self, tenant: &str, id: &str, audit: Audit) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         delete_schedule_row(&mut tx, tenant, id).await?;
+        audit.write(&mut tx, tenant).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -231,7 +245,9 @@ impl Store {
         id: &str,
         enabled: bool,
         next_run_at: Option<i64>,
+        audit: Audit,
     ) -> StoreResult<Schedule> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "update schedules set enabled = $3, next_run_at = $4, updated_at = $5 where tenant = $1 and id = $2",
         )
@@ -240,12 +256,12 @@ impl Store {
         .bind(enabled as i64)
         .bind(next_run_at)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
             return Err(not_found(id));
         }
-        self.get_schedule(tenant, id).await
+        audited(tx, tenant, id, |_| audit).await
     }
 
     /// Enabled schedules whose tick is due, every tenant's, soonest first.
@@ -298,6 +314,21 @@ impl Store {
     pub async fn insert_run(&self, r: &NewRun<'_>) -> StoreResult<Option<String>> {
         let mut conn = self.pool.acquire().await?;
         insert_run(&mut conn, r).await
+    }
+
+    /// A run started by hand, recorded with its audit row (given the run's id).
+    pub async fn insert_manual_run(
+        &self,
+        r: &NewRun<'_>,
+        audit: impl FnOnce(&str) -> Audit,
+    ) -> StoreResult<Option<String>> {
+        let mut tx = self.pool.begin().await?;
+        let id = insert_run(&mut tx, r).await?;
+        if let Some(id) = &id {
+            audit(id).write(&mut tx, r.tenant).await?;
+        }
+        tx.commit().await?;
+        Ok(id)
     }
 
     pub async fn set_run_execution(&self, run_id: &str, execution_id: &str) -> StoreResult<()> {

@@ -4,7 +4,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row as _;
 
-use super::{conflict_on_unique, json_col, now_ms, Row, Store, StoreError, StoreResult};
+use super::{conflict_on_unique, json_col, now_ms, Audit, Row, Store, StoreError, StoreResult};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Subtenant {
@@ -13,9 +13,9 @@ pub struct Subtenant {
     /// Overrides of the server's default quotas.
     pub quotas: Value,
     pub created_by: String,
-    #[serde(serialize_with = "crate::http::iso_ms")]
+    #[serde(serialize_with = "crate::domain::time::iso_ms")]
     pub created_at: i64,
-    #[serde(serialize_with = "crate::http::iso_ms")]
+    #[serde(serialize_with = "crate::domain::time::iso_ms")]
     pub updated_at: i64,
 }
 
@@ -25,7 +25,7 @@ pub struct Grant {
     pub user_email: String,
     pub role: String,
     pub granted_by: String,
-    #[serde(serialize_with = "crate::http::iso_ms")]
+    #[serde(serialize_with = "crate::domain::time::iso_ms")]
     pub created_at: i64,
 }
 
@@ -37,7 +37,7 @@ pub struct AuditEntry {
     pub action: String,
     pub target: String,
     pub detail: Option<Value>,
-    #[serde(serialize_with = "crate::http::iso_ms")]
+    #[serde(serialize_with = "crate::domain::time::iso_ms")]
     pub at: i64,
 }
 
@@ -63,7 +63,7 @@ fn subtenant_from(r: &Row) -> Result<Subtenant, sqlx::Error> {
     Ok(Subtenant {
         subtenant_id: r.try_get("id")?,
         description: r.try_get("description")?,
-        quotas: json_col(r.try_get("quotas")?).unwrap_or(Value::Null),
+        quotas: json_col(r, "quotas")?.unwrap_or(Value::Null),
         created_by: r.try_get("created_by")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
@@ -80,6 +80,14 @@ fn grant_from(r: &Row) -> Result<Grant, sqlx::Error> {
     })
 }
 
+async fn fetch_subtenant(conn: &mut sqlx::AnyConnection, id: &str) -> StoreResult<Subtenant> {
+    let row = sqlx::query("select * from subtenants where id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(subtenant_from(&row.ok_or_else(|| not_found(id))?)?)
+}
+
 fn not_found(id: &str) -> StoreError {
     StoreError::NotFound(format!("subtenant {id} not found"))
 }
@@ -93,8 +101,10 @@ impl Store {
         description: &str,
         quotas: &Value,
         by: &str,
+        audit: impl FnOnce(&Subtenant) -> Audit,
     ) -> StoreResult<Subtenant> {
         let now = now_ms();
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "insert into subtenants (id, description, quotas, created_by, created_at, updated_at)
              values ($1, $2, $3, $4, $5, $5)",
@@ -104,18 +114,17 @@ impl Store {
         .bind(quotas.to_string())
         .bind(by)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(|e| conflict_on_unique(e, || format!("subtenant {id} already exists")))?;
-        self.get_subtenant(id).await
+        let s = fetch_subtenant(&mut tx, id).await?;
+        audit(&s).write(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(s)
     }
 
     pub async fn get_subtenant(&self, id: &str) -> StoreResult<Subtenant> {
-        let row = sqlx::query("select * from subtenants where id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(subtenant_from(&row.ok_or_else(|| not_found(id))?)?)
+        fetch_subtenant(&mut *self.pool.acquire().await?, id).await
     }
 
     pub async fn subtenant_exists(&self, id: &str) -> StoreResult<bool> {
@@ -139,23 +148,33 @@ impl Store {
         Ok((rows.iter().map(subtenant_from).collect::<Result<_, _>>()?, total))
     }
 
-    pub async fn update_subtenant(&self, id: &str, description: &str, quotas: &Value) -> StoreResult<Subtenant> {
+    pub async fn update_subtenant(
+        &self,
+        id: &str,
+        description: &str,
+        quotas: &Value,
+        audit: impl FnOnce(&Subtenant) -> Audit,
+    ) -> StoreResult<Subtenant> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query("update subtenants set description = $2, quotas = $3, updated_at = $4 where id = $1")
             .bind(id)
             .bind(description)
             .bind(quotas.to_string())
             .bind(now_ms())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {
             return Err(not_found(id));
         }
-        self.get_subtenant(id).await
+        let s = fetch_subtenant(&mut tx, id).await?;
+        audit(&s).write(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(s)
     }
 
     /// Delete a subtenant. While it owns functions this is refused unless `force`, which
     /// removes everything it owns in the same transaction.
-    pub async fn delete_subtenant(&self, id: &str, force: bool) -> StoreResult<()> {
+    pub async fn delete_subtenant(&self, id: &str, force: bool, audit: Audit) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         let owned: i64 = sqlx::query("select count(*) as n from functions where tenant = $1")
             .bind(id)
@@ -184,13 +203,21 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(not_found(id));
         }
+        audit.write(&mut tx, id).await?;
         tx.commit().await?;
         self.functions.clear();
         Ok(())
     }
 
     /// Give `email` a role in a subtenant (replacing any role it had there).
-    pub async fn grant(&self, subtenant: &str, email: &str, role: &str, by: &str) -> StoreResult<Grant> {
+    pub async fn grant(
+        &self,
+        subtenant: &str,
+        email: &str,
+        role: &str,
+        by: &str,
+        audit: impl FnOnce(&Grant) -> Audit,
+    ) -> StoreResult<Grant> {
         let mut tx = self.pool.begin().await?;
         let exists = sqlx::query("select 1 as one from subtenants where id = $1")
             .bind(subtenant)
@@ -210,24 +237,33 @@ impl Store {
         .bind(now_ms())
         .execute(&mut *tx)
         .await?;
+        let sql = format!("select {GRANT_COLS} from grants where subtenant_id = $1 and user_email = $2");
+        let row = sqlx::query(&sql)
+            .bind(subtenant)
+            .bind(email)
+            .fetch_one(&mut *tx)
+            .await?;
+        let g = grant_from(&row)?;
+        audit(&g).write(&mut tx, subtenant).await?;
         tx.commit().await?;
-        self.grant_of(subtenant, email)
-            .await?
-            .ok_or_else(|| StoreError::NotFound("grant vanished".into()))
+        Ok(g)
     }
 
-    pub async fn revoke(&self, subtenant: &str, email: &str) -> StoreResult<()> {
-        self.get_subtenant(subtenant).await?;
+    pub async fn revoke(&self, subtenant: &str, email: &str, audit: Audit) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        fetch_subtenant(&mut tx, subtenant).await?;
         let done = sqlx::query("delete from grants where subtenant_id = $1 and user_email = $2")
             .bind(subtenant)
             .bind(email)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!(
                 "{email} has no access to subtenant {subtenant}"
             )));
         }
+        audit.write(&mut tx, subtenant).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -253,29 +289,6 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.as_ref().map(grant_from).transpose()?)
-    }
-
-    pub async fn audit(
-        &self,
-        tenant: &str,
-        actor: &str,
-        action: &str,
-        target: &str,
-        detail: Option<&Value>,
-    ) -> StoreResult<()> {
-        sqlx::query(
-            "insert into audit_log (id, tenant, actor, action, target, detail, at) values ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(uuid::Uuid::now_v7().to_string())
-        .bind(tenant)
-        .bind(actor)
-        .bind(action)
-        .bind(target)
-        .bind(detail.map(Value::to_string))
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 
     /// The audit trail, newest first; `tenant` narrows it to one tenant.
@@ -307,7 +320,7 @@ impl Store {
                     actor: r.try_get("actor")?,
                     action: r.try_get("action")?,
                     target: r.try_get("target")?,
-                    detail: json_col(r.try_get("detail")?),
+                    detail: json_col(r, "detail")?,
                     at: r.try_get("at")?,
                 })
             })

@@ -7,7 +7,7 @@
 use serde::Serialize;
 use sqlx::Row as _;
 
-use super::{conflict_on_unique, now_ms, Row, Store, StoreError, StoreResult};
+use super::{conflict_on_unique, now_ms, Audit, Row, Store, StoreError, StoreResult};
 use crate::domain::Target;
 
 /// The settings of a webhook, as created or replaced.
@@ -39,9 +39,9 @@ pub struct Webhook {
     #[serde(flatten)]
     pub fields: WebhookFields,
     pub created_by: String,
-    #[serde(serialize_with = "crate::http::iso_ms")]
+    #[serde(serialize_with = "crate::domain::time::iso_ms")]
     pub created_at: i64,
-    #[serde(serialize_with = "crate::http::iso_ms")]
+    #[serde(serialize_with = "crate::domain::time::iso_ms")]
     pub updated_at: i64,
 }
 
@@ -117,6 +117,7 @@ impl Store {
         f: &WebhookFields,
         secret: &str,
         by: &str,
+        audit: impl FnOnce(&Webhook) -> Audit,
     ) -> StoreResult<Webhook> {
         let id = uuid::Uuid::now_v7().to_string();
         let now = now_ms();
@@ -147,12 +148,17 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(|e| conflict_on_unique(e, || path_taken(&f.path)))?;
-        tx.commit().await?;
-        self.get_webhook(tenant, &id).await
+        audited(tx, tenant, &id, audit).await
     }
 
     /// Replace a webhook's settings (the handler merges a partial update first).
-    pub async fn update_webhook(&self, tenant: &str, id: &str, f: &WebhookFields) -> StoreResult<Webhook> {
+    pub async fn update_webhook(
+        &self,
+        tenant: &str,
+        id: &str,
+        f: &WebhookFields,
+        audit: impl FnOnce(&Webhook) -> Audit,
+    ) -> StoreResult<Webhook> {
         let mut tx = self.pool.begin().await?;
         check_target(&mut tx, tenant, &f.target).await?;
         let done = sqlx::query(
@@ -180,32 +186,27 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(not_found(id));
         }
-        tx.commit().await?;
-        self.get_webhook(tenant, id).await
+        audited(tx, tenant, id, audit).await
     }
 
-    pub async fn set_webhook_secret(&self, tenant: &str, id: &str, secret: &str) -> StoreResult<Webhook> {
+    pub async fn set_webhook_secret(&self, tenant: &str, id: &str, secret: &str, audit: Audit) -> StoreResult<Webhook> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query("update webhooks set secret = $3, updated_at = $4 where tenant = $1 and id = $2")
             .bind(tenant)
             .bind(id)
             .bind(secret)
             .bind(now_ms())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {
             return Err(not_found(id));
         }
-        self.get_webhook(tenant, id).await
+        audited(tx, tenant, id, |_| audit).await
     }
 
     pub async fn get_webhook(&self, tenant: &str, id: &str) -> StoreResult<Webhook> {
-        let sql = format!("select {COLS} from webhooks where tenant = $1 and id = $2");
-        let row = sqlx::query(&sql)
-            .bind(tenant)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(webhook_from(&row.ok_or_else(|| not_found(id))?)?)
+        let mut conn = self.pool.acquire().await?;
+        fetch(&mut conn, tenant, id).await
     }
 
     /// The webhook at a public path, whatever its tenant.
@@ -226,17 +227,39 @@ impl Store {
         super::list_for_function(&self.pool, query, (tenant, function), (limit, offset), webhook_from).await
     }
 
-    pub async fn delete_webhook(&self, tenant: &str, id: &str) -> StoreResult<()> {
+    pub async fn delete_webhook(&self, tenant: &str, id: &str, audit: Audit) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query("delete from webhooks where tenant = $1 and id = $2")
             .bind(tenant)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {
             return Err(not_found(id));
         }
+        audit.write(&mut tx, tenant).await?;
+        tx.commit().await?;
         Ok(())
     }
+}
+
+async fn fetch(conn: &mut sqlx::AnyConnection, tenant: &str, id: &str) -> StoreResult<Webhook> {
+    let sql = format!("select {COLS} from webhooks where tenant = $1 and id = $2");
+    let row = sqlx::query(&sql).bind(tenant).bind(id).fetch_optional(conn).await?;
+    Ok(webhook_from(&row.ok_or_else(|| not_found(id))?)?)
+}
+
+/// Read the webhook as written, record `audit` of it, and commit.
+async fn audited(
+    mut tx: sqlx::Transaction<'_, sqlx::Any>,
+    tenant: &str,
+    id: &str,
+    audit: impl FnOnce(&Webhook) -> Audit,
+) -> StoreResult<Webhook> {
+    let w = fetch(&mut tx, tenant, id).await?;
+    audit(&w).write(&mut tx, tenant).await?;
+    tx.commit().await?;
+    Ok(w)
 }
 
 /// Paths of the tenant's webhooks that run `function` (a function in use is not deleted).

@@ -8,7 +8,7 @@ use sqlx::Row as _;
 
 use super::executions::{execution_from, EXEC_COLS};
 use super::{json_col, now_ms, ExecutionRecord, Row, Store, StoreError, StoreResult};
-use crate::workflows::Definition;
+use crate::domain::workflow::Definition;
 
 /// A run as stored.
 #[derive(Debug, Clone)]
@@ -32,7 +32,7 @@ fn run_from(r: &Row) -> Result<WorkflowRunRow, sqlx::Error> {
         tenant: r.try_get("tenant")?,
         workflow_id: r.try_get("workflow_id")?,
         version: r.try_get("version")?,
-        config: json_col(r.try_get("config")?).unwrap_or(Value::Null),
+        config: json_col(r, "config")?.unwrap_or(Value::Null),
         trigger: r.try_get("trigger")?,
         trigger_id: r.try_get("trigger_id")?,
         lease_until: r.try_get("lease_until")?,
@@ -135,7 +135,8 @@ impl Store {
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("workflow {workflow_id} version {version} is gone")))?;
         let text: String = row.try_get("definition")?;
-        let def = serde_json::from_str(&text).map_err(|e| sqlx::Error::Decode(e.into()))?;
+        let def = serde_json::from_str(&text)
+            .map_err(|e| sqlx::Error::Decode(format!("column `definition` holds an invalid definition: {e}").into()))?;
         Ok((row.try_get("name")?, def))
     }
 

@@ -4,8 +4,8 @@ use serde::Serialize;
 use sqlx::Row as _;
 
 use super::schedules::{sync_managed, users_of_workflow};
-use super::{conflict_on_unique, now_ms, ScheduleFields, Store, StoreError, StoreResult};
-use crate::workflows::Definition;
+use super::{conflict_on_unique, now_ms, Audit, ScheduleFields, Store, StoreError, StoreResult};
+use crate::domain::workflow::Definition;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Workflow {
@@ -15,9 +15,9 @@ pub struct Workflow {
     #[serde(flatten)]
     pub definition: Definition,
     pub created_by: String,
-    #[serde(serialize_with = "crate::http::iso_ms")]
+    #[serde(serialize_with = "crate::domain::time::iso_ms")]
     pub created_at: i64,
-    #[serde(serialize_with = "crate::http::iso_ms")]
+    #[serde(serialize_with = "crate::domain::time::iso_ms")]
     pub updated_at: i64,
 }
 
@@ -27,7 +27,7 @@ pub struct WorkflowVersion {
     #[serde(flatten)]
     pub definition: Definition,
     pub created_by: String,
-    #[serde(serialize_with = "crate::http::iso_ms")]
+    #[serde(serialize_with = "crate::domain::time::iso_ms")]
     pub created_at: i64,
 }
 
@@ -36,7 +36,8 @@ const SELECT: &str = "select w.id, w.name, w.current_version, w.created_by, w.cr
 
 fn workflow_from(r: &super::Row) -> Result<Workflow, sqlx::Error> {
     let text: String = r.try_get("definition")?;
-    let definition = serde_json::from_str(&text).map_err(|e| sqlx::Error::Decode(e.into()))?;
+    let definition = serde_json::from_str(&text)
+        .map_err(|e| sqlx::Error::Decode(format!("column `definition` holds an invalid definition: {e}").into()))?;
     Ok(Workflow {
         id: r.try_get("id")?,
         name: r.try_get("name")?,
@@ -63,6 +64,7 @@ impl Store {
         name: &str,
         (def, schedule): (&Definition, ManagedSchedule<'_>),
         by: &str,
+        audit: Audit,
     ) -> StoreResult<Workflow> {
         let id = uuid::Uuid::now_v7().to_string();
         let now = now_ms();
@@ -81,6 +83,7 @@ impl Store {
         .map_err(|e| conflict_on_unique(e, || format!("a workflow named {name} already exists")))?;
         insert_version(&mut tx, (tenant, &id), 1, def, (by, now)).await?;
         sync_managed(&mut tx, tenant, name, schedule, by).await?;
+        audit.write(&mut tx, tenant).await?;
         tx.commit().await?;
         self.get_workflow(tenant, name).await
     }
@@ -111,6 +114,7 @@ impl Store {
         name: &str,
         (def, schedule): (&Definition, ManagedSchedule<'_>),
         by: &str,
+        audit: Audit,
     ) -> StoreResult<Workflow> {
         let current = self.get_workflow(tenant, name).await?;
         let version = current.version + 1;
@@ -134,6 +138,7 @@ impl Store {
         if current.definition.schedule != def.schedule {
             sync_managed(&mut tx, tenant, name, schedule, by).await?;
         }
+        audit.write(&mut tx, tenant).await?;
         tx.commit().await?;
         self.get_workflow(tenant, name).await
     }
@@ -152,7 +157,9 @@ impl Store {
             let text: String = r.try_get("definition")?;
             out.push(WorkflowVersion {
                 version: r.try_get("version")?,
-                definition: serde_json::from_str(&text).map_err(|e| sqlx::Error::Decode(e.into()))?,
+                definition: serde_json::from_str(&text).map_err(|e| {
+                    sqlx::Error::Decode(format!("column `definition` holds an invalid definition: {e}").into())
+                })?,
                 created_by: r.try_get("created_by")?,
                 created_at: r.try_get("created_at")?,
             });
@@ -162,7 +169,7 @@ impl Store {
 
     /// Delete a workflow, its versions and its own schedule; refused while a webhook or
     /// another schedule runs it. Its past runs stay as executions.
-    pub async fn delete_workflow(&self, tenant: &str, name: &str) -> StoreResult<()> {
+    pub async fn delete_workflow(&self, tenant: &str, name: &str, audit: Audit) -> StoreResult<()> {
         let w = self.get_workflow(tenant, name).await?;
         let mut tx = self.pool.begin().await?;
         let users = users_of_workflow(&mut tx, tenant, name).await?;
@@ -182,6 +189,7 @@ impl Store {
             .bind(&w.id)
             .execute(&mut *tx)
             .await?;
+        audit.write(&mut tx, tenant).await?;
         tx.commit().await?;
         Ok(())
     }

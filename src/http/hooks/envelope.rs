@@ -4,7 +4,7 @@ use axum::http::{header, HeaderMap, Method};
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// Names and values of `a=1&b=2&b=3` as a dict: one value is a string, a repeated name a list.
 pub fn pairs_to_dict<'a>(pairs: impl Iterator<Item = (std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>)>) -> Value {

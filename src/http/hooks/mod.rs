@@ -25,10 +25,10 @@ use sha2::Sha256;
 
 use super::AppState;
 use crate::domain::webhook_path;
-use crate::engine::{InvokeResult, Trigger};
-use crate::error::{ApiError, ApiResult};
+use crate::engine::{Error as EngineError, InvokeResult, Trigger};
+use crate::http::error::{ApiError, ApiResult};
 use crate::sandbox::ErrorKind;
-use crate::store::Webhook;
+use crate::store::{StoreError, Webhook};
 
 pub const SIGNATURE_HEADER: &str = "x-maestro-signature";
 pub const TIMESTAMP_HEADER: &str = "x-maestro-timestamp";
@@ -164,7 +164,7 @@ async fn run_hook(state: AppState, req: axum::extract::Request) -> ApiResult<Res
         .start_target(&hook.tenant, &hook.fields.target, input, trigger)
         .await
     {
-        Err(ApiError::NotFound(m)) => {
+        Err(EngineError::NotFound(m) | EngineError::Store(StoreError::NotFound(m))) => {
             // The target went away under the webhook: the caller needs no internal names.
             tracing::warn!(webhook = %hook.id, "webhook target missing: {m}");
             return Err(not_found());
@@ -280,7 +280,7 @@ async fn authenticate(
             "no webhook at /api/v1/h/{}",
             hook.fields.path
         ))),
-        Some(Err(e)) => Err(e),
+        Some(Err(e)) => Err(e.into()),
         None => Err(ApiError::Unauthorized(format!(
             "this webhook requires a Bearer token of its tenant or an {SIGNATURE_HEADER} header"
         ))),

@@ -189,7 +189,7 @@ impl DefinitionIn {
             return Err(invalid("concurrency", "1 to 32 nodes at once"));
         }
         if let Some(s) = &self.schedule {
-            crate::scheduler::Timing::parse(&s.cron_expression, &s.timezone)
+            crate::domain::Timing::parse(&s.cron_expression, &s.timezone)
                 .map_err(|e| invalid("schedule", e.to_string()))?;
         }
         let def = Definition {

@@ -1,9 +1,16 @@
-//! The one API error type. Client mistakes become 4xx with a machine-readable `code`;
-//! anything internal becomes a 500 whose details are logged, never sent.
+//! The HTTP layer's error type. Client mistakes become 4xx with a machine-readable `code`;
+//! anything internal becomes a 500 whose details are logged, never sent. Every lower layer
+//! has its own error; each converts here by one `From`, so a status is chosen in one place.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
+
+use crate::auth::AuthError;
+use crate::domain::{Fault, ParseError};
+use crate::engine::Error as EngineError;
+use crate::packages::Failure;
+use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -89,9 +96,18 @@ impl ApiError {
     }
 }
 
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> Self {
-        use crate::store::StoreError;
+impl ApiError {
+    /// A 400 from a malformed value (`invalid_request`, naming the field).
+    pub fn malformed(e: ParseError) -> Self {
+        ApiError::Invalid {
+            details: e.problems(),
+            message: e.summary,
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(m) => ApiError::NotFound(m),
             StoreError::Conflict(m) => ApiError::Conflict(m),
@@ -100,7 +116,66 @@ impl From<crate::store::StoreError> for ApiError {
                 let message = format!("invalid `{field}`: {message}");
                 ApiError::Validation { message, details }
             }
-            StoreError::Db(e) => ApiError::Internal(e.into()),
+            StoreError::Corrupt(m) => {
+                tracing::error!(error = %m, "a stored row could not be read");
+                ApiError::Coded {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    code: "corrupt_data",
+                    message: format!("stored data could not be read: {m}"),
+                }
+            }
+            e @ StoreError::Db(_) => ApiError::Internal(e.into()),
+        }
+    }
+}
+
+/// A value refused by a domain rule: 422 with the problems.
+impl From<ParseError> for ApiError {
+    fn from(e: ParseError) -> Self {
+        ApiError::Validation {
+            details: e.problems(),
+            message: e.summary,
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::NotFound(m) => ApiError::NotFound(m),
+            EngineError::Malformed(p) => ApiError::malformed(p),
+            EngineError::InputInvalid(p) => p.into(),
+            EngineError::Conflict(m) => ApiError::Conflict(m),
+            EngineError::Quota { message, .. } => ApiError::TooManyRequests(message),
+            EngineError::Packages(f) => f.into(),
+            EngineError::Store(e) => e.into(),
+            EngineError::Internal(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Unauthorized(m) => ApiError::Unauthorized(m),
+            AuthError::Forbidden(m) => ApiError::Forbidden(m),
+            AuthError::Malformed(m) => ApiError::BadRequest(m),
+            AuthError::NotFound(m) => ApiError::NotFound(m),
+            AuthError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// A coded package error keeps its code; its kind picks the status.
+impl From<Failure> for ApiError {
+    fn from(f: Failure) -> Self {
+        if f.fault == Fault::Internal {
+            return ApiError::Internal(anyhow::anyhow!(f.message));
+        }
+        ApiError::Coded {
+            status: StatusCode::from_u16(f.fault.status_code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            code: f.code,
+            message: f.message,
         }
     }
 }

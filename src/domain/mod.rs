@@ -1,10 +1,20 @@
-//! Newtypes built once at the edge ("parse, don't validate") and JSON Schema handling.
+//! The bottom floor: pure types built once at the edge ("parse, don't validate"), with no
+//! I/O and no HTTP. Names, statuses, timings and cron, workflow definitions, egress
+//! policies, and the errors that say what is wrong with a value.
+
+pub mod cron;
+pub mod egress;
+mod error;
+pub mod time;
+mod timing;
+pub mod workflow;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::error::ApiError;
-use crate::sandbox::Isolation;
+pub use crate::sandbox::{ErrorKind, ErrorRecord, Isolation};
+pub use error::{Fault, ParseError};
+pub use timing::{Timing, TimingError};
 
 const KEYWORDS: &str = "False None True and as assert async await break class continue def del elif else except \
 finally for from global if import in is lambda nonlocal not or pass raise return try while with yield";
@@ -32,13 +42,8 @@ quit range repr reversed round set setattr slice sorted staticmethod str sum sup
 pub struct FunctionName(String);
 
 impl FunctionName {
-    pub fn parse(s: &str) -> Result<Self, ApiError> {
-        let bad = |why: &str| {
-            ApiError::validation(
-                format!("invalid function name {s:?}: {why}"),
-                json!([{"field": "name", "message": why}]),
-            )
-        };
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        let bad = |why: &str| ParseError::new("name", why).summarized(format!("invalid function name {s:?}: {why}"));
         let mut chars = s.chars();
         let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
         if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
@@ -88,13 +93,12 @@ pub struct FunctionSettings {
     pub memory_mb: Option<u64>,
 }
 
-/// Compile a JSON Schema, reporting what is wrong with it as a 422.
-pub fn compile_schema(field: &str, schema: &Value) -> Result<jsonschema::Validator, ApiError> {
+/// Compile a JSON Schema, saying what is wrong with it.
+pub fn compile_schema(field: &str, schema: &Value) -> Result<jsonschema::Validator, ParseError> {
     jsonschema::validator_for(schema).map_err(|e| {
-        ApiError::validation(
-            format!("{field} is not a valid JSON Schema: {e}"),
-            json!([{"field": field, "message": e.to_string(), "path": e.instance_path().to_string()}]),
-        )
+        ParseError::new(field, e.to_string())
+            .summarized(format!("{field} is not a valid JSON Schema: {e}"))
+            .with_details(json!([{"field": field, "message": e.to_string(), "path": e.instance_path().to_string()}]))
     })
 }
 
@@ -177,7 +181,7 @@ mod tests {
     }
 
     #[test]
-    fn schema_problems_are_reported() -> Result<(), ApiError> {
+    fn schema_problems_are_reported() -> Result<(), ParseError> {
         assert!(compile_schema("input_schema", &json!({"type": "object"})).is_ok());
         let err = compile_schema("input_schema", &json!({"type": 12})).unwrap_err();
         assert!(err.to_string().contains("input_schema"));

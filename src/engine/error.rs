@@ -1,0 +1,46 @@
+//! The engine's errors. Callers decide on these (a schedule requeues on `Quota`, a webhook
+//! answers 404 on `NotFound`); only the HTTP layer turns them into statuses.
+
+use serde_json::Value;
+
+use crate::domain::ParseError;
+use crate::packages::Failure;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    NotFound(String),
+    /// A request field is malformed (a run's config, a tenant's quotas).
+    #[error(transparent)]
+    Malformed(ParseError),
+    /// Input or code refused by a rule: the input schema, a code check, a stored schema.
+    #[error(transparent)]
+    InputInvalid(ParseError),
+    #[error("{0}")]
+    Conflict(String),
+    /// The tenant is over a quota; trying again after `retry_after_seconds` may work.
+    #[error("{message}")]
+    Quota { message: String, retry_after_seconds: u64 },
+    /// The tenant's packages could not be made ready.
+    #[error(transparent)]
+    Packages(#[from] Failure),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("internal error: {0}")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl Error {
+    /// Input that broke a rule, with the list of violations.
+    pub fn input(field: &str, summary: impl Into<String>, violations: Value) -> Self {
+        let summary = summary.into();
+        Error::InputInvalid(
+            ParseError::new(field, summary.clone())
+                .summarized(summary)
+                .with_details(violations),
+        )
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
