@@ -63,6 +63,8 @@ enum Command {
         #[arg(long, env = "MAESTRO_BIND", default_value = "127.0.0.1:8000")]
         bind: std::net::SocketAddr,
     },
+    /// Print the OpenAPI document the server serves at /openapi.json (to generate clients).
+    Openapi,
     /// Example functions and webhooks (the seed's workflows).
     Examples {
         #[command(subcommand)]
@@ -181,6 +183,10 @@ async fn main() -> anyhow::Result<()> {
                 .build()?;
             let status = client.get(&url).send().await?.status();
             anyhow::ensure!(status.is_success(), "{url} answered {status}");
+            Ok(())
+        }
+        Command::Openapi => {
+            println!("{:#}", maestro::http::openapi::document());
             Ok(())
         }
         Command::Examples {

@@ -71,6 +71,23 @@ async fn every_route_documented(b: Backend) {
         .await
         .unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(doc["tags"][0]["name"], "functions", "the docs open on functions");
+    // Query parameters come from the handlers' query types.
+    let params = |method: &str, path: &str| -> Vec<String> {
+        doc["paths"][path][method]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["in"] == "query")
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(params("get", "/api/v1/functions"), ["limit", "offset"]);
+    assert!(params("get", "/api/v1/executions").contains(&"trigger_id".to_string()));
+    assert_eq!(params("get", "/api/v1/executions/{id}/logs"), ["follow"]);
+    assert_eq!(params("delete", "/api/v1/packages/{name}"), ["force"]);
+    assert_eq!(params("post", "/api/v1/packages/upload"), ["replace"]);
+    assert!(params("post", "/api/v1/workflows/{name}/run").contains(&"wait".to_string()));
     let routes = declared_routes();
     assert!(routes.len() > 40, "found {} routes", routes.len());
     for (method, path) in &routes {

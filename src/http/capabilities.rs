@@ -52,7 +52,7 @@ async fn show_secret(
     Ok(Json(state.store.secret_info(&caller.tenant, &name).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SecretBody {
     value: String,
@@ -114,4 +114,46 @@ async fn put_egress(
         .await?;
     state.egress.changed(&caller.tenant);
     Ok(Json(policy))
+}
+
+/// This resource's operations in `/openapi.json`.
+pub(super) fn document(doc: &mut super::openapi::Doc) {
+    use super::views;
+    let tag = "capabilities";
+    doc.op(
+        "get",
+        "/api/v1/secrets",
+        tag,
+        "The tenant's secrets (names and dates, never values)",
+    )
+    .reply::<views::Secrets>(200, "the secrets")
+    .add();
+    doc.op("get", "/api/v1/secrets/{name}", tag, "One secret's name and dates")
+        .reply::<views::Secret>(200, "the secret")
+        .add();
+    doc.op(
+        "put",
+        "/api/v1/secrets/{name}",
+        tag,
+        "Set a secret; the value is never returned",
+    )
+    .body::<SecretBody>()
+    .reply::<views::Secret>(201, "created")
+    .reply::<views::Secret>(200, "replaced")
+    .add();
+    doc.op("delete", "/api/v1/secrets/{name}", tag, "Delete a secret")
+        .empty(204, "deleted")
+        .add();
+    doc.op(
+        "get",
+        "/api/v1/egress",
+        tag,
+        "The tenant's egress policy (default: deny all)",
+    )
+    .reply::<views::EgressPolicy>(200, "the policy")
+    .add();
+    doc.op("put", "/api/v1/egress", tag, "Replace the tenant's egress policy")
+        .body::<views::EgressPolicy>()
+        .reply::<views::EgressPolicy>(200, "the policy")
+        .add();
 }

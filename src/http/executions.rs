@@ -21,7 +21,8 @@ pub fn routes() -> Router<AppState> {
         .route("/events", get(events))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     function: Option<String>,
@@ -65,7 +66,8 @@ async fn steps(State(state): State<AppState>, caller: Caller, Path(id): Path<Str
     Ok(Json(json!({"execution_id": id, "steps": steps})))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct LogsQuery {
     #[serde(default)]
@@ -102,4 +104,37 @@ async fn logs(
 /// `GET /api/v1/events`: the tenant's live feed as Server-Sent Events.
 async fn events(State(state): State<AppState>, caller: Caller) -> Response {
     super::events::feed(state, caller.tenant)
+}
+
+/// This resource's operations in `/openapi.json`.
+pub(super) fn document(doc: &mut super::openapi::Doc) {
+    use super::views;
+    let tag = "executions";
+    doc.op("get", "/api/v1/executions", tag, "Execution history")
+        .query::<ListQuery>()
+        .reply::<views::ExecutionPage>(200, "a page, newest first")
+        .add();
+    doc.op("get", "/api/v1/executions/{id}", tag, "One execution")
+        .reply::<views::Execution>(200, "the execution")
+        .add();
+    doc.op(
+        "get",
+        "/api/v1/executions/{id}/steps",
+        tag,
+        "Every call of an execution",
+    )
+    .reply::<views::Steps>(200, "the steps in call order")
+    .add();
+    doc.op(
+        "get",
+        "/api/v1/executions/{id}/logs",
+        tag,
+        "Captured output; ?follow=true streams live events (SSE)",
+    )
+    .query::<LogsQuery>()
+    .reply::<views::Logs>(200, "the output of each step")
+    .add();
+    doc.op("get", "/api/v1/events", tag, "The tenant's live events (SSE)")
+        .media(200, "text/event-stream", "events as they happen")
+        .add();
 }

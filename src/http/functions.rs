@@ -28,7 +28,7 @@ pub fn routes() -> Router<AppState> {
 
 /// Body of `POST /functions` and `PUT /functions/{name}` (on PUT every field is optional and
 /// unset fields keep their current value).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct FunctionBody {
     name: Option<String>,
@@ -36,6 +36,7 @@ struct FunctionBody {
     code: Option<String>,
     input_schema: Option<Value>,
     output_schema: Option<Value>,
+    #[schema(value_type = Option<String>)]
     isolation: Option<Isolation>,
     timeout_seconds: Option<f64>,
     fuel: Option<u64>,
@@ -297,4 +298,53 @@ async fn invoke(
         .invoke(&caller.tenant, &name, input, Trigger::Manual)
         .await?;
     Ok(Json(result).into_response())
+}
+
+/// This resource's operations in `/openapi.json`.
+pub(super) fn document(doc: &mut super::openapi::Doc) {
+    use super::views;
+    let tag = "functions";
+    doc.op("post", "/api/v1/functions", tag, "Create a function")
+        .body::<FunctionBody>()
+        .reply::<views::Function>(201, "created")
+        .add();
+    doc.op("get", "/api/v1/functions", tag, "List functions")
+        .query::<Page>()
+        .reply::<views::FunctionPage>(200, "a page")
+        .add();
+    doc.op("get", "/api/v1/functions/{name}", tag, "Show a function")
+        .reply::<views::Function>(200, "the function")
+        .add();
+    doc.op(
+        "put",
+        "/api/v1/functions/{name}",
+        tag,
+        "Update a function (appends a version)",
+    )
+    .body::<FunctionBody>()
+    .reply::<views::Function>(200, "the new current version")
+    .add();
+    doc.op("delete", "/api/v1/functions/{name}", tag, "Delete a function")
+        .empty(204, "deleted")
+        .add();
+    doc.op("get", "/api/v1/functions/{name}/versions", tag, "Version history")
+        .reply::<views::FunctionVersions>(200, "every version")
+        .add();
+    doc.op(
+        "post",
+        "/api/v1/functions/{name}/rollback/{version}",
+        tag,
+        "Make an old version current",
+    )
+    .reply::<views::Function>(200, "the new current version (a copy of the old one)")
+    .add();
+    doc.op(
+        "post",
+        "/api/v1/functions/{name}/invoke",
+        tag,
+        "Run a function (the body is its input)",
+    )
+    .any_body()
+    .reply::<views::InvokeResult>(200, "the run ended (see `status`)")
+    .add();
 }

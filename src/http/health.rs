@@ -142,3 +142,15 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     };
     (code, Json(body))
 }
+
+/// This resource's operations in `/openapi.json`.
+pub(super) fn document(doc: &mut super::openapi::Doc) {
+    let tag = "operations";
+    doc.op("get", "/health", tag, "Health of the database, runtime and Redis")
+        .reply::<super::views::Health>(200, "healthy")
+        .reply::<super::views::Health>(503, "a dependency is down")
+        .add();
+    doc.op("get", "/metrics", tag, "Prometheus metrics")
+        .media(200, "text/plain", "the metrics in Prometheus' text format")
+        .add();
+}

@@ -13,6 +13,7 @@ pub mod openapi;
 mod packages;
 mod schedules;
 mod tenancy;
+mod views;
 mod webhooks;
 mod workflows;
 
@@ -238,10 +239,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 }
 
 /// `?limit=&offset=` with sane bounds.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
+    /// How many items (1 to 500; default 50).
     #[serde(default = "default_limit")]
     pub limit: i64,
+    /// How many items to skip.
     #[serde(default)]
     pub offset: i64,
 }

@@ -1,15 +1,19 @@
 //! The OpenAPI 3.1 document (`/openapi.json`), Swagger UI (`/docs`) and ReDoc (`/redoc`).
 //!
-//! The document is built here from one table of operations next to the schemas of the main
-//! bodies; `tests/openapi.rs` checks every route the routers declare is in it. The UI bundles
-//! are vendored under `static/docs` and compiled in, so nothing is downloaded at build or run
-//! time.
+//! The document is generated from the types: each resource module lists its operations
+//! with the Rust types of their query parameters, bodies and answers (`Doc::op`), and the
+//! schemas come from those types' `IntoParams`/`ToSchema` derives (`views.rs` holds the
+//! answers' shapes). `tests/openapi.rs` checks every route the routers declare is in it, and
+//! the test suite checks every response it receives against it. The UI bundles are vendored
+//! under `static/docs` and compiled in, so nothing is downloaded at build or run time.
 
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
+use utoipa::openapi::path::ParameterIn;
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 
@@ -62,821 +66,172 @@ async fn redoc() -> Html<&'static str> {
     )
 }
 
-/// (method, path, tag, summary, request body schema, success status, response schema).
-type Op = (
-    &'static str,
-    &'static str,
-    &'static str,
-    &'static str,
-    Option<&'static str>,
-    u16,
-    &'static str,
-);
-
-const OPS: &[Op] = &[
-    (
-        "post",
-        "/api/v1/functions",
-        "functions",
-        "Create a function",
-        Some("FunctionBody"),
-        201,
-        "Function",
-    ),
-    (
-        "get",
-        "/api/v1/functions",
-        "functions",
-        "List functions",
-        None,
-        200,
-        "Page",
-    ),
-    (
-        "get",
-        "/api/v1/functions/{name}",
-        "functions",
-        "Show a function",
-        None,
-        200,
-        "Function",
-    ),
-    (
-        "put",
-        "/api/v1/functions/{name}",
-        "functions",
-        "Update a function (appends a version)",
-        Some("FunctionBody"),
-        200,
-        "Function",
-    ),
-    (
-        "delete",
-        "/api/v1/functions/{name}",
-        "functions",
-        "Delete a function",
-        None,
-        204,
-        "",
-    ),
-    (
-        "get",
-        "/api/v1/functions/{name}/versions",
-        "functions",
-        "Version history",
-        None,
-        200,
-        "Object",
-    ),
-    (
-        "post",
-        "/api/v1/functions/{name}/rollback/{version}",
-        "functions",
-        "Make an old version current",
-        None,
-        200,
-        "Function",
-    ),
-    (
-        "post",
-        "/api/v1/functions/{name}/invoke",
-        "functions",
-        "Run a function (the body is its input)",
-        Some("Any"),
-        200,
-        "InvokeResult",
-    ),
-    (
-        "get",
-        "/api/v1/executions",
-        "executions",
-        "Execution history",
-        None,
-        200,
-        "Page",
-    ),
-    (
-        "get",
-        "/api/v1/executions/{id}",
-        "executions",
-        "One execution",
-        None,
-        200,
-        "Execution",
-    ),
-    (
-        "get",
-        "/api/v1/executions/{id}/steps",
-        "executions",
-        "Every call of an execution",
-        None,
-        200,
-        "Object",
-    ),
-    (
-        "get",
-        "/api/v1/executions/{id}/logs",
-        "executions",
-        "Captured output; ?follow=true streams live events (SSE)",
-        None,
-        200,
-        "Object",
-    ),
-    (
-        "get",
-        "/api/v1/events",
-        "executions",
-        "The tenant's live events (SSE)",
-        None,
-        200,
-        "EventStream",
-    ),
-    (
-        "post",
-        "/api/v1/webhooks",
-        "webhooks",
-        "Create a webhook",
-        Some("WebhookBody"),
-        201,
-        "Webhook",
-    ),
-    (
-        "get",
-        "/api/v1/webhooks",
-        "webhooks",
-        "List webhooks",
-        None,
-        200,
-        "Page",
-    ),
-    (
-        "get",
-        "/api/v1/webhooks/{id}",
-        "webhooks",
-        "Show a webhook",
-        None,
-        200,
-        "Webhook",
-    ),
-    (
-        "put",
-        "/api/v1/webhooks/{id}",
-        "webhooks",
-        "Update a webhook",
-        Some("WebhookBody"),
-        200,
-        "Webhook",
-    ),
-    (
-        "delete",
-        "/api/v1/webhooks/{id}",
-        "webhooks",
-        "Delete a webhook",
-        None,
-        204,
-        "",
-    ),
-    (
-        "post",
-        "/api/v1/webhooks/{id}/rotate-secret",
-        "webhooks",
-        "New signing secret",
-        Some("Object"),
-        200,
-        "Webhook",
-    ),
-    (
-        "get",
-        "/api/v1/h/{path}",
-        "webhooks",
-        "Webhook handler (any method)",
-        None,
-        200,
-        "Any",
-    ),
-    (
-        "post",
-        "/api/v1/h/{path}",
-        "webhooks",
-        "Webhook handler (any method)",
-        Some("Any"),
-        200,
-        "Any",
-    ),
-    (
-        "put",
-        "/api/v1/h/{path}",
-        "webhooks",
-        "Webhook handler (any method)",
-        Some("Any"),
-        200,
-        "Any",
-    ),
-    (
-        "patch",
-        "/api/v1/h/{path}",
-        "webhooks",
-        "Webhook handler (any method)",
-        Some("Any"),
-        200,
-        "Any",
-    ),
-    (
-        "delete",
-        "/api/v1/h/{path}",
-        "webhooks",
-        "Webhook handler (any method)",
-        None,
-        200,
-        "Any",
-    ),
-    (
-        "post",
-        "/api/v1/schedules",
-        "schedules",
-        "Create a schedule",
-        Some("ScheduleBody"),
-        201,
-        "Schedule",
-    ),
-    (
-        "get",
-        "/api/v1/schedules",
-        "schedules",
-        "List schedules",
-        None,
-        200,
-        "Page",
-    ),
-    (
-        "post",
-        "/api/v1/schedules/preview",
-        "schedules",
-        "Next fire times of an expression",
-        Some("Preview"),
-        200,
-        "Object",
-    ),
-    (
-        "get",
-        "/api/v1/schedules/{id}",
-        "schedules",
-        "Show a schedule",
-        None,
-        200,
-        "Schedule",
-    ),
-    (
-        "put",
-        "/api/v1/schedules/{id}",
-        "schedules",
-        "Update a schedule",
-        Some("ScheduleBody"),
-        200,
-        "Schedule",
-    ),
-    (
-        "delete",
-        "/api/v1/schedules/{id}",
-        "schedules",
-        "Delete a schedule",
-        None,
-        204,
-        "",
-    ),
-    (
-        "post",
-        "/api/v1/schedules/{id}/run",
-        "schedules",
-        "Run once now",
-        None,
-        202,
-        "Object",
-    ),
-    (
-        "post",
-        "/api/v1/schedules/{id}/pause",
-        "schedules",
-        "Pause",
-        None,
-        200,
-        "Schedule",
-    ),
-    (
-        "post",
-        "/api/v1/schedules/{id}/resume",
-        "schedules",
-        "Resume",
-        None,
-        200,
-        "Schedule",
-    ),
-    (
-        "get",
-        "/api/v1/schedules/{id}/runs",
-        "schedules",
-        "Ticks and attempts",
-        None,
-        200,
-        "Object",
-    ),
-    (
-        "get",
-        "/scheduler/status",
-        "schedules",
-        "Scheduler status",
-        None,
-        200,
-        "Object",
-    ),
-    (
-        "post",
-        "/api/v1/subtenants",
-        "tenancy",
-        "Create a subtenant (admin)",
-        Some("Subtenant"),
-        201,
-        "Object",
-    ),
-    (
-        "get",
-        "/api/v1/subtenants",
-        "tenancy",
-        "List subtenants (admin)",
-        None,
-        200,
-        "Page",
-    ),
-    (
-        "get",
-        "/api/v1/subtenants/{id}",
-        "tenancy",
-        "Show a subtenant (admin)",
-        None,
-        200,
-        "Object",
-    ),
-    (
-        "put",
-        "/api/v1/subtenants/{id}",
-        "tenancy",
-        "Update description and quotas (admin)",
-        Some("Subtenant"),
-        200,
-        "Object",
-    ),
-    (
-        "delete",
-        "/api/v1/subtenants/{id}",
-        "tenancy",
-        "Delete (admin; ?force=true removes what it owns)",
-        None,
-        204,
-        "",
-    ),
-    (
-        "post",
-        "/api/v1/subtenants/{id}/grant-access",
-        "tenancy",
-        "Grant a user access (admin)",
-        Some("Grant"),
-        200,
-        "Object",
-    ),
-    (
-        "post",
-        "/api/v1/subtenants/{id}/revoke-access",
-        "tenancy",
-        "Revoke a user's access (admin)",
-        Some("Grant"),
-        204,
-        "",
-    ),
-    (
-        "get",
-        "/api/v1/subtenants/{id}/members",
-        "tenancy",
-        "Members (admin)",
-        None,
-        200,
-        "Object",
-    ),
-    (
-        "get",
-        "/api/v1/audit",
-        "tenancy",
-        "Audit trail (admin)",
-        None,
-        200,
-        "Page",
-    ),
-    (
-        "get",
-        "/api/v1/me",
-        "tenancy",
-        "Who I am and where I act",
-        None,
-        200,
-        "Object",
-    ),
-    (
-        "get",
-        "/health",
-        "operations",
-        "Health of the database, runtime and Redis",
-        None,
-        200,
-        "Object",
-    ),
-    ("get", "/metrics", "operations", "Prometheus metrics", None, 200, "Text"),
-    (
-        "get",
-        "/openapi.json",
-        "operations",
-        "This document",
-        None,
-        200,
-        "Object",
-    ),
-    (
-        "get",
-        "/",
-        "operations",
-        "Redirects to the API docs (/docs)",
-        None,
-        307,
-        "",
-    ),
-    ("get", "/docs", "operations", "Swagger UI", None, 200, "Text"),
-    ("get", "/redoc", "operations", "ReDoc", None, 200, "Text"),
-    (
-        "get",
-        "/api/v1/packages",
-        "packages",
-        "Built-in and installed packages (?builtin=true|false filters)",
-        None,
-        200,
-        "PackageList",
-    ),
-    (
-        "post",
-        "/api/v1/packages",
-        "packages",
-        "Install a pure-Python package and its dependencies with pip (?wait=seconds, then 202)",
-        Some("PackageBody"),
-        201,
-        "Object",
-    ),
-    (
-        "post",
-        "/api/v1/packages/upload",
-        "packages",
-        "Upload a pure-Python wheel (multipart part `file`; ?replace=true)",
-        Some("Upload"),
-        201,
-        "Object",
-    ),
-    (
-        "get",
-        "/api/v1/packages/installs",
-        "packages",
-        "Recent installs",
-        None,
-        200,
-        "Object",
-    ),
-    (
-        "get",
-        "/api/v1/packages/installs/{id}",
-        "packages",
-        "One install and its status",
-        None,
-        200,
-        "PackageInstall",
-    ),
-    (
-        "get",
-        "/api/v1/packages/{name}",
-        "packages",
-        "One package (built in or installed)",
-        None,
-        200,
-        "Package",
-    ),
-    (
-        "delete",
-        "/api/v1/packages/{name}",
-        "packages",
-        "Uninstall (409 while another package needs it, unless ?force=true)",
-        None,
-        200,
-        "Object",
-    ),
-    (
-        "get",
-        "/api/v1/secrets",
-        "capabilities",
-        "The tenant's secrets (names and dates, never values)",
-        None,
-        200,
-        "Object",
-    ),
-    (
-        "get",
-        "/api/v1/secrets/{name}",
-        "capabilities",
-        "One secret's name and dates",
-        None,
-        200,
-        "Secret",
-    ),
-    (
-        "put",
-        "/api/v1/secrets/{name}",
-        "capabilities",
-        "Set a secret (201 new, 200 replaced); the value is never returned",
-        Some("SecretBody"),
-        201,
-        "Secret",
-    ),
-    (
-        "delete",
-        "/api/v1/secrets/{name}",
-        "capabilities",
-        "Delete a secret",
-        None,
-        204,
-        "",
-    ),
-    (
-        "get",
-        "/api/v1/egress",
-        "capabilities",
-        "The tenant's egress policy (default: deny all)",
-        None,
-        200,
-        "EgressPolicy",
-    ),
-    (
-        "put",
-        "/api/v1/egress",
-        "capabilities",
-        "Replace the tenant's egress policy",
-        Some("EgressPolicy"),
-        200,
-        "EgressPolicy",
-    ),
-    (
-        "post",
-        "/api/v1/workflows",
-        "workflows",
-        "Create a workflow (a DAG of functions)",
-        Some("WorkflowBody"),
-        201,
-        "Workflow",
-    ),
-    (
-        "get",
-        "/api/v1/workflows",
-        "workflows",
-        "The tenant's workflows",
-        None,
-        200,
-        "Object",
-    ),
-    (
-        "get",
-        "/api/v1/workflows/{name}",
-        "workflows",
-        "One workflow (current version)",
-        None,
-        200,
-        "Workflow",
-    ),
-    (
-        "put",
-        "/api/v1/workflows/{name}",
-        "workflows",
-        "Replace the definition (appends a version)",
-        Some("WorkflowBody"),
-        200,
-        "Workflow",
-    ),
-    (
-        "delete",
-        "/api/v1/workflows/{name}",
-        "workflows",
-        "Delete a workflow",
-        None,
-        204,
-        "",
-    ),
-    (
-        "get",
-        "/api/v1/workflows/{name}/versions",
-        "workflows",
-        "Version history, newest first",
-        None,
-        200,
-        "Object",
-    ),
-    (
-        "post",
-        "/api/v1/workflows/{name}/run",
-        "workflows",
-        "Run it now (202; ?wait=seconds answers the result)",
-        Some("Object"),
-        202,
-        "Object",
-    ),
-    (
-        "get",
-        "/api/v1/workflows/{name}/runs",
-        "workflows",
-        "Its runs (executions, whether manual, scheduled or from a webhook)",
-        None,
-        200,
-        "Object",
-    ),
-    (
-        "get",
-        "/api/v1/workflows/{name}/runs/{id}",
-        "workflows",
-        "One run as its DAG: each node's status, attempts, timings",
-        None,
-        200,
-        "Object",
-    ),
-];
-
-fn schemas() -> Value {
-    let settings = json!({
-        "isolation": {"enum": ["warm", "fresh"]}, "timeout_seconds": {"type": "number"},
-        "fuel": {"type": "integer"}, "memory_mb": {"type": "integer"}
-    });
-    let mut function_body = json!({
-        "type": "object", "additionalProperties": false,
-        "properties": {"name": {"type": "string"}, "description": {"type": "string"}, "code": {"type": "string"},
-                       "input_schema": {}, "output_schema": {}},
-        "required": ["name", "code"]
-    });
-    for (k, v) in settings.as_object().into_iter().flatten() {
-        function_body["properties"][k] = v.clone();
-    }
-    json!({
-        "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
-            "code": {"type": "string"}, "message": {"type": "string"}, "details": {}, "execution_id": {"type": "string"}},
-            "required": ["code", "message"]}}},
-        "FunctionBody": function_body,
-        "Function": {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"},
-            "version": {"type": "integer"}, "latest_version": {"type": "integer"}, "code": {"type": "string"},
-            "code_sha256": {"type": "string"}, "input_schema": {}, "output_schema": {}, "settings": {"type": "object"},
-            "created_at": {"type": "string", "format": "date-time"}, "updated_at": {"type": "string", "format": "date-time"}}},
-        "InvokeResult": {"type": "object", "properties": {"execution_id": {"type": "string"},
-            "status": {"enum": ["succeeded", "failed"]}, "output": {}, "error": {"type": ["object", "null"]},
-            "duration_ms": {"type": "number"}, "fuel_used": {"type": "integer"}}},
-        "Execution": {"type": "object", "properties": {"id": {"type": "string"}, "trigger": {"enum": ["manual", "webhook", "schedule", "workflow"]},
-            "trigger_id": {"type": ["string", "null"]}, "attempt": {"type": "integer"}, "retry_of": {"type": "string"},
-            "function_name": {"type": "string"}, "status": {"enum": ["running", "succeeded", "failed"]},
-            "input": {}, "output": {}, "error": {}, "stdout": {"type": "string"}, "stderr": {"type": "string"},
-            "fuel_used": {"type": "integer"}, "duration_ms": {"type": ["number", "null"]}}},
-        "WebhookBody": {"type": "object", "additionalProperties": false, "properties": {
-            "path": {"type": "string"}, "function_name": {"type": "string"},
-            "workflow_name": {"type": "string", "description": "run this workflow (request = run config) instead of a function"},
-            "http_method": {"enum": ["ANY", "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]},
-            "requires_auth": {"type": "boolean"}, "require_timestamp": {"type": "boolean"}, "description": {"type": "string"},
-            "enabled": {"type": "boolean"}, "async": {"type": "boolean"}, "input_mode": {"enum": ["request", "body"]},
-            "max_concurrency": {"type": ["integer", "null"]}, "secret": {"type": "string"}}},
-        "Webhook": {"type": "object", "properties": {"id": {"type": "string"}, "path": {"type": "string"},
-            "url": {"type": "string"}, "function_name": {"type": "string"}, "workflow_name": {"type": "string"},
-            "secret": {"type": "string"}}},
-        "ScheduleBody": {"type": "object", "additionalProperties": false, "properties": {
-            "name": {"type": "string"}, "function_name": {"type": "string"},
-            "workflow_name": {"type": "string", "description": "run this workflow (input_data = run config) instead of a function"},
-            "cron_expression": {"type": "string"},
-            "timezone": {"type": "string"}, "input_data": {}, "enabled": {"type": "boolean"},
-            "max_retries": {"type": "integer"}, "retry_delay_seconds": {"type": "number"},
-            "backoff_factor": {"type": "number"}, "max_retry_delay_seconds": {"type": "number"},
-            "overlap_policy": {"enum": ["skip", "allow"]}, "catchup_window_seconds": {"type": "number"}}},
-        "Schedule": {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"},
-            "function_name": {"type": "string"}, "workflow_name": {"type": "string"},
-            "next_run_at": {"type": ["string", "null"]}, "last_run_at": {"type": ["string", "null"]},
-            "last_status": {"type": ["string", "null"]}, "upcoming": {"type": "array", "items": {"type": "string"}}}},
-        "Preview": {"type": "object", "properties": {"cron_expression": {"type": "string"}, "timezone": {"type": "string"},
-            "after": {"type": "string", "format": "date-time"}, "count": {"type": "integer"}}, "required": ["cron_expression"]},
-        "Subtenant": {"type": "object", "properties": {"subtenant_id": {"type": "string"}, "description": {"type": "string"},
-            "quotas": {"type": "object"}}},
-        "Grant": {"type": "object", "properties": {"user_email": {"type": "string"}, "role": {"enum": ["member", "viewer"]}},
-            "required": ["user_email"]},
-        "Page": {"type": "object", "properties": {"total": {"type": "integer"}, "limit": {"type": "integer"},
-            "offset": {"type": "integer"}}},
-        "EventStream": {"type": "string", "description": "text/event-stream"},
-        "Object": {"type": "object"},
-        "Any": {},
-        "Text": {"type": "string"}
-    })
+/// The document as it is built: paths and the component schemas they refer to.
+#[derive(Default)]
+pub struct Doc {
+    paths: Map<String, Value>,
+    schemas: Map<String, Value>,
 }
 
-/// Every component schema.
-fn all_schemas() -> Value {
-    let mut all = schemas();
-    if let (Some(a), Value::Object(b)) = (all.as_object_mut(), more_schemas()) {
-        a.extend(b);
-    }
-    all
+/// One operation being described; `add` puts it in the document.
+#[must_use = "call .add() to put the operation in the document"]
+pub struct Op<'a> {
+    doc: &'a mut Doc,
+    method: &'static str,
+    path: &'static str,
+    op: Value,
 }
 
-/// Schemas of the later resources (kept apart: one `json!` cannot hold them all).
-fn more_schemas() -> Value {
-    json!({
-        "PackageBody": {"type": "object", "additionalProperties": false, "required": ["name"], "properties": {
-            "name": {"type": "string"}, "version": {"type": "string", "description": "1.2.3 or a specifier such as >=1.2,<2"}}},
-        "Package": {"type": "object", "properties": {"name": {"type": "string"}, "version": {"type": "string"},
-            "builtin": {"type": "boolean"}, "sha256": {"type": "string"}, "size_bytes": {"type": "integer"},
-            "requires": {"type": "array", "items": {"type": "string"}}, "source": {"enum": ["pip", "upload"]},
-            "installed_by": {"type": "string"}, "installed_at": {"type": "string"}}},
-        "PackageList": {"type": "object", "properties": {"packages": {"type": "array", "items": {"$ref": "#/components/schemas/Package"}},
-            "installation_allowed": {"type": "boolean"}}},
-        "PackageInstall": {"type": "object", "properties": {"id": {"type": "string"}, "requirement": {"type": "string"},
-            "status": {"enum": ["running", "succeeded", "failed"]}, "error": {"type": ["object", "null"]},
-            "result": {"type": ["object", "null"]}}},
-        "Upload": {"type": "object", "required": ["file"], "properties": {"file": {"type": "string", "format": "binary"}}},
-        "SecretBody": {"type": "object", "additionalProperties": false, "required": ["value"],
-            "properties": {"value": {"type": "string", "maxLength": 65536}}},
-        "Secret": {"type": "object", "properties": {"name": {"type": "string"}, "created_by": {"type": "string"},
-            "created_at": {"type": "string"}, "updated_at": {"type": "string"}}},
-        "EgressPolicy": {"type": "object", "additionalProperties": false, "properties": {
-            "allow": {"type": "array", "items": {"oneOf": [
-                {"type": "string", "description": "host (api.example.com, *.example.com) or URL prefix (https://host/path/)"},
-                {"type": "object", "required": ["url"], "properties": {"url": {"type": "string"}, "allow_private": {"type": "boolean"}}}]}},
-            "max_requests_per_execution": {"type": "integer", "default": 100},
-            "max_response_bytes": {"type": "integer", "default": 10485760},
-            "timeout_seconds": {"type": "number", "default": 30}}},
-        "WorkflowBody": {"type": "object", "required": ["nodes"], "properties": {
-            "name": {"type": "string"},
-            "nodes": {"type": "array", "maxItems": 200, "items": {"oneOf": [{"type": "string"}, {"type": "object", "required": ["function"],
-                "properties": {"function": {"type": "string"}, "retries": {"type": "integer"}, "retry_delay_seconds": {"type": "number"},
-                    "backoff_factor": {"type": "number"}, "timeout_seconds": {"type": "number"}}}]}},
-            "edges": {"type": "array", "items": {"oneOf": [{"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "string"}},
-                {"type": "object", "properties": {"parents": {"type": "array", "items": {"type": "string"}},
-                    "children": {"type": "array", "items": {"type": "string"}}}}]}},
-            "config": {"type": "object"}, "concurrency": {"type": "integer", "minimum": 1, "maximum": 32},
-            "description": {"type": "string"},
-            "schedule": {"type": "object", "required": ["cron_expression"], "additionalProperties": false, "properties": {
-                "cron_expression": {"type": "string"}, "timezone": {"type": "string", "default": "UTC"},
-                "enabled": {"type": "boolean", "default": true}}}}},
-        "Workflow": {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"}, "version": {"type": "integer"},
-            "nodes": {"type": "array"}, "edges": {"type": "array"}, "config": {"type": "object"}, "concurrency": {"type": "integer"},
-            "isolated": {"type": "array", "items": {"type": "string"}},
-            "schedule": {"type": "object", "properties": {"cron_expression": {"type": "string"}, "timezone": {"type": "string"},
-                "enabled": {"type": "boolean"}, "schedule_name": {"type": "string"}}}}}
-    })
-}
-
-/// The whole document.
-pub fn document() -> Value {
-    let mut paths = Map::new();
-    for (method, path, tag, summary, body, status, response) in OPS {
+impl Doc {
+    /// An operation on `path` (`{name}` segments become string path parameters). Paths under
+    /// `/api/v1/`, but for the webhook handler, need a bearer token.
+    pub fn op(&mut self, method: &'static str, path: &'static str, tag: &str, summary: &str) -> Op<'_> {
         let params: Vec<Value> = path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
             .collect();
+        let error = self.schema::<super::views::Error>();
+        let error = json!({"description": "the error", "content": {"application/json": {"schema": error}}});
         let mut op = json!({
             "tags": [tag],
             "summary": summary,
-            "operationId": format!("{method}_{}", path.replace(['/', '{', '}', '-', '.'], "_")),
+            "operationId": format!("{method}_{}", path.trim_start_matches("/api/v1").replace(['/', '{', '}', '-', '.'], "_").trim_matches('_')),
             "parameters": params,
-            "responses": {
-                status.to_string(): match *response {
-                    "" => json!({"description": "done"}),
-                    r => json!({"description": "ok", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{r}")}}}}),
-                },
-                "4XX": {"description": "client error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-            }
+            "responses": {"4XX": error, "5XX": error},
         });
-        if let Some(b) = body {
-            let media = if *b == "Upload" {
-                "multipart/form-data"
-            } else {
-                "application/json"
-            };
-            op["requestBody"] = json!({"content": {media: {"schema": {"$ref": format!("#/components/schemas/{b}")}}}});
-        }
         if path.starts_with("/api/v1/") && !path.starts_with("/api/v1/h/") {
             op["security"] = json!([{"bearer": []}]);
         }
-        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
-        entry[*method] = op;
+        Op {
+            doc: self,
+            method,
+            path,
+            op,
+        }
     }
+
+    /// A `$ref` to `T`'s schema, which goes into the components with everything it uses.
+    fn schema<T: ToSchema>(&mut self) -> Value {
+        let mut used = Vec::new();
+        T::schemas(&mut used);
+        for (name, schema) in used {
+            self.schemas.insert(name, json!(schema));
+        }
+        let name = T::name();
+        self.schemas.insert(name.to_string(), json!(T::schema()));
+        json!({"$ref": format!("#/components/schemas/{name}")})
+    }
+}
+
+impl Op<'_> {
+    /// The query parameters, from the handler's query type.
+    pub fn query<Q: IntoParams>(mut self) -> Self {
+        let params = Q::into_params(|| Some(ParameterIn::Query));
+        if let Some(list) = self.op["parameters"].as_array_mut() {
+            list.extend(params.iter().map(|p| json!(p)));
+        }
+        self
+    }
+
+    /// A JSON request body of type `B`.
+    pub fn body<B: ToSchema>(self) -> Self {
+        self.body_as::<B>("application/json")
+    }
+
+    /// A request body of type `B` in `media` (`multipart/form-data` for uploads).
+    pub fn body_as<B: ToSchema>(mut self, media: &str) -> Self {
+        let schema = self.doc.schema::<B>();
+        self.op["requestBody"] = json!({"content": {media: {"schema": schema}}});
+        self
+    }
+
+    /// A request body of any JSON (a function's input).
+    pub fn any_body(mut self) -> Self {
+        self.op["requestBody"] = json!({"content": {"application/json": {"schema": {}}}});
+        self
+    }
+
+    /// A JSON answer of type `R` with `status`.
+    pub fn reply<R: ToSchema>(mut self, status: u16, description: &str) -> Self {
+        let schema = self.doc.schema::<R>();
+        self.op["responses"][status.to_string()] =
+            json!({"description": description, "content": {"application/json": {"schema": schema}}});
+        self
+    }
+
+    /// An answer with no body (204, a redirect).
+    pub fn empty(mut self, status: u16, description: &str) -> Self {
+        self.op["responses"][status.to_string()] = json!({"description": description});
+        self
+    }
+
+    /// An answer of another media type (text, HTML, a stream, whatever a function answers).
+    pub fn media(mut self, status: u16, media: &str, description: &str) -> Self {
+        self.op["responses"][status.to_string()] =
+            json!({"description": description, "content": {media: {"schema": {}}}});
+        self
+    }
+
+    pub fn add(self) {
+        let entry = self.doc.paths.entry(self.path.to_string()).or_insert_with(|| json!({}));
+        entry[self.method] = self.op;
+    }
+}
+
+/// The sections, in the order the docs show them: functions first, admin last.
+const TAGS: [&str; 9] = [
+    "functions",
+    "executions",
+    "webhooks",
+    "schedules",
+    "workflows",
+    "packages",
+    "capabilities",
+    "tenancy",
+    "operations",
+];
+
+/// The whole document.
+pub fn document() -> Value {
+    let mut doc = Doc::default();
+    super::functions::document(&mut doc);
+    super::executions::document(&mut doc);
+    super::webhooks::document(&mut doc);
+    super::hooks::document(&mut doc);
+    super::schedules::document(&mut doc);
+    super::workflows::document(&mut doc);
+    super::packages::document(&mut doc);
+    super::capabilities::document(&mut doc);
+    super::tenancy::document(&mut doc);
+    super::health::document(&mut doc);
+    own(&mut doc);
     json!({
         "openapi": "3.1.0",
         "info": {"title": "Maestro", "version": env!("CARGO_PKG_VERSION"),
                  "description": "Run untrusted Python functions in a WebAssembly sandbox and wire them together."},
-        "paths": paths,
+        // Swagger UI and ReDoc show the sections in this order: functions first.
+        "tags": TAGS.map(|t| json!({"name": t})),
+        "paths": doc.paths,
         "components": {
-            "schemas": all_schemas(),
+            "schemas": doc.schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
         }
     })
+}
+
+fn own(doc: &mut Doc) {
+    let tag = "operations";
+    doc.op("get", "/openapi.json", tag, "This document")
+        .media(200, "application/json", "the OpenAPI document")
+        .add();
+    doc.op("get", "/", tag, "Redirects to the API docs (/docs)")
+        .empty(307, "to /docs")
+        .add();
+    doc.op("get", "/docs", tag, "Swagger UI")
+        .media(200, "text/html", "the page")
+        .add();
+    doc.op("get", "/redoc", tag, "ReDoc")
+        .media(200, "text/html", "the page")
+        .add();
 }

@@ -32,7 +32,8 @@ pub fn upload_routes(limit: usize) -> Router<AppState> {
         .layer(axum::extract::DefaultBodyLimit::max(limit))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
     /// `true`: only built-ins; `false`: only the tenant's.
     builtin: Option<bool>,
@@ -95,7 +96,7 @@ async fn show(State(state): State<AppState>, caller: Caller, Path(name): Path<St
     Ok(Json(v))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct InstallBody {
     name: String,
@@ -103,7 +104,8 @@ struct InstallBody {
     version: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct InstallQuery {
     /// Seconds to wait for the install before answering 202 (default 60, at most 300).
     wait: Option<f64>,
@@ -191,7 +193,8 @@ async fn list_jobs(State(state): State<AppState>, caller: Caller) -> ApiResult<J
     Ok(Json(json!({ "installs": jobs })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct UploadQuery {
     replace: Option<bool>,
 }
@@ -246,7 +249,8 @@ async fn upload(
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct UninstallQuery {
     force: Option<bool>,
 }
@@ -264,4 +268,64 @@ async fn uninstall(
     };
     let removed = state.packages.uninstall(&caller.tenant, &name, force, audit).await?;
     Ok(Json(json!({ "removed": removed })))
+}
+
+/// This resource's operations in `/openapi.json`.
+pub(super) fn document(doc: &mut super::openapi::Doc) {
+    use super::views;
+    let tag = "packages";
+    doc.op("get", "/api/v1/packages", tag, "Built-in and installed packages")
+        .query::<ListQuery>()
+        .reply::<views::PackageList>(200, "the packages")
+        .add();
+    doc.op(
+        "post",
+        "/api/v1/packages",
+        tag,
+        "Install a pure-Python package and its dependencies with pip",
+    )
+    .query::<InstallQuery>()
+    .body::<InstallBody>()
+    .reply::<views::Installed>(201, "installed")
+    .reply::<views::Installed>(200, "already installed")
+    .reply::<views::InstallStarted>(202, "still running after `wait`")
+    .add();
+    doc.op(
+        "post",
+        "/api/v1/packages/upload",
+        tag,
+        "Upload a pure-Python wheel (multipart part `file`)",
+    )
+    .query::<UploadQuery>()
+    .body_as::<views::Upload>("multipart/form-data")
+    .reply::<views::Installed>(201, "stored")
+    .add();
+    doc.op("get", "/api/v1/packages/installs", tag, "Recent installs")
+        .reply::<views::PackageJobs>(200, "the last 100")
+        .add();
+    doc.op(
+        "get",
+        "/api/v1/packages/installs/{id}",
+        tag,
+        "One install and its status",
+    )
+    .reply::<views::PackageJob>(200, "the install")
+    .add();
+    doc.op(
+        "get",
+        "/api/v1/packages/{name}",
+        tag,
+        "One package (built in or installed)",
+    )
+    .reply::<views::Package>(200, "the package")
+    .add();
+    doc.op(
+        "delete",
+        "/api/v1/packages/{name}",
+        tag,
+        "Uninstall (409 while another package needs it, unless ?force=true)",
+    )
+    .query::<UninstallQuery>()
+    .reply::<views::Removed>(200, "what was removed")
+    .add();
 }

@@ -35,7 +35,7 @@ pub fn status_routes() -> Router<AppState> {
 }
 
 /// Body of `POST /schedules` and `PUT /schedules/{id}` (on PUT every field is optional).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ScheduleBody {
     name: Option<String>,
@@ -242,7 +242,8 @@ async fn create(
     Ok((StatusCode::CREATED, Json(view(&s))).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     function: Option<String>,
@@ -363,7 +364,8 @@ async fn run_now(State(state): State<AppState>, caller: Caller, Path(id): Path<S
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct RunsQuery {
     limit: Option<i64>,
@@ -380,7 +382,7 @@ async fn runs(
     Ok(Json(json!({"schedule_id": id, "runs": runs})))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PreviewBody {
     cron_expression: String,
@@ -442,4 +444,53 @@ async fn status(State(state): State<AppState>, caller: Caller) -> ApiResult<Json
         "active_schedules": active,
         "next_due": next_due,
     })))
+}
+
+/// This resource's operations in `/openapi.json`.
+pub(super) fn document(doc: &mut super::openapi::Doc) {
+    use super::views;
+    let tag = "schedules";
+    doc.op("post", "/api/v1/schedules", tag, "Create a schedule")
+        .body::<ScheduleBody>()
+        .reply::<views::Schedule>(201, "created")
+        .add();
+    doc.op("get", "/api/v1/schedules", tag, "List schedules")
+        .query::<ListQuery>()
+        .reply::<views::SchedulePage>(200, "a page")
+        .add();
+    doc.op(
+        "post",
+        "/api/v1/schedules/preview",
+        tag,
+        "Next fire times of an expression",
+    )
+    .body::<PreviewBody>()
+    .reply::<views::SchedulePreview>(200, "the next fire times, in the zone")
+    .add();
+    doc.op("get", "/api/v1/schedules/{id}", tag, "Show a schedule")
+        .reply::<views::Schedule>(200, "the schedule")
+        .add();
+    doc.op("put", "/api/v1/schedules/{id}", tag, "Update a schedule")
+        .body::<ScheduleBody>()
+        .reply::<views::Schedule>(200, "the schedule")
+        .add();
+    doc.op("delete", "/api/v1/schedules/{id}", tag, "Delete a schedule")
+        .empty(204, "deleted")
+        .add();
+    doc.op("post", "/api/v1/schedules/{id}/run", tag, "Run once now")
+        .reply::<views::ManualRun>(202, "the run started (or could not start: see `status`)")
+        .add();
+    doc.op("post", "/api/v1/schedules/{id}/pause", tag, "Pause")
+        .reply::<views::Schedule>(200, "the schedule")
+        .add();
+    doc.op("post", "/api/v1/schedules/{id}/resume", tag, "Resume")
+        .reply::<views::Schedule>(200, "the schedule")
+        .add();
+    doc.op("get", "/api/v1/schedules/{id}/runs", tag, "Ticks and attempts")
+        .query::<RunsQuery>()
+        .reply::<views::ScheduleRuns>(200, "runs, newest first")
+        .add();
+    doc.op("get", "/scheduler/status", tag, "Scheduler status")
+        .reply::<views::SchedulerStatus>(200, "this server's scheduler")
+        .add();
 }

@@ -72,7 +72,7 @@ fn check_email(email: &str) -> ApiResult<String> {
     Ok(e)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SubtenantBody {
     subtenant_id: Option<String>,
@@ -155,7 +155,8 @@ async fn update(
     Ok(Json(json!(s)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct DeleteQuery {
     #[serde(default)]
@@ -176,7 +177,7 @@ async fn remove(
     Ok(no_content())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct GrantBody {
     user_email: String,
@@ -203,7 +204,7 @@ async fn grant(
     Ok((StatusCode::OK, Json(g)).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RevokeBody {
     user_email: String,
@@ -228,7 +229,8 @@ async fn members(State(state): State<AppState>, caller: Caller, Path(id): Path<S
     Ok(Json(json!({"subtenant_id": id, "members": members})))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct AuditQuery {
     tenant: Option<String>,
@@ -260,4 +262,67 @@ async fn me(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Val
         "grants": grants,
         "quotas": state.engine.quotas_of(&caller.tenant).await,
     })))
+}
+
+/// This resource's operations in `/openapi.json`.
+pub(super) fn document(doc: &mut super::openapi::Doc) {
+    use super::views;
+    let tag = "tenancy";
+    doc.op("post", "/api/v1/subtenants", tag, "Create a subtenant (admin)")
+        .body::<SubtenantBody>()
+        .reply::<views::Subtenant>(201, "created")
+        .add();
+    doc.op("get", "/api/v1/subtenants", tag, "List subtenants (admin)")
+        .query::<Page>()
+        .reply::<views::SubtenantPage>(200, "a page")
+        .add();
+    doc.op("get", "/api/v1/subtenants/{id}", tag, "Show a subtenant (admin)")
+        .reply::<views::Subtenant>(200, "the subtenant, its member count and quotas in force")
+        .add();
+    doc.op(
+        "put",
+        "/api/v1/subtenants/{id}",
+        tag,
+        "Update description and quotas (admin)",
+    )
+    .body::<SubtenantBody>()
+    .reply::<views::Subtenant>(200, "the subtenant")
+    .add();
+    doc.op(
+        "delete",
+        "/api/v1/subtenants/{id}",
+        tag,
+        "Delete (admin; ?force=true removes what it owns)",
+    )
+    .query::<DeleteQuery>()
+    .empty(204, "deleted")
+    .add();
+    doc.op(
+        "post",
+        "/api/v1/subtenants/{id}/grant-access",
+        tag,
+        "Grant a user access (admin)",
+    )
+    .body::<GrantBody>()
+    .reply::<views::Grant>(200, "the grant")
+    .add();
+    doc.op(
+        "post",
+        "/api/v1/subtenants/{id}/revoke-access",
+        tag,
+        "Revoke a user's access (admin)",
+    )
+    .body::<RevokeBody>()
+    .empty(204, "revoked")
+    .add();
+    doc.op("get", "/api/v1/subtenants/{id}/members", tag, "Members (admin)")
+        .reply::<views::Members>(200, "the grants")
+        .add();
+    doc.op("get", "/api/v1/audit", tag, "Audit trail (admin)")
+        .query::<AuditQuery>()
+        .reply::<views::AuditPage>(200, "a page, newest first")
+        .add();
+    doc.op("get", "/api/v1/me", tag, "Who I am and where I act")
+        .reply::<views::Me>(200, "the caller")
+        .add();
 }

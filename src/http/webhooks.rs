@@ -23,7 +23,7 @@ pub fn routes() -> Router<AppState> {
 
 /// Body of `POST /webhooks` and `PUT /webhooks/{id}` (on PUT every field is optional and
 /// unset fields keep their value).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct WebhookBody {
     path: Option<String>,
@@ -164,7 +164,8 @@ async fn create(
     Ok((StatusCode::CREATED, Json(view(&state, &w, true))).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     function: Option<String>,
@@ -218,7 +219,7 @@ async fn remove(State(state): State<AppState>, caller: Caller, Path(id): Path<St
     Ok(no_content())
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RotateBody {
     secret: Option<String>,
@@ -249,4 +250,32 @@ async fn rotate_secret(
         .set_webhook_secret(&caller.tenant, &id, &secret, audit)
         .await?;
     Ok(Json(view(&state, &w, true)))
+}
+
+/// This resource's operations in `/openapi.json`.
+pub(super) fn document(doc: &mut super::openapi::Doc) {
+    use super::views;
+    let tag = "webhooks";
+    doc.op("post", "/api/v1/webhooks", tag, "Create a webhook")
+        .body::<WebhookBody>()
+        .reply::<views::Webhook>(201, "created, with its secret")
+        .add();
+    doc.op("get", "/api/v1/webhooks", tag, "List webhooks")
+        .query::<ListQuery>()
+        .reply::<views::WebhookPage>(200, "a page")
+        .add();
+    doc.op("get", "/api/v1/webhooks/{id}", tag, "Show a webhook")
+        .reply::<views::Webhook>(200, "the webhook")
+        .add();
+    doc.op("put", "/api/v1/webhooks/{id}", tag, "Update a webhook")
+        .body::<WebhookBody>()
+        .reply::<views::Webhook>(200, "the webhook")
+        .add();
+    doc.op("delete", "/api/v1/webhooks/{id}", tag, "Delete a webhook")
+        .empty(204, "deleted")
+        .add();
+    doc.op("post", "/api/v1/webhooks/{id}/rotate-secret", tag, "New signing secret")
+        .body::<RotateBody>()
+        .reply::<views::Webhook>(200, "the webhook with its new secret")
+        .add();
 }

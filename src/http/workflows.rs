@@ -161,13 +161,14 @@ async fn versions(State(state): State<AppState>, caller: Caller, Path(name): Pat
     Ok(Json(json!({ "versions": v })))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RunBody {
     config: Option<Value>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct RunQuery {
     /// Wait for the run to end (at most this many seconds) and answer its result.
     wait: Option<f64>,
@@ -209,7 +210,8 @@ async fn run(
         .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct RunsQuery {
     status: Option<String>,
     limit: Option<i64>,
@@ -282,4 +284,73 @@ async fn run_view(
 
 fn interrupted(s: &crate::store::StepRecord) -> bool {
     s.call.error_kind() == Some("interrupted")
+}
+
+/// This resource's operations in `/openapi.json`.
+pub(super) fn document(doc: &mut super::openapi::Doc) {
+    use super::views;
+    let tag = "workflows";
+    doc.op(
+        "post",
+        "/api/v1/workflows",
+        tag,
+        "Create a workflow (a DAG of functions)",
+    )
+    .body::<views::WorkflowBody>()
+    .reply::<views::Workflow>(201, "created")
+    .add();
+    doc.op("get", "/api/v1/workflows", tag, "The tenant's workflows")
+        .reply::<views::Workflows>(200, "every workflow")
+        .add();
+    doc.op("get", "/api/v1/workflows/{name}", tag, "One workflow (current version)")
+        .reply::<views::Workflow>(200, "the workflow")
+        .add();
+    doc.op(
+        "put",
+        "/api/v1/workflows/{name}",
+        tag,
+        "Replace the definition (appends a version)",
+    )
+    .body::<views::WorkflowBody>()
+    .reply::<views::Workflow>(200, "the workflow")
+    .add();
+    doc.op("delete", "/api/v1/workflows/{name}", tag, "Delete a workflow")
+        .empty(204, "deleted")
+        .add();
+    doc.op(
+        "get",
+        "/api/v1/workflows/{name}/versions",
+        tag,
+        "Version history, newest first",
+    )
+    .reply::<views::WorkflowVersions>(200, "every version")
+    .add();
+    doc.op(
+        "post",
+        "/api/v1/workflows/{name}/run",
+        tag,
+        "Run it now (202; ?wait=seconds answers the result)",
+    )
+    .query::<RunQuery>()
+    .body::<RunBody>()
+    .reply::<views::InvokeResult>(200, "the run ended within `wait`")
+    .reply::<views::Accepted>(202, "the run started")
+    .add();
+    doc.op(
+        "get",
+        "/api/v1/workflows/{name}/runs",
+        tag,
+        "Its runs (manual, scheduled or from a webhook)",
+    )
+    .query::<RunsQuery>()
+    .reply::<views::WorkflowRuns>(200, "a page of runs")
+    .add();
+    doc.op(
+        "get",
+        "/api/v1/workflows/{name}/runs/{id}",
+        tag,
+        "One run as its DAG: each node's status, attempts, timings",
+    )
+    .reply::<views::WorkflowRun>(200, "the run")
+    .add();
 }

@@ -2,6 +2,8 @@
 //! mint tokens, make JSON calls.
 #![allow(dead_code)]
 
+pub mod contract;
+
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
@@ -34,6 +36,17 @@ pub struct TestApp {
     pub keys: maestro::auth::Keys,
     running: Option<maestro::app::Running>,
     _dir: tempfile::TempDir,
+}
+
+/// Status and JSON body (Null when empty or not JSON) of a response, after checking both
+/// against `/openapi.json`.
+pub async fn checked(method: &Method, path: &str, resp: reqwest::Response) -> (StatusCode, Value) {
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    let parsed: Option<Value> = serde_json::from_str(&text).ok();
+    let body = parsed.clone().unwrap_or(Value::Null);
+    contract::check(method, path, status, &body, parsed.is_some());
+    (status, body)
 }
 
 /// Start a server on `backend`, with extra `--flag value` settings.
@@ -120,29 +133,25 @@ impl TestApp {
     pub async fn call_as(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
         let mut req = self
             .client
-            .request(method, format!("{}{}", self.base, path))
+            .request(method.clone(), format!("{}{}", self.base, path))
             .bearer_auth(token);
         if let Some(b) = body {
             req = req.json(&b);
         }
         let resp = req.send().await.expect("request");
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        checked(&method, path, resp).await
     }
 
     pub async fn raw(&self, method: Method, path: &str, token: Option<&str>, body: &str) -> (StatusCode, Value) {
         let mut req = self
             .client
-            .request(method, format!("{}{}", self.base, path))
+            .request(method.clone(), format!("{}{}", self.base, path))
             .body(body.to_string());
         if let Some(t) = token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
         let resp = req.send().await.expect("request");
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        checked(&method, path, resp).await
     }
 
     /// An unauthenticated GET's body as text.

@@ -391,6 +391,25 @@ fn with_execution_id(mut response: Response, id: &str) -> Response {
     response
 }
 
+/// The webhook handler's operations in `/openapi.json` (one per method it takes).
+pub(in crate::http) fn document(doc: &mut super::openapi::Doc) {
+    for method in ["get", "post", "put", "patch", "delete"] {
+        let op = doc.op(method, "/api/v1/h/{path}", "webhooks", "Webhook handler (any method)");
+        let op = if method == "get" || method == "delete" {
+            op
+        } else {
+            op.any_body()
+        };
+        op.media(
+            200,
+            "application/json",
+            "what the function returned (JSON, or the response it built)",
+        )
+        .reply::<super::views::Accepted>(202, "an async webhook: the run started")
+        .add();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,574 @@
+//! The shapes of the API's answers, as OpenAPI schemas derived from these types.
+//!
+//! Each type names the fields a response carries and their types; `/openapi.json` is built
+//! from them, and the test suite checks every response it receives against them (so a field
+//! that changes here or in a handler without the other fails a test). Times are RFC 3339.
+
+#![allow(dead_code)] // fields are read by the schema derive, not by code
+
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// `{"error": {...}}`: every 4xx and 5xx answer.
+#[derive(ToSchema)]
+pub struct Error {
+    pub error: ErrorDetail,
+}
+
+#[derive(ToSchema)]
+pub struct ErrorDetail {
+    /// Machine-readable: `validation_failed`, `not_found`, `too_many_requests`, …
+    pub code: String,
+    pub message: String,
+    /// Per-field problems (`[{field, message}]`), or an execution's error record.
+    pub details: Option<Value>,
+    /// Set when an execution ran and failed.
+    pub execution_id: Option<String>,
+}
+
+/// `{"functions": [...], "total", "limit", "offset"}`.
+#[derive(ToSchema)]
+pub struct FunctionPage {
+    pub functions: Vec<Function>,
+    pub total: i64,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// A function: its current version's content, identity and times.
+#[derive(ToSchema)]
+pub struct Function {
+    pub id: String,
+    pub name: String,
+    pub version: i64,
+    pub latest_version: i64,
+    pub description: String,
+    pub code: String,
+    pub code_sha256: String,
+    pub input_schema: Option<Value>,
+    pub output_schema: Option<Value>,
+    pub settings: Settings,
+    pub note: Option<String>,
+    pub created_by: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// Per-function limits; unset fields take the server's defaults.
+#[derive(ToSchema)]
+pub struct Settings {
+    /// `warm` (reuse an instance) or `fresh`.
+    pub isolation: Option<String>,
+    pub timeout_seconds: Option<f64>,
+    pub fuel: Option<u64>,
+    pub memory_mb: Option<u64>,
+}
+
+/// One version of a function.
+#[derive(ToSchema)]
+pub struct FunctionVersion {
+    pub version: i64,
+    pub description: String,
+    pub code: String,
+    pub code_sha256: String,
+    pub input_schema: Option<Value>,
+    pub output_schema: Option<Value>,
+    pub settings: Settings,
+    pub note: Option<String>,
+    pub created_by: String,
+    pub created_at: String,
+}
+
+#[derive(ToSchema)]
+pub struct FunctionVersions {
+    pub name: String,
+    pub current_version: i64,
+    pub versions: Vec<FunctionVersion>,
+}
+
+/// What a finished run answers (`POST /functions/{name}/invoke`, a sync webhook's owner).
+#[derive(ToSchema)]
+pub struct InvokeResult {
+    pub execution_id: String,
+    /// `succeeded` or `failed`.
+    pub status: String,
+    pub output: Option<Value>,
+    pub error: Option<Value>,
+    pub duration_ms: f64,
+    pub fuel_used: u64,
+}
+
+/// The 202 of a run started in the background: where to follow it.
+#[derive(ToSchema)]
+pub struct Accepted {
+    pub execution_id: String,
+    /// `running`.
+    pub status: String,
+    pub status_url: String,
+}
+
+/// An execution (or a step: the same fields plus its place in the call tree).
+#[derive(ToSchema)]
+pub struct Execution {
+    pub id: String,
+    /// `manual`, `webhook`, `schedule` or `workflow`.
+    pub trigger: String,
+    pub trigger_id: Option<String>,
+    pub attempt: Option<i64>,
+    pub retry_of: Option<String>,
+    pub function_name: String,
+    pub function_version: Option<i64>,
+    /// `running`, `succeeded` or `failed`.
+    pub status: String,
+    pub input: Value,
+    pub output: Option<Value>,
+    pub error: Option<Value>,
+    pub stdout: String,
+    pub stderr: String,
+    pub fuel_used: i64,
+    pub duration_ms: Option<f64>,
+    /// Outbound requests, secret reads and structured log lines.
+    pub activity: Option<Value>,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct ExecutionPage {
+    pub executions: Vec<Execution>,
+    pub total: i64,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// A call inside an execution.
+#[derive(ToSchema)]
+pub struct Step {
+    pub id: String,
+    pub execution_id: String,
+    pub parent_id: Option<String>,
+    pub seq: i64,
+    pub depth: i64,
+    pub function_name: String,
+    pub function_version: Option<i64>,
+    pub status: String,
+    pub input: Value,
+    pub output: Option<Value>,
+    pub error: Option<Value>,
+    pub stdout: String,
+    pub stderr: String,
+    pub fuel_used: i64,
+    pub duration_ms: Option<f64>,
+    pub activity: Option<Value>,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct Steps {
+    pub execution_id: String,
+    pub steps: Vec<Step>,
+}
+
+#[derive(ToSchema)]
+pub struct LogEntry {
+    pub step_id: String,
+    pub seq: i64,
+    pub depth: i64,
+    pub function_name: String,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    pub text: String,
+}
+
+#[derive(ToSchema)]
+pub struct Logs {
+    pub execution_id: String,
+    pub logs: Vec<LogEntry>,
+}
+
+/// A webhook; `secret` only right after it was set.
+#[derive(ToSchema)]
+pub struct Webhook {
+    pub id: String,
+    pub path: String,
+    /// Where it answers: `/api/v1/h/{path}`.
+    pub url: String,
+    pub function_name: Option<String>,
+    pub workflow_name: Option<String>,
+    pub http_method: String,
+    pub requires_auth: bool,
+    pub require_timestamp: bool,
+    pub description: String,
+    pub enabled: bool,
+    #[schema(rename = "async")]
+    pub async_mode: bool,
+    /// `request` (the whole request as input) or `body`.
+    pub input_mode: String,
+    pub max_concurrency: Option<i64>,
+    pub effective_max_concurrency: u32,
+    pub secret: Option<String>,
+    pub created_by: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(ToSchema)]
+pub struct WebhookPage {
+    pub webhooks: Vec<Webhook>,
+    pub total: i64,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// A schedule, with its next few fire times in its own zone.
+#[derive(ToSchema)]
+pub struct Schedule {
+    pub id: String,
+    pub name: String,
+    pub function_name: Option<String>,
+    pub workflow_name: Option<String>,
+    pub cron_expression: String,
+    pub timezone: String,
+    pub input_data: Value,
+    pub enabled: bool,
+    pub max_retries: i64,
+    pub retry_delay_seconds: f64,
+    pub backoff_factor: f64,
+    pub max_retry_delay_seconds: f64,
+    /// `skip` or `allow`.
+    pub overlap_policy: String,
+    pub catchup_window_seconds: f64,
+    pub next_run_at: Option<String>,
+    pub last_run_at: Option<String>,
+    pub last_status: Option<String>,
+    pub last_execution_id: Option<String>,
+    pub upcoming: Option<Vec<String>>,
+    pub created_by: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(ToSchema)]
+pub struct SchedulePage {
+    pub schedules: Vec<Schedule>,
+    pub total: i64,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// One run of a schedule (a tick, a retry, a manual run, or a skipped tick).
+#[derive(ToSchema)]
+pub struct ScheduleRun {
+    pub id: String,
+    pub schedule_id: String,
+    pub fire_at: String,
+    pub attempt: i64,
+    /// `pending`, `running`, `succeeded`, `failed` or `skipped`.
+    pub status: String,
+    pub reason: Option<String>,
+    pub due_at: String,
+    pub execution_id: Option<String>,
+    pub retry_of: Option<String>,
+    pub missed: i64,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct ScheduleRuns {
+    pub schedule_id: String,
+    pub runs: Vec<ScheduleRun>,
+}
+
+/// The answer to `POST /schedules/{id}/run`.
+#[derive(ToSchema)]
+pub struct ManualRun {
+    pub run_id: String,
+    pub execution_id: Option<String>,
+    pub status: String,
+    pub status_url: Option<String>,
+    pub reason: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct SchedulePreview {
+    pub cron_expression: String,
+    pub timezone: String,
+    pub next: Vec<String>,
+}
+
+/// This server's scheduler: whether it runs, what it did, what is due next.
+#[derive(ToSchema)]
+pub struct SchedulerStatus {
+    pub running: bool,
+    pub node_id: String,
+    pub poll_interval_ms: u64,
+    pub active_schedules: i64,
+    pub next_due: Vec<Value>,
+    /// Counters of this server: ticks fired and skipped, retries started, last poll.
+    pub node: Value,
+}
+
+#[derive(ToSchema)]
+pub struct Subtenant {
+    pub subtenant_id: String,
+    pub description: String,
+    /// Overrides of the server's default quotas.
+    pub quotas: Value,
+    pub created_by: String,
+    pub created_at: String,
+    pub updated_at: String,
+    /// On `GET /subtenants/{id}`: how many users have a grant.
+    pub members: Option<i64>,
+    /// On `GET /subtenants/{id}`: the quotas in force.
+    pub effective_quotas: Option<Value>,
+}
+
+#[derive(ToSchema)]
+pub struct SubtenantPage {
+    pub subtenants: Vec<Subtenant>,
+    pub total: i64,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+#[derive(ToSchema)]
+pub struct Grant {
+    pub subtenant_id: String,
+    pub user_email: String,
+    /// `member` or `viewer`.
+    pub role: String,
+    pub granted_by: String,
+    pub created_at: String,
+}
+
+#[derive(ToSchema)]
+pub struct Members {
+    pub subtenant_id: String,
+    pub members: Vec<Grant>,
+}
+
+#[derive(ToSchema)]
+pub struct AuditEntry {
+    pub id: String,
+    pub tenant: String,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub detail: Option<Value>,
+    pub at: String,
+}
+
+#[derive(ToSchema)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    pub total: i64,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// Who the caller is and where they act.
+#[derive(ToSchema)]
+pub struct Me {
+    pub email: String,
+    pub admin: bool,
+    pub tenant: String,
+    pub role: String,
+    pub grants: Vec<Grant>,
+    pub quotas: Value,
+}
+
+/// A package: built in, or installed for the tenant.
+#[derive(ToSchema)]
+pub struct Package {
+    pub name: String,
+    pub version: String,
+    /// In listings: whether it is built into the runtime.
+    pub builtin: Option<bool>,
+    pub filename: Option<String>,
+    pub sha256: Option<String>,
+    pub size_bytes: Option<i64>,
+    pub unpacked_bytes: Option<i64>,
+    pub requires: Option<Vec<String>>,
+    /// `pip` or `upload`.
+    pub source: Option<String>,
+    pub dependency_of: Option<String>,
+    pub installed_by: Option<String>,
+    pub installed_at: Option<String>,
+    /// On `GET /packages/{name}`: installed packages that require it.
+    pub needed_by: Option<Vec<String>>,
+}
+
+#[derive(ToSchema)]
+pub struct PackageList {
+    pub packages: Vec<Package>,
+    pub installation_allowed: bool,
+    pub tenant_bytes_used: i64,
+    pub tenant_bytes_limit: i64,
+    pub package_bytes_limit: u64,
+}
+
+/// What an install or upload stored.
+#[derive(ToSchema)]
+pub struct Installed {
+    pub installed: Vec<Package>,
+    pub already_installed: Option<bool>,
+    pub job_id: Option<String>,
+    /// Uploads: requirements neither built in nor installed.
+    pub missing_dependencies: Option<Vec<String>>,
+}
+
+/// The 202 of an install still running.
+#[derive(ToSchema)]
+pub struct InstallStarted {
+    pub job_id: String,
+    pub status: String,
+    pub status_url: String,
+}
+
+#[derive(ToSchema)]
+pub struct PackageJob {
+    pub id: String,
+    pub requirement: String,
+    /// `running`, `succeeded` or `failed`.
+    pub status: String,
+    pub error: Option<Value>,
+    pub result: Option<Value>,
+    pub created_by: String,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct PackageJobs {
+    pub installs: Vec<PackageJob>,
+}
+
+#[derive(ToSchema)]
+pub struct Removed {
+    pub removed: Package,
+}
+
+/// A secret's metadata (never its value).
+#[derive(ToSchema)]
+pub struct Secret {
+    pub name: String,
+    pub created_by: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(ToSchema)]
+pub struct Secrets {
+    pub secrets: Vec<Secret>,
+}
+
+/// A workflow: its definition as stored, plus what runs with no parents.
+#[derive(ToSchema)]
+pub struct Workflow {
+    pub id: String,
+    pub name: String,
+    pub version: i64,
+    pub nodes: Vec<Value>,
+    pub edges: Vec<Vec<String>>,
+    pub config: Value,
+    pub concurrency: u32,
+    pub description: String,
+    pub schedule: Option<Value>,
+    pub isolated: Vec<String>,
+    pub created_by: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(ToSchema)]
+pub struct Workflows {
+    pub workflows: Vec<Workflow>,
+}
+
+#[derive(ToSchema)]
+pub struct WorkflowVersions {
+    pub versions: Vec<Value>,
+}
+
+/// A workflow run as its DAG: each node's status, attempts and timings.
+#[derive(ToSchema)]
+pub struct WorkflowRun {
+    pub execution_id: String,
+    pub workflow: String,
+    pub version: i64,
+    /// `manual`, `webhook`, `schedule` or `workflow`.
+    pub trigger: String,
+    /// `running`, `succeeded` or `failed`.
+    pub status: String,
+    pub nodes: std::collections::BTreeMap<String, NodeRun>,
+    pub edges: Vec<Vec<String>>,
+    /// How often the run was taken up again after its server stopped.
+    pub resumes: i64,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+}
+
+/// One node of a workflow run.
+#[derive(ToSchema)]
+pub struct NodeRun {
+    /// `pending`, `running`, `succeeded`, `failed` or `skipped`.
+    pub status: String,
+    pub attempts: i64,
+    pub interrupted: i64,
+    pub output: Option<Value>,
+    pub error: Option<Value>,
+    pub duration_ms: Option<f64>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// The executions' step ids, one per attempt.
+    pub steps: Vec<String>,
+}
+
+#[derive(ToSchema)]
+pub struct WorkflowRuns {
+    pub runs: Vec<Value>,
+    pub total: i64,
+}
+
+#[derive(ToSchema)]
+pub struct Health {
+    /// `ok` or `degraded`.
+    pub status: String,
+    pub database: Value,
+    pub runtime: Value,
+    pub redis: Option<Value>,
+}
+
+/// A wheel upload: `multipart/form-data` with the file in a part named `file`.
+#[derive(ToSchema)]
+pub struct Upload {
+    #[schema(format = Binary, value_type = String)]
+    pub file: Vec<u8>,
+}
+
+/// Who may be called from functions: hosts or URL prefixes, and per-execution limits.
+#[derive(ToSchema)]
+pub struct EgressPolicy {
+    /// `api.example.com`, `*.example.com`, `https://host/path/`, or `{"url", "allow_private"}`.
+    pub allow: Vec<Value>,
+    pub max_requests_per_execution: Option<u32>,
+    pub max_response_bytes: Option<u64>,
+    pub timeout_seconds: Option<f64>,
+}
+
+/// A workflow definition: nodes (function names, or `{function, retries, …}`) and edges
+/// (`[parent, child]` or `{parents, children}`).
+#[derive(ToSchema)]
+pub struct WorkflowBody {
+    /// On create: the workflow's name.
+    pub name: Option<String>,
+    pub nodes: Vec<Value>,
+    pub edges: Option<Vec<Value>>,
+    pub config: Option<Value>,
+    pub concurrency: Option<u32>,
+    pub description: Option<String>,
+    /// `{cron_expression, timezone, enabled}`: the workflow runs by itself.
+    pub schedule: Option<Value>,
+}
