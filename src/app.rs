@@ -157,29 +157,95 @@ fn token_hint(settings: &Settings) -> String {
     format!("Mint API tokens: {command} --tenant <tenant> --email <you@example.com> [--admin] [--ttl 7d]")
 }
 
+/// The background duties, owned together so that shutdown stops them in order.
+struct Duties {
+    set: tokio::task::JoinSet<()>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Duties {
+    fn start(state: &AppState) -> Duties {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut set = tokio::task::JoinSet::new();
+        set.spawn(sweep_stale(state.store.clone()));
+        set.spawn(purge_old(state.store.clone(), state.settings.retention_days));
+        set.spawn(state.scheduler.clone().run(stopped.clone()));
+        // Taking over other servers' stranded workflow runs is background work like the
+        // scheduler's, and follows its switch.
+        if state.scheduler.enabled {
+            set.spawn(state.engine.clone().resume_loop(stopped));
+        }
+        Duties { set, stop }
+    }
+
+    /// Ask the loops that start work (scheduler, resumer) to stop after their current pass.
+    fn signal(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// Signal, wait a little for the starting loops, then end the rest (sweeping, retention).
+    async fn stop(mut self) {
+        self.signal();
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            // The sweeper and retention loops never end by themselves: once only they are
+            // left, the starting loops have stopped.
+            while self.set.len() > 2 {
+                self.set.join_next().await;
+            }
+        })
+        .await;
+        self.set.shutdown().await;
+    }
+}
+
+/// Serve until `shutdown` resolves, then shut down in order: stop accepting and stop the
+/// scheduler, let running executions finish for up to `SHUTDOWN_GRACE_SECONDS`, record the
+/// rest as interrupted (everything recorded is committed first), stop the other duties.
 async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let sweeper = tokio::spawn(sweep_stale(state.store.clone()));
-    let retention = tokio::spawn(purge_old(state.store.clone(), state.settings.retention_days));
-    let scheduler = tokio::spawn(state.scheduler.clone().run());
-    // Taking over other servers' stranded workflow runs is background work like the
-    // scheduler's, and follows its switch.
-    let resumer = state
-        .scheduler
-        .enabled
-        .then(|| tokio::spawn(state.engine.clone().resume_loop()));
+    let duties = Duties::start(&state);
+    let grace = Duration::from_secs_f64(state.settings.shutdown_grace_seconds.max(0.0));
+    let (engine, engine_for_stop) = (state.engine.clone(), state.engine.clone());
+    let signalled = Arc::new(tokio::sync::Notify::new());
+    let notify = signalled.clone();
     let app = http::router(state);
-    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
-    sweeper.abort();
-    retention.abort();
-    scheduler.abort();
-    if let Some(r) = resumer {
-        r.abort();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        notify.notify_one();
+    });
+    let mut server = tokio::spawn(async move { server.await });
+    // Once signalled, open connections (a sync invoke, a live event stream) get the grace
+    // period too, and no more.
+    tokio::select! {
+        ended = &mut server => {
+            // The listener failed before any signal.
+            duties.stop().await;
+            return ended.map_err(|e| anyhow::anyhow!("the server task failed: {e}"))?.map_err(Into::into);
+        }
+        _ = signalled.notified() => {}
     }
-    Ok(result?)
+    tracing::info!(
+        running = engine.in_flight(),
+        grace_s = grace.as_secs_f64(),
+        "shutting down"
+    );
+    duties.signal();
+    let reason = format!(
+        "the server shut down before this execution finished (it waited SHUTDOWN_GRACE_SECONDS={})",
+        grace.as_secs_f64()
+    );
+    let (finished, interrupted) = engine_for_stop.drain(grace, &reason).await;
+    tracing::info!(finished, interrupted, "running executions settled");
+    let served = match tokio::time::timeout(Duration::from_secs(1), server).await {
+        Ok(Ok(result)) => result.map_err(anyhow::Error::from),
+        Ok(Err(e)) => Err(anyhow::anyhow!("the server task failed: {e}")),
+        Err(_) => Ok(()), // connections still open after the grace period are dropped
+    };
+    duties.stop().await;
+    served
 }
 
 /// Mark executions whose server died mid-run as interrupted, now and every minute.
@@ -218,6 +284,7 @@ async fn purge_old(store: Store, days: f64) {
     }
 }
 
+/// Ctrl-C or SIGTERM.
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -234,5 +301,4 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
-    tracing::info!("shutting down");
 }

@@ -134,6 +134,10 @@ pub struct Settings {
     /// deleted by a background task (0 keeps everything).
     #[arg(long, env = "RETENTION_DAYS", default_value_t = 0.0)]
     pub retention_days: f64,
+    /// On SIGTERM or Ctrl-C: how long running executions may go on before they are recorded
+    /// as interrupted and the server exits.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 30.0)]
+    pub shutdown_grace_seconds: f64,
     /// Export request, execution and step spans over OTLP/HTTP (JSON) to this collector
     /// (e.g. `http://otel-collector:4318`).
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]

@@ -134,6 +134,8 @@ pub(crate) struct Inner {
     vault: Arc<crate::secrets::Vault>,
     /// This server's name in leases (workflow runs) and the scheduler's status.
     node_id: String,
+    /// Executions running here (id -> tenant), for a graceful shutdown to wait on.
+    in_flight: Mutex<HashMap<String, String>>,
 }
 
 #[derive(Clone)]
@@ -173,6 +175,7 @@ impl Engine {
             workers,
             rt,
             schemas: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashMap::new()),
         };
         Ok(Engine { inner: Arc::new(inner) })
     }
@@ -246,6 +249,7 @@ impl Engine {
             started_at: crate::store::now_ms(),
         };
         let deadline_ms = root.started_at + timeout.as_millis() as i64;
+        inner.track(&execution_id, Some(tenant));
         inner.recorder.send(Write::StartExecution {
             tenant: tenant.to_string(),
             trigger: trigger.as_str(),
@@ -339,6 +343,7 @@ impl Engine {
                 outcome.fuel_used as f64,
             );
             drop(admission);
+            job_inner.track(&record_id, None);
             recorder.send(Write::FinishExecution {
                 tenant: record_tenant,
                 id: record_id,
@@ -398,6 +403,34 @@ impl Engine {
         self.inner.limiter.forget(tenant);
     }
 
+    /// How many executions run on this server now.
+    pub fn in_flight(&self) -> usize {
+        self.inner.in_flight.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Shutting down: let running executions finish for up to `grace`, commit everything
+    /// recorded, then record those still running as interrupted with `reason`. Answers
+    /// (finished meanwhile, interrupted).
+    pub async fn drain(&self, grace: Duration, reason: &str) -> (usize, usize) {
+        let before = self.in_flight();
+        let until = Instant::now() + grace;
+        while self.in_flight() > 0 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left: Vec<String> = {
+            let mut map = self.inner.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            map.drain().map(|(id, _)| id).collect()
+        };
+        // Their starts (and every finish sent so far) must be in the database first.
+        self.inner.recorder.flush("").await;
+        if !left.is_empty() {
+            if let Err(e) = self.inner.store.interrupt(&left, reason).await {
+                tracing::error!(error = %e, count = left.len(), "could not record interrupted executions");
+            }
+        }
+        (before.saturating_sub(left.len()), left.len())
+    }
+
     /// Wait until everything recorded so far about `execution_id` is committed.
     pub async fn flush(&self, execution_id: &str) -> bool {
         self.inner.recorder.flush(execution_id).await
@@ -431,6 +464,7 @@ impl Started {
                 let duration_ms = finish.duration_ms;
                 let done = finished_event(&execution_id, "", 0, &outcome, &finish);
                 inner.events.publish(&tenant, &execution_id, "execution.finished", done);
+                inner.track(&execution_id, None);
                 inner.recorder.send(Write::FinishExecution {
                     tenant,
                     id: execution_id.clone(),
@@ -460,6 +494,19 @@ impl Started {
 }
 
 impl Inner {
+    /// Note an execution as running here (`Some(tenant)`) or ended (`None`).
+    fn track(&self, execution_id: &str, tenant: Option<&str>) {
+        let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        match tenant {
+            Some(t) => {
+                map.insert(execution_id.to_string(), t.to_string());
+            }
+            None => {
+                map.remove(execution_id);
+            }
+        }
+    }
+
     /// Compiled schemas of a function version, cached (versions are immutable).
     fn schemas_for(&self, f: &Function) -> Result<Arc<Schemas>> {
         let key = (f.id.clone(), f.current.version);

@@ -171,14 +171,17 @@ impl Engine {
 
     /// Look for runs whose server stopped (lease run out) every so often, and take them
     /// over. Runs beside the scheduler (servers with SCHEDULER_ENABLED=false leave both).
-    pub async fn resume_loop(self) {
+    pub async fn resume_loop(self, mut stop: tokio::sync::watch::Receiver<bool>) {
         let lease = self.inner.settings.workflow_lease_ms;
         let every = Duration::from_millis((lease / 4).clamp(100, 5_000));
-        loop {
+        while !*stop.borrow() {
             if let Err(e) = self.resume_stranded().await {
                 tracing::warn!(error = %e, "looking for stranded workflow runs failed");
             }
-            tokio::time::sleep(every).await;
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.changed() => {}
+            }
         }
     }
 

@@ -116,14 +116,11 @@ impl From<StoreError> for ApiError {
                 let message = format!("invalid `{field}`: {message}");
                 ApiError::Validation { message, details }
             }
-            StoreError::Corrupt(m) => {
-                tracing::error!(error = %m, "a stored row could not be read");
-                ApiError::Coded {
-                    status: StatusCode::INTERNAL_SERVER_ERROR,
-                    code: "corrupt_data",
-                    message: format!("stored data could not be read: {m}"),
-                }
-            }
+            StoreError::Corrupt(m) => ApiError::Coded {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                code: "corrupt_data",
+                message: format!("stored data could not be read: {m}"),
+            },
             e @ StoreError::Db(_) => ApiError::Internal(e.into()),
         }
     }
@@ -180,6 +177,21 @@ impl From<Failure> for ApiError {
     }
 }
 
+/// What went wrong behind a 5xx, for the log (never sent to the client).
+#[derive(Clone)]
+pub struct ServerError(pub String);
+
+/// Log each 5xx answer once, with its method and path, from what the error left in the
+/// response; `into_response` has no side effects.
+pub async fn log_server_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let response = next.run(req).await;
+    if let Some(ServerError(detail)) = response.extensions().get::<ServerError>() {
+        tracing::error!(%method, %path, status = response.status().as_u16(), error = %detail, "request failed");
+    }
+    response
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();
@@ -196,10 +208,17 @@ impl IntoResponse for ApiError {
                     body["error"]["details"] = d.clone();
                 }
             }
-            ApiError::Internal(e) => tracing::error!(error = ?e, "internal error"),
             _ => {}
         }
         let mut response = (status, axum::Json(body)).into_response();
+        if status.is_server_error() {
+            // Logged once, by `log_server_errors`, with the request it answered.
+            let detail = match &self {
+                ApiError::Internal(e) => format!("{e:?}"),
+                other => other.to_string(),
+            };
+            response.extensions_mut().insert(ServerError(detail));
+        }
         let extra = match &self {
             ApiError::MethodNotAllowed { allow, .. } => Some((header::ALLOW, allow.as_str())),
             ApiError::TooManyRequests(_) => Some((header::RETRY_AFTER, "1")),

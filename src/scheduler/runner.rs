@@ -90,17 +90,23 @@ impl Scheduler {
     }
 
     /// Poll until the task is aborted.
-    pub async fn run(self: Arc<Self>) {
+    /// Poll until `stop` turns true; a poll under way finishes first, so no tick is left
+    /// claimed but not started.
+    pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         if !self.enabled {
             return;
         }
         tracing::info!(node = %self.node_id, poll_ms = self.poll.as_millis() as u64, "scheduler running");
-        loop {
+        while !*stop.borrow() {
             if let Err(e) = self.poll_once(now_ms()).await {
                 tracing::warn!(error = %e, "scheduler poll failed");
             }
-            tokio::time::sleep(self.poll).await;
+            tokio::select! {
+                _ = tokio::time::sleep(self.poll) => {}
+                _ = stop.changed() => {}
+            }
         }
+        tracing::info!(node = %self.node_id, "scheduler stopped");
     }
 
     /// Fire what is due at `now`: ticks, then retries, then close orphaned runs.

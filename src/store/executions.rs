@@ -471,6 +471,36 @@ impl Store {
         Ok(ids.len() as u64)
     }
 
+    /// Record executions this server gave up on (it is shutting down) as interrupted with
+    /// `reason`, with their calls still open; those already finished are left alone.
+    pub async fn interrupt(&self, ids: &[String], reason: &str) -> StoreResult<u64> {
+        let error = serde_json::json!({"kind": "interrupted", "message": reason}).to_string();
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let mut done = 0;
+        for id in ids {
+            sqlx::query(
+                "update steps set status = 'failed', error = $1, finished_at = $2 where execution_id = $3 and status = 'running'",
+            )
+            .bind(&error)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            done += sqlx::query(
+                "update executions set status = 'failed', error = $1, finished_at = $2 where id = $3 and status = 'running'",
+            )
+            .bind(&error)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(done)
+    }
+
     /// Mark runs still `running` long after their deadline (their server died) as interrupted.
     pub async fn interrupt_stale(&self, grace_ms: i64) -> StoreResult<u64> {
         let cutoff = now_ms() - grace_ms;

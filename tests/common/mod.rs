@@ -90,6 +90,10 @@ async fn start_in(backend: Backend, dir: tempfile::TempDir, extra: &[&str]) -> T
     .collect();
     // The PostgreSQL test database is shared: only tests about the scheduler run its loop
     // (they ask for it by setting its poll interval or switching it explicitly).
+    // A test that stops its server with work still running need not wait long for it.
+    if !extra.contains(&"--shutdown-grace-seconds") {
+        args.extend(["--shutdown-grace-seconds".to_string(), "1".to_string()]);
+    }
     if !extra.iter().any(|a| a.starts_with("--scheduler-")) {
         args.extend(["--scheduler-enabled".to_string(), "false".to_string()]);
     }
