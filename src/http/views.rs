@@ -6,6 +6,7 @@
 
 #![allow(dead_code)] // fields are read by the schema derive, not by code
 
+use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
@@ -35,13 +36,9 @@ pub struct FunctionPage {
     pub offset: i64,
 }
 
-/// A function: its current version's content, identity and times.
-#[derive(ToSchema)]
-pub struct Function {
-    pub id: String,
-    pub name: String,
-    pub version: i64,
-    pub latest_version: i64,
+/// A version's content: code, schemas, limits.
+#[derive(ToSchema, Serialize)]
+pub struct VersionContent {
     pub description: String,
     pub code: String,
     pub code_sha256: String,
@@ -50,12 +47,23 @@ pub struct Function {
     pub settings: Settings,
     pub note: Option<String>,
     pub created_by: String,
+}
+
+/// A function: its current version's content, identity and times.
+#[derive(ToSchema, Serialize)]
+pub struct Function {
+    pub id: String,
+    pub name: String,
+    pub version: i64,
+    pub latest_version: i64,
+    #[serde(flatten)]
+    pub content: VersionContent,
     pub created_at: String,
     pub updated_at: String,
 }
 
 /// Per-function limits; unset fields take the server's defaults.
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
 pub struct Settings {
     /// `warm` (reuse an instance) or `fresh`.
     pub isolation: Option<String>,
@@ -65,17 +73,11 @@ pub struct Settings {
 }
 
 /// One version of a function.
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
 pub struct FunctionVersion {
     pub version: i64,
-    pub description: String,
-    pub code: String,
-    pub code_sha256: String,
-    pub input_schema: Option<Value>,
-    pub output_schema: Option<Value>,
-    pub settings: Settings,
-    pub note: Option<String>,
-    pub created_by: String,
+    #[serde(flatten)]
+    pub content: VersionContent,
     pub created_at: String,
 }
 
@@ -107,15 +109,9 @@ pub struct Accepted {
     pub status_url: String,
 }
 
-/// An execution (or a step: the same fields plus its place in the call tree).
-#[derive(ToSchema)]
-pub struct Execution {
-    pub id: String,
-    /// `manual`, `webhook`, `schedule` or `workflow`.
-    pub trigger: String,
-    pub trigger_id: Option<String>,
-    pub attempt: Option<i64>,
-    pub retry_of: Option<String>,
+/// What every call records: an execution's root call and each nested one.
+#[derive(ToSchema, Serialize)]
+pub struct Call {
     pub function_name: String,
     pub function_version: Option<i64>,
     /// `running`, `succeeded` or `failed`.
@@ -133,6 +129,19 @@ pub struct Execution {
     pub finished_at: Option<String>,
 }
 
+/// An execution: how it was started, and its root call.
+#[derive(ToSchema, Serialize)]
+pub struct Execution {
+    pub id: String,
+    /// `manual`, `webhook`, `schedule` or `workflow`.
+    pub trigger: String,
+    pub trigger_id: Option<String>,
+    pub attempt: Option<i64>,
+    pub retry_of: Option<String>,
+    #[serde(flatten)]
+    pub call: Call,
+}
+
 #[derive(ToSchema)]
 pub struct ExecutionPage {
     pub executions: Vec<Execution>,
@@ -141,27 +150,16 @@ pub struct ExecutionPage {
     pub offset: i64,
 }
 
-/// A call inside an execution.
-#[derive(ToSchema)]
+/// A call inside an execution: its place in the call tree, and what it recorded.
+#[derive(ToSchema, Serialize)]
 pub struct Step {
     pub id: String,
     pub execution_id: String,
     pub parent_id: Option<String>,
     pub seq: i64,
     pub depth: i64,
-    pub function_name: String,
-    pub function_version: Option<i64>,
-    pub status: String,
-    pub input: Value,
-    pub output: Option<Value>,
-    pub error: Option<Value>,
-    pub stdout: String,
-    pub stderr: String,
-    pub fuel_used: i64,
-    pub duration_ms: Option<f64>,
-    pub activity: Option<Value>,
-    pub started_at: String,
-    pub finished_at: Option<String>,
+    #[serde(flatten)]
+    pub call: Call,
 }
 
 #[derive(ToSchema)]
