@@ -5,6 +5,7 @@
 pub mod cron;
 pub mod egress;
 mod error;
+mod status;
 pub mod time;
 mod timing;
 pub mod workflow;
@@ -14,6 +15,7 @@ use serde_json::{json, Value};
 
 pub use crate::sandbox::{ErrorKind, ErrorRecord, Isolation};
 pub use error::{Fault, ParseError};
+pub use status::{CallStatus, JobStatus, RunStatus};
 pub use timing::{Timing, TimingError};
 
 const KEYWORDS: &str = "False None True and as assert async await break class continue def del elif else except \

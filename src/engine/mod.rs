@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 use crate::config::Settings;
-use crate::domain::{self, FunctionSettings, Target};
+use crate::domain::{self, CallStatus, FunctionSettings, Target};
 use crate::sandbox::{
     Budget, CallSpec, ErrorKind, ErrorRecord, Isolation, Limits, Outcome, Sandbox, MAX_OUTPUT_BYTES, WASM_STACK,
 };
@@ -106,7 +106,7 @@ impl Launched {
 #[derive(Debug, Serialize)]
 pub struct InvokeResult {
     pub execution_id: String,
-    pub status: &'static str,
+    pub status: CallStatus,
     pub output: Option<Value>,
     pub error: Option<ErrorRecord>,
     pub duration_ms: f64,
@@ -312,7 +312,7 @@ impl Engine {
             let mut finish = finish_record(&outcome, started.elapsed().as_secs_f64() * 1000.0);
             finish.activity = root_activity.to_json();
             let (status, duration_ms) = (finish.status, finish.duration_ms);
-            tracing::debug!(status, duration_ms, fuel = outcome.fuel_used, "execution finished");
+            tracing::debug!(status = %status, duration_ms, fuel = outcome.fuel_used, "execution finished");
             let events = &job_inner.events;
             events.publish_output(&record_tenant, &record_id, &record_id, &outcome.stdout, &outcome.stderr);
             let done = finished_event(&record_id, &function.name, 0, &outcome, &finish);
@@ -442,7 +442,7 @@ pub struct Started {
     pub execution_id: String,
     tenant: String,
     started: Instant,
-    done: oneshot::Receiver<(Outcome, &'static str, f64)>,
+    done: oneshot::Receiver<(Outcome, CallStatus, f64)>,
     inner: Arc<Inner>,
 }
 
@@ -470,7 +470,7 @@ impl Started {
                     id: execution_id.clone(),
                     finish,
                 });
-                (outcome, "failed", duration_ms)
+                (outcome, CallStatus::Failed, duration_ms)
             }
         };
         if !inner.recorder.flush(&execution_id).await {
@@ -641,8 +641,8 @@ fn clean_text(s: &str) -> String {
 
 fn finish_record(outcome: &Outcome, duration_ms: f64) -> StepFinish {
     let (status, output, error) = match &outcome.result {
-        Ok(v) => ("succeeded", Some(v.to_string()), None),
-        Err(e) => ("failed", None, Some(error_text(e))),
+        Ok(v) => (CallStatus::Succeeded, Some(v.to_string()), None),
+        Err(e) => (CallStatus::Failed, None, Some(error_text(e))),
     };
     StepFinish {
         status,

@@ -17,6 +17,7 @@ use super::capabilities::Shared;
 use super::tree::CallTree;
 use super::{Inner, InvokeResult};
 use crate::domain::workflow::Definition;
+use crate::domain::CallStatus;
 use crate::sandbox::{Budget, ErrorKind, ErrorRecord, Nested};
 use crate::store::{now_ms, NewStep, StepFinish, Write};
 
@@ -253,7 +254,7 @@ impl Orchestrator {
                     started_at: now,
                 },
                 finish: Some(StepFinish {
-                    status: "skipped",
+                    status: CallStatus::Skipped,
                     output: None,
                     error: Some(error.to_string()),
                     stdout: String::new(),
@@ -291,7 +292,11 @@ impl Orchestrator {
             .with("skipped", json!(skipped))
             .with("outputs", Value::Object(outputs.clone()))
         });
-        let status = if error.is_none() { "succeeded" } else { "failed" };
+        let status = if error.is_none() {
+            CallStatus::Succeeded
+        } else {
+            CallStatus::Failed
+        };
         let output = error.is_none().then_some(Value::Object(outputs));
         let finished_at = now_ms();
         let duration_ms = (finished_at - self.started_at).max(0) as f64;
@@ -315,7 +320,7 @@ impl Orchestrator {
         if inner.recorder.flush(&t.execution_id).await {
             let closed = inner
                 .store
-                .finish_workflow_run(&t.execution_id, status, Some(&self.drive))
+                .finish_workflow_run(&t.execution_id, status.as_str(), Some(&self.drive))
                 .await;
             if let Err(e) = closed {
                 // The next server to look finds the execution ended and closes the run then.

@@ -276,7 +276,7 @@ impl Host for CallTree {
         let mut finish = finish_record(&outcome, started.elapsed().as_secs_f64() * 1000.0);
         finish.activity = child_activity.to_json();
         tracing::debug!(
-            status = finish.status,
+            status = %finish.status,
             duration_ms = finish.duration_ms,
             "step finished"
         );

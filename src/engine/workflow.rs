@@ -18,6 +18,7 @@ use super::tree::CallTree;
 use super::Result;
 use super::{Engine, Inner, InvokeResult, Trigger};
 use crate::domain::workflow::Definition;
+use crate::domain::CallStatus;
 use crate::domain::ParseError;
 use crate::sandbox::{ErrorKind, ErrorRecord};
 use crate::store::{now_ms, NewStep, StepFinish, StepRecord, StoreError, Workflow, WorkflowRunRow, Write};
@@ -46,14 +47,13 @@ impl WorkflowRun {
         }
         loop {
             let e = self.inner.store.get_execution(&self.tenant, &self.execution_id).await?;
-            if e.call.status != "running" {
+            if e.call.status.is_finished() {
                 let error = e.call.error.and_then(|v| serde_json::from_value(v).ok());
                 return Ok(InvokeResult {
                     execution_id: e.id,
-                    status: if e.call.status == "succeeded" {
-                        "succeeded"
-                    } else {
-                        "failed"
+                    status: match e.call.status {
+                        CallStatus::Succeeded => CallStatus::Succeeded,
+                        _ => CallStatus::Failed,
                     },
                     output: e.call.output,
                     error,
@@ -191,13 +191,13 @@ impl Engine {
         let mut resumed = 0;
         for row in inner.store.stranded_workflow_runs(now_ms(), 100).await? {
             let started_at = match inner.store.get_execution(&row.tenant, &row.execution_id).await {
-                Ok(e) if e.call.status == "running" => e.call.started_at,
+                Ok(e) if e.call.status == CallStatus::Running => e.call.started_at,
                 Ok(e) => {
                     // It ended but its server stopped before saying so here.
                     let status = e.call.status;
                     inner
                         .store
-                        .finish_workflow_run(&row.execution_id, &status, None)
+                        .finish_workflow_run(&row.execution_id, status.as_str(), None)
                         .await?;
                     continue;
                 }
@@ -310,7 +310,7 @@ impl Engine {
             tenant: row.tenant.clone(),
             id: row.execution_id.clone(),
             finish: StepFinish {
-                status: "failed",
+                status: CallStatus::Failed,
                 output: None,
                 error: Some(json!(error).to_string()),
                 stdout: String::new(),
@@ -337,12 +337,12 @@ fn prior_of(def: &Definition, steps: &[StepRecord]) -> Prior {
     for s in steps.iter().filter(|s| s.depth == 1) {
         let name = &s.call.function_name;
         prior.fuel += s.call.fuel_used.max(0) as u64;
-        match s.call.status.as_str() {
-            "succeeded" => {
+        match s.call.status {
+            CallStatus::Succeeded => {
                 let output = s.call.output.clone().unwrap_or(Value::Null);
                 prior.state.insert(name.clone(), State::Succeeded(output));
             }
-            "skipped" => {
+            CallStatus::Skipped => {
                 prior.state.insert(name.clone(), State::Skipped);
             }
             _ => {
@@ -412,7 +412,7 @@ mod tests {
             call: CallRecord {
                 function_name: function.into(),
                 function_version: Some(1),
-                status: status.into(),
+                status: status.parse().expect("a test status"),
                 input: Value::Null,
                 output: (status == "succeeded").then(|| json!(seq)),
                 error: error_kind.map(|k| json!({"kind": k})),

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 
 use super::AppState;
+use crate::domain::CallStatus;
 use crate::logs::redis_streams::{exec_key, read, tenant_key};
 use crate::logs::Event;
 use crate::store::StepRecord;
@@ -190,7 +191,7 @@ async fn still_running(state: &AppState, tenant: &str, id: &str) -> bool {
         .store
         .get_execution(tenant, id)
         .await
-        .map(|e| e.call.status == "running")
+        .map(|e| e.call.status == CallStatus::Running)
         .unwrap_or(false)
 }
 

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use super::{ApiJson, ApiQuery, AppState};
 use crate::auth::Caller;
+use crate::domain::JobStatus;
 use crate::http::error::{ApiError, ApiResult};
 use crate::packages::wheel::canonical_name;
 use crate::store::{Audit, InstalledPackage, PackageJob};
@@ -166,8 +167,8 @@ async fn install(
 /// stopped; show it as failed rather than forever running.
 fn job_view(state: &AppState, mut job: PackageJob) -> PackageJob {
     let limit = state.packages.stale_after().as_millis() as i64;
-    if job.status == "running" && crate::store::now_ms() - job.created_at > limit {
-        job.status = "failed".into();
+    if job.status == JobStatus::Running && crate::store::now_ms() - job.created_at > limit {
+        job.status = JobStatus::Failed;
         job.error = Some(json!({"code": "interrupted", "message": "the server running this install stopped"}));
     }
     job

@@ -15,7 +15,7 @@ use super::{no_content, ApiJson, ApiQuery, AppState};
 use crate::auth::Caller;
 use crate::domain::workflow::{Definition, DefinitionIn};
 use crate::domain::Timing;
-use crate::domain::{FunctionName, Target};
+use crate::domain::{CallStatus, FunctionName, Target};
 use crate::engine::workflow::merge_config;
 use crate::engine::Trigger;
 use crate::http::error::{ApiError, ApiResult};
@@ -263,7 +263,7 @@ async fn run_view(
             json!({
                 "status": last.map_or("pending", |s| s.call.status.as_str()),
                 // Attempts the node used up: an interruption (its server stopped) is none.
-                "attempts": mine.iter().filter(|s| s.call.status != "skipped" && !interrupted(s)).count(),
+                "attempts": mine.iter().filter(|s| s.call.status != CallStatus::Skipped && !interrupted(s)).count(),
                 "interrupted": mine.iter().filter(|s| interrupted(s)).count(),
                 "started_at": mine.first().map(|s| crate::http::iso(s.call.started_at)),
                 "finished_at": last.and_then(|s| s.call.finished_at.map(crate::http::iso)),

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::Timing;
 use crate::config::Settings;
+use crate::domain::{CallStatus, RunStatus};
 use crate::engine::{Engine, Error, Trigger};
 
 use crate::store::{now_ms, Audit, NewRun, Schedule, ScheduleRun, Store};
@@ -117,7 +118,11 @@ impl Scheduler {
             }
         }
         for r in self.store.due_retries(now, 100).await? {
-            if !self.store.move_run(&r.id, "pending", "running", None).await? {
+            if !self
+                .store
+                .move_run(&r.id, RunStatus::Pending, RunStatus::Running, None)
+                .await?
+            {
                 continue; // another replica took it
             }
             let run = RunRef::from(&r);
@@ -126,19 +131,30 @@ impl Scheduler {
                     self.count(|st| st.retries_started += 1);
                     self.launch(&s, run).await;
                 }
-                Ok(_) => self.finish(&run, "skipped", None, Some("paused")).await,
-                Err(e) => self.finish(&run, "failed", None, Some(&e.to_string())).await,
+                Ok(_) => self.finish(&run, RunStatus::Skipped, None, Some("paused")).await,
+                Err(e) => self.finish(&run, RunStatus::Failed, None, Some(&e.to_string())).await,
             }
         }
         // Orphans are judged by the real clock: their timestamps are real.
         for (r, status) in self.store.orphaned_runs(now_ms() - ORPHAN_AFTER_MS).await? {
             let run = RunRef::from(&r);
-            match status.as_deref() {
-                Some("succeeded") => self.finish(&run, "succeeded", r.execution_id.as_deref(), None).await,
-                Some(_) => self.finish(&run, "failed", r.execution_id.as_deref(), None).await,
-                None => {
-                    self.finish(&run, "failed", None, Some("lost: its server stopped before it started"))
+            match status {
+                Some(CallStatus::Succeeded) => {
+                    self.finish(&run, RunStatus::Succeeded, r.execution_id.as_deref(), None)
                         .await
+                }
+                Some(_) => {
+                    self.finish(&run, RunStatus::Failed, r.execution_id.as_deref(), None)
+                        .await
+                }
+                None => {
+                    self.finish(
+                        &run,
+                        RunStatus::Failed,
+                        None,
+                        Some("lost: its server stopped before it started"),
+                    )
+                    .await
                 }
             }
         }
@@ -170,7 +186,7 @@ impl Scheduler {
             schedule_id: &s.id,
             fire_at: latest.unwrap_or(due),
             attempt: 1,
-            status: "skipped",
+            status: RunStatus::Skipped,
             reason: Some("misfire"),
             due_at: latest.unwrap_or(due),
             retry_of: None,
@@ -182,14 +198,14 @@ impl Scheduler {
             if busy {
                 run.reason = Some("overlap");
             } else {
-                run.status = "running";
+                run.status = RunStatus::Running;
                 run.reason = None;
             }
         }
         let Some(id) = self.store.claim_tick_with_run(due, next, &run).await? else {
             return Ok(()); // another replica has it
         };
-        if run.status == "skipped" {
+        if run.status == RunStatus::Skipped {
             self.count(|st| st.ticks_skipped += 1);
             return Ok(());
         }
@@ -229,7 +245,7 @@ impl Scheduler {
                 schedule_id: &s.id,
                 fire_at: now,
                 attempt: 1,
-                status: "running",
+                status: RunStatus::Running,
                 reason: Some("manual"),
                 due_at: now,
                 retry_of: None,
@@ -277,8 +293,8 @@ impl Scheduler {
                 let id = execution_id.clone();
                 tokio::spawn(async move {
                     let status = match started.wait().await {
-                        Ok(r) => r.status,
-                        Err(_) => "failed",
+                        Ok(r) if r.status == CallStatus::Succeeded => RunStatus::Succeeded,
+                        _ => RunStatus::Failed,
                     };
                     me.finish(&run, status, Some(&id), None).await;
                 });
@@ -294,14 +310,14 @@ impl Scheduler {
                 None
             }
             Err(e) => {
-                self.finish(&run, "failed", None, Some(&e.to_string())).await;
+                self.finish(&run, RunStatus::Failed, None, Some(&e.to_string())).await;
                 None
             }
         }
     }
 
     /// Record a run's end and queue its retry when it failed and attempts remain.
-    async fn finish(&self, run: &RunRef, status: &str, execution_id: Option<&str>, reason: Option<&str>) {
+    async fn finish(&self, run: &RunRef, status: RunStatus, execution_id: Option<&str>, reason: Option<&str>) {
         if let Err(e) = self.try_finish(run, status, execution_id, reason).await {
             tracing::warn!(run = %run.id, error = %e, "could not record the end of a scheduled run");
         }
@@ -310,12 +326,12 @@ impl Scheduler {
     async fn try_finish(
         &self,
         run: &RunRef,
-        status: &str,
+        status: RunStatus,
         execution_id: Option<&str>,
         reason: Option<&str>,
     ) -> anyhow::Result<()> {
         let mut retry = None;
-        if status == "failed" {
+        if status == RunStatus::Failed {
             if let Ok(s) = self.store.get_schedule(&run.tenant, &run.schedule_id).await {
                 if run.attempt <= s.fields.max_retries {
                     let due = now_ms() + (retry_delay(&s, run.attempt) * 1000.0) as i64;
@@ -324,7 +340,7 @@ impl Scheduler {
                         schedule_id: &run.schedule_id,
                         fire_at: run.fire_at,
                         attempt: run.attempt + 1,
-                        status: "pending",
+                        status: RunStatus::Pending,
                         reason: None,
                         due_at: due,
                         retry_of: run.retry_of.as_deref().or(execution_id),

@@ -6,14 +6,15 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row as _;
 
-use super::{json_col, now_ms, Row, Store, StoreError, StoreResult};
+use super::{json_col, now_ms, text_col, Row, Store, StoreError, StoreResult};
+use crate::domain::CallStatus;
 
 /// What every call record has, the execution's root call and nested steps alike.
 #[derive(Debug, Clone, Serialize)]
 pub struct CallRecord {
     pub function_name: String,
     pub function_version: Option<i64>,
-    pub status: String,
+    pub status: CallStatus,
     pub input: Value,
     pub output: Option<Value>,
     pub error: Option<Value>,
@@ -80,7 +81,7 @@ pub struct NewStep {
 /// How a step (or an execution) ended.
 #[derive(Debug, Clone)]
 pub struct StepFinish {
-    pub status: &'static str,
+    pub status: CallStatus,
     pub output: Option<String>,
     pub error: Option<String>,
     pub stdout: String,
@@ -113,7 +114,7 @@ fn call_from(r: &Row) -> Result<CallRecord, sqlx::Error> {
     Ok(CallRecord {
         function_name: r.try_get("function_name")?,
         function_version: r.try_get("function_version")?,
-        status: r.try_get("status")?,
+        status: text_col(r, "status")?,
         input: json_col(r, "input")?.unwrap_or(Value::Null),
         output: json_col(r, "output")?,
         error: json_col(r, "error")?,
@@ -245,7 +246,7 @@ type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q
 
 /// Bind how a call ended, in the column order the statements here use.
 fn bind_finish<'q>(q: AnyQuery<'q>, f: &'q StepFinish) -> AnyQuery<'q> {
-    q.bind(f.status)
+    q.bind(f.status.as_str())
         .bind(&f.output)
         .bind(&f.error)
         .bind(&f.stdout)

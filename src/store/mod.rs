@@ -154,6 +154,14 @@ fn json_col<T: serde::de::DeserializeOwned>(r: &Row, column: &str) -> Result<Opt
         .map_err(|e| sqlx::Error::Decode(format!("column `{column}` holds invalid JSON: {e}").into()))
 }
 
+/// A text column holding one of an enum's names (a status); another name fails the read.
+fn text_col<T: std::str::FromStr<Err = String>>(r: &Row, column: &str) -> Result<T, sqlx::Error> {
+    use sqlx::Row as _;
+    let text: String = r.try_get(column)?;
+    text.parse()
+        .map_err(|e: String| sqlx::Error::Decode(format!("column `{column}`: {e}").into()))
+}
+
 /// A JSON column that is never null.
 fn json_req<T: serde::de::DeserializeOwned>(r: &Row, column: &str) -> Result<T, sqlx::Error> {
     json_col(r, column)?.ok_or_else(|| sqlx::Error::Decode(format!("column `{column}` is null").into()))

@@ -7,7 +7,8 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row as _;
 
-use super::{conflict_on_unique, json_col, json_req, now_ms, Audit, Row, Store, StoreError, StoreResult};
+use super::{conflict_on_unique, json_col, json_req, now_ms, text_col, Audit, Row, Store, StoreError, StoreResult};
+use crate::domain::JobStatus;
 
 /// An installed package as listed (the wheel bytes are fetched separately).
 #[derive(Debug, Clone, Serialize)]
@@ -44,8 +45,7 @@ pub struct StoredWheel {
 pub struct PackageJob {
     pub id: String,
     pub requirement: String,
-    /// `running`, `succeeded` or `failed`.
-    pub status: String,
+    pub status: JobStatus,
     pub error: Option<Value>,
     pub result: Option<Value>,
     pub created_by: String,
@@ -78,7 +78,7 @@ fn job_from(r: &Row) -> Result<PackageJob, sqlx::Error> {
     Ok(PackageJob {
         id: r.try_get("id")?,
         requirement: r.try_get("requirement")?,
-        status: r.try_get("status")?,
+        status: text_col(r, "status")?,
         error: json_col(r, "error")?,
         result: json_col(r, "result")?,
         created_by: r.try_get("created_by")?,
@@ -256,12 +256,12 @@ impl Store {
 
     pub async fn finish_package_job(&self, id: &str, result: Result<&Value, &Value>) -> StoreResult<()> {
         let (status, result, error) = match result {
-            Ok(r) => ("succeeded", Some(r.to_string()), None),
-            Err(e) => ("failed", None, Some(e.to_string())),
+            Ok(r) => (JobStatus::Succeeded, Some(r.to_string()), None),
+            Err(e) => (JobStatus::Failed, None, Some(e.to_string())),
         };
         sqlx::query("update package_jobs set status = $2, result = $3, error = $4, finished_at = $5 where id = $1")
             .bind(id)
-            .bind(status)
+            .bind(status.as_str())
             .bind(result)
             .bind(error)
             .bind(now_ms())

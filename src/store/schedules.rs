@@ -6,8 +6,9 @@ use serde_json::Value;
 use sqlx::Row as _;
 
 use super::webhooks::check_target;
-use super::{conflict_on_unique, json_col, now_ms, Audit, Row, Store, StoreError, StoreResult};
+use super::{conflict_on_unique, json_col, now_ms, text_col, Audit, Row, Store, StoreError, StoreResult};
 use crate::domain::Target;
+use crate::domain::{CallStatus, RunStatus};
 
 /// A schedule's settings, as created or replaced.
 #[derive(Debug, Clone, Serialize)]
@@ -58,8 +59,8 @@ pub struct ScheduleRun {
     #[serde(serialize_with = "crate::domain::time::iso_ms")]
     pub fire_at: i64,
     pub attempt: i64,
-    /// `pending` (a retry waiting for `due_at`), `running`, `succeeded`, `failed`, `skipped`.
-    pub status: String,
+    /// `pending` is a retry waiting for `due_at`.
+    pub status: RunStatus,
     /// Why it was skipped or could not start, or `manual`.
     pub reason: Option<String>,
     #[serde(serialize_with = "crate::domain::time::iso_ms")]
@@ -117,7 +118,7 @@ fn run_from(r: &Row) -> Result<ScheduleRun, sqlx::Error> {
         schedule_id: r.try_get("schedule_id")?,
         fire_at: r.try_get("fire_at")?,
         attempt: r.try_get("attempt")?,
-        status: r.try_get("status")?,
+        status: text_col(r, "status")?,
         reason: r.try_get("reason")?,
         due_at: r.try_get("due_at")?,
         execution_id: r.try_get("execution_id")?,
@@ -161,7 +162,7 @@ pub struct NewRun<'a> {
     pub schedule_id: &'a str,
     pub fire_at: i64,
     pub attempt: i64,
-    pub status: &'a str,
+    pub status: RunStatus,
     pub reason: Option<&'a str>,
     pub due_at: i64,
     pub retry_of: Option<&'a str>,
@@ -341,15 +342,21 @@ impl Store {
     }
 
     /// Move a run from `from` to `to`; false if it was not in `from` (someone else moved it).
-    pub async fn move_run(&self, run_id: &str, from: &str, to: &str, reason: Option<&str>) -> StoreResult<bool> {
-        let finished = matches!(to, "succeeded" | "failed" | "skipped").then(now_ms);
+    pub async fn move_run(
+        &self,
+        run_id: &str,
+        from: RunStatus,
+        to: RunStatus,
+        reason: Option<&str>,
+    ) -> StoreResult<bool> {
+        let finished = to.is_finished().then(now_ms);
         let done = sqlx::query(
             "update schedule_runs set status = $3, reason = coalesce($4, reason), finished_at = $5
              where id = $1 and status = $2",
         )
         .bind(run_id)
-        .bind(from)
-        .bind(to)
+        .bind(from.as_str())
+        .bind(to.as_str())
         .bind(reason)
         .bind(finished)
         .execute(&self.pool)
@@ -363,7 +370,7 @@ impl Store {
     pub async fn finish_run(
         &self,
         run_id: &str,
-        status: &str,
+        status: RunStatus,
         reason: Option<&str>,
         execution_id: Option<&str>,
         retry: Option<&NewRun<'_>>,
@@ -376,7 +383,7 @@ impl Store {
              returning schedule_id",
         )
         .bind(run_id)
-        .bind(status)
+        .bind(status.as_str())
         .bind(reason)
         .bind(now)
         .bind(execution_id)
@@ -392,7 +399,7 @@ impl Store {
         )
         .bind(&schedule_id)
         .bind(now)
-        .bind(status)
+        .bind(status.as_str())
         .bind(execution_id)
         .execute(&mut *tx)
         .await?;
@@ -441,7 +448,7 @@ impl Store {
     /// Runs still marked running whose server died before it recorded their end: their
     /// execution ended before `cutoff`, or they never got one and started before `cutoff`.
     /// With the execution's status (`None`: it never started).
-    pub async fn orphaned_runs(&self, cutoff: i64) -> StoreResult<Vec<(ScheduleRun, Option<String>)>> {
+    pub async fn orphaned_runs(&self, cutoff: i64) -> StoreResult<Vec<(ScheduleRun, Option<CallStatus>)>> {
         let cols = RUN_COLS
             .split(", ")
             .map(|c| format!("r.{c}"))
@@ -457,7 +464,11 @@ impl Store {
         );
         let rows = sqlx::query(&sql).bind(cutoff).fetch_all(&self.pool).await?;
         rows.iter()
-            .map(|r| Ok((run_from(r)?, r.try_get("execution_status")?)))
+            .map(|r| {
+                let status: Option<String> = r.try_get("execution_status")?;
+                let status = status.map(|s| s.parse::<CallStatus>()).transpose();
+                Ok((run_from(r)?, status.map_err(|e| sqlx::Error::Decode(e.into()))?))
+            })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(Into::into)
     }
@@ -499,7 +510,7 @@ impl Store {
 async fn insert_run(conn: &mut sqlx::AnyConnection, r: &NewRun<'_>) -> StoreResult<Option<String>> {
     let id = uuid::Uuid::now_v7().to_string();
     let now = now_ms();
-    let finished = (r.status == "skipped").then_some(now);
+    let finished = r.status.is_finished().then_some(now);
     let done = sqlx::query(
         r#"insert into schedule_runs (id, tenant, schedule_id, fire_at, attempt, status, reason, due_at, retry_of,
            missed, created_at, finished_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
@@ -510,7 +521,7 @@ async fn insert_run(conn: &mut sqlx::AnyConnection, r: &NewRun<'_>) -> StoreResu
     .bind(r.schedule_id)
     .bind(r.fire_at)
     .bind(r.attempt)
-    .bind(r.status)
+    .bind(r.status.as_str())
     .bind(r.reason)
     .bind(r.due_at)
     .bind(r.retry_of)
