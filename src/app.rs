@@ -157,58 +157,66 @@ fn token_hint(settings: &Settings) -> String {
     format!("Mint API tokens: {command} --tenant <tenant> --email <you@example.com> [--admin] [--ttl 7d]")
 }
 
-/// The background duties, owned together so that shutdown stops them in order.
+/// The background duties, owned together so that shutdown stops them in order: first the
+/// loops that start work (scheduler, resumer), which finish their current pass, then the
+/// housekeeping ones (sweeping, retention).
 struct Duties {
-    set: tokio::task::JoinSet<()>,
+    starters: tokio::task::JoinSet<()>,
+    housekeeping: tokio::task::JoinSet<()>,
     stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Duties {
     fn start(state: &AppState) -> Duties {
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let mut set = tokio::task::JoinSet::new();
-        set.spawn(sweep_stale(state.store.clone()));
-        set.spawn(purge_old(state.store.clone(), state.settings.retention_days));
-        set.spawn(state.scheduler.clone().run(stopped.clone()));
+        let mut housekeeping = tokio::task::JoinSet::new();
+        housekeeping.spawn(sweep_stale(state.store.clone()));
+        housekeeping.spawn(purge_old(state.store.clone(), state.settings.retention_days));
+        let mut starters = tokio::task::JoinSet::new();
+        starters.spawn(state.scheduler.clone().run(stopped.clone()));
         // Taking over other servers' stranded workflow runs is background work like the
         // scheduler's, and follows its switch.
         if state.scheduler.enabled {
-            set.spawn(state.engine.clone().resume_loop(stopped));
+            starters.spawn(state.engine.clone().resume_loop(stopped));
         }
-        Duties { set, stop }
+        Duties {
+            starters,
+            housekeeping,
+            stop,
+        }
     }
 
-    /// Ask the loops that start work (scheduler, resumer) to stop after their current pass.
-    fn signal(&self) {
+    /// Stop the loops that start work, after their current pass (at most `limit`).
+    async fn stop_starters(&mut self, limit: Duration) {
         let _ = self.stop.send(true);
+        let starters = &mut self.starters;
+        if tokio::time::timeout(limit, async { while starters.join_next().await.is_some() {} })
+            .await
+            .is_err()
+        {
+            tracing::warn!("the scheduler did not stop in time; ending it");
+            self.starters.shutdown().await;
+        }
     }
 
-    /// Signal, wait a little for the starting loops, then end the rest (sweeping, retention).
     async fn stop(mut self) {
-        self.signal();
-        let _ = tokio::time::timeout(Duration::from_secs(5), async {
-            // The sweeper and retention loops never end by themselves: once only they are
-            // left, the starting loops have stopped.
-            while self.set.len() > 2 {
-                self.set.join_next().await;
-            }
-        })
-        .await;
-        self.set.shutdown().await;
+        self.stop_starters(Duration::from_secs(5)).await;
+        self.housekeeping.shutdown().await;
     }
 }
 
-/// Serve until `shutdown` resolves, then shut down in order: stop accepting and stop the
-/// scheduler, let running executions finish for up to `SHUTDOWN_GRACE_SECONDS`, record the
-/// rest as interrupted (everything recorded is committed first), stop the other duties.
+/// Serve until `shutdown` resolves, then shut down in order: stop accepting connections and
+/// stop the scheduler and resumer (their pass under way finishes), refuse new executions,
+/// let running ones finish for up to `SHUTDOWN_GRACE_SECONDS`, record the functions still
+/// running as interrupted (everything recorded is committed first), stop the rest.
 async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let duties = Duties::start(&state);
+    let mut duties = Duties::start(&state);
     let grace = Duration::from_secs_f64(state.settings.shutdown_grace_seconds.max(0.0));
-    let (engine, engine_for_stop) = (state.engine.clone(), state.engine.clone());
+    let engine = state.engine.clone();
     let signalled = Arc::new(tokio::sync::Notify::new());
     let notify = signalled.clone();
     let app = http::router(state);
@@ -217,32 +225,36 @@ async fn run(
         notify.notify_one();
     });
     let mut server = tokio::spawn(async move { server.await });
-    // Once signalled, open connections (a sync invoke, a live event stream) get the grace
-    // period too, and no more.
     tokio::select! {
+        // A signal wins over the server ending: with no connection open, graceful shutdown
+        // ends the server at once, and the running executions still get their grace.
+        biased;
+        _ = signalled.notified() => {}
         ended = &mut server => {
             // The listener failed before any signal.
             duties.stop().await;
             return ended.map_err(|e| anyhow::anyhow!("the server task failed: {e}"))?.map_err(Into::into);
         }
-        _ = signalled.notified() => {}
     }
     tracing::info!(
         running = engine.in_flight(),
         grace_s = grace.as_secs_f64(),
         "shutting down"
     );
-    duties.signal();
+    let started = std::time::Instant::now();
+    duties.stop_starters(grace.min(Duration::from_secs(5))).await;
     let reason = format!(
         "the server shut down before this execution finished (it waited SHUTDOWN_GRACE_SECONDS={})",
         grace.as_secs_f64()
     );
-    let (finished, interrupted) = engine_for_stop.drain(grace, &reason).await;
+    let (finished, interrupted) = engine.drain(grace.saturating_sub(started.elapsed()), &reason).await;
     tracing::info!(finished, interrupted, "running executions settled");
+    // Callers still connected (a sync invoke of an interrupted execution, an event stream)
+    // are cut off after a last second.
     let served = match tokio::time::timeout(Duration::from_secs(1), server).await {
         Ok(Ok(result)) => result.map_err(anyhow::Error::from),
         Ok(Err(e)) => Err(anyhow::anyhow!("the server task failed: {e}")),
-        Err(_) => Ok(()), // connections still open after the grace period are dropped
+        Err(_) => Ok(()),
     };
     duties.stop().await;
     served

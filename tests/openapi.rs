@@ -7,6 +7,36 @@ use common::{start_with, Backend};
 use reqwest::StatusCode;
 use serde_json::Value;
 
+/// `text` with every `.route(...)` call on one line.
+fn one_line_routes(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find(".route(") {
+        out.push_str(&rest[..i]);
+        let call = &rest[i..];
+        let mut depth = 0;
+        let mut end = call.len();
+        for (j, c) in call.char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = j + 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let joined: Vec<&str> = call[..end].split_whitespace().collect();
+        out.push_str(&joined.join(" ").replace(".route( ", ".route("));
+        rest = &call[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// (method, full path) of every `.route(...)` in the HTTP sources.
 fn declared_routes() -> Vec<(String, String)> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/http");
@@ -26,7 +56,8 @@ fn declared_routes() -> Vec<(String, String)> {
     let top_level = ["health.rs", "openapi.rs"];
     let mut out = vec![];
     for f in files {
-        let text = std::fs::read_to_string(&f).unwrap();
+        // A `.route(...)` that rustfmt broke over several lines is joined into one.
+        let text = one_line_routes(&std::fs::read_to_string(&f).unwrap());
         let name = f.file_name().unwrap().to_string_lossy().to_string();
         for line in text.lines() {
             let Some(rest) = line.split(".route(\"").nth(1) else {
@@ -90,6 +121,10 @@ async fn every_route_documented(b: Backend) {
     assert!(params("post", "/api/v1/workflows/{name}/run").contains(&"wait".to_string()));
     let routes = declared_routes();
     assert!(routes.len() > 40, "found {} routes", routes.len());
+    assert!(
+        routes.iter().any(|(m, p)| m == "put" && p == "/api/v1/secrets/{name}"),
+        "a route written over several lines is found"
+    );
     for (method, path) in &routes {
         let ops = &doc["paths"][path];
         assert!(ops.is_object(), "{path} is not in the document");

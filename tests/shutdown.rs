@@ -167,3 +167,54 @@ async fn what_outlives_the_grace_period_is_recorded_as_interrupted() {
     again.child.kill().unwrap();
     again.child.wait().unwrap();
 }
+
+/// A run started in the background (202) with no connection left open: the signal must
+/// still wait for it, and a workflow's run finishes within the grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_runs_get_the_grace_period_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let (mut server, token) = start(data, "20");
+    let token = token.expect("an admin token is printed");
+    define(&server.base, &token, "slow", 2.0).await;
+    let (s, v) = call(
+        reqwest::Method::POST,
+        &format!("{}/api/v1/workflows", server.base),
+        &token,
+        Some(json!({"name": "chain", "nodes": ["slow"]})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, started) = call(
+        reqwest::Method::POST,
+        &format!("{}/api/v1/workflows/chain/run", server.base),
+        &token,
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(s, 202, "{started}");
+    let t = Instant::now();
+    while running(&server.base, &token).await == 0 {
+        assert!(t.elapsed() < Duration::from_secs(20), "the run did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sigterm(&server.child);
+    let (exit, took) = wait_exit(&mut server.child, Duration::from_secs(25));
+    assert!(exit.success(), "exit status {exit:?}");
+    assert!(took >= Duration::from_millis(500), "it waited for the run: {took:?}");
+    let (mut again, _) = start(data, "1");
+    let id = started["execution_id"].as_str().unwrap();
+    let (_, e) = call(
+        reqwest::Method::GET,
+        &format!("{}/api/v1/executions/{id}", again.base),
+        &token,
+        None,
+    )
+    .await;
+    assert_eq!(
+        e["status"], "succeeded",
+        "the workflow run finished before the exit: {e}"
+    );
+    again.child.kill().unwrap();
+    again.child.wait().unwrap();
+}

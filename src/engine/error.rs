@@ -27,8 +27,22 @@ pub enum Error {
     Packages(#[from] Failure),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The server is shutting down and starts nothing new; another server (or this one,
+    /// restarted) will.
+    #[error("the server is shutting down; try again")]
+    ShuttingDown,
     #[error("internal error: {0}")]
     Internal(#[from] anyhow::Error),
+}
+
+impl Error {
+    /// What may be shown to a tenant (a schedule run's reason): internal details are not.
+    pub fn public(&self) -> String {
+        match self {
+            Error::Internal(_) | Error::Store(StoreError::Db(_) | StoreError::Corrupt(_)) => "internal error".into(),
+            other => other.to_string(),
+        }
+    }
 }
 
 impl Error {

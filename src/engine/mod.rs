@@ -134,8 +134,11 @@ pub(crate) struct Inner {
     vault: Arc<crate::secrets::Vault>,
     /// This server's name in leases (workflow runs) and the scheduler's status.
     node_id: String,
-    /// Executions running here (id -> tenant), for a graceful shutdown to wait on.
-    in_flight: Mutex<HashMap<String, String>>,
+    /// Executions running here (id -> whether it is a workflow run), for a graceful
+    /// shutdown to wait on.
+    in_flight: Mutex<HashMap<String, bool>>,
+    /// Set when the server shuts down: no new execution starts.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Clone)]
@@ -176,6 +179,7 @@ impl Engine {
             rt,
             schemas: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
+            closing: std::sync::atomic::AtomicBool::new(false),
         };
         Ok(Engine { inner: Arc::new(inner) })
     }
@@ -226,6 +230,7 @@ impl Engine {
     /// handle is dropped, so a client that disconnects loses nothing.
     pub async fn start(&self, tenant: &str, name: &str, input: Value, trigger: Trigger) -> Result<Started> {
         let inner = &self.inner;
+        inner.check_open()?;
         let function = inner.store.get_function_cached(tenant, name).await?;
         let schemas = inner.schemas_for(&function)?;
         check_input(&schemas, name, &input)?;
@@ -249,7 +254,7 @@ impl Engine {
             started_at: crate::store::now_ms(),
         };
         let deadline_ms = root.started_at + timeout.as_millis() as i64;
-        inner.track(&execution_id, Some(tenant));
+        inner.track(&execution_id, Some(false));
         inner.recorder.send(Write::StartExecution {
             tenant: tenant.to_string(),
             trigger: trigger.as_str(),
@@ -343,12 +348,13 @@ impl Engine {
                 outcome.fuel_used as f64,
             );
             drop(admission);
-            job_inner.track(&record_id, None);
             recorder.send(Write::FinishExecution {
                 tenant: record_tenant,
-                id: record_id,
+                id: record_id.clone(),
                 finish,
             });
+            // After the finish is queued: a shutdown that sees it gone flushes it too.
+            job_inner.track(&record_id, None);
             (outcome, status, duration_ms)
         });
         Ok(Started {
@@ -408,10 +414,12 @@ impl Engine {
         self.inner.in_flight.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    /// Shutting down: let running executions finish for up to `grace`, commit everything
-    /// recorded, then record those still running as interrupted with `reason`. Answers
-    /// (finished meanwhile, interrupted).
+    /// Shutting down: refuse new executions, let running ones finish for up to `grace`,
+    /// commit everything recorded, then record the functions still running as interrupted
+    /// with `reason` (workflow runs still going keep their lease: another server's resumer
+    /// takes them over when it lapses). Answers (finished meanwhile, interrupted).
     pub async fn drain(&self, grace: Duration, reason: &str) -> (usize, usize) {
+        self.inner.closing.store(true, std::sync::atomic::Ordering::SeqCst);
         let before = self.in_flight();
         let until = Instant::now() + grace;
         while self.in_flight() > 0 && Instant::now() < until {
@@ -419,7 +427,10 @@ impl Engine {
         }
         let left: Vec<String> = {
             let mut map = self.inner.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-            map.drain().map(|(id, _)| id).collect()
+            map.drain()
+                .filter(|(_, workflow)| !workflow)
+                .map(|(id, _)| id)
+                .collect()
         };
         // Their starts (and every finish sent so far) must be in the database first.
         self.inner.recorder.flush("").await;
@@ -464,12 +475,12 @@ impl Started {
                 let duration_ms = finish.duration_ms;
                 let done = finished_event(&execution_id, "", 0, &outcome, &finish);
                 inner.events.publish(&tenant, &execution_id, "execution.finished", done);
-                inner.track(&execution_id, None);
                 inner.recorder.send(Write::FinishExecution {
                     tenant,
                     id: execution_id.clone(),
                     finish,
                 });
+                inner.track(&execution_id, None);
                 (outcome, CallStatus::Failed, duration_ms)
             }
         };
@@ -494,12 +505,20 @@ impl Started {
 }
 
 impl Inner {
-    /// Note an execution as running here (`Some(tenant)`) or ended (`None`).
-    fn track(&self, execution_id: &str, tenant: Option<&str>) {
+    /// Refuse to start anything once the server shuts down.
+    fn check_open(&self) -> Result<()> {
+        if self.closing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::ShuttingDown);
+        }
+        Ok(())
+    }
+
+    /// Note an execution as running here (`Some(is_workflow)`) or ended (`None`).
+    fn track(&self, execution_id: &str, running: Option<bool>) {
         let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        match tenant {
-            Some(t) => {
-                map.insert(execution_id.to_string(), t.to_string());
+        match running {
+            Some(workflow) => {
+                map.insert(execution_id.to_string(), workflow);
             }
             None => {
                 map.remove(execution_id);

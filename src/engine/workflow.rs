@@ -98,6 +98,7 @@ impl Engine {
     ) -> Result<WorkflowRun> {
         let inner = &self.inner;
         let packages = inner.packages.mount(tenant).await?;
+        inner.check_open()?;
         let (admission, _) = inner.limiter.admit(tenant).await?;
         let execution_id = uuid::Uuid::now_v7().to_string();
         let started_at = now_ms();
@@ -155,11 +156,14 @@ impl Engine {
             drive,
         };
         let (tx, done) = oneshot::channel();
+        inner.track(&execution_id, Some(true));
+        let (tracker, id) = (inner.clone(), execution_id.clone());
         tokio::spawn(async move {
             let _admission = admission;
             if let Some(result) = run.run(Prior::default()).await {
                 let _ = tx.send(result);
             }
+            tracker.track(&id, None);
         });
         Ok(WorkflowRun {
             execution_id,
@@ -220,9 +224,12 @@ impl Engine {
             match self.resume(&row, started_at, drive.clone()).await {
                 Ok(run) => {
                     resumed += 1;
+                    inner.track(&row.execution_id, Some(true));
+                    let (tracker, id) = (inner.clone(), row.execution_id.clone());
                     tokio::spawn(async move {
                         let _admission = admission;
                         run.await;
+                        tracker.track(&id, None);
                     });
                 }
                 Err(Resume::Impossible(why)) => self.abandon(&row, started_at, &why, &drive).await,

@@ -146,6 +146,7 @@ impl From<EngineError> for ApiError {
             EngineError::Quota { message, .. } => ApiError::TooManyRequests(message),
             EngineError::Packages(f) => f.into(),
             EngineError::Store(e) => e.into(),
+            EngineError::ShuttingDown => ApiError::Unavailable("the server is shutting down; try again".into()),
             EngineError::Internal(e) => ApiError::Internal(e),
         }
     }
@@ -222,6 +223,7 @@ impl IntoResponse for ApiError {
         let extra = match &self {
             ApiError::MethodNotAllowed { allow, .. } => Some((header::ALLOW, allow.as_str())),
             ApiError::TooManyRequests(_) => Some((header::RETRY_AFTER, "1")),
+            ApiError::Unavailable(_) => Some((header::RETRY_AFTER, "5")),
             _ => None,
         };
         if let Some((name, value)) = extra {

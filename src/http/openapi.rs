@@ -100,7 +100,7 @@ impl Doc {
             "parameters": params,
             "responses": {"4XX": error, "5XX": error},
         });
-        if path.starts_with("/api/v1/") && !path.starts_with("/api/v1/h/") {
+        if (path.starts_with("/api/v1/") && !path.starts_with("/api/v1/h/")) || path == "/scheduler/status" {
             op["security"] = json!([{"bearer": []}]);
         }
         Op {
@@ -163,6 +163,13 @@ impl Op<'_> {
     /// An answer with no body (204, a redirect).
     pub fn empty(mut self, status: u16, description: &str) -> Self {
         self.op["responses"][status.to_string()] = json!({"description": description});
+        self
+    }
+
+    /// Answers of a status class (`2XX`) with any body (a function chose the status).
+    pub fn any_of(mut self, class: &str, description: &str) -> Self {
+        self.op["responses"][class] =
+            json!({"description": description, "content": {"application/json": {"schema": {}}}});
         self
     }
 

@@ -286,13 +286,16 @@ pub struct ManualRun {
     pub execution_id: Option<String>,
     pub status: String,
     pub status_url: Option<String>,
-    pub reason: Option<String>,
+    /// When it could not start now: why, and where to look.
+    pub message: Option<String>,
 }
 
 #[derive(ToSchema)]
 pub struct SchedulePreview {
     pub cron_expression: String,
     pub timezone: String,
+    /// The time the fire times follow.
+    pub after: String,
     pub next: Vec<String>,
 }
 

@@ -310,7 +310,7 @@ impl Scheduler {
                 None
             }
             Err(e) => {
-                self.finish(&run, RunStatus::Failed, None, Some(&e.to_string())).await;
+                self.finish(&run, RunStatus::Failed, None, Some(&e.public())).await;
                 None
             }
         }

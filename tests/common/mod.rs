@@ -38,6 +38,16 @@ pub struct TestApp {
     _dir: tempfile::TempDir,
 }
 
+/// A client that opens a new connection per request: tests send malformed and oversized
+/// requests on purpose, after which the server may close a connection the client would
+/// otherwise reuse (a spurious `IncompleteMessage` in the next test step).
+pub fn test_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("an HTTP client")
+}
+
 /// Status and JSON body (Null when empty or not JSON) of a response, after checking both
 /// against `/openapi.json`.
 pub async fn checked(method: &Method, path: &str, resp: reqwest::Response) -> (StatusCode, Value) {
@@ -107,7 +117,7 @@ async fn start_in(backend: Backend, dir: tempfile::TempDir, extra: &[&str]) -> T
         .unwrap();
     TestApp {
         base: format!("http://{}", running.addr),
-        client: reqwest::Client::new(),
+        client: test_client(),
         token,
         tenant,
         keys,
@@ -217,7 +227,7 @@ impl TestApp {
 pub fn remote(base: &str, token: &str) -> TestApp {
     TestApp {
         base: base.to_string(),
-        client: reqwest::Client::new(),
+        client: test_client(),
         token: token.to_string(),
         tenant: String::new(),
         keys: maestro::auth::Keys::new(SECRET),

@@ -406,8 +406,18 @@ pub(in crate::http) fn document(doc: &mut super::openapi::Doc) {
             "what the function returned (JSON, or the response it built)",
         )
         .reply::<super::views::Accepted>(202, "an async webhook: the run started")
+        .any_of("2XX", "another success status the function chose, with its body")
+        .any_of("3XX", "a redirect the function chose")
         .add();
     }
+    doc.op(
+        "options",
+        "/api/v1/h/{path}",
+        "webhooks",
+        "The methods this webhook takes",
+    )
+    .empty(204, "the `Allow` header lists them")
+    .add();
 }
 
 #[cfg(test)]
