@@ -234,3 +234,55 @@ async fn corrupt_json_fails_the_read_sqlite() {
 async fn corrupt_json_fails_the_read_postgres() {
     corrupt_rows_fail_clearly(start(Backend::Postgres).await).await;
 }
+
+/// Stored quotas that do not read stop the tenant's executions with a clear error; they are
+/// never replaced by the server's (looser) defaults.
+async fn corrupt_quotas_refuse(app: TestApp) {
+    let admin = app
+        .keys
+        .mint(&app.tenant, "admin@example.com", true, Duration::from_secs(600))
+        .unwrap();
+    let sub = format!("{}-q", app.tenant);
+    let (s, v) = app
+        .call_as(
+            &admin,
+            Method::POST,
+            "/api/v1/subtenants",
+            Some(json!({"subtenant_id": sub, "quotas": {"max_concurrent_executions": 1}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let token = app.token_for("q");
+    let (s, v) = app
+        .call_as(
+            &token,
+            Method::POST,
+            "/api/v1/functions",
+            Some(json!({"name": "f", "code": "def f(input):\n    return 1\n"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let mut conn = db(&app).await;
+    let sql =
+        format!("update subtenants set quotas = '{{\"max_concurrent_executions\": \"many\"}}' where id = '{sub}'");
+    conn.execute(sql.as_str()).await.unwrap();
+    // A fresh server: nothing known about the tenant's quotas yet.
+    let again = common::start_on(&app, &[]).await;
+    let (s, v) = again
+        .call_as(&token, Method::POST, "/api/v1/functions/f/invoke", Some(json!({})))
+        .await;
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{v}");
+    assert_eq!(v["error"]["code"], json!("corrupt_data"), "{v}");
+    again.stop().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn corrupt_quotas_refuse_sqlite() {
+    corrupt_quotas_refuse(start(Backend::Sqlite).await).await;
+}
+
+#[tokio::test]
+async fn corrupt_quotas_refuse_postgres() {
+    corrupt_quotas_refuse(start(Backend::Postgres).await).await;
+}

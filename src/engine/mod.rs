@@ -395,7 +395,7 @@ impl Engine {
     }
 
     /// A tenant's quotas in force.
-    pub async fn quotas_of(&self, tenant: &str) -> Quotas {
+    pub async fn quotas_of(&self, tenant: &str) -> Result<Quotas> {
         self.inner.limiter.quotas(tenant).await
     }
 

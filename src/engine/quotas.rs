@@ -76,22 +76,25 @@ impl Quotas {
         Ok(serde_json::to_value(o).unwrap_or_default())
     }
 
-    fn effective(cfg: &Settings, stored: Option<&Value>) -> Quotas {
-        let o: Overrides = stored
-            .and_then(|v| serde_json::from_value(v.clone()).ok())
-            .unwrap_or_default();
+    /// The server's defaults under a tenant's stored overrides. Overrides that do not read
+    /// are an error, never the (looser) defaults.
+    fn effective(cfg: &Settings, stored: Option<&Value>) -> Result<Quotas, String> {
+        let o: Overrides = match stored.filter(|v| !v.is_null()) {
+            Some(v) => serde_json::from_value(v.clone()).map_err(|e| format!("stored quotas do not read: {e}"))?,
+            None => Overrides::default(),
+        };
         let default_concurrency = match cfg.tenant_max_concurrent_executions {
             0 => (cfg.sandbox_workers as u32 / 2).max(1),
             n => n,
         };
         let rate = o.invocations_per_second.unwrap_or(cfg.tenant_invocations_per_second);
-        Quotas {
+        Ok(Quotas {
             max_functions: o.max_functions.unwrap_or(cfg.tenant_max_functions),
             max_concurrent_executions: o.max_concurrent_executions.unwrap_or(default_concurrency),
             invocations_per_second: rate,
             burst: o.burst.unwrap_or(rate.max(1.0)),
             max_fuel_per_execution: o.max_fuel_per_execution,
-        }
+        })
     }
 }
 
@@ -137,10 +140,11 @@ impl Limiter {
         self.lock().get(tenant).map_or(0, |t| t.running.load(Ordering::Acquire))
     }
 
-    /// A tenant's quotas (cached for a second).
-    pub async fn quotas(&self, tenant: &str) -> Quotas {
+    /// A tenant's quotas (cached for a second). When they cannot be read, the last known
+    /// ones hold; with none known, the error (never looser defaults).
+    pub async fn quotas(&self, tenant: &str) -> Result<Quotas, Error> {
         if let Some(t) = self.lock().get(tenant).filter(|t| t.read_at.elapsed() < QUOTA_TTL) {
-            return t.quotas.clone();
+            return Ok(t.quotas.clone());
         }
         let stored = match self.store.get_subtenant(tenant).await {
             Ok(s) => Some(s.quotas),
@@ -148,13 +152,14 @@ impl Limiter {
             Err(e) => {
                 // Keep what was known rather than fall back to looser defaults.
                 tracing::warn!(tenant, error = %e, "could not read quotas; keeping the last known");
-                if let Some(t) = self.lock().get(tenant) {
-                    return t.quotas.clone();
-                }
-                None
+                return match self.lock().get(tenant) {
+                    Some(t) => Ok(t.quotas.clone()),
+                    None => Err(e.into()),
+                };
             }
         };
-        let quotas = Quotas::effective(&self.settings, stored.as_ref());
+        let quotas = Quotas::effective(&self.settings, stored.as_ref())
+            .map_err(|m| Error::Store(crate::store::StoreError::Corrupt(format!("subtenant {tenant}: {m}"))))?;
         let mut map = self.lock();
         let entry = map.entry(tenant.to_string()).or_insert_with(|| Tenant {
             quotas: quotas.clone(),
@@ -165,7 +170,7 @@ impl Limiter {
         });
         entry.quotas = quotas.clone();
         entry.read_at = Instant::now();
-        quotas
+        Ok(quotas)
     }
 
     pub fn forget(&self, tenant: &str) {
@@ -176,7 +181,7 @@ impl Limiter {
 
     /// Let one execution of `tenant` start, or say which limit it hit (429, retry shortly).
     pub async fn admit(&self, tenant: &str) -> Result<(Admission, Quotas), Error> {
-        let quotas = self.quotas(tenant).await;
+        let quotas = self.quotas(tenant).await?;
         let mut map = self.lock();
         let t = map
             .get_mut(tenant)

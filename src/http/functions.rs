@@ -179,7 +179,7 @@ async fn create(
     if state.store.function_exists(&caller.tenant, name.as_str()).await? {
         return Err(ApiError::Conflict(format!("a function named {name} already exists")));
     }
-    let quotas = state.engine.quotas_of(&caller.tenant).await;
+    let quotas = state.engine.quotas_of(&caller.tenant).await?;
     if state.store.count_functions(&caller.tenant).await? >= quotas.max_functions {
         return Err(ApiError::Forbidden(format!(
             "tenant {} already has its maximum of {} functions",

@@ -127,7 +127,7 @@ async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<Stri
     let members = state.store.members(&id).await?;
     let mut v = json!(s);
     v["members"] = json!(members.len());
-    v["effective_quotas"] = json!(state.engine.quotas_of(&id).await);
+    v["effective_quotas"] = json!(state.engine.quotas_of(&id).await?);
     Ok(Json(v))
 }
 
@@ -260,7 +260,7 @@ async fn me(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Val
         "tenant": caller.tenant,
         "role": caller.role,
         "grants": grants,
-        "quotas": state.engine.quotas_of(&caller.tenant).await,
+        "quotas": state.engine.quotas_of(&caller.tenant).await?,
     })))
 }
 

@@ -74,6 +74,13 @@ pub async fn start_relative(backend: Backend, extra: &[&str]) -> TestApp {
     start_in(backend, dir, extra).await
 }
 
+/// Start a second server on `app`'s database (its own data directory and caches), as
+/// another replica or the same server restarted would be.
+pub async fn start_on(app: &TestApp, extra: &[&str]) -> TestApp {
+    let db = app.state().settings.database_url();
+    start_db(db, tempfile::tempdir().expect("tempdir"), extra).await
+}
+
 async fn start_in(backend: Backend, dir: tempfile::TempDir, extra: &[&str]) -> TestApp {
     let cwd = std::env::current_dir().expect("cwd");
     let data_dir = dir.path().strip_prefix(&cwd).unwrap_or(dir.path()).to_path_buf();
@@ -81,6 +88,12 @@ async fn start_in(backend: Backend, dir: tempfile::TempDir, extra: &[&str]) -> T
         Backend::Sqlite => format!("sqlite://{}/maestro.db?mode=rwc", data_dir.display()),
         Backend::Postgres => postgres_url(),
     };
+    start_db(db, dir, extra).await
+}
+
+async fn start_db(db: String, dir: tempfile::TempDir, extra: &[&str]) -> TestApp {
+    let cwd = std::env::current_dir().expect("cwd");
+    let data_dir = dir.path().strip_prefix(&cwd).unwrap_or(dir.path()).to_path_buf();
     let mut args: Vec<String> = vec![
         "--bind",
         "127.0.0.1:0",
