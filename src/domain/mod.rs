@@ -5,6 +5,7 @@
 pub mod cron;
 pub mod egress;
 mod error;
+pub mod schedule;
 mod status;
 pub mod time;
 mod timing;
@@ -15,6 +16,7 @@ use serde_json::{json, Value};
 
 pub use crate::sandbox::{ErrorKind, ErrorRecord, Isolation};
 pub use error::{Fault, ParseError};
+pub use schedule::{Overlap, RetryPolicy, DEFAULT_TIMEZONE};
 pub use status::{CallStatus, JobStatus, RunStatus};
 pub use timing::{Timing, TimingError};
 

@@ -1,12 +1,9 @@
 //! Statuses, as enums. Each is stored and shown as its lowercase name; a stored name that is
 //! not one of them fails the read (`FromStr`), never becomes a default.
 
-use std::fmt;
-use std::str::FromStr;
-
 /// A text enum: `as_str`, `Display`, `FromStr` (naming the kind on error) and `Serialize` as
 /// the name.
-macro_rules! text_enum {
+macro_rules! text_enum_impl {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -20,13 +17,13 @@ macro_rules! text_enum {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
 
-        impl FromStr for $name {
+        impl std::str::FromStr for $name {
             type Err = String;
 
             fn from_str(s: &str) -> Result<Self, String> {
@@ -44,6 +41,8 @@ macro_rules! text_enum {
         }
     };
 }
+
+pub(crate) use text_enum_impl as text_enum;
 
 text_enum!(
     /// Where an execution or one of its calls (a step, a workflow node's attempt) stands.

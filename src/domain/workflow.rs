@@ -84,7 +84,7 @@ pub struct WorkflowSchedule {
 }
 
 fn utc() -> String {
-    "UTC".into()
+    super::DEFAULT_TIMEZONE.into()
 }
 fn yes() -> bool {
     true

@@ -12,8 +12,8 @@ use serde_json::{json, Value};
 
 use super::{no_content, ApiJson, ApiQuery, AppState, Page};
 use crate::auth::Caller;
-use crate::domain::Target;
 use crate::domain::Timing;
+use crate::domain::{Overlap, RetryPolicy, Target, DEFAULT_TIMEZONE};
 use crate::engine::workflow::merge_config;
 use crate::http::error::{ApiError, ApiResult};
 use crate::store::{now_ms, Audit, Schedule, ScheduleFields, StoreError, MANAGED_PREFIX};
@@ -95,7 +95,7 @@ fn fields_from(
     let timezone = body
         .timezone
         .or_else(|| base.map(|b| b.timezone.clone()))
-        .unwrap_or_else(|| "UTC".into());
+        .unwrap_or_else(|| DEFAULT_TIMEZONE.into());
     let timing = Timing::parse(&cron_expression, &timezone).map_err(|e| ApiError::invalid(e.field, e.message))?;
     let input_data = body
         .input_data
@@ -104,20 +104,32 @@ fn fields_from(
     if input_data.to_string().len() > state.settings.max_input_bytes {
         return Err(ApiError::invalid("input_data", "larger than MAX_INPUT_BYTES"));
     }
-    let max_retries = body.max_retries.or(base.map(|b| b.max_retries)).unwrap_or(0);
+    let defaults = RetryPolicy::default();
+    let max_retries = body
+        .max_retries
+        .or(base.map(|b| b.max_retries))
+        .unwrap_or(defaults.max_retries);
     if !(0..=100).contains(&max_retries) {
         return Err(ApiError::invalid("max_retries", "must be between 0 and 100"));
     }
     let num = |v: Option<f64>, old: Option<f64>, default: f64| v.or(old).unwrap_or(default);
     let retry_delay_seconds = within(
         "retry_delay_seconds",
-        num(body.retry_delay_seconds, base.map(|b| b.retry_delay_seconds), 60.0),
+        num(
+            body.retry_delay_seconds,
+            base.map(|b| b.retry_delay_seconds),
+            defaults.delay_seconds,
+        ),
         0.0,
         86_400.0,
     )?;
     let backoff_factor = within(
         "backoff_factor",
-        num(body.backoff_factor, base.map(|b| b.backoff_factor), 2.0),
+        num(
+            body.backoff_factor,
+            base.map(|b| b.backoff_factor),
+            defaults.backoff_factor,
+        ),
         1.0,
         100.0,
     )?;
@@ -126,7 +138,7 @@ fn fields_from(
         num(
             body.max_retry_delay_seconds,
             base.map(|b| b.max_retry_delay_seconds),
-            3600.0,
+            defaults.max_delay_seconds,
         ),
         retry_delay_seconds,
         7.0 * 86_400.0,
@@ -141,13 +153,12 @@ fn fields_from(
         0.0,
         30.0 * 86_400.0,
     )?;
-    let overlap_policy = body
-        .overlap_policy
-        .or_else(|| base.map(|b| b.overlap_policy.clone()))
-        .unwrap_or_else(|| "skip".into());
-    if overlap_policy != "skip" && overlap_policy != "allow" {
-        return Err(ApiError::invalid("overlap_policy", "must be `skip` or `allow`"));
-    }
+    let overlap_policy = match body.overlap_policy {
+        Some(p) => p
+            .parse::<Overlap>()
+            .map_err(|_| ApiError::invalid("overlap_policy", "must be `skip` or `allow`"))?,
+        None => base.map_or(Overlap::Skip, |b| b.overlap_policy),
+    };
     let fields = ScheduleFields {
         name,
         target,
@@ -393,7 +404,7 @@ struct PreviewBody {
 
 /// `POST /schedules/preview`: the next fire times of an expression, creating nothing.
 async fn preview(_caller: Caller, ApiJson(body): ApiJson<PreviewBody>) -> ApiResult<Json<Value>> {
-    let timezone = body.timezone.unwrap_or_else(|| "UTC".into());
+    let timezone = body.timezone.unwrap_or_else(|| DEFAULT_TIMEZONE.into());
     let timing = Timing::parse(&body.cron_expression, &timezone).map_err(|e| ApiError::invalid(e.field, e.message))?;
     let after = match &body.after {
         Some(a) => DateTime::parse_from_rfc3339(a)

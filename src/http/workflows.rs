@@ -15,7 +15,7 @@ use super::{no_content, ApiJson, ApiQuery, AppState};
 use crate::auth::Caller;
 use crate::domain::workflow::{Definition, DefinitionIn};
 use crate::domain::Timing;
-use crate::domain::{CallStatus, FunctionName, Target};
+use crate::domain::{CallStatus, FunctionName, Overlap, RetryPolicy, Target};
 use crate::engine::workflow::merge_config;
 use crate::engine::Trigger;
 use crate::http::error::{ApiError, ApiResult};
@@ -64,6 +64,7 @@ fn own_schedule(state: &AppState, name: &str, def: &Definition) -> ApiResult<Opt
         ),
         false => None,
     };
+    let retry = RetryPolicy::default();
     let fields = ScheduleFields {
         name: managed_name(name),
         target: Target::Workflow(name.to_string()),
@@ -71,11 +72,12 @@ fn own_schedule(state: &AppState, name: &str, def: &Definition) -> ApiResult<Opt
         timezone: s.timezone.clone(),
         input_data: json!({}),
         enabled: s.enabled,
-        max_retries: 0,
-        retry_delay_seconds: 60.0,
-        backoff_factor: 2.0,
-        max_retry_delay_seconds: 3600.0,
-        overlap_policy: "skip".into(),
+        // The same defaults as a schedule made through /schedules.
+        max_retries: retry.max_retries,
+        retry_delay_seconds: retry.delay_seconds,
+        backoff_factor: retry.backoff_factor,
+        max_retry_delay_seconds: retry.max_delay_seconds,
+        overlap_policy: Overlap::Skip,
         catchup_window_seconds: state.settings.scheduler_catchup_seconds,
     };
     Ok(Some((fields, next)))

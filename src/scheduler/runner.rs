@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::Timing;
 use crate::config::Settings;
-use crate::domain::{CallStatus, RunStatus};
+use crate::domain::{CallStatus, Overlap, RunStatus};
 use crate::engine::{Engine, Error, Trigger};
 
 use crate::store::{now_ms, Audit, NewRun, Schedule, ScheduleRun, Store};
@@ -193,7 +193,7 @@ impl Scheduler {
             missed,
         };
         if latest.is_some() {
-            let busy = s.fields.overlap_policy == "skip"
+            let busy = s.fields.overlap_policy == Overlap::Skip
                 && self.store.schedule_busy(&s.id, now_ms() - ORPHAN_AFTER_MS).await?;
             if busy {
                 run.reason = Some("overlap");
@@ -393,7 +393,5 @@ fn count_ticks(timing: &Timing, due: i64, until: i64) -> i64 {
 /// Seconds before retry number `n` (1 = the first retry):
 /// `retry_delay_seconds * backoff_factor^(n-1)`, capped at `max_retry_delay_seconds`.
 pub fn retry_delay(s: &Schedule, n: i64) -> f64 {
-    let f = &s.fields;
-    let raw = f.retry_delay_seconds * f.backoff_factor.powi((n - 1).clamp(0, 60) as i32);
-    raw.min(f.max_retry_delay_seconds)
+    s.fields.retry().delay(n)
 }

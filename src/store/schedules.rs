@@ -8,7 +8,7 @@ use sqlx::Row as _;
 use super::webhooks::check_target;
 use super::{conflict_on_unique, json_col, now_ms, text_col, Audit, Row, Store, StoreError, StoreResult};
 use crate::domain::Target;
-use crate::domain::{CallStatus, RunStatus};
+use crate::domain::{CallStatus, Overlap, RetryPolicy, RunStatus};
 
 /// A schedule's settings, as created or replaced.
 #[derive(Debug, Clone, Serialize)]
@@ -24,7 +24,7 @@ pub struct ScheduleFields {
     pub retry_delay_seconds: f64,
     pub backoff_factor: f64,
     pub max_retry_delay_seconds: f64,
-    pub overlap_policy: String,
+    pub overlap_policy: Overlap,
     pub catchup_window_seconds: f64,
 }
 
@@ -98,7 +98,7 @@ fn schedule_from(r: &Row) -> Result<Schedule, sqlx::Error> {
             retry_delay_seconds: r.try_get("retry_delay_seconds")?,
             backoff_factor: r.try_get("backoff_factor")?,
             max_retry_delay_seconds: r.try_get("max_retry_delay_seconds")?,
-            overlap_policy: r.try_get("overlap_policy")?,
+            overlap_policy: text_col(r, "overlap_policy")?,
             catchup_window_seconds: r.try_get("catchup_window_seconds")?,
         },
         next_run_at: r.try_get("next_run_at")?,
@@ -151,9 +151,21 @@ fn bind_fields<'q>(q: AnyQuery<'q>, f: &'q ScheduleFields) -> AnyQuery<'q> {
         .bind(f.retry_delay_seconds)
         .bind(f.backoff_factor)
         .bind(f.max_retry_delay_seconds)
-        .bind(&f.overlap_policy)
+        .bind(f.overlap_policy.as_str())
         .bind(f.catchup_window_seconds)
         .bind(f.target.columns().1)
+}
+
+impl ScheduleFields {
+    /// The retry policy these settings hold.
+    pub fn retry(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_retries: self.max_retries,
+            delay_seconds: self.retry_delay_seconds,
+            backoff_factor: self.backoff_factor,
+            max_delay_seconds: self.max_retry_delay_seconds,
+        }
+    }
 }
 
 /// A run about to be recorded.
