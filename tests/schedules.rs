@@ -402,7 +402,18 @@ fn ms(t: &str) -> i64 {
 /// are recorded as misfires; a tick while the previous run still runs is skipped (or, with
 /// `overlap_policy: allow`, runs alongside).
 async fn misfires_and_overlap(b: Backend) {
-    let app = start_with(b, &["--scheduler-enabled", "false"]).await;
+    // Polls at made-up future times also start retries left pending by earlier steps: room
+    // for them, so the tenant's concurrency quota (tested elsewhere) never decides a round.
+    let app = start_with(
+        b,
+        &[
+            "--scheduler-enabled",
+            "false",
+            "--tenant-max-concurrent-executions",
+            "8",
+        ],
+    )
+    .await;
     with_square(&app).await;
     let scheduler = app.state().scheduler.clone();
     let store = app.state().store.clone();

@@ -11,12 +11,14 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 /// `{"error": {...}}`: every 4xx and 5xx answer.
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct Error {
     pub error: ErrorDetail,
 }
 
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct ErrorDetail {
     /// Machine-readable: `validation_failed`, `not_found`, `too_many_requests`, …
     pub code: String,
@@ -28,7 +30,8 @@ pub struct ErrorDetail {
 }
 
 /// `{"functions": [...], "total", "limit", "offset"}`.
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct FunctionPage {
     pub functions: Vec<Function>,
     pub total: i64,
@@ -64,6 +67,7 @@ pub struct Function {
 
 /// Per-function limits; unset fields take the server's defaults.
 #[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct Settings {
     /// `warm` (reuse an instance) or `fresh`.
     pub isolation: Option<String>,
@@ -81,7 +85,8 @@ pub struct FunctionVersion {
     pub created_at: String,
 }
 
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct FunctionVersions {
     pub name: String,
     pub current_version: i64,
@@ -89,7 +94,8 @@ pub struct FunctionVersions {
 }
 
 /// What a finished run answers (`POST /functions/{name}/invoke`, a sync webhook's owner).
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct InvokeResult {
     pub execution_id: String,
     /// `succeeded` or `failed`.
@@ -101,7 +107,8 @@ pub struct InvokeResult {
 }
 
 /// The 202 of a run started in the background: where to follow it.
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct Accepted {
     pub execution_id: String,
     /// `running`.
@@ -142,7 +149,8 @@ pub struct Execution {
     pub call: Call,
 }
 
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct ExecutionPage {
     pub executions: Vec<Execution>,
     pub total: i64,
@@ -162,13 +170,15 @@ pub struct Step {
     pub call: Call,
 }
 
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct Steps {
     pub execution_id: String,
     pub steps: Vec<Step>,
 }
 
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct LogEntry {
     pub step_id: String,
     pub seq: i64,
@@ -179,14 +189,16 @@ pub struct LogEntry {
     pub text: String,
 }
 
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct Logs {
     pub execution_id: String,
     pub logs: Vec<LogEntry>,
 }
 
 /// A webhook; `secret` only right after it was set.
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct Webhook {
     pub id: String,
     pub path: String,
@@ -211,7 +223,8 @@ pub struct Webhook {
     pub updated_at: String,
 }
 
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct WebhookPage {
     pub webhooks: Vec<Webhook>,
     pub total: i64,
@@ -220,7 +233,8 @@ pub struct WebhookPage {
 }
 
 /// A schedule, with its next few fire times in its own zone.
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct Schedule {
     pub id: String,
     pub name: String,
@@ -247,7 +261,8 @@ pub struct Schedule {
     pub updated_at: String,
 }
 
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct SchedulePage {
     pub schedules: Vec<Schedule>,
     pub total: i64,
@@ -256,7 +271,8 @@ pub struct SchedulePage {
 }
 
 /// One run of a schedule (a tick, a retry, a manual run, or a skipped tick).
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct ScheduleRun {
     pub id: String,
     pub schedule_id: String,
@@ -273,14 +289,16 @@ pub struct ScheduleRun {
     pub finished_at: Option<String>,
 }
 
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct ScheduleRuns {
     pub schedule_id: String,
     pub runs: Vec<ScheduleRun>,
 }
 
 /// The answer to `POST /schedules/{id}/run`.
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct ManualRun {
     pub run_id: String,
     pub execution_id: Option<String>,
@@ -290,7 +308,8 @@ pub struct ManualRun {
     pub message: Option<String>,
 }
 
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct SchedulePreview {
     pub cron_expression: String,
     pub timezone: String,
@@ -300,7 +319,8 @@ pub struct SchedulePreview {
 }
 
 /// This server's scheduler: whether it runs, what it did, what is due next.
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct SchedulerStatus {
     pub running: bool,
     pub node_id: String,
@@ -311,7 +331,8 @@ pub struct SchedulerStatus {
     pub node: Value,
 }
 
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct Subtenant {
     pub subtenant_id: String,
     pub description: String,
@@ -326,7 +347,8 @@ pub struct Subtenant {
     pub effective_quotas: Option<Value>,
 }
 
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct SubtenantPage {
     pub subtenants: Vec<Subtenant>,
     pub total: i64,
@@ -334,7 +356,8 @@ pub struct SubtenantPage {
     pub offset: i64,
 }
 
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct Grant {
     pub subtenant_id: String,
     pub user_email: String,
@@ -344,13 +367,15 @@ pub struct Grant {
     pub created_at: String,
 }
 
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct Members {
     pub subtenant_id: String,
     pub members: Vec<Grant>,
 }
 
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct AuditEntry {
     pub id: String,
     pub tenant: String,
@@ -361,7 +386,8 @@ pub struct AuditEntry {
     pub at: String,
 }
 
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct AuditPage {
     pub entries: Vec<AuditEntry>,
     pub total: i64,
@@ -370,7 +396,8 @@ pub struct AuditPage {
 }
 
 /// Who the caller is and where they act.
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct Me {
     pub email: String,
     pub admin: bool,
@@ -381,7 +408,8 @@ pub struct Me {
 }
 
 /// A package: built in, or installed for the tenant.
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct Package {
     pub name: String,
     pub version: String,
@@ -397,11 +425,14 @@ pub struct Package {
     pub dependency_of: Option<String>,
     pub installed_by: Option<String>,
     pub installed_at: Option<String>,
+    /// Built-ins: the distribution's one-line summary, when it has one.
+    pub summary: Option<String>,
     /// On `GET /packages/{name}`: installed packages that require it.
     pub needed_by: Option<Vec<String>>,
 }
 
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct PackageList {
     pub packages: Vec<Package>,
     pub installation_allowed: bool,
@@ -411,7 +442,8 @@ pub struct PackageList {
 }
 
 /// What an install or upload stored.
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct Installed {
     pub installed: Vec<Package>,
     pub already_installed: Option<bool>,
@@ -421,14 +453,16 @@ pub struct Installed {
 }
 
 /// The 202 of an install still running.
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct InstallStarted {
     pub job_id: String,
     pub status: String,
     pub status_url: String,
 }
 
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct PackageJob {
     pub id: String,
     pub requirement: String,
@@ -441,18 +475,21 @@ pub struct PackageJob {
     pub finished_at: Option<String>,
 }
 
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct PackageJobs {
     pub installs: Vec<PackageJob>,
 }
 
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct Removed {
     pub removed: Package,
 }
 
 /// A secret's metadata (never its value).
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct Secret {
     pub name: String,
     pub created_by: String,
@@ -460,13 +497,15 @@ pub struct Secret {
     pub updated_at: String,
 }
 
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct Secrets {
     pub secrets: Vec<Secret>,
 }
 
 /// A workflow: its definition as stored, plus what runs with no parents.
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct Workflow {
     pub id: String,
     pub name: String,
@@ -483,18 +522,21 @@ pub struct Workflow {
     pub updated_at: String,
 }
 
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct Workflows {
     pub workflows: Vec<Workflow>,
 }
 
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct WorkflowVersions {
     pub versions: Vec<Value>,
 }
 
 /// A workflow run as its DAG: each node's status, attempts and timings.
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct WorkflowRun {
     pub execution_id: String,
     pub workflow: String,
@@ -512,7 +554,8 @@ pub struct WorkflowRun {
 }
 
 /// One node of a workflow run.
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct NodeRun {
     /// `pending`, `running`, `succeeded`, `failed` or `skipped`.
     pub status: String,
@@ -527,13 +570,15 @@ pub struct NodeRun {
     pub steps: Vec<String>,
 }
 
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct WorkflowRuns {
     pub runs: Vec<Value>,
     pub total: i64,
 }
 
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct Health {
     /// `ok` or `degraded`.
     pub status: String,
@@ -543,14 +588,15 @@ pub struct Health {
 }
 
 /// A wheel upload: `multipart/form-data` with the file in a part named `file`.
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
 pub struct Upload {
     #[schema(format = Binary, value_type = String)]
     pub file: Vec<u8>,
 }
 
 /// Who may be called from functions: hosts or URL prefixes, and per-execution limits.
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct EgressPolicy {
     /// `api.example.com`, `*.example.com`, `https://host/path/`, or `{"url", "allow_private"}`.
     pub allow: Vec<Value>,
@@ -561,7 +607,8 @@ pub struct EgressPolicy {
 
 /// A workflow definition: nodes (function names, or `{function, retries, …}`) and edges
 /// (`[parent, child]` or `{parents, children}`).
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct WorkflowBody {
     /// On create: the workflow's name.
     pub name: Option<String>,
