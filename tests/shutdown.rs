@@ -45,6 +45,15 @@ async fn running(base: &str, token: &str) -> u64 {
     v["total"].as_u64().unwrap_or(0)
 }
 
+/// `GET path` from the server restarted on the same data: what was recorded.
+async fn after_restart(data: &str, token: &str, path: &str) -> Value {
+    let (mut again, _) = start(data, "1");
+    let (_, v) = call(reqwest::Method::GET, &format!("{}{path}", again.base), token, None).await;
+    again.child.kill().unwrap();
+    again.child.wait().unwrap();
+    v
+}
+
 fn sigterm(child: &Child) {
     let ok = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -118,19 +127,10 @@ async fn running_executions_finish_within_the_grace_period() {
         "it exits once nothing runs, not after the grace: {took:?}"
     );
     // Restarted on the same data, the record says what the caller was told.
-    let (mut again, _) = start(data, "1");
     let id = answer["execution_id"].as_str().unwrap();
-    let (_, e) = call(
-        reqwest::Method::GET,
-        &format!("{}/api/v1/executions/{id}", again.base),
-        &token,
-        None,
-    )
-    .await;
+    let e = after_restart(data, &token, &format!("/api/v1/executions/{id}")).await;
     assert_eq!(e["status"], "succeeded", "{e}");
     assert_eq!(e["output"], "done", "{e}");
-    again.child.kill().unwrap();
-    again.child.wait().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,14 +146,7 @@ async fn what_outlives_the_grace_period_is_recorded_as_interrupted() {
     assert!(exit.success(), "exit status {exit:?}");
     assert!(took < Duration::from_secs(8), "the grace period is 1 s: {took:?}");
     let _ = pending.await; // the connection was dropped with the server
-    let (mut again, _) = start(data, "1");
-    let (_, list) = call(
-        reqwest::Method::GET,
-        &format!("{}/api/v1/executions", again.base),
-        &token,
-        None,
-    )
-    .await;
+    let list = after_restart(data, &token, "/api/v1/executions").await;
     let e = &list["executions"][0];
     assert_eq!(e["function_name"], "stuck", "{list}");
     assert_eq!(e["status"], "failed", "{e}");
@@ -164,8 +157,6 @@ async fn what_outlives_the_grace_period_is_recorded_as_interrupted() {
         "the reason is given: {message}"
     );
     assert!(e["finished_at"].is_string(), "{e}");
-    again.child.kill().unwrap();
-    again.child.wait().unwrap();
 }
 
 /// A run started in the background (202) with no connection left open: the signal must
@@ -202,19 +193,10 @@ async fn background_runs_get_the_grace_period_too() {
     let (exit, took) = wait_exit(&mut server.child, Duration::from_secs(25));
     assert!(exit.success(), "exit status {exit:?}");
     assert!(took >= Duration::from_millis(500), "it waited for the run: {took:?}");
-    let (mut again, _) = start(data, "1");
     let id = started["execution_id"].as_str().unwrap();
-    let (_, e) = call(
-        reqwest::Method::GET,
-        &format!("{}/api/v1/executions/{id}", again.base),
-        &token,
-        None,
-    )
-    .await;
+    let e = after_restart(data, &token, &format!("/api/v1/executions/{id}")).await;
     assert_eq!(
         e["status"], "succeeded",
         "the workflow run finished before the exit: {e}"
     );
-    again.child.kill().unwrap();
-    again.child.wait().unwrap();
 }
