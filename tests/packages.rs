@@ -353,6 +353,10 @@ async fn bad_packages_are_refused_and_leave_nothing() {
             "{body}: {v}"
         );
         assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        if code == "invalid_request" {
+            let field = v["error"]["details"][0]["field"].as_str().unwrap_or_default();
+            assert!(field == "name" || field == "version", "the field is named: {v}");
+        }
     }
     let (_, v) = app.post("/api/v1/packages", json!({"name": "ujson"})).await;
     assert!(v["error"]["message"].as_str().unwrap().contains("WebAssembly"), "{v}");

@@ -124,6 +124,9 @@ async fn install(
     if !(0.0..=300.0).contains(&wait) {
         return Err(ApiError::invalid("wait", "seconds between 0 and 300"));
     }
+    // Parsed here too, so a bad name or version answers with the field at fault.
+    state.packages.check_allowed()?;
+    crate::packages::requirement(&body.name, body.version.as_deref()).map_err(ApiError::malformed)?;
     let audit = Audit::new(
         &caller.email,
         "package.install",

@@ -24,7 +24,7 @@ use crate::domain::Fault;
 use crate::sandbox::{PackageMount, Sandbox};
 use crate::store::{Store, StoredWheel};
 pub use builtin::Builtin;
-pub use install::{Failure, Started};
+pub use install::{requirement, Failure, Started};
 
 /// Limits and switches read once from the settings.
 #[derive(Debug, Clone)]
