@@ -74,7 +74,17 @@ pub async fn build(settings: Settings) -> anyhow::Result<Built> {
         admin_role: settings.auth_admin_role.clone(),
     };
     let auth = Arc::new(Auth::new(keys, external, claims, store.clone()));
+    let services = crate::service::Services::new(crate::service::Deps {
+        store: store.clone(),
+        engine: engine.clone(),
+        settings: settings.clone(),
+        scheduler: scheduler.clone(),
+        vault: vault.clone(),
+        egress: egress.clone(),
+        packages: packages.clone(),
+    });
     let state = AppState {
+        services,
         engine,
         store,
         auth,

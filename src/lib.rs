@@ -28,5 +28,7 @@ pub mod sandbox;
 pub mod scheduler;
 /// Tenants' secrets, sealed with the server's key.
 pub mod secrets;
+/// One service per resource: rules, the write and its audit row, what to forget after.
+pub mod service;
 /// PostgreSQL / SQLite storage.
 pub mod store;

@@ -10,8 +10,9 @@
 //! 3. `egress`, `packages`, `auth`
 //! 4. `engine`
 //! 5. `scheduler`
-//! 6. `http`
-//! 7. `app`, `bench`, and the binary
+//! 6. `service`
+//! 7. `http`
+//! 8. `app`, `bench`, and the binary
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -29,9 +30,10 @@ const FLOORS: &[(&str, u32)] = &[
     ("auth", 3),
     ("engine", 4),
     ("scheduler", 5),
-    ("http", 6),
-    ("app", 7),
-    ("bench", 7),
+    ("service", 6),
+    ("http", 7),
+    ("app", 8),
+    ("bench", 8),
 ];
 
 fn src() -> PathBuf {

@@ -17,6 +17,7 @@ use axum::http::request::Parts;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::{Role, TenantId};
 use crate::store::StoreError;
 
 /// Why a caller is not let in.
@@ -189,21 +190,14 @@ pub struct Auth {
 /// Who is calling, and in which tenant they act.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub tenant: String,
+    pub tenant: TenantId,
     pub email: String,
     pub admin: bool,
     /// `admin` (a server admin), `owner` (the token's own tenant), or the grant's role.
-    pub role: String,
+    pub role: Role,
 }
 
 pub const SUBTENANT_HEADER: &str = "x-subtenant";
-
-/// Roles a grant may give: `member` reads and writes, `viewer` only reads.
-pub const ROLES: [&str; 2] = ["member", "viewer"];
-
-pub fn valid_tenant(t: &str) -> bool {
-    !t.is_empty() && t.len() <= 128 && t.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
-}
 
 fn claim_str(claims: &serde_json::Value, name: &str) -> Option<String> {
     claims
@@ -276,26 +270,24 @@ impl Auth {
     }
 
     /// The tenant this request acts in, and the caller's role there.
-    pub async fn resolve(&self, id: &Identity, requested: Option<&str>) -> Result<(String, String), AuthError> {
+    pub async fn resolve(&self, id: &Identity, requested: Option<&str>) -> Result<(TenantId, Role), AuthError> {
         let forbidden = |m: String| Err(AuthError::Forbidden(m));
+        let own = if id.admin { Role::Admin } else { Role::Owner };
         if let Some(t) = requested {
-            if !valid_tenant(t) {
-                return Err(AuthError::Malformed(format!(
-                    "{SUBTENANT_HEADER} {t:?} is not a valid subtenant id"
-                )));
-            }
+            let tenant = TenantId::parse(t)
+                .map_err(|_| AuthError::Malformed(format!("{SUBTENANT_HEADER} {t:?} is not a valid subtenant id")))?;
             if id.tenant.as_deref() == Some(t) {
-                return Ok((t.to_string(), if id.admin { "admin" } else { "owner" }.to_string()));
+                return Ok((tenant, own));
             }
             if id.admin {
                 // Admins reach existing subtenants only: a typo must not start a phantom tenant.
                 if !self.store.subtenant_exists(t).await? {
                     return Err(AuthError::NotFound(format!("subtenant {t} not found")));
                 }
-                return Ok((t.to_string(), "admin".to_string()));
+                return Ok((tenant, Role::Admin));
             }
             return match self.store.grant_of(t, &id.email).await? {
-                Some(g) => Ok((t.to_string(), g.role)),
+                Some(g) => Ok((tenant, g.role)),
                 None => forbidden(format!(
                     "{} has no access to subtenant {t}; an admin can grant it",
                     id.email
@@ -303,14 +295,18 @@ impl Auth {
             };
         }
         if let Some(t) = &id.tenant {
-            if !valid_tenant(t) {
-                return forbidden("the token's tenant claim is not a valid tenant id".into());
-            }
-            return Ok((t.clone(), if id.admin { "admin" } else { "owner" }.to_string()));
+            return match TenantId::parse(t) {
+                Ok(tenant) => Ok((tenant, own)),
+                Err(_) => forbidden("the token's tenant claim is not a valid tenant id".into()),
+            };
         }
         let grants = self.store.grants_of(&id.email).await?;
         match grants.as_slice() {
-            [one] => Ok((one.subtenant_id.clone(), one.role.clone())),
+            [one] => {
+                let tenant =
+                    TenantId::parse(&one.subtenant_id).map_err(|e| AuthError::Store(StoreError::Corrupt(e.summary)))?;
+                Ok((tenant, one.role))
+            }
             [] => forbidden(format!(
                 "the token has no tenant claim and {} has no grant in any subtenant; an admin can grant access",
                 id.email

@@ -7,6 +7,7 @@ pub mod egress;
 mod error;
 pub mod schedule;
 mod status;
+mod tenant;
 pub mod time;
 mod timing;
 pub mod workflow;
@@ -18,6 +19,7 @@ pub use crate::sandbox::{ErrorKind, ErrorRecord, Isolation};
 pub use error::{Fault, ParseError};
 pub use schedule::{Overlap, RetryPolicy, DEFAULT_TIMEZONE};
 pub use status::{CallStatus, JobStatus, RunStatus};
+pub use tenant::{Role, TenantId};
 pub use timing::{Timing, TimingError};
 
 const KEYWORDS: &str = "False None True and as assert async await break class continue def del elif else except \
@@ -240,6 +242,14 @@ impl Target {
     pub fn name(&self) -> &str {
         match self {
             Target::Function(n) | Target::Workflow(n) => n,
+        }
+    }
+
+    /// As shown: (function_name, workflow_name), exactly one set.
+    pub fn into_names(self) -> (Option<String>, Option<String>) {
+        match self {
+            Target::Function(n) => (Some(n), None),
+            Target::Workflow(n) => (None, Some(n)),
         }
     }
 

@@ -29,7 +29,7 @@ where
         };
         let (tenant, role) = auth.resolve(&id, requested).await?;
         let reading = matches!(parts.method, axum::http::Method::GET | axum::http::Method::HEAD);
-        if role == "viewer" && !reading {
+        if !role.writes() && !reading {
             return Err(ApiError::Forbidden(format!(
                 "{} may only read in subtenant {tenant} (role viewer)",
                 id.email

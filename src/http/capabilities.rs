@@ -3,20 +3,16 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::json;
 
-use super::{no_content, ApiJson, AppState};
+use super::{iso, no_content, views, ApiJson, AppState};
 use crate::auth::Caller;
 use crate::domain::egress::Policy;
-use crate::http::error::{ApiError, ApiResult};
-use crate::store::{Audit, SecretInfo};
-
-/// Largest secret value.
-const MAX_SECRET_BYTES: usize = 64 * 1024;
+use crate::http::error::ApiResult;
+use crate::store::SecretInfo;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -28,28 +24,30 @@ pub fn routes() -> Router<AppState> {
         .route("/egress", get(show_egress).put(put_egress))
 }
 
-fn check_name(name: &str) -> ApiResult<()> {
-    if crate::secrets::valid_name(name) {
-        return Ok(());
+impl From<SecretInfo> for views::Secret {
+    fn from(s: SecretInfo) -> Self {
+        views::Secret {
+            name: s.name,
+            created_by: s.created_by,
+            created_at: iso(s.created_at),
+            updated_at: iso(s.updated_at),
+        }
     }
-    Err(ApiError::invalid(
-        "name",
-        "a secret name is 1-128 letters, digits and `_`, not starting with a digit",
-    ))
 }
 
-async fn list_secrets(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<serde_json::Value>> {
-    let secrets = state.store.list_secrets(&caller.tenant).await?;
-    Ok(Json(json!({ "secrets": secrets })))
+async fn list_secrets(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<views::Secrets>> {
+    let secrets = state.services.capabilities.secrets(&caller).await?;
+    Ok(Json(views::Secrets {
+        secrets: secrets.into_iter().map(Into::into).collect(),
+    }))
 }
 
 async fn show_secret(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-) -> ApiResult<Json<SecretInfo>> {
-    check_name(&name)?;
-    Ok(Json(state.store.secret_info(&caller.tenant, &name).await?))
+) -> ApiResult<Json<views::Secret>> {
+    Ok(Json(state.services.capabilities.secret(&caller, &name).await?.into()))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -63,33 +61,24 @@ async fn put_secret(
     caller: Caller,
     Path(name): Path<String>,
     ApiJson(body): ApiJson<SecretBody>,
-) -> ApiResult<Response> {
-    check_name(&name)?;
-    if body.value.len() > MAX_SECRET_BYTES {
-        return Err(ApiError::invalid("value", format!("at most {MAX_SECRET_BYTES} bytes")));
-    }
-    let (nonce, sealed) = state.vault.seal(&caller.tenant, &name, &body.value)?;
-    let audit = Audit::new(&caller.email, "secret.put", format!("secret:{name}"));
-    let created = state
-        .store
-        .put_secret(&caller.tenant, &name, &nonce, &sealed, &caller.email, audit)
+) -> ApiResult<(StatusCode, Json<views::Secret>)> {
+    let (info, created) = state
+        .services
+        .capabilities
+        .put_secret(&caller, &name, &body.value)
         .await?;
-    let info = state.store.secret_info(&caller.tenant, &name).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(info)).into_response())
+    Ok((status, Json(info.into())))
 }
 
 async fn delete_secret(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult<Response> {
-    check_name(&name)?;
-    let audit = Audit::new(&caller.email, "secret.delete", format!("secret:{name}"));
-    state.store.delete_secret(&caller.tenant, &name, audit).await?;
+    state.services.capabilities.delete_secret(&caller, &name).await?;
     Ok(no_content())
 }
 
+/// The policy is a domain type whose JSON is its wire format both ways (body and answer).
 async fn show_egress(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Policy>> {
-    Ok(Json(
-        state.store.egress_policy(&caller.tenant).await?.unwrap_or_default(),
-    ))
+    Ok(Json(state.services.capabilities.egress(&caller).await?))
 }
 
 async fn put_egress(
@@ -97,28 +86,11 @@ async fn put_egress(
     caller: Caller,
     ApiJson(policy): ApiJson<Policy>,
 ) -> ApiResult<Json<Policy>> {
-    policy.validate().map_err(|m| ApiError::invalid("allow", m))?;
-    if policy.wants_private() && !state.settings.egress_allow_private {
-        return Err(ApiError::Forbidden(
-            "rules with allow_private are turned off on this server (EGRESS_ALLOW_PRIVATE=false)".into(),
-        ));
-    }
-    state
-        .store
-        .set_egress_policy(
-            &caller.tenant,
-            &policy,
-            &caller.email,
-            Audit::new(&caller.email, "egress.update", "egress").detail(json!(policy)),
-        )
-        .await?;
-    state.egress.changed(&caller.tenant);
-    Ok(Json(policy))
+    Ok(Json(state.services.capabilities.set_egress(&caller, policy).await?))
 }
 
 /// This resource's operations in `/openapi.json`.
 pub(super) fn document(doc: &mut super::openapi::Doc) {
-    use super::views;
     let tag = "capabilities";
     doc.op(
         "get",

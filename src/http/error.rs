@@ -10,6 +10,7 @@ use crate::auth::AuthError;
 use crate::domain::{Fault, ParseError};
 use crate::engine::Error as EngineError;
 use crate::packages::Failure;
+use crate::service::Error as ServiceError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +149,23 @@ impl From<EngineError> for ApiError {
             EngineError::Store(e) => e.into(),
             EngineError::ShuttingDown => ApiError::Unavailable("the server is shutting down; try again".into()),
             EngineError::Internal(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Invalid(p) => p.into(),
+            ServiceError::Malformed(p) => ApiError::malformed(p),
+            ServiceError::NotFound(m) => ApiError::NotFound(m),
+            ServiceError::Conflict(m) => ApiError::Conflict(m),
+            ServiceError::Forbidden(m) => ApiError::Forbidden(m),
+            ServiceError::TooLarge(m) => ApiError::TooLarge(m),
+            ServiceError::Engine(e) => e.into(),
+            ServiceError::Store(e) => e.into(),
+            ServiceError::Packages(f) => f.into(),
+            ServiceError::Internal(e) => ApiError::Internal(e),
         }
     }
 }

@@ -5,12 +5,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
-use super::{ApiQuery, AppState};
+use super::{iso, views, ApiQuery, AppState};
 use crate::auth::Caller;
 use crate::http::error::ApiResult;
-use crate::store::{ExecutionFilter, ExecutionRecord};
+use crate::store::{CallRecord, ExecutionFilter, ExecutionRecord, StepRecord};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -33,11 +32,57 @@ struct ListQuery {
     offset: Option<i64>,
 }
 
+impl From<CallRecord> for views::Call {
+    fn from(c: CallRecord) -> Self {
+        views::Call {
+            function_name: c.function_name,
+            function_version: c.function_version,
+            status: c.status.as_str().to_string(),
+            input: c.input,
+            output: c.output,
+            error: c.error,
+            stdout: c.stdout,
+            stderr: c.stderr,
+            fuel_used: c.fuel_used,
+            duration_ms: c.duration_ms,
+            activity: c.activity,
+            started_at: iso(c.started_at),
+            finished_at: c.finished_at.map(iso),
+        }
+    }
+}
+
+impl From<ExecutionRecord> for views::Execution {
+    fn from(e: ExecutionRecord) -> Self {
+        views::Execution {
+            id: e.id,
+            trigger: e.trigger,
+            trigger_id: e.trigger_id,
+            attempt: e.attempt,
+            retry_of: e.retry_of,
+            call: e.call.into(),
+        }
+    }
+}
+
+impl From<StepRecord> for views::Step {
+    fn from(s: StepRecord) -> Self {
+        views::Step {
+            id: s.id,
+            execution_id: s.execution_id,
+            parent_id: s.parent_id,
+            seq: s.seq,
+            depth: s.depth,
+            call: s.call.into(),
+        }
+    }
+}
+
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<views::ExecutionPage>> {
     let (limit, offset) = super::Page::of(q.limit, q.offset);
     let filter = ExecutionFilter {
         function: q.function,
@@ -47,23 +92,29 @@ async fn list(
         limit,
         offset,
     };
-    let (executions, total) = state.store.list_executions(&caller.tenant, &filter).await?;
-    Ok(Json(
-        json!({"executions": executions, "total": total, "limit": filter.limit, "offset": filter.offset}),
-    ))
+    let (executions, total) = state.services.executions.list(&caller, &filter).await?;
+    Ok(Json(views::ExecutionPage {
+        executions: executions.into_iter().map(Into::into).collect(),
+        total,
+        limit,
+        offset,
+    }))
 }
 
 async fn show(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> ApiResult<Json<ExecutionRecord>> {
-    Ok(Json(state.store.get_execution(&caller.tenant, &id).await?))
+) -> ApiResult<Json<views::Execution>> {
+    Ok(Json(state.services.executions.get(&caller, &id).await?.into()))
 }
 
-async fn steps(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let steps = state.store.list_steps(&caller.tenant, &id).await?;
-    Ok(Json(json!({"execution_id": id, "steps": steps})))
+async fn steps(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<views::Steps>> {
+    let steps = state.services.executions.steps(&caller, &id).await?;
+    Ok(Json(views::Steps {
+        execution_id: id,
+        steps: steps.into_iter().map(Into::into).collect(),
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -83,32 +134,35 @@ async fn logs(
     ApiQuery(q): ApiQuery<LogsQuery>,
 ) -> ApiResult<Response> {
     if q.follow {
-        state.store.get_execution(&caller.tenant, &id).await?;
-        return Ok(super::events::follow(state, caller.tenant, id));
+        state.services.executions.get(&caller, &id).await?;
+        return Ok(super::events::follow(state, caller.tenant.to_string(), id));
     }
-    let steps = state.store.list_steps(&caller.tenant, &id).await?;
+    let steps = state.services.executions.steps(&caller, &id).await?;
     let mut logs = vec![];
-    for s in &steps {
-        for (stream, text) in [("stdout", &s.call.stdout), ("stderr", &s.call.stderr)] {
+    for s in steps {
+        for (stream, text) in [("stdout", s.call.stdout), ("stderr", s.call.stderr)] {
             if !text.is_empty() {
-                logs.push(json!({
-                    "step_id": s.id, "seq": s.seq, "depth": s.depth, "function_name": s.call.function_name,
-                    "stream": stream, "text": text,
-                }));
+                logs.push(views::LogEntry {
+                    step_id: s.id.clone(),
+                    seq: s.seq,
+                    depth: s.depth,
+                    function_name: s.call.function_name.clone(),
+                    stream: stream.into(),
+                    text,
+                });
             }
         }
     }
-    Ok(Json(json!({"execution_id": id, "logs": logs})).into_response())
+    Ok(Json(views::Logs { execution_id: id, logs }).into_response())
 }
 
 /// `GET /api/v1/events`: the tenant's live feed as Server-Sent Events.
 async fn events(State(state): State<AppState>, caller: Caller) -> Response {
-    super::events::feed(state, caller.tenant)
+    super::events::feed(state, caller.tenant.to_string())
 }
 
 /// This resource's operations in `/openapi.json`.
 pub(super) fn document(doc: &mut super::openapi::Doc) {
-    use super::views;
     let tag = "executions";
     doc.op("get", "/api/v1/executions", tag, "Execution history")
         .query::<ListQuery>()

@@ -5,17 +5,16 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
-use super::{no_content, parse_json, ApiJson, ApiQuery, AppState, Page};
+use super::{iso, no_content, parse_json, views, ApiJson, ApiQuery, AppState, Page};
 use crate::auth::Caller;
-use crate::domain::{compile_schema, FunctionName, FunctionSettings};
+use crate::domain::Isolation;
 use crate::engine::Trigger;
 use crate::http::error::{ApiError, ApiResult};
-use crate::sandbox::Isolation;
-use crate::store::{Audit, Function, VersionContent, VersionSource};
+use crate::service::functions::Draft;
+use crate::store;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -43,130 +42,64 @@ struct FunctionBody {
     memory_mb: Option<u64>,
 }
 
-/// A function as the API shows it: its current version's content plus identity and times.
-#[derive(Serialize)]
-struct FunctionView {
-    id: String,
-    name: String,
-    version: i64,
-    latest_version: i64,
-    #[serde(flatten)]
-    content: VersionContent,
-    #[serde(serialize_with = "super::iso_ms")]
-    created_at: i64,
-    #[serde(serialize_with = "super::iso_ms")]
-    updated_at: i64,
+impl From<FunctionBody> for Draft {
+    fn from(b: FunctionBody) -> Draft {
+        Draft {
+            name: b.name,
+            description: b.description,
+            code: b.code,
+            input_schema: b.input_schema,
+            output_schema: b.output_schema,
+            isolation: b.isolation,
+            timeout_seconds: b.timeout_seconds,
+            fuel: b.fuel,
+            memory_mb: b.memory_mb,
+        }
+    }
 }
 
-impl From<Function> for FunctionView {
-    fn from(f: Function) -> Self {
-        FunctionView {
+impl From<store::VersionContent> for views::VersionContent {
+    fn from(c: store::VersionContent) -> Self {
+        let s = c.settings;
+        views::VersionContent {
+            description: c.description,
+            code: c.code,
+            code_sha256: c.code_sha256,
+            input_schema: c.input_schema,
+            output_schema: c.output_schema,
+            settings: views::Settings {
+                isolation: s.isolation,
+                timeout_seconds: s.timeout_seconds,
+                fuel: s.fuel,
+                memory_mb: s.memory_mb,
+            },
+            note: c.note,
+            created_by: c.created_by,
+        }
+    }
+}
+
+impl From<store::Function> for views::Function {
+    fn from(f: store::Function) -> Self {
+        views::Function {
             id: f.id,
             name: f.name,
             version: f.current.version,
             latest_version: f.latest_version,
-            content: f.current.content,
-            created_at: f.created_at,
-            updated_at: f.updated_at,
+            content: f.current.content.into(),
+            created_at: iso(f.created_at),
+            updated_at: iso(f.updated_at),
         }
     }
 }
 
-fn missing(field: &str) -> ApiError {
-    ApiError::validation(
-        format!("missing field `{field}`"),
-        json!([{"field": field, "message": "required"}]),
-    )
-}
-
-/// Check limits, schemas and code; build the version to store. `base` is the current version
-/// on update.
-async fn build_version(
-    state: &AppState,
-    caller: &Caller,
-    name: &FunctionName,
-    body: FunctionBody,
-    base: Option<&Function>,
-) -> ApiResult<VersionContent> {
-    let cfg = &state.settings;
-    let cur = base.map(|f| &f.current.content);
-    let code = body
-        .code
-        .or_else(|| cur.map(|c| c.code.clone()))
-        .ok_or_else(|| missing("code"))?;
-    if code.len() > cfg.max_code_bytes {
-        return Err(ApiError::TooLarge(format!(
-            "code is {} bytes; the limit is {}",
-            code.len(),
-            cfg.max_code_bytes
-        )));
-    }
-    let keep = |new: Option<Value>, old: Option<&Option<Value>>| match new {
-        Some(Value::Null) => None,
-        Some(v) => Some(v),
-        None => old.cloned().flatten(),
-    };
-    let input_schema = keep(body.input_schema, cur.map(|c| &c.input_schema));
-    let output_schema = keep(body.output_schema, cur.map(|c| &c.output_schema));
-    for (field, schema) in [("input_schema", &input_schema), ("output_schema", &output_schema)] {
-        if let Some(s) = schema {
-            compile_schema(field, s)?;
+impl From<store::FunctionVersion> for views::FunctionVersion {
+    fn from(v: store::FunctionVersion) -> Self {
+        views::FunctionVersion {
+            version: v.version,
+            content: v.content.into(),
+            created_at: iso(v.created_at),
         }
-    }
-    let old = cur.map(|c| c.settings.clone()).unwrap_or_default();
-    let settings = FunctionSettings {
-        isolation: body.isolation.or(old.isolation),
-        timeout_seconds: body.timeout_seconds.or(old.timeout_seconds),
-        fuel: body.fuel.or(old.fuel),
-        memory_mb: body.memory_mb.or(old.memory_mb),
-    };
-    check_settings(state, &settings)?;
-    if body.description.as_deref().is_some_and(|d| d.contains('\0')) {
-        let detail = json!([{"field": "description", "message": "contains a NUL byte"}]);
-        return Err(ApiError::validation("description contains a NUL byte", detail));
-    }
-    if cur.is_none_or(|c| c.code != code) {
-        state.engine.check_code(name.as_str(), &code).await?;
-    }
-    Ok(VersionContent {
-        description: body
-            .description
-            .or_else(|| cur.map(|c| c.description.clone()))
-            .unwrap_or_default(),
-        code_sha256: hex::encode(Sha256::digest(code.as_bytes())),
-        code,
-        input_schema,
-        output_schema,
-        settings,
-        note: None,
-        created_by: caller.email.clone(),
-    })
-}
-
-fn check_settings(state: &AppState, s: &FunctionSettings) -> ApiResult<()> {
-    let cfg = &state.settings;
-    let mut problems = vec![];
-    if let Some(t) = s.timeout_seconds {
-        if !(t > 0.0 && t <= cfg.max_function_timeout) {
-            problems.push(json!({"field": "timeout_seconds", "message": format!("must be > 0 and <= {}", cfg.max_function_timeout)}));
-        }
-    }
-    if let Some(f) = s.fuel {
-        if f == 0 || f > cfg.max_function_fuel {
-            problems
-                .push(json!({"field": "fuel", "message": format!("must be between 1 and {}", cfg.max_function_fuel)}));
-        }
-    }
-    if let Some(m) = s.memory_mb {
-        let floor = state.engine.sandbox().initial_memory().div_ceil(1 << 20) + 16;
-        if m < floor || m > cfg.max_function_memory_mb {
-            problems.push(json!({"field": "memory_mb", "message": format!("must be between {floor} and {}", cfg.max_function_memory_mb)}));
-        }
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::validation("invalid function settings", json!(problems)))
     }
 }
 
@@ -174,46 +107,32 @@ async fn create(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<FunctionBody>,
-) -> ApiResult<Response> {
-    let name = FunctionName::parse(body.name.as_deref().ok_or_else(|| missing("name"))?)?;
-    if state.store.function_exists(&caller.tenant, name.as_str()).await? {
-        return Err(ApiError::Conflict(format!("a function named {name} already exists")));
-    }
-    let quotas = state.engine.quotas_of(&caller.tenant).await?;
-    if state.store.count_functions(&caller.tenant).await? >= quotas.max_functions {
-        return Err(ApiError::Forbidden(format!(
-            "tenant {} already has its maximum of {} functions",
-            caller.tenant, quotas.max_functions
-        )));
-    }
-    let version = build_version(&state, &caller, &name, body, None).await?;
-    let sha = version.code_sha256.clone();
-    let audit = |v| {
-        Audit::new(&caller.email, "function.create", format!("function:{name}"))
-            .detail(json!({"version": v, "code_sha256": sha}))
-    };
-    let f = state
-        .store
-        .create_function(&caller.tenant, name.as_str(), &version, audit)
-        .await?;
-    Ok((StatusCode::CREATED, Json(FunctionView::from(f))).into_response())
+) -> ApiResult<(StatusCode, Json<views::Function>)> {
+    let f = state.services.functions.create(&caller, body.into()).await?;
+    Ok((StatusCode::CREATED, Json(f.into())))
 }
 
-async fn list(State(state): State<AppState>, caller: Caller, ApiQuery(page): ApiQuery<Page>) -> ApiResult<Json<Value>> {
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(page): ApiQuery<Page>,
+) -> ApiResult<Json<views::FunctionPage>> {
     let (limit, offset) = page.clamp();
-    let (functions, total) = state.store.list_functions(&caller.tenant, limit, offset).await?;
-    let functions: Vec<FunctionView> = functions.into_iter().map(Into::into).collect();
-    Ok(Json(
-        json!({"functions": functions, "total": total, "limit": limit, "offset": offset}),
-    ))
+    let (functions, total) = state.services.functions.list(&caller, limit, offset).await?;
+    Ok(Json(views::FunctionPage {
+        functions: functions.into_iter().map(Into::into).collect(),
+        total,
+        limit,
+        offset,
+    }))
 }
 
 async fn show(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-) -> ApiResult<Json<FunctionView>> {
-    Ok(Json(state.store.get_function(&caller.tenant, &name).await?.into()))
+) -> ApiResult<Json<views::Function>> {
+    Ok(Json(state.services.functions.get(&caller, &name).await?.into()))
 }
 
 async fn update(
@@ -221,63 +140,46 @@ async fn update(
     caller: Caller,
     Path(name): Path<String>,
     ApiJson(body): ApiJson<FunctionBody>,
-) -> ApiResult<Json<FunctionView>> {
-    let current = state.store.get_function(&caller.tenant, &name).await?;
-    if body.name.as_deref().is_some_and(|n| n != name) {
-        return Err(ApiError::validation(
-            "a function cannot be renamed",
-            json!([{"field": "name", "message": "must match the path"}]),
-        ));
-    }
-    let fname = FunctionName::parse(&name)?;
-    let version = build_version(&state, &caller, &fname, body, Some(&current)).await?;
-    let sha = version.code_sha256.clone();
-    let audit = |v| {
-        Audit::new(&caller.email, "function.update", format!("function:{name}"))
-            .detail(json!({"version": v, "code_sha256": sha}))
-    };
-    let f = state
-        .store
-        .add_version(&caller.tenant, &name, VersionSource::New(&version), audit)
-        .await?;
-    state.engine.sandbox().recycle_function(&caller.tenant, &name);
-    Ok(Json(f.into()))
+) -> ApiResult<Json<views::Function>> {
+    Ok(Json(
+        state
+            .services
+            .functions
+            .update(&caller, &name, body.into())
+            .await?
+            .into(),
+    ))
 }
 
 async fn remove(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult<Response> {
-    let audit = Audit::new(&caller.email, "function.delete", format!("function:{name}"));
-    state.store.delete_function(&caller.tenant, &name, audit).await?;
-    state.engine.sandbox().recycle_function(&caller.tenant, &name);
+    state.services.functions.delete(&caller, &name).await?;
     Ok(no_content())
 }
 
-async fn versions(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult<Json<Value>> {
-    let versions = state.store.list_versions(&caller.tenant, &name).await?;
-    let f = state.store.get_function(&caller.tenant, &name).await?;
-    Ok(Json(
-        json!({"name": name, "current_version": f.current.version, "versions": versions}),
-    ))
+async fn versions(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<views::FunctionVersions>> {
+    let (current_version, versions) = state.services.functions.versions(&caller, &name).await?;
+    Ok(Json(views::FunctionVersions {
+        name,
+        current_version,
+        versions: versions.into_iter().map(Into::into).collect(),
+    }))
 }
 
 async fn rollback(
     State(state): State<AppState>,
     caller: Caller,
     Path((name, version)): Path<(String, String)>,
-) -> ApiResult<Json<FunctionView>> {
+) -> ApiResult<Json<views::Function>> {
     let version: i64 = version
         .parse()
         .map_err(|_| ApiError::BadRequest(format!("version must be a number, not {version:?}")))?;
-    let source = VersionSource::Rollback {
-        version,
-        by: &caller.email,
-    };
-    let audit = |new| {
-        Audit::new(&caller.email, "function.rollback", format!("function:{name}"))
-            .detail(json!({"to_version": version, "new_version": new}))
-    };
-    let f = state.store.add_version(&caller.tenant, &name, source, audit).await?;
-    state.engine.sandbox().recycle_function(&caller.tenant, &name);
-    Ok(Json(f.into()))
+    Ok(Json(
+        state.services.functions.rollback(&caller, &name, version).await?.into(),
+    ))
 }
 
 /// `POST /functions/{name}/invoke`: the body is the input (an empty body means `{}`).
@@ -302,7 +204,6 @@ async fn invoke(
 
 /// This resource's operations in `/openapi.json`.
 pub(super) fn document(doc: &mut super::openapi::Doc) {
-    use super::views;
     let tag = "functions";
     doc.op("post", "/api/v1/functions", tag, "Create a function")
         .body::<FunctionBody>()

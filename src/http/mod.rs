@@ -39,6 +39,7 @@ use error::ApiError;
 /// Everything a handler may need.
 #[derive(Clone)]
 pub struct AppState {
+    pub services: crate::service::Services,
     pub engine: Engine,
     pub store: Store,
     pub auth: Arc<Auth>,

@@ -9,14 +9,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::{ApiJson, ApiQuery, AppState};
+use super::{iso, views, ApiJson, ApiQuery, AppState};
 use crate::auth::Caller;
-use crate::domain::JobStatus;
 use crate::http::error::{ApiError, ApiResult};
-use crate::packages::wheel::canonical_name;
-use crate::store::{Audit, InstalledPackage, PackageJob};
+use crate::packages::Builtin;
+use crate::service::packages::Found;
+use crate::store::{InstalledPackage, PackageJob};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -40,61 +40,84 @@ struct ListQuery {
     builtin: Option<bool>,
 }
 
+fn builtin_view(b: Builtin) -> views::Package {
+    views::Package {
+        name: b.name,
+        version: b.version,
+        builtin: Some(true),
+        summary: b.summary,
+        ..Default::default()
+    }
+}
+
+fn installed_view(p: InstalledPackage) -> views::Package {
+    views::Package {
+        name: p.name,
+        version: p.version,
+        builtin: Some(false),
+        filename: Some(p.filename),
+        sha256: Some(p.sha256),
+        size_bytes: Some(p.size_bytes),
+        unpacked_bytes: Some(p.unpacked_bytes),
+        requires: Some(p.requires),
+        source: Some(p.source),
+        dependency_of: p.dependency_of,
+        installed_by: Some(p.installed_by),
+        installed_at: Some(iso(p.installed_at)),
+        ..Default::default()
+    }
+}
+
+fn job_view(j: PackageJob) -> views::PackageJob {
+    views::PackageJob {
+        id: j.id,
+        requirement: j.requirement,
+        status: j.status.as_str().to_string(),
+        error: j.error,
+        result: j.result,
+        created_by: j.created_by,
+        created_at: iso(j.created_at),
+        finished_at: j.finished_at.map(iso),
+    }
+}
+
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<Value>> {
-    let p = &state.packages;
-    let mut out: Vec<Value> = Vec::new();
+) -> ApiResult<Json<views::PackageList>> {
+    let service = &state.services.packages;
+    let mut packages = Vec::new();
     if q.builtin != Some(false) {
-        out.extend(p.builtin().values().map(|b| {
-            let mut v = json!(b);
-            v["builtin"] = json!(true);
-            v
-        }));
+        packages.extend(service.manager().builtin().values().cloned().map(builtin_view));
     }
-    let installed = state.store.list_packages(&caller.tenant).await?;
-    let used: i64 = installed.iter().map(|p| p.size_bytes).sum();
+    let installed = service.installed(&caller).await?;
+    let tenant_bytes_used = installed.iter().map(|p| p.size_bytes).sum();
     if q.builtin != Some(true) {
-        out.extend(installed.iter().map(installed_view));
+        packages.extend(installed.into_iter().map(installed_view));
     }
-    let policy = p.policy();
-    Ok(Json(json!({
-        "packages": out,
-        "installation_allowed": policy.allowed,
-        "tenant_bytes_used": used,
-        "tenant_bytes_limit": policy.tenant_max_bytes,
-        "package_bytes_limit": policy.limits.max_bytes,
-    })))
+    let policy = service.manager().policy();
+    Ok(Json(views::PackageList {
+        packages,
+        installation_allowed: policy.allowed,
+        tenant_bytes_used,
+        tenant_bytes_limit: policy.tenant_max_bytes,
+        package_bytes_limit: policy.limits.max_bytes,
+    }))
 }
 
-fn installed_view(p: &crate::store::InstalledPackage) -> Value {
-    let mut v = json!(p);
-    v["builtin"] = json!(false);
-    v
-}
-
-async fn show(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult<Json<Value>> {
-    let name = canonical_name(&name);
-    if let Some(b) = state.packages.builtin().get(&name) {
-        let mut v = json!(b);
-        v["builtin"] = json!(true);
-        return Ok(Json(v));
-    }
-    let installed = state.store.list_packages(&caller.tenant).await?;
-    let p = installed
-        .iter()
-        .find(|p| p.name == name)
-        .ok_or_else(|| ApiError::NotFound(format!("package {name} is neither built in nor installed")))?;
-    let mut v = installed_view(p);
-    let needed_by: Vec<&str> = installed
-        .iter()
-        .filter(|o| o.requires.contains(&name))
-        .map(|o| o.name.as_str())
-        .collect();
-    v["needed_by"] = json!(needed_by);
-    Ok(Json(v))
+async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<views::Package>> {
+    Ok(Json(match state.services.packages.find(&caller, &name).await? {
+        Found::Builtin(b) => builtin_view(b),
+        Found::Installed { package, needed_by } => views::Package {
+            needed_by: Some(needed_by),
+            ..installed_view(package)
+        },
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -113,7 +136,7 @@ struct InstallQuery {
 }
 
 /// Start an install; answer with its result if it ends within `wait`, else 202 and where to
-/// poll.
+/// poll. The result is the install job's stored result (`views::Installed`).
 async fn install(
     State(state): State<AppState>,
     caller: Caller,
@@ -124,23 +147,10 @@ async fn install(
     if !(0.0..=300.0).contains(&wait) {
         return Err(ApiError::invalid("wait", "seconds between 0 and 300"));
     }
-    // Parsed here too, so a bad name or version answers with the field at fault.
-    state.packages.check_allowed()?;
-    crate::packages::requirement(&body.name, body.version.as_deref()).map_err(ApiError::malformed)?;
-    let audit = Audit::new(
-        &caller.email,
-        "package.install",
-        format!("package:{}", canonical_name(&body.name)),
-    );
     let started = state
+        .services
         .packages
-        .install(
-            &caller.tenant,
-            &caller.email,
-            &body.name,
-            body.version.as_deref(),
-            audit,
-        )
+        .install(&caller, &body.name, body.version.as_deref())
         .await?;
     let job_id = started.job_id.clone();
     let status_url = format!("/api/v1/packages/installs/{job_id}");
@@ -157,44 +167,30 @@ async fn install(
         Ok(Err(_)) => Err(ApiError::Internal(anyhow::anyhow!(
             "the install task ended without a result"
         ))),
-        Err(_) => Ok((
-            StatusCode::ACCEPTED,
-            [(header::LOCATION, status_url.clone())],
-            Json(json!({"job_id": job_id, "status": "running", "status_url": status_url})),
-        )
-            .into_response()),
+        Err(_) => {
+            let started = views::InstallStarted {
+                job_id,
+                status: "running".into(),
+                status_url: status_url.clone(),
+            };
+            Ok((StatusCode::ACCEPTED, [(header::LOCATION, status_url)], Json(started)).into_response())
+        }
     }
-}
-
-/// A job still `running` long after any install could have ended belonged to a server that
-/// stopped; show it as failed rather than forever running.
-fn job_view(state: &AppState, mut job: PackageJob) -> PackageJob {
-    let limit = state.packages.stale_after().as_millis() as i64;
-    if job.status == JobStatus::Running && crate::store::now_ms() - job.created_at > limit {
-        job.status = JobStatus::Failed;
-        job.error = Some(json!({"code": "interrupted", "message": "the server running this install stopped"}));
-    }
-    job
 }
 
 async fn show_job(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> ApiResult<Json<PackageJob>> {
-    let job = state.store.get_package_job(&caller.tenant, &id).await?;
-    Ok(Json(job_view(&state, job)))
+) -> ApiResult<Json<views::PackageJob>> {
+    Ok(Json(job_view(state.services.packages.job(&caller, &id).await?)))
 }
 
-async fn list_jobs(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
-    let jobs: Vec<PackageJob> = state
-        .store
-        .list_package_jobs(&caller.tenant, 100)
-        .await?
-        .into_iter()
-        .map(|j| job_view(&state, j))
-        .collect();
-    Ok(Json(json!({ "installs": jobs })))
+async fn list_jobs(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<views::PackageJobs>> {
+    let jobs = state.services.packages.jobs(&caller, 100).await?;
+    Ok(Json(views::PackageJobs {
+        installs: jobs.into_iter().map(job_view).collect(),
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -204,14 +200,15 @@ struct UploadQuery {
 }
 
 /// `multipart/form-data` with the wheel in a part named `file` (its file name matters: the
-/// tags in it are checked).
+/// tags in it are checked). The answer is what the upload stored (`views::Installed`).
 async fn upload(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(q): ApiQuery<UploadQuery>,
     form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> ApiResult<Response> {
-    state.packages.check_allowed()?;
+    let manager = state.services.packages.manager();
+    manager.check_allowed()?;
     let mut form = form.map_err(|e| {
         ApiError::BadRequest(format!(
             "send the wheel as multipart/form-data with a part named `file`: {}",
@@ -221,7 +218,7 @@ async fn upload(
     let bad = |e: axum::extract::multipart::MultipartError| match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(format!(
             "the wheel is larger than the limit of {} bytes",
-            state.packages.policy().limits.max_bytes
+            manager.policy().limits.max_bytes
         )),
         _ => ApiError::BadRequest(format!("could not read the multipart body: {}", e.body_text())),
     };
@@ -240,15 +237,9 @@ async fn upload(
         ));
     };
     let out = state
+        .services
         .packages
-        .upload(
-            &caller.tenant,
-            &caller.email,
-            &filename,
-            bytes,
-            q.replace.unwrap_or(false),
-            Audit::new(&caller.email, "package.upload", format!("package:{filename}")),
-        )
+        .upload(&caller, &filename, bytes, q.replace.unwrap_or(false))
         .await?;
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }
@@ -264,19 +255,16 @@ async fn uninstall(
     caller: Caller,
     Path(name): Path<String>,
     ApiQuery(q): ApiQuery<UninstallQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<views::Removed>> {
     let force = q.force.unwrap_or(false);
-    let audit = |p: &InstalledPackage| {
-        Audit::new(&caller.email, "package.uninstall", format!("package:{}", p.name))
-            .detail(json!({"version": p.version, "force": force}))
-    };
-    let removed = state.packages.uninstall(&caller.tenant, &name, force, audit).await?;
-    Ok(Json(json!({ "removed": removed })))
+    let removed = state.services.packages.uninstall(&caller, &name, force).await?;
+    Ok(Json(views::Removed {
+        removed: installed_view(removed),
+    }))
 }
 
 /// This resource's operations in `/openapi.json`.
 pub(super) fn document(doc: &mut super::openapi::Doc) {
-    use super::views;
     let tag = "packages";
     doc.op("get", "/api/v1/packages", tag, "Built-in and installed packages")
         .query::<ListQuery>()

@@ -3,20 +3,19 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{no_content, ApiJson, ApiQuery, AppState, Page};
+use super::{iso, no_content, views, ApiJson, ApiQuery, AppState, Page};
 use crate::auth::Caller;
-use crate::domain::Timing;
-use crate::domain::{Overlap, RetryPolicy, Target, DEFAULT_TIMEZONE};
-use crate::engine::workflow::merge_config;
+use crate::domain::{Target, Timing, DEFAULT_TIMEZONE};
 use crate::http::error::{ApiError, ApiResult};
-use crate::store::{now_ms, Audit, Schedule, ScheduleFields, StoreError, MANAGED_PREFIX};
+use crate::service::schedules::Draft;
+use crate::store::{Schedule, ScheduleRun};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -53,204 +52,92 @@ struct ScheduleBody {
     catchup_window_seconds: Option<f64>,
 }
 
-/// `value` within `lo..=hi` (and finite), or a 400 naming `field`.
-fn within(field: &str, value: f64, lo: f64, hi: f64) -> ApiResult<f64> {
-    if value.is_finite() && value >= lo && value <= hi {
-        Ok(value)
-    } else {
-        Err(ApiError::invalid(field, format!("must be between {lo} and {hi}")))
+impl From<ScheduleBody> for Draft {
+    fn from(b: ScheduleBody) -> Draft {
+        Draft {
+            name: b.name,
+            function_name: b.function_name,
+            workflow_name: b.workflow_name,
+            cron_expression: b.cron_expression,
+            timezone: b.timezone,
+            input_data: b.input_data,
+            enabled: b.enabled,
+            max_retries: b.max_retries,
+            retry_delay_seconds: b.retry_delay_seconds,
+            backoff_factor: b.backoff_factor,
+            max_retry_delay_seconds: b.max_retry_delay_seconds,
+            overlap_policy: b.overlap_policy,
+            catchup_window_seconds: b.catchup_window_seconds,
+        }
     }
-}
-
-/// Merge `body` over `base` (or the defaults), check every field and the timetable.
-fn fields_from(
-    state: &AppState,
-    body: ScheduleBody,
-    base: Option<&ScheduleFields>,
-) -> ApiResult<(ScheduleFields, Timing)> {
-    let required = |field: &str| ApiError::invalid(field, "required");
-    let name = body
-        .name
-        .or_else(|| base.map(|b| b.name.clone()))
-        .ok_or_else(|| required("name"))?;
-    if name.trim().is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
-        return Err(ApiError::invalid("name", "1 to 128 characters, no control characters"));
-    }
-    if name.starts_with(MANAGED_PREFIX) {
-        return Err(ApiError::invalid(
-            "name",
-            format!("names starting with {MANAGED_PREFIX} are kept for workflows' own schedules"),
-        ));
-    }
-    let target = Target::from_body(
-        body.function_name.as_deref(),
-        body.workflow_name.as_deref(),
-        base.map(|b| &b.target),
-    )
-    .map_err(|(field, m)| ApiError::invalid(field, m))?;
-    let cron_expression = body
-        .cron_expression
-        .or_else(|| base.map(|b| b.cron_expression.clone()))
-        .ok_or_else(|| required("cron_expression"))?;
-    let timezone = body
-        .timezone
-        .or_else(|| base.map(|b| b.timezone.clone()))
-        .unwrap_or_else(|| DEFAULT_TIMEZONE.into());
-    let timing = Timing::parse(&cron_expression, &timezone).map_err(|e| ApiError::invalid(e.field, e.message))?;
-    let input_data = body
-        .input_data
-        .or_else(|| base.map(|b| b.input_data.clone()))
-        .unwrap_or_else(|| json!({}));
-    if input_data.to_string().len() > state.settings.max_input_bytes {
-        return Err(ApiError::invalid("input_data", "larger than MAX_INPUT_BYTES"));
-    }
-    let defaults = RetryPolicy::default();
-    let max_retries = body
-        .max_retries
-        .or(base.map(|b| b.max_retries))
-        .unwrap_or(defaults.max_retries);
-    if !(0..=100).contains(&max_retries) {
-        return Err(ApiError::invalid("max_retries", "must be between 0 and 100"));
-    }
-    let num = |v: Option<f64>, old: Option<f64>, default: f64| v.or(old).unwrap_or(default);
-    let retry_delay_seconds = within(
-        "retry_delay_seconds",
-        num(
-            body.retry_delay_seconds,
-            base.map(|b| b.retry_delay_seconds),
-            defaults.delay_seconds,
-        ),
-        0.0,
-        86_400.0,
-    )?;
-    let backoff_factor = within(
-        "backoff_factor",
-        num(
-            body.backoff_factor,
-            base.map(|b| b.backoff_factor),
-            defaults.backoff_factor,
-        ),
-        1.0,
-        100.0,
-    )?;
-    let max_retry_delay_seconds = within(
-        "max_retry_delay_seconds",
-        num(
-            body.max_retry_delay_seconds,
-            base.map(|b| b.max_retry_delay_seconds),
-            defaults.max_delay_seconds,
-        ),
-        retry_delay_seconds,
-        7.0 * 86_400.0,
-    )?;
-    let catchup_window_seconds = within(
-        "catchup_window_seconds",
-        num(
-            body.catchup_window_seconds,
-            base.map(|b| b.catchup_window_seconds),
-            state.settings.scheduler_catchup_seconds,
-        ),
-        0.0,
-        30.0 * 86_400.0,
-    )?;
-    let overlap_policy = match body.overlap_policy {
-        Some(p) => p
-            .parse::<Overlap>()
-            .map_err(|_| ApiError::invalid("overlap_policy", "must be `skip` or `allow`"))?,
-        None => base.map_or(Overlap::Skip, |b| b.overlap_policy),
-    };
-    let fields = ScheduleFields {
-        name,
-        target,
-        cron_expression,
-        timezone,
-        input_data,
-        enabled: body.enabled.or(base.map(|b| b.enabled)).unwrap_or(true),
-        max_retries,
-        retry_delay_seconds,
-        backoff_factor,
-        max_retry_delay_seconds,
-        overlap_policy,
-        catchup_window_seconds,
-    };
-    Ok((fields, timing))
-}
-
-/// The target exists in the caller's tenant and accepts the stored input (a workflow's is
-/// its run config: an object).
-async fn check_target(state: &AppState, tenant: &str, f: &ScheduleFields) -> ApiResult<()> {
-    use crate::engine::Error;
-    let checked = match &f.target {
-        Target::Function(name) => state.engine.check_input(tenant, name, &f.input_data).await,
-        Target::Workflow(name) => match state.store.get_workflow(tenant, name).await {
-            Ok(w) => merge_config(&w.definition.config, Some(&f.input_data))
-                .map(|_| ())
-                .map_err(Error::Malformed),
-            Err(e) => Err(e.into()),
-        },
-    };
-    let field = match &f.target {
-        Target::Function(_) => "function_name",
-        Target::Workflow(_) => "workflow_name",
-    };
-    match checked {
-        Ok(()) => Ok(()),
-        Err(Error::NotFound(_) | Error::Store(StoreError::NotFound(_))) => Err(ApiError::invalid(
-            field,
-            format!(
-                "there is no {} named {}",
-                field.trim_end_matches("_name"),
-                f.target.name()
-            ),
-        )),
-        Err(Error::InputInvalid(p)) => Err(ApiError::Invalid {
-            message: format!("invalid `input_data`: {}", p.summary),
-            details: p.problems(),
-        }),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// The first tick after now; a timetable that never fires again is refused.
-fn next_tick(timing: &Timing) -> ApiResult<i64> {
-    timing
-        .next_ms(now_ms())
-        .ok_or_else(|| ApiError::invalid("cron_expression", "never fires in the coming years"))
 }
 
 /// A schedule as the API shows it, with its next few fire times in its own zone.
-fn view(s: &Schedule) -> Value {
-    let mut v = json!(s);
-    if let (Ok(t), Some(next)) = (
+fn view(s: Schedule) -> views::Schedule {
+    let upcoming = match (
         Timing::parse(&s.fields.cron_expression, &s.fields.timezone),
         s.next_run_at.and_then(DateTime::from_timestamp_millis),
     ) {
-        let mut upcoming = vec![next];
-        upcoming.extend(t.upcoming(next, 2));
-        let tz = t.tz();
-        v["upcoming"] = json!(upcoming
-            .iter()
-            .map(|u| u.with_timezone(&tz).to_rfc3339())
-            .collect::<Vec<_>>());
+        (Ok(t), Some(next)) => {
+            let mut upcoming = vec![next];
+            upcoming.extend(t.upcoming(next, 2));
+            let tz = t.tz();
+            Some(upcoming.iter().map(|u| u.with_timezone(&tz).to_rfc3339()).collect())
+        }
+        _ => None,
+    };
+    let f = s.fields;
+    let (function_name, workflow_name) = f.target.into_names();
+    views::Schedule {
+        id: s.id,
+        name: f.name,
+        function_name,
+        workflow_name,
+        cron_expression: f.cron_expression,
+        timezone: f.timezone,
+        input_data: f.input_data,
+        enabled: f.enabled,
+        max_retries: f.max_retries,
+        retry_delay_seconds: f.retry_delay_seconds,
+        backoff_factor: f.backoff_factor,
+        max_retry_delay_seconds: f.max_retry_delay_seconds,
+        overlap_policy: f.overlap_policy.as_str().to_string(),
+        catchup_window_seconds: f.catchup_window_seconds,
+        next_run_at: s.next_run_at.map(iso),
+        last_run_at: s.last_run_at.map(iso),
+        last_status: s.last_status,
+        last_execution_id: s.last_execution_id,
+        upcoming,
+        created_by: s.created_by,
+        created_at: iso(s.created_at),
+        updated_at: iso(s.updated_at),
     }
-    v
+}
+
+fn run_view(r: ScheduleRun) -> views::ScheduleRun {
+    views::ScheduleRun {
+        id: r.id,
+        schedule_id: r.schedule_id,
+        fire_at: iso(r.fire_at),
+        attempt: r.attempt,
+        status: r.status.as_str().to_string(),
+        reason: r.reason,
+        due_at: iso(r.due_at),
+        execution_id: r.execution_id,
+        retry_of: r.retry_of,
+        missed: r.missed,
+        created_at: iso(r.created_at),
+        finished_at: r.finished_at.map(iso),
+    }
 }
 
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<ScheduleBody>,
-) -> ApiResult<Response> {
-    let (fields, timing) = fields_from(&state, body, None)?;
-    check_target(&state, &caller.tenant, &fields).await?;
-    let next = fields.enabled.then(|| next_tick(&timing)).transpose()?;
-    let audit =
-        |s: &Schedule| Audit::new(&caller.email, "schedule.create", format!("schedule:{}", s.id)).detail(json!(s));
-    let s = state
-        .store
-        .create_schedule(&caller.tenant, &fields, next, &caller.email, audit)
-        .await?;
-    Ok((StatusCode::CREATED, Json(view(&s))).into_response())
+) -> ApiResult<(StatusCode, Json<views::Schedule>)> {
+    let s = state.services.schedules.create(&caller, body.into()).await?;
+    Ok((StatusCode::CREATED, Json(view(s))))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -266,20 +153,27 @@ async fn list(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<views::SchedulePage>> {
     let (limit, offset) = Page::of(q.limit, q.offset);
     let (list, total) = state
-        .store
-        .list_schedules(&caller.tenant, q.function.as_deref(), limit, offset)
+        .services
+        .schedules
+        .list(&caller, q.function.as_deref(), limit, offset)
         .await?;
-    let schedules: Vec<Value> = list.iter().map(view).collect();
-    Ok(Json(
-        json!({"schedules": schedules, "total": total, "limit": limit, "offset": offset}),
-    ))
+    Ok(Json(views::SchedulePage {
+        schedules: list.into_iter().map(view).collect(),
+        total,
+        limit,
+        offset,
+    }))
 }
 
-async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(view(&state.store.get_schedule(&caller.tenant, &id).await?)))
+async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<views::Schedule>> {
+    Ok(Json(view(state.services.schedules.get(&caller, &id).await?)))
 }
 
 async fn update(
@@ -287,92 +181,61 @@ async fn update(
     caller: Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ScheduleBody>,
-) -> ApiResult<Json<Value>> {
-    let current = state.store.get_schedule(&caller.tenant, &id).await?;
-    not_managed(&current)?;
-    let (fields, timing) = fields_from(&state, body, Some(&current.fields))?;
-    check_target(&state, &caller.tenant, &fields).await?;
-    let old = &current.fields;
-    let same_timetable = old.cron_expression == fields.cron_expression && old.timezone == fields.timezone;
-    let next = match (fields.enabled, old.enabled && same_timetable) {
-        (false, _) => None,
-        (true, true) => current.next_run_at,
-        (true, false) => Some(next_tick(&timing)?),
-    };
-    let audit = |s: &Schedule| Audit::new(&caller.email, "schedule.update", format!("schedule:{id}")).detail(json!(s));
-    let s = state
-        .store
-        .update_schedule(&caller.tenant, &id, &fields, next, audit)
-        .await?;
-    Ok(Json(view(&s)))
-}
-
-/// A workflow's own schedule changes with the workflow (pausing and running it work).
-fn not_managed(s: &Schedule) -> ApiResult<()> {
-    match s.fields.name.strip_prefix(MANAGED_PREFIX) {
-        Some(workflow) => Err(ApiError::Conflict(format!(
-            "this is workflow {workflow}'s own schedule: change or remove the workflow's `schedule` instead"
-        ))),
-        None => Ok(()),
-    }
+) -> ApiResult<Json<views::Schedule>> {
+    Ok(Json(view(
+        state.services.schedules.update(&caller, &id, body.into()).await?,
+    )))
 }
 
 async fn remove(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
-    not_managed(&state.store.get_schedule(&caller.tenant, &id).await?)?;
-    let audit = Audit::new(&caller.email, "schedule.delete", format!("schedule:{id}"));
-    state.store.delete_schedule(&caller.tenant, &id, audit).await?;
+    state.services.schedules.delete(&caller, &id).await?;
     Ok(no_content())
 }
 
-async fn pause(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let s = state
-        .store
-        .set_schedule_enabled(
-            &caller.tenant,
-            &id,
-            false,
-            None,
-            Audit::new(&caller.email, "schedule.pause", format!("schedule:{id}")),
-        )
-        .await?;
-    Ok(Json(view(&s)))
+async fn pause(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<views::Schedule>> {
+    Ok(Json(view(state.services.schedules.pause(&caller, &id).await?)))
 }
 
 /// Resume from now: ticks missed while paused are not run.
-async fn resume(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let s = state.store.get_schedule(&caller.tenant, &id).await?;
-    let timing = Timing::parse(&s.fields.cron_expression, &s.fields.timezone)
-        .map_err(|e| ApiError::invalid(e.field, e.message))?;
-    let next = Some(next_tick(&timing)?);
-    let s = state
-        .store
-        .set_schedule_enabled(
-            &caller.tenant,
-            &id,
-            true,
-            next,
-            Audit::new(&caller.email, "schedule.resume", format!("schedule:{id}")),
-        )
-        .await?;
-    Ok(Json(view(&s)))
+async fn resume(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<views::Schedule>> {
+    Ok(Json(view(state.services.schedules.resume(&caller, &id).await?)))
 }
 
 /// `POST /schedules/{id}/run`: one run now, answered at once with where to follow it.
-async fn run_now(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
-    let s = state.store.get_schedule(&caller.tenant, &id).await?;
-    let (email, target) = (caller.email.clone(), format!("schedule:{id}"));
-    let audit = move |run: &str| Audit::new(&email, "schedule.run", target).detail(json!({"run_id": run}));
-    let (run_id, execution_id) = state.scheduler.run_now(&s, audit).await?;
+async fn run_now(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<views::ManualRun>)> {
+    let (run_id, execution_id) = state.services.schedules.run_now(&caller, &id).await?;
     if let Some(e) = &execution_id {
         super::recorded(&state, e).await?;
     }
-    let body = match &execution_id {
-        Some(e) => json!({"run_id": run_id, "execution_id": e, "status": "running",
-                          "status_url": format!("/api/v1/executions/{e}")}),
-        None => json!({"run_id": run_id, "execution_id": null, "status": "failed",
-                       "message": "the run could not start now: GET /api/v1/schedules/{id}/runs shows it pending (held back by a quota, retried shortly) or failed"}),
+    let body = match execution_id {
+        Some(e) => views::ManualRun {
+            run_id,
+            status: "running".into(),
+            status_url: Some(format!("/api/v1/executions/{e}")),
+            execution_id: Some(e),
+            message: None,
+        },
+        None => views::ManualRun {
+            run_id,
+            execution_id: None,
+            status: "failed".into(),
+            status_url: None,
+            message: Some("the run could not start now: GET /api/v1/schedules/{id}/runs shows it pending (held back by a quota, retried shortly) or failed".into()),
+        },
     };
-    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+    Ok((StatusCode::ACCEPTED, Json(body)))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -387,10 +250,13 @@ async fn runs(
     caller: Caller,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<RunsQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<views::ScheduleRuns>> {
     let (limit, _) = Page::of(q.limit, None);
-    let runs = state.store.list_runs(&caller.tenant, &id, limit).await?;
-    Ok(Json(json!({"schedule_id": id, "runs": runs})))
+    let runs = state.services.schedules.runs(&caller, &id, limit).await?;
+    Ok(Json(views::ScheduleRuns {
+        schedule_id: id,
+        runs: runs.into_iter().map(run_view).collect(),
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -432,7 +298,7 @@ async fn preview(_caller: Caller, ApiJson(body): ApiJson<PreviewBody>) -> ApiRes
 
 /// `GET /scheduler/status`: this node's scheduler and the caller's schedules.
 async fn status(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
-    let (active, next) = state.store.upcoming_schedules(&caller.tenant, 5).await?;
+    let (active, next) = state.services.schedules.upcoming(&caller, 5).await?;
     let sch = &state.scheduler;
     let next_due: Vec<Value> = next
         .iter()
@@ -459,7 +325,6 @@ async fn status(State(state): State<AppState>, caller: Caller) -> ApiResult<Json
 
 /// This resource's operations in `/openapi.json`.
 pub(super) fn document(doc: &mut super::openapi::Doc) {
-    use super::views;
     let tag = "schedules";
     doc.op("post", "/api/v1/schedules", tag, "Create a schedule")
         .body::<ScheduleBody>()

@@ -2,17 +2,17 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{no_content, ApiJson, ApiQuery, AppState, Page};
-use crate::auth::{Caller, ROLES};
-use crate::engine::Quotas;
-use crate::http::error::{ApiError, ApiResult};
-use crate::store::{Audit, Grant, Subtenant};
+use super::{iso, no_content, views, ApiJson, ApiQuery, AppState, Page};
+use crate::auth::Caller;
+use crate::http::error::ApiResult;
+use crate::service::tenancy::Draft;
+use crate::store::{Grant, Subtenant};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -25,53 +25,6 @@ pub fn routes() -> Router<AppState> {
         .route("/me", get(me))
 }
 
-fn admin_only(caller: &Caller) -> ApiResult<()> {
-    if caller.admin {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(
-            "only admins manage subtenants and read the audit trail".into(),
-        ))
-    }
-}
-
-/// A subtenant id: a letter or digit, then letters, digits, `-` or `_`; at most 64.
-fn check_id(id: &str) -> ApiResult<()> {
-    let mut chars = id.chars();
-    let first = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
-    if !first || id.len() > 64 || !chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Err(ApiError::invalid(
-            "subtenant_id",
-            "1 to 64 letters, digits, `-` or `_`, starting with a letter or digit",
-        ));
-    }
-    Ok(())
-}
-
-/// An email as stored: trimmed, lower-case, one `@` with a dotted domain.
-fn check_email(email: &str) -> ApiResult<String> {
-    let e = email.trim().to_ascii_lowercase();
-    let ok = match e.split_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-                && !domain.contains('@')
-                && e.len() <= 254
-                && e.chars().all(|c| c.is_ascii_graphic())
-        }
-        None => false,
-    };
-    if !ok {
-        return Err(ApiError::invalid(
-            "user_email",
-            format!("{email:?} is not an email address"),
-        ));
-    }
-    Ok(e)
-}
-
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SubtenantBody {
@@ -80,55 +33,76 @@ struct SubtenantBody {
     quotas: Option<Value>,
 }
 
-fn check_description(d: &str) -> ApiResult<()> {
-    if d.len() > 4000 || d.contains('\0') {
-        return Err(ApiError::invalid(
-            "description",
-            "at most 4000 characters, no NUL bytes",
-        ));
+impl From<SubtenantBody> for Draft {
+    fn from(b: SubtenantBody) -> Draft {
+        Draft {
+            subtenant_id: b.subtenant_id,
+            description: b.description,
+            quotas: b.quotas,
+        }
     }
-    Ok(())
+}
+
+fn view(s: Subtenant) -> views::Subtenant {
+    views::Subtenant {
+        subtenant_id: s.subtenant_id,
+        description: s.description,
+        quotas: s.quotas,
+        created_by: s.created_by,
+        created_at: iso(s.created_at),
+        updated_at: iso(s.updated_at),
+        members: None,
+        effective_quotas: None,
+    }
+}
+
+impl From<Grant> for views::Grant {
+    fn from(g: Grant) -> Self {
+        views::Grant {
+            subtenant_id: g.subtenant_id,
+            user_email: g.user_email,
+            role: g.role.to_string(),
+            granted_by: g.granted_by,
+            created_at: iso(g.created_at),
+        }
+    }
 }
 
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<SubtenantBody>,
-) -> ApiResult<Response> {
-    admin_only(&caller)?;
-    let id = body
-        .subtenant_id
-        .ok_or_else(|| ApiError::invalid("subtenant_id", "required"))?;
-    check_id(&id)?;
-    let description = body.description.unwrap_or_default();
-    check_description(&description)?;
-    let quotas = Quotas::parse(body.quotas.as_ref()).map_err(ApiError::malformed)?;
-    let audit =
-        |s: &Subtenant| Audit::new(&caller.email, "subtenant.create", format!("subtenant:{id}")).detail(json!(s));
-    let s = state
-        .store
-        .create_subtenant(&id, &description, &quotas, &caller.email, audit)
-        .await?;
-    Ok((StatusCode::CREATED, Json(s)).into_response())
+) -> ApiResult<(StatusCode, Json<views::Subtenant>)> {
+    let s = state.services.tenancy.create(&caller, body.into()).await?;
+    Ok((StatusCode::CREATED, Json(view(s))))
 }
 
-async fn list(State(state): State<AppState>, caller: Caller, ApiQuery(page): ApiQuery<Page>) -> ApiResult<Json<Value>> {
-    admin_only(&caller)?;
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(page): ApiQuery<Page>,
+) -> ApiResult<Json<views::SubtenantPage>> {
     let (limit, offset) = page.clamp();
-    let (subtenants, total) = state.store.list_subtenants(limit, offset).await?;
-    Ok(Json(
-        json!({"subtenants": subtenants, "total": total, "limit": limit, "offset": offset}),
-    ))
+    let (subtenants, total) = state.services.tenancy.list(&caller, limit, offset).await?;
+    Ok(Json(views::SubtenantPage {
+        subtenants: subtenants.into_iter().map(view).collect(),
+        total,
+        limit,
+        offset,
+    }))
 }
 
-async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    admin_only(&caller)?;
-    let s = state.store.get_subtenant(&id).await?;
-    let members = state.store.members(&id).await?;
-    let mut v = json!(s);
-    v["members"] = json!(members.len());
-    v["effective_quotas"] = json!(state.engine.quotas_of(&id).await?);
-    Ok(Json(v))
+async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<views::Subtenant>> {
+    let d = state.services.tenancy.get(&caller, &id).await?;
+    Ok(Json(views::Subtenant {
+        members: Some(d.members as i64),
+        effective_quotas: Some(json!(d.effective_quotas)),
+        ..view(d.subtenant)
+    }))
 }
 
 async fn update(
@@ -136,23 +110,10 @@ async fn update(
     caller: Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<SubtenantBody>,
-) -> ApiResult<Json<Value>> {
-    admin_only(&caller)?;
-    if body.subtenant_id.as_deref().is_some_and(|s| s != id) {
-        return Err(ApiError::invalid("subtenant_id", "a subtenant cannot be renamed"));
-    }
-    let current = state.store.get_subtenant(&id).await?;
-    let description = body.description.unwrap_or(current.description);
-    check_description(&description)?;
-    let quotas = match &body.quotas {
-        Some(q) => Quotas::parse(Some(q)).map_err(ApiError::malformed)?,
-        None => current.quotas,
-    };
-    let audit =
-        |s: &Subtenant| Audit::new(&caller.email, "subtenant.update", format!("subtenant:{id}")).detail(json!(s));
-    let s = state.store.update_subtenant(&id, &description, &quotas, audit).await?;
-    state.engine.forget_quotas(&id);
-    Ok(Json(json!(s)))
+) -> ApiResult<Json<views::Subtenant>> {
+    Ok(Json(view(
+        state.services.tenancy.update(&caller, &id, body.into()).await?,
+    )))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -169,11 +130,7 @@ async fn remove(
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<DeleteQuery>,
 ) -> ApiResult<Response> {
-    admin_only(&caller)?;
-    let audit =
-        Audit::new(&caller.email, "subtenant.delete", format!("subtenant:{id}")).detail(json!({"force": q.force}));
-    state.store.delete_subtenant(&id, q.force, audit).await?;
-    state.engine.forget_quotas(&id);
+    state.services.tenancy.delete(&caller, &id, q.force).await?;
     Ok(no_content())
 }
 
@@ -189,19 +146,13 @@ async fn grant(
     caller: Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<GrantBody>,
-) -> ApiResult<Response> {
-    admin_only(&caller)?;
-    let email = check_email(&body.user_email)?;
-    let role = body.role.unwrap_or_else(|| "member".into());
-    if !ROLES.contains(&role.as_str()) {
-        return Err(ApiError::invalid(
-            "role",
-            format!("must be one of {}", ROLES.join(", ")),
-        ));
-    }
-    let audit = |g: &Grant| Audit::new(&caller.email, "grant.create", format!("grant:{email}")).detail(json!(g));
-    let g = state.store.grant(&id, &email, &role, &caller.email, audit).await?;
-    Ok((StatusCode::OK, Json(g)).into_response())
+) -> ApiResult<Json<views::Grant>> {
+    let g = state
+        .services
+        .tenancy
+        .grant(&caller, &id, &body.user_email, body.role.as_deref())
+        .await?;
+    Ok(Json(g.into()))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -216,17 +167,20 @@ async fn revoke(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<RevokeBody>,
 ) -> ApiResult<Response> {
-    admin_only(&caller)?;
-    let email = check_email(&body.user_email)?;
-    let audit = Audit::new(&caller.email, "grant.delete", format!("grant:{email}"));
-    state.store.revoke(&id, &email, audit).await?;
+    state.services.tenancy.revoke(&caller, &id, &body.user_email).await?;
     Ok(no_content())
 }
 
-async fn members(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    admin_only(&caller)?;
-    let members = state.store.members(&id).await?;
-    Ok(Json(json!({"subtenant_id": id, "members": members})))
+async fn members(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<views::Members>> {
+    let members = state.services.tenancy.members(&caller, &id).await?;
+    Ok(Json(views::Members {
+        subtenant_id: id,
+        members: members.into_iter().map(Into::into).collect(),
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -242,31 +196,48 @@ async fn audit(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(q): ApiQuery<AuditQuery>,
-) -> ApiResult<Json<Value>> {
-    admin_only(&caller)?;
+) -> ApiResult<Json<views::AuditPage>> {
     let (limit, offset) = Page::of(q.limit, q.offset);
-    let (entries, total) = state.store.list_audit(q.tenant.as_deref(), limit, offset).await?;
-    Ok(Json(
-        json!({"entries": entries, "total": total, "limit": limit, "offset": offset}),
-    ))
+    let (entries, total) = state
+        .services
+        .tenancy
+        .audit(&caller, q.tenant.as_deref(), limit, offset)
+        .await?;
+    let entries = entries
+        .into_iter()
+        .map(|e| views::AuditEntry {
+            id: e.id,
+            tenant: e.tenant,
+            actor: e.actor,
+            action: e.action,
+            target: e.target,
+            detail: e.detail,
+            at: iso(e.at),
+        })
+        .collect();
+    Ok(Json(views::AuditPage {
+        entries,
+        total,
+        limit,
+        offset,
+    }))
 }
 
 /// Who the token says the caller is, where this request acts, and every grant they hold.
-async fn me(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
-    let grants = state.store.grants_of(&caller.email).await?;
-    Ok(Json(json!({
-        "email": caller.email,
-        "admin": caller.admin,
-        "tenant": caller.tenant,
-        "role": caller.role,
-        "grants": grants,
-        "quotas": state.engine.quotas_of(&caller.tenant).await?,
-    })))
+async fn me(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<views::Me>> {
+    let (grants, quotas) = state.services.tenancy.me(&caller).await?;
+    Ok(Json(views::Me {
+        email: caller.email,
+        admin: caller.admin,
+        tenant: caller.tenant.to_string(),
+        role: caller.role.to_string(),
+        grants: grants.into_iter().map(Into::into).collect(),
+        quotas: json!(quotas),
+    }))
 }
 
 /// This resource's operations in `/openapi.json`.
 pub(super) fn document(doc: &mut super::openapi::Doc) {
-    use super::views;
     let tag = "tenancy";
     doc.op("post", "/api/v1/subtenants", tag, "Create a subtenant (admin)")
         .body::<SubtenantBody>()

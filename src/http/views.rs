@@ -2,9 +2,9 @@
 //!
 //! Each type names the fields a response carries and their types; `/openapi.json` is built
 //! from them, and the test suite checks every response it receives against them (so a field
-//! that changes here or in a handler without the other fails a test). Times are RFC 3339.
-
-#![allow(dead_code)] // fields are read by the schema derive, not by code
+//! that changes here or in a handler without the other fails a test). Handlers build these
+//! from store rows (no store row is a response body), so the document is the answer's type.
+//! Times are RFC 3339.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -48,6 +48,8 @@ pub struct VersionContent {
     pub input_schema: Option<Value>,
     pub output_schema: Option<Value>,
     pub settings: Settings,
+    /// Set on a rollback: which version it copies.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
     pub created_by: String,
 }
@@ -70,9 +72,14 @@ pub struct Function {
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// `warm` (reuse an instance) or `fresh`.
-    pub isolation: Option<String>,
+    #[schema(value_type = Option<String>)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<crate::domain::Isolation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub fuel: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_mb: Option<u64>,
 }
 
@@ -131,6 +138,7 @@ pub struct Call {
     pub fuel_used: i64,
     pub duration_ms: Option<f64>,
     /// Outbound requests, secret reads and structured log lines.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub activity: Option<Value>,
     pub started_at: String,
     pub finished_at: Option<String>,
@@ -143,7 +151,11 @@ pub struct Execution {
     /// `manual`, `webhook`, `schedule` or `workflow`.
     pub trigger: String,
     pub trigger_id: Option<String>,
+    /// For scheduled runs: the attempt (1 = the tick itself).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub attempt: Option<i64>,
+    /// For a retry: the first attempt's execution.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_of: Option<String>,
     #[serde(flatten)]
     pub call: Call,
@@ -204,7 +216,9 @@ pub struct Webhook {
     pub path: String,
     /// Where it answers: `/api/v1/h/{path}`.
     pub url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub function_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub workflow_name: Option<String>,
     pub http_method: String,
     pub requires_auth: bool,
@@ -212,11 +226,14 @@ pub struct Webhook {
     pub description: String,
     pub enabled: bool,
     #[schema(rename = "async")]
+    #[serde(rename = "async")]
     pub async_mode: bool,
     /// `request` (the whole request as input) or `body`.
     pub input_mode: String,
     pub max_concurrency: Option<i64>,
     pub effective_max_concurrency: u32,
+    /// Only in the answer that set it (create, rotate-secret).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
     pub created_by: String,
     pub created_at: String,
@@ -238,7 +255,9 @@ pub struct WebhookPage {
 pub struct Schedule {
     pub id: String,
     pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub function_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub workflow_name: Option<String>,
     pub cron_expression: String,
     pub timezone: String,
@@ -255,6 +274,8 @@ pub struct Schedule {
     pub last_run_at: Option<String>,
     pub last_status: Option<String>,
     pub last_execution_id: Option<String>,
+    /// The next three fire times in the schedule's zone, while it is enabled.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub upcoming: Option<Vec<String>>,
     pub created_by: String,
     pub created_at: String,
@@ -303,8 +324,10 @@ pub struct ManualRun {
     pub run_id: String,
     pub execution_id: Option<String>,
     pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub status_url: Option<String>,
     /// When it could not start now: why, and where to look.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
 
@@ -342,8 +365,10 @@ pub struct Subtenant {
     pub created_at: String,
     pub updated_at: String,
     /// On `GET /subtenants/{id}`: how many users have a grant.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub members: Option<i64>,
     /// On `GET /subtenants/{id}`: the quotas in force.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub effective_quotas: Option<Value>,
 }
 
@@ -408,26 +433,39 @@ pub struct Me {
 }
 
 /// A package: built in, or installed for the tenant.
-#[derive(ToSchema, Serialize)]
+#[derive(ToSchema, Serialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Package {
     pub name: String,
     pub version: String,
     /// In listings: whether it is built into the runtime.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub builtin: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub filename: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub size_bytes: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub unpacked_bytes: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub requires: Option<Vec<String>>,
     /// `pip` or `upload`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// Installed as a dependency of this package.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub dependency_of: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub installed_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub installed_at: Option<String>,
     /// Built-ins: the distribution's one-line summary, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
     /// On `GET /packages/{name}`: installed packages that require it.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub needed_by: Option<Vec<String>>,
 }
 
@@ -515,6 +553,8 @@ pub struct Workflow {
     pub config: Value,
     pub concurrency: u32,
     pub description: String,
+    /// The workflow's own timetable and the schedule row that carries it.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub schedule: Option<Value>,
     pub isolated: Vec<String>,
     pub created_by: String,
@@ -573,7 +613,7 @@ pub struct NodeRun {
 #[derive(ToSchema, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkflowRuns {
-    pub runs: Vec<Value>,
+    pub runs: Vec<Execution>,
     pub total: i64,
 }
 

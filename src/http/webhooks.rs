@@ -2,17 +2,16 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
-use super::{no_content, ApiJson, ApiQuery, AppState};
+use super::{iso, no_content, views, ApiJson, ApiQuery, AppState};
 use crate::auth::Caller;
-use crate::domain::{webhook_method, webhook_path, Target};
-use crate::http::error::{ApiError, ApiResult};
-use crate::store::{Audit, Webhook, WebhookFields};
+use crate::http::error::ApiResult;
+use crate::service::webhooks::Draft;
+use crate::store::Webhook;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -49,15 +48,50 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>
     Option::<i64>::deserialize(d).map(Some)
 }
 
-/// A webhook as the API shows it; `secret` only right after it was set.
-fn view(state: &AppState, w: &Webhook, with_secret: bool) -> Value {
-    let mut v = json!(w);
-    v["url"] = json!(format!("/api/v1/h/{}", w.fields.path));
-    v["effective_max_concurrency"] = json!(limit_of(state, w));
-    if with_secret {
-        v["secret"] = json!(w.secret);
+impl From<WebhookBody> for Draft {
+    fn from(b: WebhookBody) -> Draft {
+        Draft {
+            path: b.path,
+            function_name: b.function_name,
+            workflow_name: b.workflow_name,
+            http_method: b.http_method,
+            requires_auth: b.requires_auth,
+            require_timestamp: b.require_timestamp,
+            description: b.description,
+            enabled: b.enabled,
+            async_mode: b.async_mode,
+            input_mode: b.input_mode,
+            max_concurrency: b.max_concurrency,
+            secret: b.secret,
+        }
     }
-    v
+}
+
+/// A webhook as the API shows it; `secret` only right after it was set.
+fn view(state: &AppState, w: Webhook, with_secret: bool) -> views::Webhook {
+    let limit = limit_of(state, &w);
+    let f = w.fields;
+    let (function_name, workflow_name) = f.target.into_names();
+    views::Webhook {
+        id: w.id,
+        url: format!("/api/v1/h/{}", f.path),
+        path: f.path,
+        function_name,
+        workflow_name,
+        http_method: f.http_method,
+        requires_auth: f.requires_auth,
+        require_timestamp: f.require_timestamp,
+        description: f.description,
+        enabled: f.enabled,
+        async_mode: f.async_mode,
+        input_mode: f.input_mode,
+        max_concurrency: f.max_concurrency,
+        effective_max_concurrency: limit,
+        secret: with_secret.then_some(w.secret),
+        created_by: w.created_by,
+        created_at: iso(w.created_at),
+        updated_at: iso(w.updated_at),
+    }
 }
 
 /// Concurrent requests this webhook may run at once.
@@ -67,101 +101,13 @@ pub fn limit_of(state: &AppState, w: &Webhook) -> u32 {
         .map_or(state.settings.webhook_max_concurrency, |n| n as u32)
 }
 
-fn invalid(field: &str, message: impl Into<String>) -> ApiError {
-    let message = message.into();
-    ApiError::validation(
-        format!("invalid `{field}`: {message}"),
-        json!([{"field": field, "message": message}]),
-    )
-}
-
-/// Merge `body` over `base` (or the defaults) and check every field.
-fn fields_from(body: &WebhookBody, base: Option<&WebhookFields>) -> ApiResult<WebhookFields> {
-    let path = match (&body.path, base) {
-        (Some(p), _) => webhook_path(p).map_err(|m| invalid("path", m))?,
-        (None, Some(b)) => b.path.clone(),
-        (None, None) => return Err(invalid("path", "required")),
-    };
-    let target = Target::from_body(
-        body.function_name.as_deref(),
-        body.workflow_name.as_deref(),
-        base.map(|b| &b.target),
-    )
-    .map_err(|(field, m)| invalid(field, m))?;
-    let http_method = match (&body.http_method, base) {
-        (Some(m), _) => webhook_method(m).map_err(|m| invalid("http_method", m))?,
-        (None, Some(b)) => b.http_method.clone(),
-        (None, None) => "POST".to_string(),
-    };
-    let input_mode = body
-        .input_mode
-        .clone()
-        .or_else(|| base.map(|b| b.input_mode.clone()))
-        .unwrap_or_else(|| "request".into());
-    if input_mode != "request" && input_mode != "body" {
-        return Err(invalid("input_mode", "must be `request` (the whole request) or `body`"));
-    }
-    let description = body
-        .description
-        .clone()
-        .or_else(|| base.map(|b| b.description.clone()))
-        .unwrap_or_default();
-    if description.len() > 4000 || description.contains('\0') {
-        return Err(invalid("description", "at most 4000 characters, no NUL bytes"));
-    }
-    let max_concurrency = match body.max_concurrency {
-        Some(n) => n,
-        None => base.and_then(|b| b.max_concurrency),
-    };
-    if max_concurrency.is_some_and(|n| !(1..=10_000).contains(&n)) {
-        return Err(invalid("max_concurrency", "must be between 1 and 10000"));
-    }
-    let flag = |v: Option<bool>, old: Option<bool>, default: bool| v.or(old).unwrap_or(default);
-    Ok(WebhookFields {
-        path,
-        target,
-        http_method,
-        requires_auth: flag(body.requires_auth, base.map(|b| b.requires_auth), false),
-        require_timestamp: flag(body.require_timestamp, base.map(|b| b.require_timestamp), false),
-        description,
-        enabled: flag(body.enabled, base.map(|b| b.enabled), true),
-        async_mode: flag(body.async_mode, base.map(|b| b.async_mode), false),
-        input_mode,
-        max_concurrency,
-    })
-}
-
-/// A caller-chosen secret must be long enough to resist guessing.
-fn check_secret(secret: &str) -> ApiResult<()> {
-    if secret.len() < 16 || secret.len() > 256 || !secret.chars().all(|c| c.is_ascii_graphic()) {
-        return Err(invalid("secret", "16 to 256 printable ASCII characters"));
-    }
-    Ok(())
-}
-
-fn new_secret() -> String {
-    format!("whsec_{}", hex::encode(rand::random::<[u8; 24]>()))
-}
-
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<WebhookBody>,
-) -> ApiResult<Response> {
-    let fields = fields_from(&body, None)?;
-    let secret = match &body.secret {
-        Some(s) => {
-            check_secret(s)?;
-            s.clone()
-        }
-        None => new_secret(),
-    };
-    let audit = |w: &Webhook| Audit::new(&caller.email, "webhook.create", format!("webhook:{}", w.id)).detail(json!(w));
-    let w = state
-        .store
-        .create_webhook(&caller.tenant, &fields, &secret, &caller.email, audit)
-        .await?;
-    Ok((StatusCode::CREATED, Json(view(&state, &w, true))).into_response())
+) -> ApiResult<(StatusCode, Json<views::Webhook>)> {
+    let w = state.services.webhooks.create(&caller, body.into()).await?;
+    Ok((StatusCode::CREATED, Json(view(&state, w, true))))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -177,21 +123,28 @@ async fn list(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<views::WebhookPage>> {
     let (limit, offset) = super::Page::of(q.limit, q.offset);
     let (hooks, total) = state
-        .store
-        .list_webhooks(&caller.tenant, q.function.as_deref(), limit, offset)
+        .services
+        .webhooks
+        .list(&caller, q.function.as_deref(), limit, offset)
         .await?;
-    let webhooks: Vec<Value> = hooks.iter().map(|w| view(&state, w, false)).collect();
-    Ok(Json(
-        json!({"webhooks": webhooks, "total": total, "limit": limit, "offset": offset}),
-    ))
+    Ok(Json(views::WebhookPage {
+        webhooks: hooks.into_iter().map(|w| view(&state, w, false)).collect(),
+        total,
+        limit,
+        offset,
+    }))
 }
 
-async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let w = state.store.get_webhook(&caller.tenant, &id).await?;
-    Ok(Json(view(&state, &w, false)))
+async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<views::Webhook>> {
+    let w = state.services.webhooks.get(&caller, &id).await?;
+    Ok(Json(view(&state, w, false)))
 }
 
 async fn update(
@@ -199,23 +152,13 @@ async fn update(
     caller: Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<WebhookBody>,
-) -> ApiResult<Json<Value>> {
-    if body.secret.is_some() {
-        return Err(invalid(
-            "secret",
-            "change it with POST /api/v1/webhooks/{id}/rotate-secret",
-        ));
-    }
-    let current = state.store.get_webhook(&caller.tenant, &id).await?;
-    let fields = fields_from(&body, Some(&current.fields))?;
-    let audit = |w: &Webhook| Audit::new(&caller.email, "webhook.update", format!("webhook:{id}")).detail(json!(w));
-    let w = state.store.update_webhook(&caller.tenant, &id, &fields, audit).await?;
-    Ok(Json(view(&state, &w, false)))
+) -> ApiResult<Json<views::Webhook>> {
+    let w = state.services.webhooks.update(&caller, &id, body.into()).await?;
+    Ok(Json(view(&state, w, false)))
 }
 
 async fn remove(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
-    let audit = Audit::new(&caller.email, "webhook.delete", format!("webhook:{id}"));
-    state.store.delete_webhook(&caller.tenant, &id, audit).await?;
+    state.services.webhooks.delete(&caller, &id).await?;
     Ok(no_content())
 }
 
@@ -231,30 +174,18 @@ async fn rotate_secret(
     caller: Caller,
     Path(id): Path<String>,
     body: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<views::Webhook>> {
     let body: RotateBody = if body.iter().all(u8::is_ascii_whitespace) {
         RotateBody::default()
     } else {
         super::parse_json(&body)?
     };
-    let secret = match body.secret {
-        Some(s) => {
-            check_secret(&s)?;
-            s
-        }
-        None => new_secret(),
-    };
-    let audit = Audit::new(&caller.email, "webhook.rotate_secret", format!("webhook:{id}"));
-    let w = state
-        .store
-        .set_webhook_secret(&caller.tenant, &id, &secret, audit)
-        .await?;
-    Ok(Json(view(&state, &w, true)))
+    let w = state.services.webhooks.rotate_secret(&caller, &id, body.secret).await?;
+    Ok(Json(view(&state, w, true)))
 }
 
 /// This resource's operations in `/openapi.json`.
 pub(super) fn document(doc: &mut super::openapi::Doc) {
-    use super::views;
     let tag = "webhooks";
     doc.op("post", "/api/v1/webhooks", tag, "Create a webhook")
         .body::<WebhookBody>()

@@ -4,7 +4,8 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row as _;
 
-use super::{conflict_on_unique, json_col, now_ms, Audit, Row, Store, StoreError, StoreResult};
+use super::{conflict_on_unique, json_col, now_ms, text_col, Audit, Row, Store, StoreError, StoreResult};
+use crate::domain::Role;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Subtenant {
@@ -23,7 +24,7 @@ pub struct Subtenant {
 pub struct Grant {
     pub subtenant_id: String,
     pub user_email: String,
-    pub role: String,
+    pub role: Role,
     pub granted_by: String,
     #[serde(serialize_with = "crate::domain::time::iso_ms")]
     pub created_at: i64,
@@ -74,7 +75,7 @@ fn grant_from(r: &Row) -> Result<Grant, sqlx::Error> {
     Ok(Grant {
         subtenant_id: r.try_get("subtenant_id")?,
         user_email: r.try_get("user_email")?,
-        role: r.try_get("role")?,
+        role: text_col(r, "role")?,
         granted_by: r.try_get("granted_by")?,
         created_at: r.try_get("created_at")?,
     })
@@ -214,7 +215,7 @@ impl Store {
         &self,
         subtenant: &str,
         email: &str,
-        role: &str,
+        role: Role,
         by: &str,
         audit: impl FnOnce(&Grant) -> Audit,
     ) -> StoreResult<Grant> {
@@ -232,7 +233,7 @@ impl Store {
         )
         .bind(subtenant)
         .bind(email)
-        .bind(role)
+        .bind(role.as_str())
         .bind(by)
         .bind(now_ms())
         .execute(&mut *tx)

@@ -254,7 +254,7 @@ async fn authenticate(
     if let Some(Ok(id)) = &identity {
         parts.headers.remove(header::AUTHORIZATION);
         // Viewers read; running a webhook as its owner is a write.
-        owner = matches!(state.auth.resolve(id, Some(&hook.tenant)).await, Ok((_, role)) if role != "viewer");
+        owner = matches!(state.auth.resolve(id, Some(&hook.tenant)).await, Ok((_, role)) if role.writes());
     }
     if owner {
         return Ok(Proof::Owner);
