@@ -173,3 +173,87 @@ fn the_checker_sees_edges() {
             .collect::<BTreeSet<_>>()
     );
 }
+
+/// The `fn` signatures inside `impl <ty> {` blocks of a text (top-level blocks only): each
+/// as (name, parameter list).
+fn methods_of(text: &str, ty: &str) -> Vec<(String, String)> {
+    let mut out = vec![];
+    let head = format!("impl {ty} {{\n");
+    let mut rest = text;
+    while let Some(i) = rest.find(&head) {
+        let block = &rest[i + head.len()..];
+        let end = block.find("\n}\n").unwrap_or(block.len());
+        let body = &block[..end];
+        for (j, _) in body.match_indices("fn ") {
+            let sig = &body[j + 3..];
+            let (Some(open), Some(close)) = (sig.find('('), sig.find(')')) else {
+                continue;
+            };
+            if open < close && !sig[..open].contains(char::is_whitespace) {
+                let name = sig[..open].split('<').next().unwrap().to_string();
+                out.push((
+                    name,
+                    sig[open + 1..close].split_whitespace().collect::<Vec<_>>().join(" "),
+                ));
+            }
+        }
+        rest = &block[end..];
+    }
+    out
+}
+
+/// A tenant's rows are reached through `store.tenant(id)` only: no method of `Store` itself
+/// takes a tenant (the cross-tenant duties take none, or an optional filter for admins).
+#[test]
+fn tenant_queries_go_through_the_tenant_handle() {
+    let mut files = vec![];
+    rust_files(&src().join("store"), &mut files);
+    let mut wrong = vec![];
+    let mut scoped = 0;
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        for (name, params) in methods_of(&text, "Store") {
+            if params
+                .split(", ")
+                .any(|p| p == "tenant: &str" || p == "tenant: &TenantId")
+            {
+                wrong.push(format!("{}: Store::{name}({params})", f.display()));
+            }
+        }
+        scoped += methods_of(&text, "Tenant<'_>").len();
+    }
+    assert!(wrong.is_empty(), "tenant-scoped queries on Store itself: {wrong:#?}");
+    assert!(
+        scoped > 40,
+        "the tenant handle has only {scoped} methods: did the checker break?"
+    );
+}
+
+/// Handlers go through the services; only the system faces (health, live events, the
+/// webhook receiver finding a hook by its path) reach the store themselves.
+#[test]
+fn handlers_call_services_not_the_store() {
+    let mut files = vec![];
+    rust_files(&src().join("http"), &mut files);
+    let allowed = ["health.rs", "events.rs", "hooks/mod.rs", "mod.rs"];
+    let offenders: Vec<String> = files
+        .iter()
+        .filter(|f| !allowed.iter().any(|a| f.ends_with(a)))
+        .filter(|f| std::fs::read_to_string(f).unwrap().contains("state.store"))
+        .map(|f| f.display().to_string())
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "handlers reach the store directly in {offenders:?}"
+    );
+}
+
+/// The method finder sees signatures over several lines and both kinds of block.
+#[test]
+fn the_method_finder_works() {
+    let text = "impl Store {\n    pub async fn a(&self, tenant: &str) {}\n    fn b(\n        &self,\n        x: i64,\n    ) {}\n}\n\nimpl Tenant<'_> {\n    pub fn c(&self) {}\n}\n";
+    let names = |ty| methods_of(text, ty).into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+    assert_eq!(names("Store"), ["a", "b"]);
+    assert_eq!(names("Tenant<'_>"), ["c"]);
+    assert_eq!(methods_of(text, "Store")[0].1, "&self, tenant: &str");
+}

@@ -270,7 +270,7 @@ async fn subtenants_and_grants(b: Backend) {
     let (s, _) = call(&app, &admin, None, Method::DELETE, &format!("{path}?force=true"), None).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     assert_eq!(
-        app.state().store.count_functions(&a).await.unwrap(),
+        app.state().store.tenant(&a).count_functions().await.unwrap(),
         0,
         "everything it owned is gone"
     );

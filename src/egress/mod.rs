@@ -128,7 +128,7 @@ impl Egress {
                 return Ok(c.policy.clone());
             }
         }
-        let policy = Arc::new(self.store.egress_policy(tenant).await?.unwrap_or_default());
+        let policy = Arc::new(self.store.tenant(tenant).egress_policy().await?.unwrap_or_default());
         self.lock().insert(
             tenant.to_string(),
             Cached {

@@ -252,7 +252,7 @@ impl CallTree {
             return None;
         }
         let inner = self.inner.clone();
-        let read = match self.block_on(inner.store.sealed_secret(&self.tenant, name)) {
+        let read = match self.block_on(inner.store.tenant(&self.tenant).sealed_secret(name)) {
             Ok(Some((nonce, ct))) => inner
                 .vault
                 .open(&self.tenant, name, &nonce, &ct)

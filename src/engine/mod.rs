@@ -231,7 +231,7 @@ impl Engine {
     pub async fn start(&self, tenant: &str, name: &str, input: Value, trigger: Trigger) -> Result<Started> {
         let inner = &self.inner;
         inner.check_open()?;
-        let function = inner.store.get_function_cached(tenant, name).await?;
+        let function = inner.store.tenant(tenant).get_function_cached(name).await?;
         let schemas = inner.schemas_for(&function)?;
         check_input(&schemas, name, &input)?;
         let packages = inner.packages.mount(tenant).await?;
@@ -378,7 +378,7 @@ impl Engine {
         match target {
             Target::Function(name) => Ok(Launched::Function(self.start(tenant, name, input, trigger).await?)),
             Target::Workflow(name) => {
-                let wf = self.inner.store.get_workflow(tenant, name).await?;
+                let wf = self.inner.store.tenant(tenant).get_workflow(name).await?;
                 let config = workflow::merge_config(&wf.definition.config, Some(&input)).map_err(Error::Malformed)?;
                 Ok(Launched::Workflow(
                     self.run_workflow(tenant, &wf, config, trigger).await?,
@@ -390,7 +390,7 @@ impl Engine {
     /// Check `input` against the input schema of `name`'s current version (a schedule's
     /// stored input is checked when it is saved, not first when it fires).
     pub async fn check_input(&self, tenant: &str, name: &str, input: &Value) -> Result<()> {
-        let function = self.inner.store.get_function(tenant, name).await?;
+        let function = self.inner.store.tenant(tenant).get_function(name).await?;
         check_input(&*self.inner.schemas_for(&function)?, name, input)
     }
 

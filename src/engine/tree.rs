@@ -138,7 +138,7 @@ impl Host for CallTree {
         }
         let shared = self.shared.clone();
         shared.resolve_name(name, || {
-            self.block_on(self.inner.store.function_exists(&self.tenant, name))
+            self.block_on(self.inner.store.tenant(&self.tenant).function_exists(name))
                 .unwrap_or(false)
         })
     }
@@ -179,7 +179,7 @@ impl Host for CallTree {
         if !self.resolve(name) {
             return self.fail(ErrorKind::NotFound, format!("no function named {name}"));
         }
-        let function = match self.block_on(inner.store.get_function_cached(&self.tenant, name)) {
+        let function = match self.block_on(inner.store.tenant(&self.tenant).get_function_cached(name)) {
             Ok(f) => f,
             Err(StoreError::NotFound(_)) => return self.fail(ErrorKind::NotFound, format!("no function named {name}")),
             Err(e) => return self.fail(ErrorKind::Crash, format!("looking up {name}: {e}")),

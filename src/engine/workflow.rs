@@ -46,7 +46,12 @@ impl WorkflowRun {
             return Ok(result);
         }
         loop {
-            let e = self.inner.store.get_execution(&self.tenant, &self.execution_id).await?;
+            let e = self
+                .inner
+                .store
+                .tenant(&self.tenant)
+                .get_execution(&self.execution_id)
+                .await?;
             if e.call.status.is_finished() {
                 let error = e.call.error.and_then(|v| serde_json::from_value(v).ok());
                 return Ok(InvokeResult {
@@ -194,7 +199,7 @@ impl Engine {
         let inner = &self.inner;
         let mut resumed = 0;
         for row in inner.store.stranded_workflow_runs(now_ms(), 100).await? {
-            let started_at = match inner.store.get_execution(&row.tenant, &row.execution_id).await {
+            let started_at = match inner.store.tenant(&row.tenant).get_execution(&row.execution_id).await {
                 Ok(e) if e.call.status == CallStatus::Running => e.call.started_at,
                 Ok(e) => {
                     // It ended but its server stopped before saying so here.
@@ -260,7 +265,8 @@ impl Engine {
         let not_now = |e: &dyn std::fmt::Display| Resume::NotNow(e.to_string());
         let found = inner
             .store
-            .workflow_version_by_id(tenant, &row.workflow_id, row.version)
+            .tenant(tenant)
+            .workflow_version_by_id(&row.workflow_id, row.version)
             .await;
         let (name, def) = match found {
             Ok(found) => found,
@@ -270,10 +276,16 @@ impl Engine {
         let packages = inner.packages.mount(tenant).await.map_err(|e| not_now(&e))?;
         let closed = inner
             .store
-            .interrupt_open_steps(tenant, id)
+            .tenant(tenant)
+            .interrupt_open_steps(id)
             .await
             .map_err(|e| not_now(&e))?;
-        let steps = inner.store.list_steps(tenant, id).await.map_err(|e| not_now(&e))?;
+        let steps = inner
+            .store
+            .tenant(tenant)
+            .list_steps(id)
+            .await
+            .map_err(|e| not_now(&e))?;
         let prior = prior_of(&def, &steps);
         tracing::info!(execution = %id, workflow = %name, interrupted = closed, "resuming a workflow run");
         let event = json!({"step_id": id, "workflow": name, "interrupted_steps": closed, "resumes": row.resumes + 1});
@@ -310,7 +322,11 @@ impl Engine {
     async fn abandon(&self, row: &WorkflowRunRow, started_at: i64, why: &str, drive: &str) {
         let inner = &self.inner;
         tracing::warn!(execution = %row.execution_id, why, "cannot resume a workflow run");
-        let _ = inner.store.interrupt_open_steps(&row.tenant, &row.execution_id).await;
+        let _ = inner
+            .store
+            .tenant(&row.tenant)
+            .interrupt_open_steps(&row.execution_id)
+            .await;
         let error = ErrorRecord::new(ErrorKind::Interrupted, format!("the run could not be resumed: {why}"));
         let finished_at = now_ms();
         inner.recorder.send(Write::FinishExecution {

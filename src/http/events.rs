@@ -189,7 +189,8 @@ async fn follow_local(state: &AppState, tenant: &str, id: &str, sink: &mut Sink)
 async fn still_running(state: &AppState, tenant: &str, id: &str) -> bool {
     state
         .store
-        .get_execution(tenant, id)
+        .tenant(tenant)
+        .get_execution(id)
         .await
         .map(|e| e.call.status == CallStatus::Running)
         .unwrap_or(false)
@@ -197,7 +198,7 @@ async fn still_running(state: &AppState, tenant: &str, id: &str) -> bool {
 
 /// A finished run's events, rebuilt from its database record.
 async fn record_events(state: &AppState, tenant: &str, id: &str) -> Vec<Value> {
-    let Ok(steps) = state.store.list_steps(tenant, id).await else {
+    let Ok(steps) = state.store.tenant(tenant).list_steps(id).await else {
         return vec![];
     };
     let mut out = vec![];

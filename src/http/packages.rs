@@ -61,7 +61,7 @@ fn installed_view(p: InstalledPackage) -> views::Package {
         unpacked_bytes: Some(p.unpacked_bytes),
         requires: Some(p.requires),
         source: Some(p.source),
-        dependency_of: p.dependency_of,
+        dependency_of: Some(p.dependency_of),
         installed_by: Some(p.installed_by),
         installed_at: Some(iso(p.installed_at)),
         ..Default::default()
@@ -259,7 +259,11 @@ async fn uninstall(
     let force = q.force.unwrap_or(false);
     let removed = state.services.packages.uninstall(&caller, &name, force).await?;
     Ok(Json(views::Removed {
-        removed: installed_view(removed),
+        // As it was removed: no `builtin` flag (listings carry it).
+        removed: views::Package {
+            builtin: None,
+            ..installed_view(removed)
+        },
     }))
 }
 

@@ -454,9 +454,10 @@ pub struct Package {
     /// `pip` or `upload`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
-    /// Installed as a dependency of this package.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub dependency_of: Option<String>,
+    /// Installed packages: `null`, or the package it came with.
+    #[schema(value_type = Option<String>)]
+    pub dependency_of: Option<Option<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub installed_by: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

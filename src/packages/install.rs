@@ -170,7 +170,7 @@ impl Packages {
             return Err(builtin_refusal(b));
         }
         let since = crate::store::now_ms() - self.stale_after().as_millis() as i64;
-        if self.store.running_package_jobs(tenant, since).await? > 0 {
+        if self.store.tenant(tenant).running_package_jobs(since).await? > 0 {
             return Err(Failure::new(
                 Fault::Conflict,
                 "install_in_progress",
@@ -179,7 +179,10 @@ impl Packages {
         }
         let job_id = uuid::Uuid::now_v7().to_string();
         let audit = audit.detail(json!({"name": name, "version": version, "job_id": job_id}));
-        self.store.create_package_job(tenant, &job_id, &req, by, audit).await?;
+        self.store
+            .tenant(tenant)
+            .create_package_job(&job_id, &req, by, audit)
+            .await?;
         let (tx, done) = oneshot::channel();
         let me = self.clone();
         let (tenant, by, id) = (tenant.to_string(), by.to_string(), job_id.clone());
@@ -218,7 +221,7 @@ impl Packages {
         req: &str,
         work: &std::path::Path,
     ) -> Result<Value, Failure> {
-        let installed = self.store.list_packages(tenant).await.map_err(from_store)?;
+        let installed = self.store.tenant(tenant).list_packages().await.map_err(from_store)?;
         let have: serde_json::Map<String, Value> =
             installed.iter().map(|p| (p.name.clone(), json!(p.version))).collect();
         let builtin: serde_json::Map<String, Value> = self
@@ -303,7 +306,8 @@ impl Packages {
             ));
         }
         self.store
-            .add_packages(tenant, &new, self.policy.tenant_max_bytes, replace, audit)
+            .tenant(tenant)
+            .add_packages(&new, self.policy.tenant_max_bytes, replace, audit)
             .await
             .map_err(from_store)?;
         self.changed(tenant);
@@ -420,7 +424,7 @@ impl Packages {
         if let Some(b) = self.builtin.get(&checked.name) {
             return Err(builtin_refusal(b));
         }
-        let installed = self.store.list_packages(tenant).await?;
+        let installed = self.store.tenant(tenant).list_packages().await?;
         if let Some(p) = installed.iter().find(|p| p.name == checked.name) {
             if !replace {
                 return Err(Failure::new(
@@ -470,7 +474,11 @@ impl Packages {
             ));
         }
         let _change = self.change_lock(tenant).await;
-        let removed = self.store.remove_package(tenant, &canonical, force, audit).await?;
+        let removed = self
+            .store
+            .tenant(tenant)
+            .remove_package(&canonical, force, audit)
+            .await?;
         self.changed(tenant);
         Ok(removed)
     }

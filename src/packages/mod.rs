@@ -173,7 +173,7 @@ impl Packages {
     }
 
     async fn resolve_mount(&self, tenant: &str) -> Result<Option<Arc<PackageMount>>, Failure> {
-        let list = self.store.list_packages(tenant).await?;
+        let list = self.store.tenant(tenant).list_packages().await?;
         if list.is_empty() {
             return Ok(None);
         }
@@ -199,7 +199,7 @@ impl Packages {
     /// a change committed meanwhile cannot put one set's files under another set's name.
     async fn unpack(&self, tenant: &str) -> Result<Option<Arc<PackageMount>>, Failure> {
         let _one = self.unpacking.lock().await;
-        let wheels = self.store.package_wheels(tenant).await?;
+        let wheels = self.store.tenant(tenant).package_wheels().await?;
         if wheels.is_empty() {
             return Ok(None);
         }

@@ -126,7 +126,7 @@ impl Scheduler {
                 continue; // another replica took it
             }
             let run = RunRef::from(&r);
-            match self.store.get_schedule(&run.tenant, &run.schedule_id).await {
+            match self.store.tenant(&run.tenant).get_schedule(&run.schedule_id).await {
                 Ok(s) if s.fields.enabled => {
                     self.count(|st| st.retries_started += 1);
                     self.launch(&s, run).await;
@@ -332,7 +332,7 @@ impl Scheduler {
     ) -> anyhow::Result<()> {
         let mut retry = None;
         if status == RunStatus::Failed {
-            if let Ok(s) = self.store.get_schedule(&run.tenant, &run.schedule_id).await {
+            if let Ok(s) = self.store.tenant(&run.tenant).get_schedule(&run.schedule_id).await {
                 if run.attempt <= s.fields.max_retries {
                     let due = now_ms() + (retry_delay(&s, run.attempt) * 1000.0) as i64;
                     retry = Some(NewRun {

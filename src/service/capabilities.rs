@@ -35,12 +35,12 @@ impl Capabilities {
     }
 
     pub async fn secrets(&self, caller: &Caller) -> Result<Vec<SecretInfo>> {
-        Ok(self.store.list_secrets(&caller.tenant).await?)
+        Ok(self.store.tenant(&caller.tenant).list_secrets().await?)
     }
 
     pub async fn secret(&self, caller: &Caller, name: &str) -> Result<SecretInfo> {
         check_name(name)?;
-        Ok(self.store.secret_info(&caller.tenant, name).await?)
+        Ok(self.store.tenant(&caller.tenant).secret_info(name).await?)
     }
 
     /// Seal and store a secret; answers it and whether it is new.
@@ -53,20 +53,26 @@ impl Capabilities {
         let audit = Audit::new(&caller.email, "secret.put", format!("secret:{name}"));
         let created = self
             .store
-            .put_secret(&caller.tenant, name, &nonce, &sealed, &caller.email, audit)
+            .tenant(&caller.tenant)
+            .put_secret(name, &nonce, &sealed, &caller.email, audit)
             .await?;
-        Ok((self.store.secret_info(&caller.tenant, name).await?, created))
+        Ok((self.store.tenant(&caller.tenant).secret_info(name).await?, created))
     }
 
     pub async fn delete_secret(&self, caller: &Caller, name: &str) -> Result<()> {
         check_name(name)?;
         let audit = Audit::new(&caller.email, "secret.delete", format!("secret:{name}"));
-        Ok(self.store.delete_secret(&caller.tenant, name, audit).await?)
+        Ok(self.store.tenant(&caller.tenant).delete_secret(name, audit).await?)
     }
 
     /// The tenant's policy (none stored: deny everything).
     pub async fn egress(&self, caller: &Caller) -> Result<Policy> {
-        Ok(self.store.egress_policy(&caller.tenant).await?.unwrap_or_default())
+        Ok(self
+            .store
+            .tenant(&caller.tenant)
+            .egress_policy()
+            .await?
+            .unwrap_or_default())
     }
 
     pub async fn set_egress(&self, caller: &Caller, policy: Policy) -> Result<Policy> {
@@ -78,7 +84,8 @@ impl Capabilities {
         }
         let audit = Audit::new(&caller.email, "egress.update", "egress").detail(json!(policy));
         self.store
-            .set_egress_policy(&caller.tenant, &policy, &caller.email, audit)
+            .tenant(&caller.tenant)
+            .set_egress_policy(&policy, &caller.email, audit)
             .await?;
         self.egress.changed(&caller.tenant);
         Ok(policy)

@@ -16,15 +16,15 @@ impl Executions {
     }
 
     pub async fn list(&self, caller: &Caller, filter: &ExecutionFilter) -> Result<(Vec<ExecutionRecord>, i64)> {
-        Ok(self.store.list_executions(&caller.tenant, filter).await?)
+        Ok(self.store.tenant(&caller.tenant).list_executions(filter).await?)
     }
 
     pub async fn get(&self, caller: &Caller, id: &str) -> Result<ExecutionRecord> {
-        Ok(self.store.get_execution(&caller.tenant, id).await?)
+        Ok(self.store.tenant(&caller.tenant).get_execution(id).await?)
     }
 
     /// Every call of an execution, in call order.
     pub async fn steps(&self, caller: &Caller, id: &str) -> Result<Vec<StepRecord>> {
-        Ok(self.store.list_steps(&caller.tenant, id).await?)
+        Ok(self.store.tenant(&caller.tenant).list_steps(id).await?)
     }
 }

@@ -51,11 +51,11 @@ impl Functions {
     pub async fn create(&self, caller: &Caller, draft: Draft) -> Result<Function> {
         let name = FunctionName::parse(draft.name.as_deref().ok_or_else(|| missing("name"))?)?;
         let tenant = &caller.tenant;
-        if self.store.function_exists(tenant, name.as_str()).await? {
+        if self.store.tenant(tenant).function_exists(name.as_str()).await? {
             return Err(Error::Conflict(format!("a function named {name} already exists")));
         }
         let quotas = self.engine.quotas_of(tenant).await?;
-        if self.store.count_functions(tenant).await? >= quotas.max_functions {
+        if self.store.tenant(tenant).count_functions().await? >= quotas.max_functions {
             return Err(Error::Forbidden(format!(
                 "tenant {tenant} already has its maximum of {} functions",
                 quotas.max_functions
@@ -69,22 +69,23 @@ impl Functions {
         };
         Ok(self
             .store
-            .create_function(tenant, name.as_str(), &version, audit)
+            .tenant(tenant)
+            .create_function(name.as_str(), &version, audit)
             .await?)
     }
 
     pub async fn list(&self, caller: &Caller, limit: i64, offset: i64) -> Result<(Vec<Function>, i64)> {
-        Ok(self.store.list_functions(&caller.tenant, limit, offset).await?)
+        Ok(self.store.tenant(&caller.tenant).list_functions(limit, offset).await?)
     }
 
     pub async fn get(&self, caller: &Caller, name: &str) -> Result<Function> {
-        Ok(self.store.get_function(&caller.tenant, name).await?)
+        Ok(self.store.tenant(&caller.tenant).get_function(name).await?)
     }
 
     /// A new version from `draft` over the current one; the function's warm instances are
     /// retired so the next call runs the new code.
     pub async fn update(&self, caller: &Caller, name: &str, draft: Draft) -> Result<Function> {
-        let current = self.store.get_function(&caller.tenant, name).await?;
+        let current = self.store.tenant(&caller.tenant).get_function(name).await?;
         if draft.name.as_deref().is_some_and(|n| n != name) {
             let e = ParseError::new("name", "must match the path").summarized("a function cannot be renamed");
             return Err(e.into());
@@ -98,7 +99,8 @@ impl Functions {
         };
         let f = self
             .store
-            .add_version(&caller.tenant, name, VersionSource::New(&version), audit)
+            .tenant(&caller.tenant)
+            .add_version(name, VersionSource::New(&version), audit)
             .await?;
         self.engine.sandbox().recycle_function(&caller.tenant, name);
         Ok(f)
@@ -106,15 +108,15 @@ impl Functions {
 
     pub async fn delete(&self, caller: &Caller, name: &str) -> Result<()> {
         let audit = Audit::new(&caller.email, "function.delete", format!("function:{name}"));
-        self.store.delete_function(&caller.tenant, name, audit).await?;
+        self.store.tenant(&caller.tenant).delete_function(name, audit).await?;
         self.engine.sandbox().recycle_function(&caller.tenant, name);
         Ok(())
     }
 
     /// Every version, and the number of the current one.
     pub async fn versions(&self, caller: &Caller, name: &str) -> Result<(i64, Vec<FunctionVersion>)> {
-        let versions = self.store.list_versions(&caller.tenant, name).await?;
-        let f = self.store.get_function(&caller.tenant, name).await?;
+        let versions = self.store.tenant(&caller.tenant).list_versions(name).await?;
+        let f = self.store.tenant(&caller.tenant).get_function(name).await?;
         Ok((f.current.version, versions))
     }
 
@@ -128,7 +130,11 @@ impl Functions {
             Audit::new(&caller.email, "function.rollback", format!("function:{name}"))
                 .detail(json!({"to_version": version, "new_version": new}))
         };
-        let f = self.store.add_version(&caller.tenant, name, source, audit).await?;
+        let f = self
+            .store
+            .tenant(&caller.tenant)
+            .add_version(name, source, audit)
+            .await?;
         self.engine.sandbox().recycle_function(&caller.tenant, name);
         Ok(f)
     }

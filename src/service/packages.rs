@@ -39,7 +39,7 @@ impl Packages {
 
     /// The tenant's installed packages.
     pub async fn installed(&self, caller: &Caller) -> Result<Vec<InstalledPackage>> {
-        Ok(self.store.list_packages(&caller.tenant).await?)
+        Ok(self.store.tenant(&caller.tenant).list_packages().await?)
     }
 
     pub async fn find(&self, caller: &Caller, name: &str) -> Result<Found> {
@@ -47,7 +47,7 @@ impl Packages {
         if let Some(b) = self.manager.builtin().get(&name) {
             return Ok(Found::Builtin(b.clone()));
         }
-        let installed = self.store.list_packages(&caller.tenant).await?;
+        let installed = self.store.tenant(&caller.tenant).list_packages().await?;
         let needed_by = installed
             .iter()
             .filter(|o| o.requires.contains(&name))
@@ -101,13 +101,13 @@ impl Packages {
     }
 
     pub async fn job(&self, caller: &Caller, id: &str) -> Result<PackageJob> {
-        let job = self.store.get_package_job(&caller.tenant, id).await?;
+        let job = self.store.tenant(&caller.tenant).get_package_job(id).await?;
         Ok(self.settled(job))
     }
 
     /// The tenant's last `limit` installs, newest first.
     pub async fn jobs(&self, caller: &Caller, limit: i64) -> Result<Vec<PackageJob>> {
-        let jobs = self.store.list_package_jobs(&caller.tenant, limit).await?;
+        let jobs = self.store.tenant(&caller.tenant).list_package_jobs(limit).await?;
         Ok(jobs.into_iter().map(|j| self.settled(j)).collect())
     }
 

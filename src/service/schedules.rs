@@ -62,7 +62,8 @@ impl Schedules {
             |s: &Schedule| Audit::new(&caller.email, "schedule.create", format!("schedule:{}", s.id)).detail(json!(s));
         Ok(self
             .store
-            .create_schedule(&caller.tenant, &fields, next, &caller.email, audit)
+            .tenant(&caller.tenant)
+            .create_schedule(&fields, next, &caller.email, audit)
             .await?)
     }
 
@@ -75,18 +76,19 @@ impl Schedules {
     ) -> Result<(Vec<Schedule>, i64)> {
         Ok(self
             .store
-            .list_schedules(&caller.tenant, function, limit, offset)
+            .tenant(&caller.tenant)
+            .list_schedules(function, limit, offset)
             .await?)
     }
 
     pub async fn get(&self, caller: &Caller, id: &str) -> Result<Schedule> {
-        Ok(self.store.get_schedule(&caller.tenant, id).await?)
+        Ok(self.store.tenant(&caller.tenant).get_schedule(id).await?)
     }
 
     /// `draft` over the current settings. The next tick is kept when the timetable did not
     /// change and the schedule stays enabled.
     pub async fn update(&self, caller: &Caller, id: &str, draft: Draft) -> Result<Schedule> {
-        let current = self.store.get_schedule(&caller.tenant, id).await?;
+        let current = self.store.tenant(&caller.tenant).get_schedule(id).await?;
         not_managed(&current)?;
         let (fields, timing) = parse(&self.settings, draft, Some(&current.fields), false)?;
         self.check_target(&caller.tenant, &fields).await?;
@@ -101,52 +103,55 @@ impl Schedules {
             |s: &Schedule| Audit::new(&caller.email, "schedule.update", format!("schedule:{id}")).detail(json!(s));
         Ok(self
             .store
-            .update_schedule(&caller.tenant, id, &fields, next, audit)
+            .tenant(&caller.tenant)
+            .update_schedule(id, &fields, next, audit)
             .await?)
     }
 
     pub async fn delete(&self, caller: &Caller, id: &str) -> Result<()> {
-        not_managed(&self.store.get_schedule(&caller.tenant, id).await?)?;
+        not_managed(&self.store.tenant(&caller.tenant).get_schedule(id).await?)?;
         let audit = Audit::new(&caller.email, "schedule.delete", format!("schedule:{id}"));
-        Ok(self.store.delete_schedule(&caller.tenant, id, audit).await?)
+        Ok(self.store.tenant(&caller.tenant).delete_schedule(id, audit).await?)
     }
 
     pub async fn pause(&self, caller: &Caller, id: &str) -> Result<Schedule> {
         let audit = Audit::new(&caller.email, "schedule.pause", format!("schedule:{id}"));
         Ok(self
             .store
-            .set_schedule_enabled(&caller.tenant, id, false, None, audit)
+            .tenant(&caller.tenant)
+            .set_schedule_enabled(id, false, None, audit)
             .await?)
     }
 
     /// Resume from now: ticks missed while paused are not run.
     pub async fn resume(&self, caller: &Caller, id: &str) -> Result<Schedule> {
-        let s = self.store.get_schedule(&caller.tenant, id).await?;
+        let s = self.store.tenant(&caller.tenant).get_schedule(id).await?;
         let timing = Timing::parse(&s.fields.cron_expression, &s.fields.timezone)
             .map_err(|e| Error::Malformed(crate::domain::ParseError::new(e.field, e.message)))?;
         let next = Some(next_tick(&timing)?);
         let audit = Audit::new(&caller.email, "schedule.resume", format!("schedule:{id}"));
         Ok(self
             .store
-            .set_schedule_enabled(&caller.tenant, id, true, next, audit)
+            .tenant(&caller.tenant)
+            .set_schedule_enabled(id, true, next, audit)
             .await?)
     }
 
     /// One run now: its id, and its execution's when it could start.
     pub async fn run_now(&self, caller: &Caller, id: &str) -> Result<(String, Option<String>)> {
-        let s = self.store.get_schedule(&caller.tenant, id).await?;
+        let s = self.store.tenant(&caller.tenant).get_schedule(id).await?;
         let (email, target) = (caller.email.clone(), format!("schedule:{id}"));
         let audit = move |run: &str| Audit::new(&email, "schedule.run", target).detail(json!({"run_id": run}));
         Ok(self.scheduler.run_now(&s, audit).await?)
     }
 
     pub async fn runs(&self, caller: &Caller, id: &str, limit: i64) -> Result<Vec<ScheduleRun>> {
-        Ok(self.store.list_runs(&caller.tenant, id, limit).await?)
+        Ok(self.store.tenant(&caller.tenant).list_runs(id, limit).await?)
     }
 
     /// How many of the caller's schedules are enabled, and the next few due.
     pub async fn upcoming(&self, caller: &Caller, limit: i64) -> Result<(i64, Vec<Schedule>)> {
-        Ok(self.store.upcoming_schedules(&caller.tenant, limit).await?)
+        Ok(self.store.tenant(&caller.tenant).upcoming_schedules(limit).await?)
     }
 
     /// The target exists in the caller's tenant and accepts the stored input (a workflow's
@@ -155,7 +160,7 @@ impl Schedules {
         use crate::engine::Error as E;
         let checked = match &f.target {
             Target::Function(name) => self.engine.check_input(tenant, name, &f.input_data).await,
-            Target::Workflow(name) => match self.store.get_workflow(tenant, name).await {
+            Target::Workflow(name) => match self.store.tenant(tenant).get_workflow(name).await {
                 Ok(w) => merge_config(&w.definition.config, Some(&f.input_data))
                     .map(|_| ())
                     .map_err(E::Malformed),
@@ -207,7 +212,7 @@ pub fn owned_by_workflow(
     };
     let (fields, timing) = parse(settings, draft, None, true).map_err(as_schedule_field)?;
     let next = match fields.enabled {
-        true => Some(next_tick(&timing).map_err(as_schedule_field)?),
+        true => Some(next_tick(&timing).map_err(|_| Error::malformed("schedule", "never fires in the coming years"))?),
         false => None,
     };
     Ok(Some((fields, next)))

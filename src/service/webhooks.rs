@@ -47,7 +47,8 @@ impl Webhooks {
             |w: &Webhook| Audit::new(&caller.email, "webhook.create", format!("webhook:{}", w.id)).detail(json!(w));
         Ok(self
             .store
-            .create_webhook(&caller.tenant, &fields, &secret, &caller.email, audit)
+            .tenant(&caller.tenant)
+            .create_webhook(&fields, &secret, &caller.email, audit)
             .await?)
     }
 
@@ -60,12 +61,13 @@ impl Webhooks {
     ) -> Result<(Vec<Webhook>, i64)> {
         Ok(self
             .store
-            .list_webhooks(&caller.tenant, function, limit, offset)
+            .tenant(&caller.tenant)
+            .list_webhooks(function, limit, offset)
             .await?)
     }
 
     pub async fn get(&self, caller: &Caller, id: &str) -> Result<Webhook> {
-        Ok(self.store.get_webhook(&caller.tenant, id).await?)
+        Ok(self.store.tenant(&caller.tenant).get_webhook(id).await?)
     }
 
     /// `draft` over the current settings; the secret changes only by `rotate_secret`.
@@ -76,15 +78,19 @@ impl Webhooks {
                 "change it with POST /api/v1/webhooks/{id}/rotate-secret",
             ));
         }
-        let current = self.store.get_webhook(&caller.tenant, id).await?;
+        let current = self.store.tenant(&caller.tenant).get_webhook(id).await?;
         let fields = fields_from(&draft, Some(&current.fields))?;
         let audit = |w: &Webhook| Audit::new(&caller.email, "webhook.update", format!("webhook:{id}")).detail(json!(w));
-        Ok(self.store.update_webhook(&caller.tenant, id, &fields, audit).await?)
+        Ok(self
+            .store
+            .tenant(&caller.tenant)
+            .update_webhook(id, &fields, audit)
+            .await?)
     }
 
     pub async fn delete(&self, caller: &Caller, id: &str) -> Result<()> {
         let audit = Audit::new(&caller.email, "webhook.delete", format!("webhook:{id}"));
-        Ok(self.store.delete_webhook(&caller.tenant, id, audit).await?)
+        Ok(self.store.tenant(&caller.tenant).delete_webhook(id, audit).await?)
     }
 
     /// A new signing secret: the one given, or a generated one.
@@ -96,7 +102,8 @@ impl Webhooks {
         let audit = Audit::new(&caller.email, "webhook.rotate_secret", format!("webhook:{id}"));
         Ok(self
             .store
-            .set_webhook_secret(&caller.tenant, id, &secret, audit)
+            .tenant(&caller.tenant)
+            .set_webhook_secret(id, &secret, audit)
             .await?)
     }
 }

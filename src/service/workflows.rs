@@ -49,16 +49,17 @@ impl Workflows {
         let audit = Audit::new(&caller.email, "workflow.create", format!("workflow:{name}"));
         Ok(self
             .store
-            .create_workflow(&caller.tenant, name, (&def, own), &caller.email, audit)
+            .tenant(&caller.tenant)
+            .create_workflow(name, (&def, own), &caller.email, audit)
             .await?)
     }
 
     pub async fn list(&self, caller: &Caller) -> Result<Vec<Workflow>> {
-        Ok(self.store.list_workflows(&caller.tenant).await?)
+        Ok(self.store.tenant(&caller.tenant).list_workflows().await?)
     }
 
     pub async fn get(&self, caller: &Caller, name: &str) -> Result<Workflow> {
-        Ok(self.store.get_workflow(&caller.tenant, name).await?)
+        Ok(self.store.tenant(&caller.tenant).get_workflow(name).await?)
     }
 
     /// A new version from `body`; a `name` in it must be the workflow's own.
@@ -75,22 +76,23 @@ impl Workflows {
         let audit = Audit::new(&caller.email, "workflow.update", format!("workflow:{name}"));
         Ok(self
             .store
-            .update_workflow(&caller.tenant, name, (&def, own), &caller.email, audit)
+            .tenant(&caller.tenant)
+            .update_workflow(name, (&def, own), &caller.email, audit)
             .await?)
     }
 
     pub async fn delete(&self, caller: &Caller, name: &str) -> Result<()> {
         let audit = Audit::new(&caller.email, "workflow.delete", format!("workflow:{name}"));
-        Ok(self.store.delete_workflow(&caller.tenant, name, audit).await?)
+        Ok(self.store.tenant(&caller.tenant).delete_workflow(name, audit).await?)
     }
 
     pub async fn versions(&self, caller: &Caller, name: &str) -> Result<Vec<WorkflowVersion>> {
-        Ok(self.store.workflow_versions(&caller.tenant, name).await?)
+        Ok(self.store.tenant(&caller.tenant).workflow_versions(name).await?)
     }
 
     /// Start a run now with `config` over the workflow's defaults.
     pub async fn run(&self, caller: &Caller, name: &str, config: Option<&Value>) -> Result<WorkflowRun> {
-        let w = self.store.get_workflow(&caller.tenant, name).await?;
+        let w = self.store.tenant(&caller.tenant).get_workflow(name).await?;
         let config = merge_config(&w.definition.config, config).map_err(Error::Malformed)?;
         let trigger = Trigger::Workflow { id: w.id.clone() };
         Ok(self.engine.run_workflow(&caller.tenant, &w, config, trigger).await?)
@@ -104,24 +106,29 @@ impl Workflows {
         status: Option<&str>,
         page: (i64, i64),
     ) -> Result<(Vec<ExecutionRecord>, i64)> {
-        let w = self.store.get_workflow(&caller.tenant, name).await?;
+        let w = self.store.tenant(&caller.tenant).get_workflow(name).await?;
         Ok(self
             .store
-            .list_workflow_runs(&caller.tenant, &w.id, status, page)
+            .tenant(&caller.tenant)
+            .list_workflow_runs(&w.id, status, page)
             .await?)
     }
 
     /// One run of this workflow, with the definition it ran and its steps.
     pub async fn run_detail(&self, caller: &Caller, name: &str, id: &str) -> Result<RunDetail> {
         let tenant = &caller.tenant;
-        let w = self.store.get_workflow(tenant, name).await?;
-        let run = self.store.workflow_run(tenant, id).await?;
+        let w = self.store.tenant(tenant).get_workflow(name).await?;
+        let run = self.store.tenant(tenant).workflow_run(id).await?;
         let Some(run) = run.filter(|r| r.workflow_id == w.id) else {
             return Err(Error::NotFound(format!("{name} has no run {id}")));
         };
-        let execution = self.store.get_execution(tenant, id).await?;
-        let (_, definition) = self.store.workflow_version_by_id(tenant, &w.id, run.version).await?;
-        let steps = self.store.list_steps(tenant, id).await?;
+        let execution = self.store.tenant(tenant).get_execution(id).await?;
+        let (_, definition) = self
+            .store
+            .tenant(tenant)
+            .workflow_version_by_id(&w.id, run.version)
+            .await?;
+        let steps = self.store.tenant(tenant).list_steps(id).await?;
         Ok(RunDetail {
             run,
             execution,
@@ -137,7 +144,7 @@ impl Workflows {
         let def = parsed.check().map_err(|e| Error::malformed(e.field, e.message))?;
         let mut unknown = Vec::new();
         for n in &def.nodes {
-            if !self.store.function_exists(tenant, &n.function).await? {
+            if !self.store.tenant(tenant).function_exists(&n.function).await? {
                 unknown.push(n.function.as_str());
             }
         }

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use sqlx::Row as _;
 
-use super::{now_ms, Audit, Store, StoreError, StoreResult};
+use super::{now_ms, Audit, StoreError, StoreResult, Tenant};
 use crate::domain::egress::Policy;
 
 /// A secret as the API shows it: never its value.
@@ -26,19 +26,19 @@ fn info_from(r: &super::Row) -> Result<SecretInfo, sqlx::Error> {
     })
 }
 
-impl Store {
+impl Tenant<'_> {
     /// Create or replace a secret; answers whether it was new.
     pub async fn put_secret(
         &self,
-        tenant: &str,
         name: &str,
         nonce: &[u8],
         ciphertext: &[u8],
         by: &str,
         audit: Audit,
     ) -> StoreResult<bool> {
+        let tenant = self.id;
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.store.pool.begin().await?;
         let updated = sqlx::query(
             "update secrets set nonce = $3, ciphertext = $4, updated_at = $5 where tenant = $1 and name = $2",
         )
@@ -70,20 +70,22 @@ impl Store {
         Ok(updated == 0)
     }
 
-    pub async fn list_secrets(&self, tenant: &str) -> StoreResult<Vec<SecretInfo>> {
+    pub async fn list_secrets(&self) -> StoreResult<Vec<SecretInfo>> {
+        let tenant = self.id;
         let rows =
             sqlx::query("select name, created_by, created_at, updated_at from secrets where tenant = $1 order by name")
                 .bind(tenant)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.store.pool)
                 .await?;
         Ok(rows.iter().map(info_from).collect::<Result<_, _>>()?)
     }
 
-    pub async fn secret_info(&self, tenant: &str, name: &str) -> StoreResult<SecretInfo> {
+    pub async fn secret_info(&self, name: &str) -> StoreResult<SecretInfo> {
+        let tenant = self.id;
         sqlx::query("select name, created_by, created_at, updated_at from secrets where tenant = $1 and name = $2")
             .bind(tenant)
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.store.pool)
             .await?
             .map(|r| info_from(&r))
             .transpose()?
@@ -91,11 +93,12 @@ impl Store {
     }
 
     /// The sealed value: (nonce, ciphertext).
-    pub async fn sealed_secret(&self, tenant: &str, name: &str) -> StoreResult<Option<(Vec<u8>, Vec<u8>)>> {
+    pub async fn sealed_secret(&self, name: &str) -> StoreResult<Option<(Vec<u8>, Vec<u8>)>> {
+        let tenant = self.id;
         let row = sqlx::query("select nonce, ciphertext from secrets where tenant = $1 and name = $2")
             .bind(tenant)
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.store.pool)
             .await?;
         Ok(match row {
             Some(r) => Some((r.try_get("nonce")?, r.try_get("ciphertext")?)),
@@ -103,8 +106,9 @@ impl Store {
         })
     }
 
-    pub async fn delete_secret(&self, tenant: &str, name: &str, audit: Audit) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+    pub async fn delete_secret(&self, name: &str, audit: Audit) -> StoreResult<()> {
+        let tenant = self.id;
+        let mut tx = self.store.pool.begin().await?;
         let done = sqlx::query("delete from secrets where tenant = $1 and name = $2")
             .bind(tenant)
             .bind(name)
@@ -118,10 +122,11 @@ impl Store {
         Ok(())
     }
 
-    pub async fn egress_policy(&self, tenant: &str) -> StoreResult<Option<Policy>> {
+    pub async fn egress_policy(&self) -> StoreResult<Option<Policy>> {
+        let tenant = self.id;
         let row = sqlx::query("select policy from egress_policies where tenant = $1")
             .bind(tenant)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.store.pool)
             .await?;
         Ok(match row {
             Some(r) => super::json_col(&r, "policy")?,
@@ -129,9 +134,10 @@ impl Store {
         })
     }
 
-    pub async fn set_egress_policy(&self, tenant: &str, policy: &Policy, by: &str, audit: Audit) -> StoreResult<()> {
+    pub async fn set_egress_policy(&self, policy: &Policy, by: &str, audit: Audit) -> StoreResult<()> {
+        let tenant = self.id;
         let text = serde_json::to_string(policy).unwrap_or_else(|_| "{}".into());
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.store.pool.begin().await?;
         sqlx::query("delete from egress_policies where tenant = $1")
             .bind(tenant)
             .execute(&mut *tx)

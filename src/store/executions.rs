@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row as _;
 
-use super::{json_col, now_ms, text_col, Row, Store, StoreError, StoreResult};
+use super::{json_col, now_ms, text_col, Row, Store, StoreError, StoreResult, Tenant};
 use crate::domain::CallStatus;
 
 /// What every call record has, the execution's root call and nested steps alike.
@@ -366,70 +366,6 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
-    pub async fn list_executions(&self, tenant: &str, f: &ExecutionFilter) -> StoreResult<(Vec<ExecutionRecord>, i64)> {
-        // Optional filters as `($n is null or col = $n)` keep one statement for every combination.
-        let filter = "tenant = $1 and ($2 is null or function_name = $2) and ($3 is null or status = $3) \
-                      and ($4 is null or trigger = $4) and ($5 is null or trigger_id = $5)";
-        let sql = format!(
-            "select {EXEC_COLS} from executions where {filter} order by started_at desc, id desc limit $6 offset $7"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(tenant)
-            .bind(&f.function)
-            .bind(&f.status)
-            .bind(&f.trigger)
-            .bind(&f.trigger_id)
-            .bind(f.limit)
-            .bind(f.offset)
-            .fetch_all(&self.pool)
-            .await?;
-        let total: i64 = sqlx::query(&format!("select count(*) as n from executions where {filter}"))
-            .bind(tenant)
-            .bind(&f.function)
-            .bind(&f.status)
-            .bind(&f.trigger)
-            .bind(&f.trigger_id)
-            .fetch_one(&self.pool)
-            .await?
-            .try_get("n")?;
-        Ok((rows.iter().map(execution_from).collect::<Result<_, _>>()?, total))
-    }
-
-    pub async fn get_execution(&self, tenant: &str, id: &str) -> StoreResult<ExecutionRecord> {
-        let sql = format!("select {EXEC_COLS} from executions where tenant = $1 and id = $2");
-        let row = sqlx::query(&sql)
-            .bind(tenant)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        let row = row.ok_or_else(|| StoreError::NotFound(format!("execution {id} not found")))?;
-        Ok(execution_from(&row)?)
-    }
-
-    /// Every call of an execution in order: the root (the execution itself, whose id is the
-    /// root step's id) followed by the nested calls.
-    pub async fn list_steps(&self, tenant: &str, execution_id: &str) -> StoreResult<Vec<StepRecord>> {
-        let e = self.get_execution(tenant, execution_id).await?;
-        let sql = format!("select {STEP_COLS} from steps where tenant = $1 and execution_id = $2 order by seq");
-        let rows = sqlx::query(&sql)
-            .bind(tenant)
-            .bind(execution_id)
-            .fetch_all(&self.pool)
-            .await?;
-        let root = StepRecord {
-            id: e.id.clone(),
-            execution_id: e.id,
-            parent_id: None,
-            seq: 0,
-            depth: 0,
-            call: e.call,
-        };
-        let mut steps = vec![root];
-        for r in &rows {
-            steps.push(step_from(r)?);
-        }
-        Ok(steps)
-    }
 
     /// Delete up to `batch` finished executions that ended before `cutoff` (unix ms), with
     /// their steps, in one transaction; returns how many went. Running ones are never touched.
@@ -527,5 +463,75 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(done.rows_affected())
+    }
+}
+
+impl Tenant<'_> {
+    pub async fn list_executions(&self, f: &ExecutionFilter) -> StoreResult<(Vec<ExecutionRecord>, i64)> {
+        let tenant = self.id;
+        // Optional filters as `($n is null or col = $n)` keep one statement for every combination.
+        let filter = "tenant = $1 and ($2 is null or function_name = $2) and ($3 is null or status = $3) \
+                      and ($4 is null or trigger = $4) and ($5 is null or trigger_id = $5)";
+        let sql = format!(
+            "select {EXEC_COLS} from executions where {filter} order by started_at desc, id desc limit $6 offset $7"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(&f.function)
+            .bind(&f.status)
+            .bind(&f.trigger)
+            .bind(&f.trigger_id)
+            .bind(f.limit)
+            .bind(f.offset)
+            .fetch_all(&self.store.pool)
+            .await?;
+        let total: i64 = sqlx::query(&format!("select count(*) as n from executions where {filter}"))
+            .bind(tenant)
+            .bind(&f.function)
+            .bind(&f.status)
+            .bind(&f.trigger)
+            .bind(&f.trigger_id)
+            .fetch_one(&self.store.pool)
+            .await?
+            .try_get("n")?;
+        Ok((rows.iter().map(execution_from).collect::<Result<_, _>>()?, total))
+    }
+
+    pub async fn get_execution(&self, id: &str) -> StoreResult<ExecutionRecord> {
+        let tenant = self.id;
+        let sql = format!("select {EXEC_COLS} from executions where tenant = $1 and id = $2");
+        let row = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&self.store.pool)
+            .await?;
+        let row = row.ok_or_else(|| StoreError::NotFound(format!("execution {id} not found")))?;
+        Ok(execution_from(&row)?)
+    }
+
+    /// Every call of an execution in order: the root (the execution itself, whose id is the
+    /// root step's id) followed by the nested calls.
+    pub async fn list_steps(&self, execution_id: &str) -> StoreResult<Vec<StepRecord>> {
+        let tenant = self.id;
+        let e = self.get_execution(execution_id).await?;
+        let sql = format!("select {STEP_COLS} from steps where tenant = $1 and execution_id = $2 order by seq");
+        let rows = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(execution_id)
+            .fetch_all(&self.store.pool)
+            .await?;
+        let root = StepRecord {
+            id: e.id.clone(),
+            execution_id: e.id,
+            parent_id: None,
+            seq: 0,
+            depth: 0,
+            call: e.call,
+        };
+        let mut steps = vec![root];
+        for r in &rows {
+            steps.push(step_from(r)?);
+        }
+        Ok(steps)
     }
 }

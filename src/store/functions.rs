@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row as _;
 
-use super::{conflict_on_unique, json_col, json_req, now_ms, Audit, Row, Store, StoreError, StoreResult};
+use super::{conflict_on_unique, json_col, json_req, now_ms, Audit, Row, StoreError, StoreResult, Tenant};
 use crate::domain::FunctionSettings;
 
 /// What a version holds (everything but its number and time).
@@ -117,18 +117,18 @@ async fn insert_version(
     Ok(())
 }
 
-impl Store {
+impl Tenant<'_> {
     /// Create a function at version 1; `audit` (given the version) is written with it.
     pub async fn create_function(
         &self,
-        tenant: &str,
         name: &str,
         v: &VersionContent,
         audit: impl FnOnce(i64) -> Audit,
     ) -> StoreResult<Function> {
+        let tenant = self.id;
         let id = uuid::Uuid::now_v7().to_string();
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.store.pool.begin().await?;
         sqlx::query(
             r#"insert into functions (id, tenant, name, current_version, latest_version, created_at, updated_at)
                values ($1, $2, $3, 1, 1, $4, $4)"#,
@@ -143,23 +143,25 @@ impl Store {
         insert_version(&mut tx, tenant, &id, 1, v).await?;
         audit(1).write(&mut tx, tenant).await?;
         tx.commit().await?;
-        self.functions.forget(tenant, name);
-        self.get_function(tenant, name).await
+        self.store.functions.forget(tenant, name);
+        self.get_function(name).await
     }
 
     /// The current version for the call path: from this server's short-lived cache when
     /// fresh, else from the database.
-    pub async fn get_function_cached(&self, tenant: &str, name: &str) -> StoreResult<Function> {
-        if let Some(f) = self.functions.get(tenant, name) {
+    pub async fn get_function_cached(&self, name: &str) -> StoreResult<Function> {
+        let tenant = self.id;
+        if let Some(f) = self.store.functions.get(tenant, name) {
             return Ok(f);
         }
-        let seen = self.functions.generation();
-        let f = self.get_function(tenant, name).await?;
-        self.functions.put(seen, tenant, &f);
+        let seen = self.store.functions.generation();
+        let f = self.get_function(name).await?;
+        self.store.functions.put(seen, tenant, &f);
         Ok(f)
     }
 
-    pub async fn get_function(&self, tenant: &str, name: &str) -> StoreResult<Function> {
+    pub async fn get_function(&self, name: &str) -> StoreResult<Function> {
+        let tenant = self.id;
         let sql = format!(
             "select f.id, f.name, f.latest_version, f.created_at as f_created_at, f.updated_at, {VERSION_COLS}
              from functions f join function_versions v on v.function_id = f.id and v.version = f.current_version
@@ -168,34 +170,37 @@ impl Store {
         let row = sqlx::query(&sql)
             .bind(tenant)
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.store.pool)
             .await?;
         let row = row.ok_or_else(|| not_found(name))?;
         Ok(function_from(&row)?)
     }
 
     /// Whether the tenant has a function of that name (cheap; used to resolve bare names).
-    pub async fn function_exists(&self, tenant: &str, name: &str) -> StoreResult<bool> {
-        if self.functions.get(tenant, name).is_some() {
+    pub async fn function_exists(&self, name: &str) -> StoreResult<bool> {
+        let tenant = self.id;
+        if self.store.functions.get(tenant, name).is_some() {
             return Ok(true);
         }
         let row = sqlx::query("select 1 as one from functions where tenant = $1 and name = $2")
             .bind(tenant)
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.store.pool)
             .await?;
         Ok(row.is_some())
     }
 
-    pub async fn count_functions(&self, tenant: &str) -> StoreResult<i64> {
+    pub async fn count_functions(&self) -> StoreResult<i64> {
+        let tenant = self.id;
         let row = sqlx::query("select count(*) as n from functions where tenant = $1")
             .bind(tenant)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.store.pool)
             .await?;
         Ok(row.try_get("n")?)
     }
 
-    pub async fn list_functions(&self, tenant: &str, limit: i64, offset: i64) -> StoreResult<(Vec<Function>, i64)> {
+    pub async fn list_functions(&self, limit: i64, offset: i64) -> StoreResult<(Vec<Function>, i64)> {
+        let tenant = self.id;
         let sql = format!(
             "select f.id, f.name, f.latest_version, f.created_at as f_created_at, f.updated_at, {VERSION_COLS}
              from functions f join function_versions v on v.function_id = f.id and v.version = f.current_version
@@ -205,11 +210,11 @@ impl Store {
             .bind(tenant)
             .bind(limit)
             .bind(offset)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.store.pool)
             .await?;
         let total: i64 = sqlx::query("select count(*) as n from functions where tenant = $1")
             .bind(tenant)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.store.pool)
             .await?
             .try_get("n")?;
         let list = rows.iter().map(function_from).collect::<Result<_, _>>()?;
@@ -221,12 +226,12 @@ impl Store {
     /// `audit` (given the new version's number) is written with it.
     pub async fn add_version(
         &self,
-        tenant: &str,
         name: &str,
         source: VersionSource<'_>,
         audit: impl FnOnce(i64) -> Audit,
     ) -> StoreResult<Function> {
-        let mut tx = self.pool.begin().await?;
+        let tenant = self.id;
+        let mut tx = self.store.pool.begin().await?;
         // The update takes the row lock (PostgreSQL) or the write lock (SQLite) first, so two
         // concurrent updates get consecutive version numbers.
         let row = sqlx::query(
@@ -261,12 +266,13 @@ impl Store {
         insert_version(&mut tx, tenant, &id, version, &content).await?;
         audit(version).write(&mut tx, tenant).await?;
         tx.commit().await?;
-        self.functions.forget(tenant, name);
-        self.get_function(tenant, name).await
+        self.store.functions.forget(tenant, name);
+        self.get_function(name).await
     }
 
-    pub async fn delete_function(&self, tenant: &str, name: &str, audit: Audit) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+    pub async fn delete_function(&self, name: &str, audit: Audit) -> StoreResult<()> {
+        let tenant = self.id;
+        let mut tx = self.store.pool.begin().await?;
         let row = sqlx::query("select id from functions where tenant = $1 and name = $2")
             .bind(tenant)
             .bind(name)
@@ -299,16 +305,21 @@ impl Store {
             .await?;
         audit.write(&mut tx, tenant).await?;
         tx.commit().await?;
-        self.functions.forget(tenant, name);
+        self.store.functions.forget(tenant, name);
         Ok(())
     }
 
-    pub async fn list_versions(&self, tenant: &str, name: &str) -> StoreResult<Vec<FunctionVersion>> {
+    pub async fn list_versions(&self, name: &str) -> StoreResult<Vec<FunctionVersion>> {
+        let tenant = self.id;
         let sql = format!(
             "select {VERSION_COLS} from functions f join function_versions v on v.function_id = f.id
              where f.tenant = $1 and f.name = $2 order by v.version desc"
         );
-        let rows = sqlx::query(&sql).bind(tenant).bind(name).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(name)
+            .fetch_all(&self.store.pool)
+            .await?;
         if rows.is_empty() {
             return Err(not_found(name));
         }

@@ -2,7 +2,12 @@
 //!
 //! One `Store` serves both through sqlx's `Any` driver: the SQL is written once (lowercase,
 //! `$n` placeholders, portable types: text, bigint, double precision), each backend has its
-//! own migrations folder. Every query takes the tenant; no query can forget it.
+//! own migrations folder.
+//!
+//! A tenant's rows are reached through `store.tenant(id)`: every query of that handle is
+//! scoped to its tenant, so none can forget it. `Store`'s own methods are the duties that
+//! work across tenants (claiming schedule ticks and workflow leases, retention, writing the
+//! recorder's batches, finding a webhook by its path, tenancy for admins).
 
 mod audit;
 mod cache;
@@ -122,6 +127,11 @@ impl Store {
         })
     }
 
+    /// The handle for one tenant's rows.
+    pub fn tenant<'a>(&'a self, id: &'a str) -> Tenant<'a> {
+        Tenant { store: self, id }
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }
@@ -130,6 +140,14 @@ impl Store {
         sqlx::query("select 1").execute(&self.pool).await?;
         Ok(())
     }
+}
+
+/// One tenant's view of the store: every query it makes names that tenant. The id comes
+/// from a `TenantId` parsed at the edge (a caller's) or from a row already stored.
+#[derive(Clone, Copy)]
+pub struct Tenant<'a> {
+    store: &'a Store,
+    id: &'a str,
 }
 
 /// Unique violations become `Conflict` with `message`.

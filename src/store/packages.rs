@@ -7,7 +7,9 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row as _;
 
-use super::{conflict_on_unique, json_col, json_req, now_ms, text_col, Audit, Row, Store, StoreError, StoreResult};
+use super::{
+    conflict_on_unique, json_col, json_req, now_ms, text_col, Audit, Row, Store, StoreError, StoreResult, Tenant,
+};
 use crate::domain::JobStatus;
 
 /// An installed package as listed (the wheel bytes are fetched separately).
@@ -88,19 +90,39 @@ fn job_from(r: &Row) -> Result<PackageJob, sqlx::Error> {
 }
 
 impl Store {
-    pub async fn list_packages(&self, tenant: &str) -> StoreResult<Vec<InstalledPackage>> {
+    pub async fn finish_package_job(&self, id: &str, result: Result<&Value, &Value>) -> StoreResult<()> {
+        let (status, result, error) = match result {
+            Ok(r) => (JobStatus::Succeeded, Some(r.to_string()), None),
+            Err(e) => (JobStatus::Failed, None, Some(e.to_string())),
+        };
+        sqlx::query("update package_jobs set status = $2, result = $3, error = $4, finished_at = $5 where id = $1")
+            .bind(id)
+            .bind(status.as_str())
+            .bind(result)
+            .bind(error)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+impl Tenant<'_> {
+    pub async fn list_packages(&self) -> StoreResult<Vec<InstalledPackage>> {
+        let tenant = self.id;
         let rows = sqlx::query(&format!("select {COLS} from packages where tenant = $1 order by name"))
             .bind(tenant)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.store.pool)
             .await?;
         Ok(rows.iter().map(package_from).collect::<Result<_, _>>()?)
     }
 
     /// The wheels of a tenant's packages, by name, for unpacking.
-    pub async fn package_wheels(&self, tenant: &str) -> StoreResult<Vec<StoredWheel>> {
+    pub async fn package_wheels(&self) -> StoreResult<Vec<StoredWheel>> {
+        let tenant = self.id;
         let rows = sqlx::query("select name, version, sha256, wheel from packages where tenant = $1 order by name")
             .bind(tenant)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.store.pool)
             .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
@@ -118,13 +140,13 @@ impl Store {
     /// unless `replace`, which swaps the old row for the new one in the same transaction.
     pub async fn add_packages(
         &self,
-        tenant: &str,
         packages: &[NewPackage],
         max_total: i64,
         replace: bool,
         audit: Option<Audit>,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let tenant = self.id;
+        let mut tx = self.store.pool.begin().await?;
         for p in packages {
             let m = &p.package;
             if replace {
@@ -182,12 +204,12 @@ impl Store {
     /// (naming them) unless `force`.
     pub async fn remove_package(
         &self,
-        tenant: &str,
         name: &str,
         force: bool,
         audit: impl FnOnce(&InstalledPackage) -> Audit,
     ) -> StoreResult<InstalledPackage> {
-        let mut tx = self.pool.begin().await?;
+        let tenant = self.id;
+        let mut tx = self.store.pool.begin().await?;
         let rows = sqlx::query(&format!("select {COLS} from packages where tenant = $1"))
             .bind(tenant)
             .fetch_all(&mut *tx)
@@ -218,26 +240,21 @@ impl Store {
     }
 
     /// Jobs of the tenant still running that started after `since`.
-    pub async fn running_package_jobs(&self, tenant: &str, since: i64) -> StoreResult<i64> {
+    pub async fn running_package_jobs(&self, since: i64) -> StoreResult<i64> {
+        let tenant = self.id;
         Ok(sqlx::query(
             "select count(*) as n from package_jobs where tenant = $1 and status = 'running' and created_at > $2",
         )
         .bind(tenant)
         .bind(since)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.store.pool)
         .await?
         .try_get("n")?)
     }
 
-    pub async fn create_package_job(
-        &self,
-        tenant: &str,
-        id: &str,
-        requirement: &str,
-        by: &str,
-        audit: Audit,
-    ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+    pub async fn create_package_job(&self, id: &str, requirement: &str, by: &str, audit: Audit) -> StoreResult<()> {
+        let tenant = self.id;
+        let mut tx = self.store.pool.begin().await?;
         sqlx::query(
             "insert into package_jobs (id, tenant, requirement, status, created_by, created_at) \
              values ($1, $2, $3, 'running', $4, $5)",
@@ -254,38 +271,24 @@ impl Store {
         Ok(())
     }
 
-    pub async fn finish_package_job(&self, id: &str, result: Result<&Value, &Value>) -> StoreResult<()> {
-        let (status, result, error) = match result {
-            Ok(r) => (JobStatus::Succeeded, Some(r.to_string()), None),
-            Err(e) => (JobStatus::Failed, None, Some(e.to_string())),
-        };
-        sqlx::query("update package_jobs set status = $2, result = $3, error = $4, finished_at = $5 where id = $1")
-            .bind(id)
-            .bind(status.as_str())
-            .bind(result)
-            .bind(error)
-            .bind(now_ms())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    pub async fn get_package_job(&self, tenant: &str, id: &str) -> StoreResult<PackageJob> {
+    pub async fn get_package_job(&self, id: &str) -> StoreResult<PackageJob> {
+        let tenant = self.id;
         sqlx::query("select * from package_jobs where tenant = $1 and id = $2")
             .bind(tenant)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.store.pool)
             .await?
             .map(|r| job_from(&r))
             .transpose()?
             .ok_or_else(|| StoreError::NotFound(format!("install {id} not found")))
     }
 
-    pub async fn list_package_jobs(&self, tenant: &str, limit: i64) -> StoreResult<Vec<PackageJob>> {
+    pub async fn list_package_jobs(&self, limit: i64) -> StoreResult<Vec<PackageJob>> {
+        let tenant = self.id;
         let rows = sqlx::query("select * from package_jobs where tenant = $1 order by created_at desc limit $2")
             .bind(tenant)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.store.pool)
             .await?;
         Ok(rows.iter().map(job_from).collect::<Result<_, _>>()?)
     }

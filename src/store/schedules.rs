@@ -6,7 +6,7 @@ use serde_json::Value;
 use sqlx::Row as _;
 
 use super::webhooks::check_target;
-use super::{conflict_on_unique, json_col, now_ms, text_col, Audit, Row, Store, StoreError, StoreResult};
+use super::{conflict_on_unique, json_col, now_ms, text_col, Audit, Row, Store, StoreError, StoreResult, Tenant};
 use crate::domain::Target;
 use crate::domain::{CallStatus, Overlap, RetryPolicy, RunStatus};
 
@@ -201,82 +201,6 @@ async fn audited(
 }
 
 impl Store {
-    pub async fn create_schedule(
-        &self,
-        tenant: &str,
-        f: &ScheduleFields,
-        next_run_at: Option<i64>,
-        by: &str,
-        audit: impl FnOnce(&Schedule) -> Audit,
-    ) -> StoreResult<Schedule> {
-        let mut tx = self.pool.begin().await?;
-        let id = insert_schedule(&mut tx, tenant, f, next_run_at, by).await?;
-        audited(tx, tenant, &id, audit).await
-    }
-
-    /// Replace a schedule's settings and its next tick.
-    pub async fn update_schedule(
-        &self,
-        tenant: &str,
-        id: &str,
-        f: &ScheduleFields,
-        next_run_at: Option<i64>,
-        audit: impl FnOnce(&Schedule) -> Audit,
-    ) -> StoreResult<Schedule> {
-        let mut tx = self.pool.begin().await?;
-        update_schedule_row(&mut tx, tenant, id, f, next_run_at).await?;
-        audited(tx, tenant, id, audit).await
-    }
-
-    pub async fn get_schedule(&self, tenant: &str, id: &str) -> StoreResult<Schedule> {
-        fetch(&mut *self.pool.acquire().await?, tenant, id).await
-    }
-
-    pub async fn list_schedules(
-        &self,
-        tenant: &str,
-        function: Option<&str>,
-        limit: i64,
-        offset: i64,
-    ) -> StoreResult<(Vec<Schedule>, i64)> {
-        let query = ("schedules", COLS, "name");
-        super::list_for_function(&self.pool, query, (tenant, function), (limit, offset), schedule_from).await
-    }
-
-    pub async fn delete_schedule(&self, tenant: &str, id: &str, audit: Audit) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
-        delete_schedule_row(&mut tx, tenant, id).await?;
-        audit.write(&mut tx, tenant).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Pause (`next_run_at` = null) or resume (with its next tick).
-    pub async fn set_schedule_enabled(
-        &self,
-        tenant: &str,
-        id: &str,
-        enabled: bool,
-        next_run_at: Option<i64>,
-        audit: Audit,
-    ) -> StoreResult<Schedule> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "update schedules set enabled = $3, next_run_at = $4, updated_at = $5 where tenant = $1 and id = $2",
-        )
-        .bind(tenant)
-        .bind(id)
-        .bind(enabled as i64)
-        .bind(next_run_at)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(not_found(id));
-        }
-        audited(tx, tenant, id, |_| audit).await
-    }
-
     /// Enabled schedules whose tick is due, every tenant's, soonest first.
     pub async fn due_schedules(&self, now: i64, limit: i64) -> StoreResult<Vec<Schedule>> {
         let sql = format!(
@@ -484,9 +408,97 @@ impl Store {
             .collect::<Result<_, sqlx::Error>>()
             .map_err(Into::into)
     }
+}
 
-    pub async fn list_runs(&self, tenant: &str, schedule_id: &str, limit: i64) -> StoreResult<Vec<ScheduleRun>> {
-        self.get_schedule(tenant, schedule_id).await?;
+impl Tenant<'_> {
+    pub async fn create_schedule(
+        &self,
+        f: &ScheduleFields,
+        next_run_at: Option<i64>,
+        by: &str,
+        audit: impl FnOnce(&Schedule) -> Audit,
+    ) -> StoreResult<Schedule> {
+        let tenant = self.id;
+        let mut tx = self.store.pool.begin().await?;
+        let id = insert_schedule(&mut tx, tenant, f, next_run_at, by).await?;
+        audited(tx, tenant, &id, audit).await
+    }
+
+    /// Replace a schedule's settings and its next tick.
+    pub async fn update_schedule(
+        &self,
+        id: &str,
+        f: &ScheduleFields,
+        next_run_at: Option<i64>,
+        audit: impl FnOnce(&Schedule) -> Audit,
+    ) -> StoreResult<Schedule> {
+        let tenant = self.id;
+        let mut tx = self.store.pool.begin().await?;
+        update_schedule_row(&mut tx, tenant, id, f, next_run_at).await?;
+        audited(tx, tenant, id, audit).await
+    }
+
+    pub async fn get_schedule(&self, id: &str) -> StoreResult<Schedule> {
+        let tenant = self.id;
+        fetch(&mut *self.store.pool.acquire().await?, tenant, id).await
+    }
+
+    pub async fn list_schedules(
+        &self,
+        function: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<(Vec<Schedule>, i64)> {
+        let tenant = self.id;
+        let query = ("schedules", COLS, "name");
+        super::list_for_function(
+            &self.store.pool,
+            query,
+            (tenant, function),
+            (limit, offset),
+            schedule_from,
+        )
+        .await
+    }
+
+    pub async fn delete_schedule(&self, id: &str, audit: Audit) -> StoreResult<()> {
+        let tenant = self.id;
+        let mut tx = self.store.pool.begin().await?;
+        delete_schedule_row(&mut tx, tenant, id).await?;
+        audit.write(&mut tx, tenant).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Pause (`next_run_at` = null) or resume (with its next tick).
+    pub async fn set_schedule_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+        next_run_at: Option<i64>,
+        audit: Audit,
+    ) -> StoreResult<Schedule> {
+        let tenant = self.id;
+        let mut tx = self.store.pool.begin().await?;
+        let done = sqlx::query(
+            "update schedules set enabled = $3, next_run_at = $4, updated_at = $5 where tenant = $1 and id = $2",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(enabled as i64)
+        .bind(next_run_at)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(not_found(id));
+        }
+        audited(tx, tenant, id, |_| audit).await
+    }
+
+    pub async fn list_runs(&self, schedule_id: &str, limit: i64) -> StoreResult<Vec<ScheduleRun>> {
+        let tenant = self.id;
+        self.get_schedule(schedule_id).await?;
         let sql = format!(
             "select {RUN_COLS} from schedule_runs where tenant = $1 and schedule_id = $2
              order by created_at desc, attempt desc limit $3"
@@ -495,25 +507,30 @@ impl Store {
             .bind(tenant)
             .bind(schedule_id)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.store.pool)
             .await?;
         Ok(rows.iter().map(run_from).collect::<Result<_, _>>()?)
     }
 
     /// The tenant's enabled schedules: how many, and the soonest `limit`.
-    pub async fn upcoming_schedules(&self, tenant: &str, limit: i64) -> StoreResult<(i64, Vec<Schedule>)> {
+    pub async fn upcoming_schedules(&self, limit: i64) -> StoreResult<(i64, Vec<Schedule>)> {
+        let tenant = self.id;
         let active: i64 = sqlx::query(
             "select count(*) as n from schedules where tenant = $1 and enabled = 1 and next_run_at is not null",
         )
         .bind(tenant)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.store.pool)
         .await?
         .try_get("n")?;
         let sql = format!(
             "select {COLS} from schedules where tenant = $1 and enabled = 1 and next_run_at is not null
              order by next_run_at limit $2"
         );
-        let rows = sqlx::query(&sql).bind(tenant).bind(limit).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(limit)
+            .fetch_all(&self.store.pool)
+            .await?;
         Ok((active, rows.iter().map(schedule_from).collect::<Result<_, _>>()?))
     }
 }

@@ -7,7 +7,7 @@
 use serde::Serialize;
 use sqlx::Row as _;
 
-use super::{conflict_on_unique, now_ms, Audit, Row, Store, StoreError, StoreResult};
+use super::{conflict_on_unique, now_ms, Audit, Row, Store, StoreError, StoreResult, Tenant};
 use crate::domain::Target;
 
 /// The settings of a webhook, as created or replaced.
@@ -111,17 +111,26 @@ pub(super) async fn check_target(conn: &mut sqlx::AnyConnection, tenant: &str, t
 }
 
 impl Store {
+    /// The webhook at a public path, whatever its tenant.
+    pub async fn webhook_by_path(&self, path: &str) -> StoreResult<Option<Webhook>> {
+        let sql = format!("select {COLS} from webhooks where path = $1");
+        let row = sqlx::query(&sql).bind(path).fetch_optional(&self.pool).await?;
+        Ok(row.as_ref().map(webhook_from).transpose()?)
+    }
+}
+
+impl Tenant<'_> {
     pub async fn create_webhook(
         &self,
-        tenant: &str,
         f: &WebhookFields,
         secret: &str,
         by: &str,
         audit: impl FnOnce(&Webhook) -> Audit,
     ) -> StoreResult<Webhook> {
+        let tenant = self.id;
         let id = uuid::Uuid::now_v7().to_string();
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.store.pool.begin().await?;
         check_target(&mut tx, tenant, &f.target).await?;
         sqlx::query(
             r#"insert into webhooks (id, tenant, path, function_name, http_method, requires_auth, secret, description,
@@ -154,12 +163,12 @@ impl Store {
     /// Replace a webhook's settings (the handler merges a partial update first).
     pub async fn update_webhook(
         &self,
-        tenant: &str,
         id: &str,
         f: &WebhookFields,
         audit: impl FnOnce(&Webhook) -> Audit,
     ) -> StoreResult<Webhook> {
-        let mut tx = self.pool.begin().await?;
+        let tenant = self.id;
+        let mut tx = self.store.pool.begin().await?;
         check_target(&mut tx, tenant, &f.target).await?;
         let done = sqlx::query(
             r#"update webhooks set path = $3, function_name = $4, http_method = $5, requires_auth = $6,
@@ -189,8 +198,9 @@ impl Store {
         audited(tx, tenant, id, audit).await
     }
 
-    pub async fn set_webhook_secret(&self, tenant: &str, id: &str, secret: &str, audit: Audit) -> StoreResult<Webhook> {
-        let mut tx = self.pool.begin().await?;
+    pub async fn set_webhook_secret(&self, id: &str, secret: &str, audit: Audit) -> StoreResult<Webhook> {
+        let tenant = self.id;
+        let mut tx = self.store.pool.begin().await?;
         let done = sqlx::query("update webhooks set secret = $3, updated_at = $4 where tenant = $1 and id = $2")
             .bind(tenant)
             .bind(id)
@@ -204,31 +214,33 @@ impl Store {
         audited(tx, tenant, id, |_| audit).await
     }
 
-    pub async fn get_webhook(&self, tenant: &str, id: &str) -> StoreResult<Webhook> {
-        let mut conn = self.pool.acquire().await?;
+    pub async fn get_webhook(&self, id: &str) -> StoreResult<Webhook> {
+        let tenant = self.id;
+        let mut conn = self.store.pool.acquire().await?;
         fetch(&mut conn, tenant, id).await
-    }
-
-    /// The webhook at a public path, whatever its tenant.
-    pub async fn webhook_by_path(&self, path: &str) -> StoreResult<Option<Webhook>> {
-        let sql = format!("select {COLS} from webhooks where path = $1");
-        let row = sqlx::query(&sql).bind(path).fetch_optional(&self.pool).await?;
-        Ok(row.as_ref().map(webhook_from).transpose()?)
     }
 
     pub async fn list_webhooks(
         &self,
-        tenant: &str,
         function: Option<&str>,
         limit: i64,
         offset: i64,
     ) -> StoreResult<(Vec<Webhook>, i64)> {
+        let tenant = self.id;
         let query = ("webhooks", COLS, "path");
-        super::list_for_function(&self.pool, query, (tenant, function), (limit, offset), webhook_from).await
+        super::list_for_function(
+            &self.store.pool,
+            query,
+            (tenant, function),
+            (limit, offset),
+            webhook_from,
+        )
+        .await
     }
 
-    pub async fn delete_webhook(&self, tenant: &str, id: &str, audit: Audit) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+    pub async fn delete_webhook(&self, id: &str, audit: Audit) -> StoreResult<()> {
+        let tenant = self.id;
+        let mut tx = self.store.pool.begin().await?;
         let done = sqlx::query("delete from webhooks where tenant = $1 and id = $2")
             .bind(tenant)
             .bind(id)

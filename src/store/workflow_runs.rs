@@ -7,7 +7,7 @@ use serde_json::Value;
 use sqlx::Row as _;
 
 use super::executions::{execution_from, EXEC_COLS};
-use super::{json_col, now_ms, ExecutionRecord, Row, Store, StoreError, StoreResult};
+use super::{json_col, now_ms, ExecutionRecord, Row, Store, StoreError, StoreResult, Tenant};
 use crate::domain::workflow::Definition;
 
 /// A run as stored.
@@ -115,15 +115,13 @@ impl Store {
         .await?;
         Ok(done.rows_affected() == 1)
     }
+}
 
+impl Tenant<'_> {
     /// The workflow's name and the definition of `version`, by id (a run outlives renames of
     /// nothing, but its workflow may have been deleted).
-    pub async fn workflow_version_by_id(
-        &self,
-        tenant: &str,
-        workflow_id: &str,
-        version: i64,
-    ) -> StoreResult<(String, Definition)> {
+    pub async fn workflow_version_by_id(&self, workflow_id: &str, version: i64) -> StoreResult<(String, Definition)> {
+        let tenant = self.id;
         let row = sqlx::query(
             "select w.name, v.definition from workflows w join workflow_versions v on v.workflow_id = w.id \
              where w.tenant = $1 and w.id = $2 and v.version = $3",
@@ -131,7 +129,7 @@ impl Store {
         .bind(tenant)
         .bind(workflow_id)
         .bind(version)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.store.pool)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("workflow {workflow_id} version {version} is gone")))?;
         let text: String = row.try_get("definition")?;
@@ -141,12 +139,13 @@ impl Store {
     }
 
     /// The run record of an execution, if it is a workflow run.
-    pub async fn workflow_run(&self, tenant: &str, execution_id: &str) -> StoreResult<Option<WorkflowRunRow>> {
+    pub async fn workflow_run(&self, execution_id: &str) -> StoreResult<Option<WorkflowRunRow>> {
+        let tenant = self.id;
         let sql = format!("select {COLS} from workflow_runs where tenant = $1 and execution_id = $2");
         let row = sqlx::query(&sql)
             .bind(tenant)
             .bind(execution_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.store.pool)
             .await?;
         Ok(row.as_ref().map(run_from).transpose()?)
     }
@@ -154,11 +153,11 @@ impl Store {
     /// A workflow's runs as executions, newest first, with the total.
     pub async fn list_workflow_runs(
         &self,
-        tenant: &str,
         workflow_id: &str,
         status: Option<&str>,
         (limit, offset): (i64, i64),
     ) -> StoreResult<(Vec<ExecutionRecord>, i64)> {
+        let tenant = self.id;
         let filter = "tenant = $1 and ($3 is null or status = $3) and id in \
                       (select execution_id from workflow_runs where tenant = $1 and workflow_id = $2)";
         let sql = format!(
@@ -170,20 +169,21 @@ impl Store {
             .bind(status)
             .bind(limit)
             .bind(offset)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.store.pool)
             .await?;
         let total: i64 = sqlx::query(&format!("select count(*) as n from executions where {filter}"))
             .bind(tenant)
             .bind(workflow_id)
             .bind(status)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.store.pool)
             .await?
             .try_get("n")?;
         Ok((rows.iter().map(execution_from).collect::<Result<_, _>>()?, total))
     }
 
     /// Close the steps of an execution that a stopped server left `running`.
-    pub async fn interrupt_open_steps(&self, tenant: &str, execution_id: &str) -> StoreResult<u64> {
+    pub async fn interrupt_open_steps(&self, execution_id: &str) -> StoreResult<u64> {
+        let tenant = self.id;
         let error = r#"{"kind":"interrupted","message":"the server running this step stopped; the run was resumed"}"#;
         let done = sqlx::query(
             "update steps set status = 'failed', error = $3, finished_at = $4 \
@@ -193,7 +193,7 @@ impl Store {
         .bind(execution_id)
         .bind(error)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&self.store.pool)
         .await?;
         Ok(done.rows_affected())
     }

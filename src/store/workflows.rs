@@ -4,7 +4,7 @@ use serde::Serialize;
 use sqlx::Row as _;
 
 use super::schedules::{sync_managed, users_of_workflow};
-use super::{conflict_on_unique, now_ms, Audit, ScheduleFields, Store, StoreError, StoreResult};
+use super::{conflict_on_unique, now_ms, Audit, ScheduleFields, StoreError, StoreResult, Tenant};
 use crate::domain::workflow::Definition;
 
 #[derive(Debug, Clone, Serialize)]
@@ -56,19 +56,19 @@ fn not_found(name: &str) -> StoreError {
 /// The schedule a workflow's `schedule` field asks for, with its first tick; `None` removes it.
 pub type ManagedSchedule<'a> = Option<(&'a ScheduleFields, Option<i64>)>;
 
-impl Store {
+impl Tenant<'_> {
     /// Create a workflow (version 1) and its own schedule, in one transaction.
     pub async fn create_workflow(
         &self,
-        tenant: &str,
         name: &str,
         (def, schedule): (&Definition, ManagedSchedule<'_>),
         by: &str,
         audit: Audit,
     ) -> StoreResult<Workflow> {
+        let tenant = self.id;
         let id = uuid::Uuid::now_v7().to_string();
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.store.pool.begin().await?;
         sqlx::query(
             "insert into workflows (id, tenant, name, current_version, created_by, created_at, updated_at) \
              values ($1, $2, $3, 1, $4, $5, $5)",
@@ -85,24 +85,26 @@ impl Store {
         sync_managed(&mut tx, tenant, name, schedule, by).await?;
         audit.write(&mut tx, tenant).await?;
         tx.commit().await?;
-        self.get_workflow(tenant, name).await
+        self.get_workflow(name).await
     }
 
-    pub async fn get_workflow(&self, tenant: &str, name: &str) -> StoreResult<Workflow> {
+    pub async fn get_workflow(&self, name: &str) -> StoreResult<Workflow> {
+        let tenant = self.id;
         sqlx::query(&format!("{SELECT} where w.tenant = $1 and w.name = $2"))
             .bind(tenant)
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.store.pool)
             .await?
             .map(|r| workflow_from(&r))
             .transpose()?
             .ok_or_else(|| not_found(name))
     }
 
-    pub async fn list_workflows(&self, tenant: &str) -> StoreResult<Vec<Workflow>> {
+    pub async fn list_workflows(&self) -> StoreResult<Vec<Workflow>> {
+        let tenant = self.id;
         let rows = sqlx::query(&format!("{SELECT} where w.tenant = $1 order by w.name"))
             .bind(tenant)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.store.pool)
             .await?;
         Ok(rows.iter().map(workflow_from).collect::<Result<_, _>>()?)
     }
@@ -110,16 +112,16 @@ impl Store {
     /// Append a version, make it current and bring its own schedule in line.
     pub async fn update_workflow(
         &self,
-        tenant: &str,
         name: &str,
         (def, schedule): (&Definition, ManagedSchedule<'_>),
         by: &str,
         audit: Audit,
     ) -> StoreResult<Workflow> {
-        let current = self.get_workflow(tenant, name).await?;
+        let tenant = self.id;
+        let current = self.get_workflow(name).await?;
         let version = current.version + 1;
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.store.pool.begin().await?;
         insert_version(&mut tx, (tenant, &current.id), version, def, (by, now))
             .await
             .map_err(|e| match e {
@@ -140,17 +142,17 @@ impl Store {
         }
         audit.write(&mut tx, tenant).await?;
         tx.commit().await?;
-        self.get_workflow(tenant, name).await
+        self.get_workflow(name).await
     }
 
-    pub async fn workflow_versions(&self, tenant: &str, name: &str) -> StoreResult<Vec<WorkflowVersion>> {
-        let w = self.get_workflow(tenant, name).await?;
+    pub async fn workflow_versions(&self, name: &str) -> StoreResult<Vec<WorkflowVersion>> {
+        let w = self.get_workflow(name).await?;
         let rows = sqlx::query(
             "select version, definition, created_by, created_at from workflow_versions where workflow_id = $1 \
              order by version desc",
         )
         .bind(&w.id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.store.pool)
         .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
@@ -169,9 +171,10 @@ impl Store {
 
     /// Delete a workflow, its versions and its own schedule; refused while a webhook or
     /// another schedule runs it. Its past runs stay as executions.
-    pub async fn delete_workflow(&self, tenant: &str, name: &str, audit: Audit) -> StoreResult<()> {
-        let w = self.get_workflow(tenant, name).await?;
-        let mut tx = self.pool.begin().await?;
+    pub async fn delete_workflow(&self, name: &str, audit: Audit) -> StoreResult<()> {
+        let tenant = self.id;
+        let w = self.get_workflow(name).await?;
+        let mut tx = self.store.pool.begin().await?;
         let users = users_of_workflow(&mut tx, tenant, name).await?;
         if !users.is_empty() {
             return Err(StoreError::Conflict(format!(
