@@ -1,5 +1,5 @@
-//! HTTP surface: one router per resource, merged here. Handlers stay thin: parse, call the
-//! engine or store, shape the response.
+//! HTTP surface: one router per resource, merged here. Handlers stay thin: parse the request,
+//! call a service (or the engine, to run something), answer a view type from `views`.
 
 mod caller;
 mod capabilities;
