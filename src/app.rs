@@ -28,7 +28,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<Built> {
     let settings = Arc::new(settings.with_absolute_paths()?);
     std::fs::create_dir_all(&settings.data_dir)?;
     let cache_ttl = Duration::from_millis(settings.function_cache_ms);
-    let store = Store::connect(&settings.database_url(), cache_ttl).await?;
+    let acquire = Duration::from_millis(settings.database_timeout_ms);
+    let store = Store::connect(&settings.database_url(), cache_ttl, acquire).await?;
     tracing::info!(backend = ?store.backend(), "database ready");
     let sandbox_cfg = settings.sandbox();
     let sandbox: Arc<Sandbox> = tokio::task::spawn_blocking(move || Sandbox::open(sandbox_cfg)).await??;
@@ -182,8 +183,11 @@ impl Duties {
         let mut housekeeping = tokio::task::JoinSet::new();
         housekeeping.spawn(sweep_stale(state.store.clone()));
         housekeeping.spawn(purge_old(state.store.clone(), state.settings.retention_days));
+        // Leases are kept until the drain is over (running jobs still need them).
+        housekeeping.spawn(state.engine.clone().keep_leases());
         let mut starters = tokio::task::JoinSet::new();
         starters.spawn(state.scheduler.clone().run(stopped.clone()));
+        starters.spawn(state.engine.clone().queue_loop(stopped.clone()));
         // Taking over other servers' stranded workflow runs is background work like the
         // scheduler's, and follows its switch.
         if state.scheduler.enabled {

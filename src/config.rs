@@ -210,6 +210,36 @@ pub struct Settings {
     #[arg(long, env = "WORKFLOW_LEASE_MS", default_value_t = 15_000,
           value_parser = clap::value_parser!(u64).range(300..=3_600_000))]
     pub workflow_lease_ms: u64,
+    /// How long a request waits for a database connection, in milliseconds, before it is
+    /// answered 503 `database_unavailable` with Retry-After (the database is down or
+    /// overloaded).
+    #[arg(long, env = "DATABASE_TIMEOUT_MS", default_value_t = 2_000,
+          value_parser = clap::value_parser!(u64).range(50..=600_000))]
+    pub database_timeout_ms: u64,
+    /// Queued jobs (async webhook calls, `?async=true` invokes) this server runs at once
+    /// (0 = SANDBOX_WORKERS).
+    #[arg(long, env = "QUEUE_WORKERS", default_value_t = 0)]
+    pub queue_workers: usize,
+    /// How long a server's claim on a queued job lasts without renewal, in milliseconds. The
+    /// server running a job renews it; when that server dies, any server takes the job back
+    /// once the lease has run out (at most this plus QUEUE_POLL_MS after the death).
+    #[arg(long, env = "QUEUE_LEASE_MS", default_value_t = 15_000,
+          value_parser = clap::value_parser!(u64).range(300..=3_600_000))]
+    pub queue_lease_ms: u64,
+    /// How often an idle server looks for queued jobs, in milliseconds (jobs queued on this
+    /// server start at once; this bounds the wait for jobs queued on another).
+    #[arg(long, env = "QUEUE_POLL_MS", default_value_t = 250,
+          value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub queue_poll_ms: u64,
+    /// Attempts a queued job gets when its server dies while it runs (`on_interrupt:
+    /// retry`); `on_interrupt: fail` means one.
+    #[arg(long, env = "QUEUE_MAX_ATTEMPTS", default_value_t = 3,
+          value_parser = clap::value_parser!(i64).range(1..=100))]
+    pub queue_max_attempts: i64,
+    /// Jobs one tenant may have waiting; more get 429 with Retry-After.
+    #[arg(long, env = "QUEUE_MAX_PER_TENANT", default_value_t = 50_000,
+          value_parser = clap::value_parser!(i64).range(1..))]
+    pub queue_max_per_tenant: i64,
     /// Let tenants' egress rules reach private and loopback addresses (`allow_private`).
     /// Off by default: a tenant member could otherwise reach services inside the network.
     /// Link-local addresses (cloud metadata) stay unreachable either way.

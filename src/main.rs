@@ -83,6 +83,13 @@ enum Command {
         /// that an older build can be measured by the same client.
         #[arg(long, requires = "hostile")]
         server_exe: Option<std::path::PathBuf>,
+        /// Measure the durable queue instead: async job throughput and enqueue-to-start
+        /// latency against sync invokes, on `--replicas` servers sharing DATABASE_URL.
+        #[arg(long, conflicts_with = "hostile")]
+        queue: bool,
+        /// With --queue: how many `maestro serve` replicas (more than one needs PostgreSQL).
+        #[arg(long, default_value_t = 1, requires = "queue")]
+        replicas: usize,
         #[command(flatten)]
         settings: Settings,
     },
@@ -209,12 +216,15 @@ async fn main() -> anyhow::Result<()> {
             iterations,
             hostile,
             server_exe,
+            queue,
+            replicas,
             settings,
         } => {
             init_logging(&settings);
-            match hostile {
-                true => maestro::bench::run_hostile(settings, server_exe).await,
-                false => maestro::bench::run(settings, iterations).await,
+            match (hostile, queue) {
+                (true, _) => maestro::bench::run_hostile(settings, server_exe).await,
+                (_, true) => maestro::bench::run_queue(settings, iterations, replicas).await,
+                _ => maestro::bench::run(settings, iterations).await,
             }
         }
     }

@@ -7,6 +7,7 @@
 //! numbers on a shared 2-core machine drift from run to run.
 
 mod hostile;
+mod queue;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 pub use hostile::run as run_hostile;
+pub use queue::run as run_queue;
 
 use crate::config::Settings;
 use crate::sandbox::{Budget, CallSpec, Host, Isolation, Limits, Nested, PackageMount, Sandbox};

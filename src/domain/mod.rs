@@ -85,6 +85,28 @@ impl std::fmt::Display for FunctionName {
     }
 }
 
+/// What the queue does with a job whose server died while it ran: run it again as a new
+/// attempt (up to QUEUE_MAX_ATTEMPTS), or end it as failed / interrupted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnInterrupt {
+    #[default]
+    Retry,
+    Fail,
+}
+
+impl std::str::FromStr for OnInterrupt {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "retry" => Ok(OnInterrupt::Retry),
+            "fail" => Ok(OnInterrupt::Fail),
+            other => Err(format!("on_interrupt must be retry or fail, not {other:?}")),
+        }
+    }
+}
+
 /// Per-function limits and isolation; unset fields take the server's defaults.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -97,6 +119,9 @@ pub struct FunctionSettings {
     pub fuel: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_mb: Option<u64>,
+    /// For queued runs: what to do when the server running one dies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_interrupt: Option<OnInterrupt>,
 }
 
 /// Compile a JSON Schema, saying what is wrong with it.

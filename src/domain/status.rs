@@ -47,6 +47,8 @@ pub(crate) use text_enum_impl as text_enum;
 text_enum!(
     /// Where an execution or one of its calls (a step, a workflow node's attempt) stands.
     CallStatus {
+        /// An execution waiting in the queue for a server to run it.
+        Queued = "queued",
         Running = "running",
         Succeeded = "succeeded",
         Failed = "failed",
@@ -77,7 +79,7 @@ text_enum!(
 
 impl CallStatus {
     pub fn is_finished(self) -> bool {
-        self != CallStatus::Running
+        !matches!(self, CallStatus::Running | CallStatus::Queued)
     }
 }
 

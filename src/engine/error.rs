@@ -31,6 +31,10 @@ pub enum Error {
     /// restarted) will.
     #[error("the server is shutting down; try again")]
     ShuttingDown,
+    /// The run ended but its record is not committed (the database is unavailable; it is
+    /// written when the database is back, or the write failed).
+    #[error("execution {0} ran but its record could not be written yet; check it later")]
+    NotRecorded(String),
     #[error("internal error: {0}")]
     Internal(#[from] anyhow::Error),
 }
@@ -40,6 +44,7 @@ impl Error {
     pub fn public(&self) -> String {
         match self {
             Error::Internal(_) | Error::Store(StoreError::Db(_) | StoreError::Corrupt(_)) => "internal error".into(),
+            Error::Store(StoreError::Unavailable(_)) => "the database was unavailable".into(),
             other => other.to_string(),
         }
     }

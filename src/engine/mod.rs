@@ -4,6 +4,7 @@
 mod capabilities;
 mod error;
 mod orchestrator;
+mod queue;
 mod quotas;
 mod recorder;
 mod tree;
@@ -19,12 +20,15 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 use crate::config::Settings;
+pub use crate::domain::OnInterrupt;
 use crate::domain::{self, CallStatus, FunctionSettings, Target};
 use crate::sandbox::{
     Budget, CallSpec, ErrorKind, ErrorRecord, Isolation, Limits, Outcome, Sandbox, MAX_OUTPUT_BYTES, WASM_STACK,
 };
 use crate::store::{Function, NewStep, StepFinish, Store, Write};
 pub use error::{Error, Result};
+use queue::Claimed;
+pub use queue::QueueStats;
 use quotas::Limiter;
 pub use quotas::Quotas;
 use recorder::Recorder;
@@ -139,6 +143,7 @@ pub(crate) struct Inner {
     in_flight: Mutex<HashMap<String, bool>>,
     /// Set when the server shuts down: no new execution starts.
     closing: std::sync::atomic::AtomicBool,
+    queue: queue::QueueState,
 }
 
 #[derive(Clone)]
@@ -180,6 +185,7 @@ impl Engine {
             schemas: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
             closing: std::sync::atomic::AtomicBool::new(false),
+            queue: Default::default(),
         };
         Ok(Engine { inner: Arc::new(inner) })
     }
@@ -229,6 +235,20 @@ impl Engine {
     /// run to a sandbox worker. The run goes on (and records its end) even if the returned
     /// handle is dropped, so a client that disconnects loses nothing.
     pub async fn start(&self, tenant: &str, name: &str, input: Value, trigger: Trigger) -> Result<Started> {
+        self.launch(tenant, name, input, trigger, None).await
+    }
+
+    /// `start`, or with `claimed` the run of a queued job whose execution row exists (the
+    /// claim marked it running): it is updated rather than inserted, and its end is recorded
+    /// with the job's release.
+    async fn launch(
+        &self,
+        tenant: &str,
+        name: &str,
+        input: Value,
+        trigger: Trigger,
+        claimed: Option<&Claimed>,
+    ) -> Result<Started> {
         let inner = &self.inner;
         inner.check_open()?;
         let function = inner.store.tenant(tenant).get_function_cached(name).await?;
@@ -240,7 +260,8 @@ impl Engine {
         let fuel = quotas.max_fuel_per_execution.map_or(fuel, |cap| fuel.min(cap));
         let started = Instant::now();
         let deadline = started + timeout;
-        let execution_id = uuid::Uuid::now_v7().to_string();
+        let execution_id = claimed.map_or_else(|| uuid::Uuid::now_v7().to_string(), |c| c.execution_id.clone());
+        let job = claimed.map(|c| c.job_id.clone());
         // The root call is the execution itself: its step id is the execution id.
         let root = NewStep {
             id: execution_id.clone(),
@@ -255,14 +276,22 @@ impl Engine {
         };
         let deadline_ms = root.started_at + timeout.as_millis() as i64;
         inner.track(&execution_id, Some(false));
-        inner.recorder.send(Write::StartExecution {
-            tenant: tenant.to_string(),
-            trigger: trigger.as_str(),
-            trigger_id: trigger.id().map(str::to_string),
-            attempt: trigger.attempt(),
-            root: root.clone(),
-            deadline_at: deadline_ms,
-            finish: None,
+        inner.recorder.send(match claimed {
+            None => Write::StartExecution {
+                tenant: tenant.to_string(),
+                trigger: trigger.as_str(),
+                trigger_id: trigger.id().map(str::to_string),
+                attempt: trigger.attempt(),
+                root: root.clone(),
+                deadline_at: deadline_ms,
+                finish: None,
+            },
+            Some(_) => Write::RunQueued {
+                tenant: tenant.to_string(),
+                id: execution_id.clone(),
+                function_version: function.current.version,
+                deadline_at: deadline_ms,
+            },
         });
         let started_event = json!({"step_id": execution_id, "function": name, "version": function.current.version,
             "depth": 0, "trigger": trigger.as_str(), "trigger_id": trigger.id()});
@@ -270,7 +299,8 @@ impl Engine {
             .events
             .publish(tenant, &execution_id, "execution.started", started_event);
 
-        let shared = capabilities::Shared::new(trigger.as_str(), trigger.attempt().0);
+        let attempt = claimed.map(|c| c.attempt).or(trigger.attempt().0);
+        let shared = capabilities::Shared::new(trigger.as_str(), attempt);
         let tree = CallTree::root(
             self.inner.clone(),
             tenant,
@@ -290,7 +320,7 @@ impl Engine {
         };
         // The job records the end itself, so nobody has to wait for it.
         let recorder = inner.recorder.clone();
-        let (record_tenant, record_id) = (tenant.to_string(), execution_id.clone());
+        let (record_tenant, record_id, record_job) = (tenant.to_string(), execution_id.clone(), job.clone());
         // The execution's span follows it onto the worker thread (and its nested calls).
         let span = tracing::info_span!(parent: tracing::Span::current(), "execution",
             id = %execution_id, tenant = %tenant, function = %name, trigger = trigger_kind);
@@ -352,6 +382,7 @@ impl Engine {
                 tenant: record_tenant,
                 id: record_id.clone(),
                 finish,
+                job: record_job,
             });
             // After the finish is queued: a shutdown that sees it gone flushes it too.
             job_inner.track(&record_id, None);
@@ -359,6 +390,7 @@ impl Engine {
         });
         Ok(Started {
             execution_id,
+            job,
             tenant: tenant.to_string(),
             started,
             done,
@@ -439,6 +471,10 @@ impl Engine {
                 tracing::error!(error = %e, count = left.len(), "could not record interrupted executions");
             }
         }
+        // Queued jobs still running here are taken back now rather than when the lease runs out.
+        if let Err(e) = self.inner.store.drop_leases(&self.inner.node_id).await {
+            tracing::error!(error = %e, "could not release this server's queued jobs");
+        }
         (before.saturating_sub(left.len()), left.len())
     }
 
@@ -451,6 +487,8 @@ impl Engine {
 /// An execution handed to a worker.
 pub struct Started {
     pub execution_id: String,
+    /// The queued job it runs, if any.
+    job: Option<String>,
     tenant: String,
     started: Instant,
     done: oneshot::Receiver<(Outcome, CallStatus, f64)>,
@@ -462,6 +500,7 @@ impl Started {
     pub async fn wait(self) -> Result<InvokeResult> {
         let Started {
             execution_id,
+            job,
             tenant,
             started,
             done,
@@ -479,15 +518,14 @@ impl Started {
                     tenant,
                     id: execution_id.clone(),
                     finish,
+                    job,
                 });
                 inner.track(&execution_id, None);
                 (outcome, CallStatus::Failed, duration_ms)
             }
         };
         if !inner.recorder.flush(&execution_id).await {
-            return Err(Error::Internal(anyhow::anyhow!(
-                "could not record execution {execution_id}"
-            )));
+            return Err(Error::NotRecorded(execution_id));
         }
         let (output, error) = match outcome.result {
             Ok(v) => (Some(v), None),

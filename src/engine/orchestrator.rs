@@ -316,6 +316,7 @@ impl Orchestrator {
             tenant: t.tenant.clone(),
             id: t.execution_id.clone(),
             finish,
+            job: None,
         });
         if inner.recorder.flush(&t.execution_id).await {
             let closed = inner

@@ -7,19 +7,26 @@
 //! long call is visible while it runs. An invoke waits once, for a flush (which writes
 //! everything held), before it answers: a client reading the execution right after sees it
 //! finished, from any server. If the process dies, what was committed is true; a call that
-//! started less than `WINDOW` before the crash may be missing, never wrong.
+//! started less than `WINDOW` before the crash may be missing, never wrong. While the database
+//! is unavailable, writes wait in memory (up to `MAX_PARKED`) and are committed, in order,
+//! when it is back.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{Store, Write};
+use crate::store::{Store, StoreError, Write};
 
 /// How long a start may wait to be merged with its end.
 const WINDOW: Duration = Duration::from_millis(50);
 /// Most writes committed in one transaction.
 const BATCH: usize = 256;
+/// Most bytes of writes kept in memory while the database is unavailable (the oldest go
+/// beyond it).
+const MAX_PARKED_BYTES: usize = 256 << 20;
+/// How often parked writes are tried again.
+const RETRY: Duration = Duration::from_millis(500);
 
 enum Msg {
     Write(Box<Write>),
@@ -61,6 +68,11 @@ impl Recorder {
 struct Queue {
     held: Vec<(Instant, Write)>,
     batch: Vec<Write>,
+    /// Writes that could not be committed because the database was unavailable, in order:
+    /// committed (before anything newer) once it is back.
+    parked: std::collections::VecDeque<Write>,
+    /// Executions with a parked write: a flush answers false for them (not committed yet).
+    parked_ids: HashSet<String>,
 }
 
 impl Queue {
@@ -89,6 +101,7 @@ impl Queue {
         match w {
             Write::StartExecution { .. } => self.held.push((Instant::now(), w)),
             Write::StartStep { .. } => self.held.push((Instant::now(), w)),
+            Write::RunQueued { .. } => self.batch.push(w),
             Write::FinishExecution { ref id, ref finish, .. } => match self.take_held(id) {
                 Some(mut start @ Write::StartExecution { .. }) => {
                     if let Write::StartExecution { finish: merged, .. } = &mut start {
@@ -122,9 +135,12 @@ impl Queue {
     }
 
     fn next_due(&self) -> Option<tokio::time::Instant> {
-        self.held
+        let held = self
+            .held
             .first()
-            .map(|(at, _)| tokio::time::Instant::from_std(*at + WINDOW))
+            .map(|(at, _)| tokio::time::Instant::from_std(*at + WINDOW));
+        let retry = (!self.parked.is_empty()).then(|| tokio::time::Instant::now() + RETRY);
+        held.into_iter().chain(retry).min()
     }
 }
 
@@ -139,7 +155,7 @@ async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Msg>) {
                 Ok(msg) => msg,
                 Err(_) => {
                     q.release(false);
-                    commit(&store, &mut q.batch, &mut failed).await;
+                    commit(&store, &mut q, &mut failed).await;
                     continue;
                 }
             },
@@ -147,7 +163,7 @@ async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Msg>) {
         };
         let Some(first) = msg else {
             q.release(true);
-            commit(&store, &mut q.batch, &mut failed).await;
+            commit(&store, &mut q, &mut failed).await;
             return;
         };
         let mut next = Some(first);
@@ -164,9 +180,9 @@ async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Msg>) {
             }
         }
         q.release(false);
-        commit(&store, &mut q.batch, &mut failed).await;
+        commit(&store, &mut q, &mut failed).await;
         for (id, f) in flushes.drain(..) {
-            let _ = f.send(!failed.remove(&id));
+            let _ = f.send(!failed.remove(&id) && !q.parked_ids.contains(&id));
         }
         if failed.len() > 10_000 {
             failed.clear(); // never reported (their invokes were abandoned): do not grow forever
@@ -174,20 +190,64 @@ async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Msg>) {
     }
 }
 
-/// Commit a batch (emptying it); if the batch fails, try each write on its own so one bad
-/// row cannot take the others with it, and note the executions whose writes failed.
-async fn commit(store: &Store, batch: &mut Vec<Write>, failed: &mut HashSet<String>) {
-    if batch.is_empty() {
+/// Commit a batch (emptying it), after any writes parked earlier. If the database is
+/// unavailable, what is left is parked (at most `MAX_PARKED_BYTES`) and tried again later;
+/// flushes meanwhile answer false for the executions concerned, since nothing of theirs is
+/// committed yet. If a chunk fails otherwise, each write is tried on its own so one bad row
+/// cannot take the others with it, and the executions whose writes failed are noted.
+async fn commit(store: &Store, q: &mut Queue, failed: &mut HashSet<String>) {
+    if q.batch.is_empty() && q.parked.is_empty() {
         return;
     }
-    let writes = std::mem::take(batch);
-    if store.apply_writes(&writes).await.is_ok() {
-        return;
-    }
+    let mut writes: Vec<Write> = q.parked.drain(..).collect();
     for w in &writes {
-        if let Err(e) = store.apply_writes(std::slice::from_ref(w)).await {
-            tracing::error!(error = %e, execution = w.execution_id(), "could not record a tracking write");
-            failed.insert(w.execution_id().to_string());
-        }
+        q.parked_ids.remove(w.execution_id());
     }
+    writes.append(&mut q.batch);
+    let mut left: std::collections::VecDeque<Write> = Default::default();
+    let mut done = 0;
+    while done < writes.len() {
+        let end = (done + BATCH).min(writes.len());
+        match store.apply_writes(&writes[done..end]).await {
+            Ok(()) => {}
+            Err(StoreError::Unavailable(e)) => {
+                tracing::warn!(error = %e, parked = writes.len() - done, "database unavailable; keeping tracking writes in memory");
+                left.extend(writes.drain(done..));
+                break;
+            }
+            Err(_) => {
+                for (i, w) in writes[done..end].iter().enumerate() {
+                    match store.apply_writes(std::slice::from_ref(w)).await {
+                        Ok(()) => {}
+                        Err(StoreError::Unavailable(_)) => {
+                            left.extend(writes.drain(done + i..));
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, execution = w.execution_id(), "could not record a tracking write");
+                            failed.insert(w.execution_id().to_string());
+                        }
+                    }
+                }
+                if !left.is_empty() {
+                    break;
+                }
+            }
+        }
+        done = end;
+    }
+    let mut bytes: usize = left.iter().map(Write::size).sum();
+    while bytes > MAX_PARKED_BYTES {
+        let Some(w) = left.pop_front() else { break };
+        bytes -= w.size();
+        tracing::error!(
+            execution = w.execution_id(),
+            "the database stayed unavailable: dropped a tracking write"
+        );
+        failed.insert(w.execution_id().to_string());
+    }
+    for w in &left {
+        q.parked_ids.insert(w.execution_id().to_string());
+    }
+    q.parked = left;
 }

@@ -343,6 +343,7 @@ impl Engine {
                 finished_at,
                 activity: None,
             },
+            job: None,
         });
         if inner.recorder.flush(&row.execution_id).await {
             let _ = inner

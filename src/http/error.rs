@@ -34,6 +34,9 @@ pub enum ApiError {
     TooLarge(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The database cannot be reached: 503 with `Retry-After`, never a 500 or a hang.
+    #[error("the database is unavailable; try again shortly")]
+    DatabaseUnavailable(String),
     #[error("{message}")]
     MethodNotAllowed { message: String, allow: String },
     #[error("{0}")]
@@ -89,6 +92,7 @@ impl ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::DatabaseUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
             ApiError::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             ApiError::Execution { status, code, .. } | ApiError::Coded { status, code, .. } => (*status, code),
@@ -122,6 +126,7 @@ impl From<StoreError> for ApiError {
                 code: "corrupt_data",
                 message: format!("stored data could not be read: {m}"),
             },
+            StoreError::Unavailable(m) => ApiError::DatabaseUnavailable(m),
             e @ StoreError::Db(_) => ApiError::Internal(e.into()),
         }
     }
@@ -148,6 +153,15 @@ impl From<EngineError> for ApiError {
             EngineError::Packages(f) => f.into(),
             EngineError::Store(e) => e.into(),
             EngineError::ShuttingDown => ApiError::Unavailable("the server is shutting down; try again".into()),
+            EngineError::NotRecorded(execution_id) => ApiError::Execution {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "not_recorded",
+                message: "the run ended but its record could not be written yet (the database is unavailable); \
+                          check the execution later"
+                    .into(),
+                execution_id,
+                details: None,
+            },
             EngineError::Internal(e) => ApiError::Internal(e),
         }
     }
@@ -234,6 +248,7 @@ impl IntoResponse for ApiError {
             // Logged once, by `log_server_errors`, with the request it answered.
             let detail = match &self {
                 ApiError::Internal(e) => format!("{e:?}"),
+                ApiError::DatabaseUnavailable(m) => m.clone(),
                 other => other.to_string(),
             };
             response.extensions_mut().insert(ServerError(detail));
@@ -242,12 +257,19 @@ impl IntoResponse for ApiError {
             ApiError::MethodNotAllowed { allow, .. } => Some((header::ALLOW, allow.as_str())),
             ApiError::TooManyRequests(_) => Some((header::RETRY_AFTER, "1")),
             ApiError::Unavailable(_) => Some((header::RETRY_AFTER, "5")),
+            ApiError::DatabaseUnavailable(_) => Some((header::RETRY_AFTER, "2")),
             _ => None,
         };
         if let Some((name, value)) = extra {
             if let Ok(v) = HeaderValue::from_str(value) {
                 response.headers_mut().insert(name, v);
             }
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE && !response.headers().contains_key(header::RETRY_AFTER) {
+            // Every 503 says when to come back (a coded one from a lower layer too).
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
         }
         response
     }

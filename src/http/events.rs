@@ -17,7 +17,6 @@ use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 
 use super::AppState;
-use crate::domain::CallStatus;
 use crate::logs::redis_streams::{exec_key, read, tenant_key};
 use crate::logs::Event;
 use crate::store::StepRecord;
@@ -192,7 +191,7 @@ async fn still_running(state: &AppState, tenant: &str, id: &str) -> bool {
         .tenant(tenant)
         .get_execution(id)
         .await
-        .map(|e| e.call.status == CallStatus::Running)
+        .map(|e| !e.call.status.is_finished())
         .unwrap_or(false)
 }
 

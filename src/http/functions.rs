@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::{iso, no_content, parse_json, views, ApiJson, ApiQuery, AppState, Page};
 use crate::auth::Caller;
-use crate::domain::Isolation;
+use crate::domain::{Isolation, OnInterrupt};
 use crate::engine::Trigger;
 use crate::http::error::{ApiError, ApiResult};
 use crate::service::functions::Draft;
@@ -40,6 +40,10 @@ struct FunctionBody {
     timeout_seconds: Option<f64>,
     fuel: Option<u64>,
     memory_mb: Option<u64>,
+    /// For queued runs (`?async=true`, async webhooks): `retry` (default) or `fail` when the
+    /// server running one dies.
+    #[schema(value_type = Option<String>)]
+    on_interrupt: Option<OnInterrupt>,
 }
 
 impl From<FunctionBody> for Draft {
@@ -54,6 +58,7 @@ impl From<FunctionBody> for Draft {
             timeout_seconds: b.timeout_seconds,
             fuel: b.fuel,
             memory_mb: b.memory_mb,
+            on_interrupt: b.on_interrupt,
         }
     }
 }
@@ -72,6 +77,7 @@ impl From<store::VersionContent> for views::VersionContent {
                 timeout_seconds: s.timeout_seconds,
                 fuel: s.fuel,
                 memory_mb: s.memory_mb,
+                on_interrupt: s.on_interrupt,
             },
             note: c.note,
             created_by: c.created_by,
@@ -182,11 +188,27 @@ async fn rollback(
     ))
 }
 
+/// `?async=` and `?on_interrupt=` of `POST /functions/{name}/invoke`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct InvokeQuery {
+    /// `true`: queue the run and answer 202 at once (`status: queued`, `Location` of the
+    /// execution); any server runs it, and it survives this server dying.
+    #[serde(default, rename = "async")]
+    run_async: bool,
+    /// For an async run: `retry` or `fail` when the server running it dies (default: the
+    /// function's `on_interrupt`, else `retry`).
+    #[param(value_type = Option<String>)]
+    on_interrupt: Option<OnInterrupt>,
+}
+
 /// `POST /functions/{name}/invoke`: the body is the input (an empty body means `{}`).
 async fn invoke(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
+    ApiQuery(query): ApiQuery<InvokeQuery>,
     body: axum::body::Body,
 ) -> ApiResult<Response> {
     let body = super::read_input(body, state.settings.max_input_bytes).await?;
@@ -195,6 +217,13 @@ async fn invoke(
     } else {
         parse_json(&body)?
     };
+    if query.run_async {
+        let id = state
+            .engine
+            .enqueue(&caller.tenant, &name, input, &Trigger::Manual, query.on_interrupt)
+            .await?;
+        return Ok(super::accepted(&id, "queued"));
+    }
     let result = state
         .engine
         .invoke(&caller.tenant, &name, input, Trigger::Manual)
@@ -245,7 +274,9 @@ pub(super) fn document(doc: &mut super::openapi::Doc) {
         tag,
         "Run a function (the body is its input)",
     )
+    .query::<InvokeQuery>()
     .any_body()
     .reply::<views::InvokeResult>(200, "the run ended (see `status`)")
+    .reply::<views::Accepted>(202, "`?async=true`: the run is queued")
     .add();
 }

@@ -12,6 +12,34 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .route("/cluster", get(cluster))
+}
+
+/// `GET /cluster`: the live replicas, their last heartbeat and the jobs each holds.
+async fn cluster(
+    State(state): State<AppState>,
+    caller: crate::auth::Caller,
+) -> super::error::ApiResult<Json<super::views::Cluster>> {
+    if !caller.admin {
+        // Host names and the load of every tenant are the operator's business.
+        return Err(super::error::ApiError::Forbidden(
+            "/cluster is for server admins".into(),
+        ));
+    }
+    let since = crate::store::now_ms() - 3 * state.settings.queue_lease_ms as i64;
+    let nodes = state.store.nodes(since).await?;
+    Ok(Json(super::views::Cluster {
+        node_id: state.engine.node_id().to_string(),
+        nodes: nodes
+            .into_iter()
+            .map(|n| super::views::ClusterNode {
+                id: n.id,
+                started_at: super::iso(n.started_at),
+                last_heartbeat_at: super::iso(n.heartbeat_at),
+                jobs_held: n.jobs,
+            })
+            .collect(),
+    }))
 }
 
 /// `GET /metrics`: Prometheus text format (with `METRICS_TOKEN` set, only for that bearer).
@@ -58,6 +86,7 @@ async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) 
         vec![],
         stats.warm_bytes as f64,
     );
+    queue_metrics(&state).await;
     let misses = stats.runs.saturating_sub(stats.warm_hits);
     m.set(
         "maestro_sandbox_pool_misses",
@@ -70,6 +99,56 @@ async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) 
         m.render(),
     )
         .into_response()
+}
+
+/// The queue's gauges (depth by tenant, the 20 largest and `other`; the oldest job's age)
+/// and this server's counters.
+async fn queue_metrics(state: &AppState) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let m = state.engine.metrics();
+    let q = state.engine.queue_stats();
+    for (name, help, value) in [
+        (
+            "maestro_queue_claims_total",
+            "Queued jobs this server claimed.",
+            &q.claimed,
+        ),
+        (
+            "maestro_queue_lease_expiries_total",
+            "Jobs of dead servers this server took back.",
+            &q.lease_expiries,
+        ),
+        (
+            "maestro_queue_reruns_total",
+            "New attempts queued for jobs whose server died.",
+            &q.reruns,
+        ),
+        (
+            "maestro_queue_deferred_total",
+            "Claimed jobs given back (tenant at a quota, shutdown).",
+            &q.deferred,
+        ),
+    ] {
+        m.set_counter(name, help, vec![], value.load(Relaxed) as f64);
+    }
+    // The database may be slow or down: the gauges are skipped rather than hold /metrics up.
+    let read = state.store.queue_depths(20);
+    let Ok(Ok((depths, oldest))) = tokio::time::timeout(std::time::Duration::from_millis(500), read).await else {
+        return;
+    };
+    let help = "Jobs waiting in the queue, by tenant (the 20 largest backlogs; `other` sums the rest).";
+    m.clear("maestro_queue_depth");
+    for (tenant, n) in depths {
+        let label = tenant.unwrap_or_else(|| "other".into());
+        m.set("maestro_queue_depth", help, vec![("tenant", label)], n as f64);
+    }
+    let age = oldest.unwrap_or(0) as f64 / 1000.0;
+    m.set(
+        "maestro_queue_oldest_age_seconds",
+        "Age of the oldest waiting job (0: none).",
+        vec![],
+        age,
+    );
 }
 
 /// Time every routed request, labelled by route template (never by id).
@@ -100,9 +179,26 @@ pub async fn track(
 
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let backend = format!("{:?}", state.store.backend()).to_lowercase();
-    let db = match state.store.ping().await {
-        Ok(()) => json!({"status": "ok", "backend": backend}),
-        Err(e) => json!({"status": "error", "backend": backend, "message": e.to_string()}),
+    // Answer within a second whatever the dependencies do (both are asked at once, each
+    // given 800 ms): a load balancer must hear "down", not wait.
+    let limit = std::time::Duration::from_millis(800);
+    let redis_ping = async {
+        let client = state.redis.as_ref()?;
+        let ping = async {
+            let mut conn = client.get_multiplexed_async_connection().await?;
+            redis::cmd("PING").query_async::<String>(&mut conn).await
+        };
+        Some(match tokio::time::timeout(limit, ping).await {
+            Ok(Ok(_)) => json!({"status": "ok"}),
+            Ok(Err(e)) => json!({"status": "error", "message": e.to_string()}),
+            Err(_) => json!({"status": "error", "message": "no answer within 800 ms"}),
+        })
+    };
+    let (ping, redis) = tokio::join!(tokio::time::timeout(limit, state.store.ping()), redis_ping);
+    let db = match ping {
+        Ok(Ok(())) => json!({"status": "ok", "backend": backend}),
+        Ok(Err(e)) => json!({"status": "error", "backend": backend, "message": e.to_string()}),
+        Err(_) => json!({"status": "error", "backend": backend, "message": "no answer within 800 ms"}),
     };
     let mut healthy = db["status"] == "ok";
     let sandbox = state.engine.sandbox();
@@ -114,23 +210,9 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         "stats": sandbox.stats(),
     });
     let mut body = json!({"status": "ok", "database": db, "runtime": runtime});
-    if let Some(client) = &state.redis {
-        let ping = async {
-            let mut conn = client.get_multiplexed_async_connection().await?;
-            redis::cmd("PING").query_async::<String>(&mut conn).await
-        };
-        let pong = tokio::time::timeout(std::time::Duration::from_secs(2), ping).await;
-        body["redis"] = match pong {
-            Ok(Ok(_)) => json!({"status": "ok"}),
-            Ok(Err(e)) => {
-                healthy = false;
-                json!({"status": "error", "message": e.to_string()})
-            }
-            Err(_) => {
-                healthy = false;
-                json!({"status": "error", "message": "no answer within 2 s"})
-            }
-        };
+    if let Some(redis) = redis {
+        healthy &= redis["status"] == "ok";
+        body["redis"] = redis;
     }
     if !healthy {
         body["status"] = json!("degraded");
@@ -150,6 +232,14 @@ pub(super) fn document(doc: &mut super::openapi::Doc) {
         .reply::<super::views::Health>(200, "healthy")
         .reply::<super::views::Health>(503, "a dependency is down")
         .add();
+    doc.op(
+        "get",
+        "/cluster",
+        tag,
+        "The servers sharing this database and the jobs each holds",
+    )
+    .reply::<super::views::Cluster>(200, "servers heard from within three queue leases")
+    .add();
     doc.op("get", "/metrics", tag, "Prometheus metrics")
         .media(200, "text/plain", "the metrics in Prometheus' text format")
         .add();

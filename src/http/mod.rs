@@ -302,6 +302,25 @@ pub async fn recorded(state: &AppState, execution_id: &str) -> Result<(), ApiErr
     })
 }
 
+/// 202 for a run that goes on after the answer: where to find it (`status` is `queued` or
+/// `running`).
+pub fn accepted(execution_id: &str, status: &str) -> Response {
+    let location = format!("/api/v1/executions/{execution_id}");
+    let body = views::Accepted {
+        execution_id: execution_id.to_string(),
+        status: status.to_string(),
+        status_url: location.clone(),
+    };
+    let mut response = (StatusCode::ACCEPTED, axum::Json(body)).into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&location) {
+        response.headers_mut().insert(axum::http::header::LOCATION, v);
+    }
+    if let Ok(v) = axum::http::HeaderValue::from_str(execution_id) {
+        response.headers_mut().insert("x-maestro-execution-id", v);
+    }
+    response
+}
+
 /// 204 No Content.
 pub fn no_content() -> Response {
     StatusCode::NO_CONTENT.into_response()

@@ -100,7 +100,10 @@ impl Doc {
             "parameters": params,
             "responses": {"4XX": error, "5XX": error},
         });
-        if (path.starts_with("/api/v1/") && !path.starts_with("/api/v1/h/")) || path == "/scheduler/status" {
+        if (path.starts_with("/api/v1/") && !path.starts_with("/api/v1/h/"))
+            || path == "/scheduler/status"
+            || path == "/cluster"
+        {
             op["security"] = json!([{"bearer": []}]);
         }
         Op {

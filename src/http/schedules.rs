@@ -318,6 +318,7 @@ async fn status(State(state): State<AppState>, caller: Caller) -> ApiResult<Json
         "node_id": sch.node_id,
         "poll_interval_ms": sch.poll.as_millis() as u64,
         "node": sch.stats(),
+        "queue": state.engine.queue_stats(),
         "active_schedules": active,
         "next_due": next_due,
     })))

@@ -81,6 +81,10 @@ pub struct Settings {
     pub fuel: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_mb: Option<u64>,
+    /// `retry` or `fail`: what a queued run does when its server dies.
+    #[schema(value_type = Option<String>)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_interrupt: Option<crate::domain::OnInterrupt>,
 }
 
 /// One version of a function.
@@ -118,7 +122,8 @@ pub struct InvokeResult {
 #[serde(deny_unknown_fields)]
 pub struct Accepted {
     pub execution_id: String,
-    /// `running`.
+    /// `queued` (a function's run: committed to the queue, any server runs it) or `running`
+    /// (a workflow's run, which starts at once).
     pub status: String,
     pub status_url: String,
 }
@@ -128,7 +133,7 @@ pub struct Accepted {
 pub struct Call {
     pub function_name: String,
     pub function_version: Option<i64>,
-    /// `running`, `succeeded` or `failed`.
+    /// `queued`, `running`, `succeeded` or `failed`.
     pub status: String,
     pub input: Value,
     pub output: Option<Value>,
@@ -352,6 +357,9 @@ pub struct SchedulerStatus {
     pub next_due: Vec<Value>,
     /// Counters of this server: ticks fired and skipped, retries started, last poll.
     pub node: Value,
+    /// This server's queue since it started: jobs claimed and finished, jobs of dead servers
+    /// taken back (`lease_expiries`) and re-run (`reruns`), jobs given back (`deferred`).
+    pub queue: Value,
 }
 
 #[derive(ToSchema, Serialize)]
@@ -616,6 +624,25 @@ pub struct NodeRun {
 pub struct WorkflowRuns {
     pub runs: Vec<Execution>,
     pub total: i64,
+}
+
+/// The servers sharing this database, as their heartbeats show them.
+#[derive(ToSchema, Serialize)]
+pub struct Cluster {
+    /// This server's id.
+    pub node_id: String,
+    /// Servers heard from within three lease periods (`QUEUE_LEASE_MS`).
+    pub nodes: Vec<ClusterNode>,
+}
+
+#[derive(ToSchema, Serialize)]
+pub struct ClusterNode {
+    /// `<hostname>-<random>`, as in the logs and in job leases.
+    pub id: String,
+    pub started_at: String,
+    pub last_heartbeat_at: String,
+    /// Queued jobs it runs now.
+    pub jobs_held: i64,
 }
 
 #[derive(ToSchema, Serialize)]

@@ -78,6 +78,22 @@ impl Metrics {
         });
     }
 
+    /// Set a counter kept elsewhere (it only grows there) to its current value.
+    pub fn set_counter(&self, name: &'static str, help: &'static str, labels: Labels, value: f64) {
+        self.with(name, help, "counter", |f| {
+            let labels = bounded(&f.counters, labels);
+            f.counters.insert(labels, value);
+        });
+    }
+
+    /// Forget every series of a gauge (before it is set again from a fresh reading).
+    pub fn clear(&self, name: &'static str) {
+        let mut families = self.families.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = families.get_mut(name) {
+            f.counters.clear();
+        }
+    }
+
     /// Record one observation (seconds) in a histogram.
     pub fn observe(&self, name: &'static str, help: &'static str, labels: Labels, seconds: f64) {
         self.with(name, help, "histogram", |f| {

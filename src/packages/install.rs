@@ -78,6 +78,11 @@ impl From<StoreError> for Failure {
             StoreError::NotFound(m) => Failure::new(Fault::NotFound, "not_found", m),
             StoreError::Conflict(m) => Failure::new(Fault::Conflict, "conflict", m),
             StoreError::Invalid { message, .. } => Failure::new(Fault::Rejected, "validation_failed", message),
+            StoreError::Unavailable(_) => Failure::new(
+                Fault::Unavailable,
+                "database_unavailable",
+                "the database is unavailable; try again shortly",
+            ),
             other => Failure::internal(other),
         }
     }

@@ -150,6 +150,11 @@ impl Packages {
             None => None,
         };
         let result = self.resolve_mount(tenant).await;
+        if let Err(f) = &result {
+            if f.code == "database_unavailable" {
+                return Err(f.clone()); // not remembered: it may be back for the next call
+            }
+        }
         let digest = result.as_ref().ok().and_then(|m| m.as_ref().map(|m| m.digest.clone()));
         if previous.is_some() && digest != previous {
             // Another server changed the set: this one's warm instances hold the old one.

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use super::{Error, Result};
 use crate::auth::Caller;
 use crate::config::Settings;
-use crate::domain::{compile_schema, FunctionName, FunctionSettings, Isolation, ParseError};
+use crate::domain::{compile_schema, FunctionName, FunctionSettings, Isolation, OnInterrupt, ParseError};
 use crate::engine::Engine;
 use crate::store::{Audit, Function, FunctionVersion, Store, VersionContent, VersionSource};
 
@@ -26,6 +26,7 @@ pub struct Draft {
     pub timeout_seconds: Option<f64>,
     pub fuel: Option<u64>,
     pub memory_mb: Option<u64>,
+    pub on_interrupt: Option<OnInterrupt>,
 }
 
 #[derive(Clone)]
@@ -179,6 +180,7 @@ impl Functions {
             timeout_seconds: draft.timeout_seconds.or(old.timeout_seconds),
             fuel: draft.fuel.or(old.fuel),
             memory_mb: draft.memory_mb.or(old.memory_mb),
+            on_interrupt: draft.on_interrupt.or(old.on_interrupt),
         };
         self.check_settings(&settings)?;
         if draft.description.as_deref().is_some_and(|d| d.contains('\0')) {

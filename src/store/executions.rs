@@ -306,10 +306,22 @@ pub enum Write {
         id: String,
         finish: StepFinish,
     },
+    /// A queued execution a worker claimed (its row says `running` since the claim) now
+    /// runs this version until this deadline. Nothing happens if the row is no longer
+    /// running (its lease ran out and it was closed as interrupted).
+    RunQueued {
+        tenant: String,
+        id: String,
+        function_version: i64,
+        deadline_at: i64,
+    },
     FinishExecution {
         tenant: String,
         id: String,
         finish: StepFinish,
+        /// The queued job that ran it: deleted in the same transaction as the end is
+        /// recorded, and the end is recorded only if the execution is still this job's.
+        job: Option<String>,
     },
 }
 
@@ -320,8 +332,29 @@ impl Write {
             Write::StartExecution { root, .. } => &root.execution_id,
             Write::StartStep { step, .. } => &step.execution_id,
             Write::FinishStep { execution_id, .. } => execution_id,
-            Write::FinishExecution { id, .. } => id,
+            Write::RunQueued { id, .. } | Write::FinishExecution { id, .. } => id,
         }
+    }
+
+    /// Roughly how many bytes it holds (what parking it in memory costs).
+    pub fn size(&self) -> usize {
+        let finish = |f: &StepFinish| {
+            f.output.as_ref().map_or(0, String::len)
+                + f.error.as_ref().map_or(0, String::len)
+                + f.stdout.len()
+                + f.stderr.len()
+        };
+        256 + match self {
+            Write::StartExecution { root, finish: f, .. } => root.input.len() + f.as_ref().map_or(0, finish),
+            Write::StartStep { step, finish: f, .. } => step.input.len() + f.as_ref().map_or(0, finish),
+            Write::FinishStep { finish: f, .. } | Write::FinishExecution { finish: f, .. } => finish(f),
+            Write::RunQueued { .. } => 0,
+        }
+    }
+
+    /// Whether applying it takes more than one statement (so it needs a transaction).
+    fn is_compound(&self) -> bool {
+        matches!(self, Write::FinishExecution { job: Some(_), .. })
     }
 }
 
@@ -346,18 +379,84 @@ async fn apply(conn: &mut sqlx::AnyConnection, w: &Write) -> Result<(), sqlx::Er
         }
         Write::StartStep { tenant, step, finish } => insert_step(conn, tenant, step, finish.as_ref()).await,
         Write::FinishStep { tenant, id, finish, .. } => finish_call(conn, tenant, id, finish, false).await,
-        Write::FinishExecution { tenant, id, finish } => finish_call(conn, tenant, id, finish, true).await,
+        Write::FinishExecution {
+            tenant,
+            id,
+            finish,
+            job: None,
+        } => finish_call(conn, tenant, id, finish, true).await,
+        Write::FinishExecution {
+            tenant,
+            id,
+            finish,
+            job: Some(job),
+        } => finish_job(conn, tenant, id, finish, job).await,
+        Write::RunQueued {
+            tenant,
+            id,
+            function_version,
+            deadline_at,
+        } => {
+            sqlx::query(
+                "update executions set function_version = $3, deadline_at = $4 \
+                 where tenant = $1 and id = $2 and status = 'running'",
+            )
+            .bind(tenant)
+            .bind(id)
+            .bind(function_version)
+            .bind(deadline_at)
+            .execute(conn)
+            .await?;
+            Ok(())
+        }
     }
+}
+
+/// Record the end of a queued job's execution and delete the job: both, or (when the
+/// execution was already closed as interrupted: its lease ran out, or its server shut down)
+/// neither, and the job is taken back as a new attempt.
+async fn finish_job(
+    conn: &mut sqlx::AnyConnection,
+    tenant: &str,
+    id: &str,
+    f: &StepFinish,
+    job: &str,
+) -> Result<(), sqlx::Error> {
+    // The job's row first, as in every queue transaction (no lock-order deadlock with a
+    // server taking the job back).
+    let ours = sqlx::query("update jobs set run_at = run_at where id = $1 and execution_id = $2")
+        .bind(job)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    if ours.rows_affected() == 0 {
+        return Ok(()); // taken back: the execution was closed as interrupted
+    }
+    let sql = "update executions set status = $3, output = $4, error = $5, stdout = $6, stderr = $7, fuel_used = $8, \
+               duration_ms = $9, finished_at = $10, activity = $11 where tenant = $1 and id = $2 and status = 'running'";
+    let recorded = bind_finish(sqlx::query(sql).bind(tenant).bind(id), f)
+        .execute(&mut *conn)
+        .await?;
+    if recorded.rows_affected() == 1 {
+        sqlx::query("delete from jobs where id = $1 and execution_id = $2")
+            .bind(job)
+            .bind(id)
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
 }
 
 impl Store {
     /// Apply tracking writes in order, in one transaction.
     pub async fn apply_writes(&self, writes: &[Write]) -> StoreResult<()> {
         if let [one] = writes {
-            // One statement commits on its own: no BEGIN/COMMIT round trips.
-            let mut conn = self.pool.acquire().await?;
-            apply(&mut conn, one).await?;
-            return Ok(());
+            if !one.is_compound() {
+                // One statement commits on its own: no BEGIN/COMMIT round trips.
+                let mut conn = self.pool.acquire().await?;
+                apply(&mut conn, one).await?;
+                return Ok(());
+            }
         }
         let mut tx = self.pool.begin().await?;
         for w in writes {
@@ -439,6 +538,7 @@ impl Store {
     }
 
     /// Mark runs still `running` long after their deadline (their server died) as interrupted.
+    /// Queued jobs' executions are left to the queue, whose leases say whether they still run.
     pub async fn interrupt_stale(&self, grace_ms: i64) -> StoreResult<u64> {
         let cutoff = now_ms() - grace_ms;
         let error =
@@ -446,7 +546,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             r#"update steps set status = 'failed', error = $1, finished_at = $2 where status = 'running'
-               and execution_id in (select id from executions where status = 'running' and deadline_at < $3)"#,
+               and execution_id in (select id from executions where status = 'running' and deadline_at < $3
+               and id not in (select execution_id from jobs))"#,
         )
         .bind(error)
         .bind(now_ms())
@@ -454,7 +555,8 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let done = sqlx::query(
-            "update executions set status = 'failed', error = $1, finished_at = $2 where status = 'running' and deadline_at < $3",
+            "update executions set status = 'failed', error = $1, finished_at = $2 where status = 'running' \
+             and deadline_at < $3 and id not in (select execution_id from jobs)",
         )
         .bind(error)
         .bind(now_ms())

@@ -6,7 +6,7 @@
 //!
 //! A tenant's rows are reached through `store.tenant(id)`: every query of that handle is
 //! scoped to its tenant, so none can forget it. `Store`'s own methods are the duties that
-//! work across tenants (claiming schedule ticks and workflow leases, retention, writing the
+//! work across tenants (claiming queued jobs, schedule ticks and workflow leases, retention, writing the
 //! recorder's batches, finding a webhook by its path, tenancy for admins).
 
 mod audit;
@@ -14,6 +14,7 @@ mod cache;
 mod capabilities;
 mod executions;
 mod functions;
+mod jobs;
 mod packages;
 mod schedules;
 mod tenancy;
@@ -30,6 +31,7 @@ pub use audit::Audit;
 pub use capabilities::SecretInfo;
 pub use executions::{CallRecord, ExecutionFilter, ExecutionRecord, NewStep, StepFinish, StepRecord, Write};
 pub use functions::{Function, FunctionVersion, VersionContent, VersionSource};
+pub use jobs::{Job, NewJob, Node, Refused};
 pub use packages::{InstalledPackage, NewPackage, PackageJob, StoredWheel};
 pub use schedules::{managed_name, MANAGED_PREFIX};
 pub use schedules::{NewRun, Schedule, ScheduleFields, ScheduleRun};
@@ -54,6 +56,10 @@ pub enum StoreError {
     /// (a function must never run with limits it was not given).
     #[error("stored data could not be read: {0}")]
     Corrupt(String),
+    /// The database cannot be reached now (no connection within the pool's acquire
+    /// timeout, or the connection broke): trying again later may work.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     #[error("database error: {0}")]
     Db(sqlx::Error),
 }
@@ -63,6 +69,13 @@ impl From<sqlx::Error> for StoreError {
         match e {
             sqlx::Error::Decode(e) => StoreError::Corrupt(e.to_string()),
             sqlx::Error::ColumnDecode { index, source } => StoreError::Corrupt(format!("column {index}: {source}")),
+            e @ (sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_)) => {
+                StoreError::Unavailable(e.to_string())
+            }
+            // PostgreSQL shutting down or starting (57P01-57P03), connection failures (08xxx).
+            sqlx::Error::Database(d) if d.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")) => {
+                StoreError::Unavailable(d.to_string())
+            }
             e => StoreError::Db(e),
         }
     }
@@ -87,7 +100,9 @@ impl Store {
     /// Connect (creating the SQLite file if needed) and apply migrations.
     /// Connect and migrate; `cache_ttl` bounds how stale another server's function change
     /// may look here (zero turns the cache off).
-    pub async fn connect(url: &str, cache_ttl: Duration) -> anyhow::Result<Store> {
+    /// `acquire_timeout` bounds how long a query waits for a connection: when the database
+    /// is down, callers hear so (`StoreError::Unavailable`) within it instead of hanging.
+    pub async fn connect(url: &str, cache_ttl: Duration, acquire_timeout: Duration) -> anyhow::Result<Store> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("postgres") {
             Backend::Postgres
@@ -96,7 +111,7 @@ impl Store {
         } else {
             anyhow::bail!("DATABASE_URL must start with postgres:// or sqlite://");
         };
-        let mut opts = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+        let mut opts = AnyPoolOptions::new().acquire_timeout(acquire_timeout);
         if backend == Backend::Sqlite {
             opts = opts.max_connections(8).after_connect(|conn, _| {
                 Box::pin(async move {

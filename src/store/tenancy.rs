@@ -43,7 +43,8 @@ pub struct AuditEntry {
 }
 
 /// Every table whose rows belong to a tenant, children first (a forced delete empties them).
-const TENANT_TABLES: [&str; 14] = [
+const TENANT_TABLES: [&str; 15] = [
+    "jobs",
     "workflow_runs",
     "workflow_versions",
     "workflows",

@@ -25,6 +25,35 @@ pub fn postgres_url() -> String {
     std::env::var("MAESTRO_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
+/// A database of its own on the test PostgreSQL (named `<prefix>_<random>`), for tests whose
+/// servers must not claim other tests' queued jobs; answers its URL.
+pub async fn fresh_postgres(prefix: &str) -> String {
+    let admin = postgres_url();
+    let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&admin).await.expect("the test PostgreSQL");
+    sqlx::query(&format!("create database {name}"))
+        .execute(&pool)
+        .await
+        .expect("create database");
+    pool.close().await;
+    let (base, _) = admin.rsplit_once('/').expect("a database URL");
+    format!("{base}/{name}")
+}
+
+/// Drop a database made by `fresh_postgres` (its servers stopped or killed).
+pub async fn drop_postgres(url: &str) {
+    let (_, name) = url.rsplit_once('/').expect("a database URL");
+    let pool = sqlx::AnyPool::connect(&postgres_url())
+        .await
+        .expect("the test PostgreSQL");
+    sqlx::query(&format!("drop database if exists {name} with (force)"))
+        .execute(&pool)
+        .await
+        .expect("drop database");
+    pool.close().await;
+}
+
 pub const SECRET: &str = "test-secret-for-maestro-tests";
 
 pub struct TestApp {
@@ -267,7 +296,13 @@ pub fn serve_binary(data: &str, extra: &[&str]) -> (std::process::Child, Vec<Str
         .env_remove("DATABASE_URL")
         .env_remove("MAESTRO_JWT_SECRET")
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(
+            // MAESTRO_TEST_SERVER_LOG=<file>: keep the servers' logs there, to see why a test failed.
+            std::env::var("MAESTRO_TEST_SERVER_LOG")
+                .ok()
+                .and_then(|f| std::fs::OpenOptions::new().create(true).append(true).open(f).ok())
+                .map_or_else(std::process::Stdio::null, Into::into),
+        )
         .spawn()
         .expect("maestro serve starts");
     let mut lines = vec![];

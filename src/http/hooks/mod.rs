@@ -18,13 +18,13 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use axum::{Json, Router};
+use axum::Router;
 use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
 use super::AppState;
-use crate::domain::webhook_path;
+use crate::domain::{webhook_path, Target};
 use crate::engine::{Error as EngineError, InvokeResult, Trigger};
 use crate::http::error::{ApiError, ApiResult};
 use crate::sandbox::ErrorKind;
@@ -159,6 +159,19 @@ async fn run_hook(state: AppState, req: axum::extract::Request) -> ApiResult<Res
         id: hook.id.clone(),
         envelope: envelope_mode,
     };
+    if let (true, Target::Function(name)) = (run_async, &hook.fields.target) {
+        // Committed to the queue before the 202: any server runs it, even if this one dies.
+        let queued = state.engine.enqueue(&hook.tenant, name, input, &trigger, None).await;
+        let execution_id = match queued {
+            Err(EngineError::NotFound(m) | EngineError::Store(StoreError::NotFound(m))) => {
+                tracing::warn!(webhook = %hook.id, "webhook target missing: {m}");
+                return Err(not_found());
+            }
+            other => other?,
+        };
+        drop(slot);
+        return Ok(super::accepted(&execution_id, "queued"));
+    }
     let started = match state
         .engine
         .start_target(&hook.tenant, &hook.fields.target, input, trigger)
@@ -180,8 +193,9 @@ async fn run_hook(state: AppState, req: axum::extract::Request) -> ApiResult<Res
         result
     });
     if run_async {
+        // A workflow's run starts at once (its lease makes it durable).
         super::recorded(&state, &execution_id).await?;
-        return Ok(accepted(&execution_id));
+        return Ok(super::accepted(&execution_id, "running"));
     }
     let result = run
         .await
@@ -324,17 +338,6 @@ pub fn verify_signature(
         .map_err(|_| bad("the signature does not match the body"))
 }
 
-/// 202 for an async run: where to find it.
-fn accepted(execution_id: &str) -> Response {
-    let location = format!("/api/v1/executions/{execution_id}");
-    let body = json!({"execution_id": execution_id, "status": "running", "status_url": location});
-    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, v);
-    }
-    with_execution_id(response, execution_id)
-}
-
 /// The finished run as the HTTP answer: the function's value, or an error naming the
 /// execution. Error details only go to a caller holding a token of the tenant.
 fn answer(result: InvokeResult, owner: bool) -> Response {
@@ -405,7 +408,7 @@ pub(in crate::http) fn document(doc: &mut super::openapi::Doc) {
             "application/json",
             "what the function returned (JSON, or the response it built)",
         )
-        .reply::<super::views::Accepted>(202, "an async webhook: the run started")
+        .reply::<super::views::Accepted>(202, "an async webhook: the run is queued (a workflow's: started)")
         .any_of("2XX", "another success status the function chose, with its body")
         .any_of("3XX", "a redirect the function chose")
         .add();
