@@ -454,7 +454,9 @@ impl Engine {
         self.inner.closing.store(true, std::sync::atomic::Ordering::SeqCst);
         let before = self.in_flight();
         let until = Instant::now() + grace;
-        while self.in_flight() > 0 && Instant::now() < until {
+        // Claimed jobs that had not started yet give themselves back (they see the server
+        // closing) before their leases are dropped below.
+        while (self.in_flight() > 0 || self.jobs_held() > 0) && Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let left: Vec<String> = {

@@ -66,6 +66,16 @@ enum Settle {
     Fail(String),
 }
 
+/// Whether a run that could not start may start later as it is (the job goes back to the
+/// queue): the tenant is at a quota, this server is stopping, or the database is away.
+fn transient(e: &Error) -> bool {
+    match e {
+        Error::Quota { .. } | Error::ShuttingDown | Error::Store(StoreError::Unavailable(_)) => true,
+        Error::Packages(f) => f.code == "database_unavailable",
+        _ => false,
+    }
+}
+
 /// Job priority by trigger: lower runs first among jobs of the same turn.
 fn priority(trigger: &Trigger) -> i64 {
     match trigger {
@@ -128,6 +138,11 @@ impl Engine {
 
     pub fn queue_stats(&self) -> &QueueStats {
         &self.inner.queue.stats
+    }
+
+    /// Queued jobs this server holds now (claimed, running or being settled).
+    pub fn jobs_held(&self) -> usize {
+        self.inner.queue.held.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// Claim and run queued jobs until `stop` turns true (running ones go on; the drain waits
@@ -242,10 +257,20 @@ impl Engine {
 
     /// Tenants with as many queued jobs running here as their concurrency allows: a claim
     /// passes over their jobs instead of taking one it would have to give back.
+    ///
+    /// Queued jobs count against a tenant's `max_concurrent_executions` across the cluster:
+    /// the running ones are read from the database (every replica's), so two replicas do not
+    /// each allow the full quota. Two claims at the same instant may each see room for one
+    /// more, so the cap can be passed by at most one job per replica. If the database cannot
+    /// be read, this server's own count stands in.
     async fn saturated_tenants(&self) -> Vec<String> {
-        let running: Vec<(String, u32)> = {
+        let local: Vec<(String, u32)> = {
             let map = self.inner.queue.running.lock().unwrap_or_else(|e| e.into_inner());
             map.iter().map(|(t, n)| (t.clone(), *n)).collect()
+        };
+        let running = match self.inner.store.running_jobs_by_tenant().await {
+            Ok(all) => all,
+            Err(_) => local,
         };
         let mut full = Vec::new();
         for (tenant, n) in running {
@@ -301,7 +326,7 @@ impl Engine {
                 inner.queue.stats.finished.fetch_add(1, Ordering::Relaxed);
                 None
             }
-            Err(Error::Quota { .. } | Error::ShuttingDown | Error::Store(StoreError::Unavailable(_))) => {
+            Err(e) if transient(&e) => {
                 inner.queue.stats.deferred.fetch_add(1, Ordering::Relaxed);
                 Some(Settle::GiveBack)
             }

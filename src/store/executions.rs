@@ -193,6 +193,32 @@ async fn insert_step(
     Ok(())
 }
 
+/// Close a running execution and its open calls as failed with error kind `interrupted` and
+/// `reason`; answers 1 if the execution was still running, else 0.
+pub(super) async fn close_interrupted(
+    conn: &mut sqlx::AnyConnection,
+    id: &str,
+    reason: &str,
+) -> Result<u64, sqlx::Error> {
+    let error = serde_json::json!({"kind": "interrupted", "message": reason}).to_string();
+    let now = now_ms();
+    sqlx::query("update steps set status = 'failed', error = $1, finished_at = $2 where execution_id = $3 and status = 'running'")
+        .bind(&error)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    let closed = sqlx::query(
+        "update executions set status = 'failed', error = $1, finished_at = $2 where id = $3 and status = 'running'",
+    )
+    .bind(&error)
+    .bind(now)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(closed.rows_affected())
+}
+
 /// What started an execution.
 struct Source<'a> {
     trigger: &'a str,
@@ -510,28 +536,10 @@ impl Store {
     /// Record executions this server gave up on (it is shutting down) as interrupted with
     /// `reason`, with their calls still open; those already finished are left alone.
     pub async fn interrupt(&self, ids: &[String], reason: &str) -> StoreResult<u64> {
-        let error = serde_json::json!({"kind": "interrupted", "message": reason}).to_string();
-        let now = now_ms();
         let mut tx = self.pool.begin().await?;
         let mut done = 0;
         for id in ids {
-            sqlx::query(
-                "update steps set status = 'failed', error = $1, finished_at = $2 where execution_id = $3 and status = 'running'",
-            )
-            .bind(&error)
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            done += sqlx::query(
-                "update executions set status = 'failed', error = $1, finished_at = $2 where id = $3 and status = 'running'",
-            )
-            .bind(&error)
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            done += close_interrupted(&mut tx, id, reason).await?;
         }
         tx.commit().await?;
         Ok(done)

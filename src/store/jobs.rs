@@ -82,11 +82,6 @@ fn job_from(r: &sqlx::any::AnyRow) -> Result<Job, sqlx::Error> {
     })
 }
 
-/// How an execution closed by the queue is recorded.
-fn interrupted(message: &str) -> String {
-    serde_json::json!({"kind": "interrupted", "message": message}).to_string()
-}
-
 impl Tenant<'_> {
     /// Queue a job and its execution (`queued`) in one transaction; answers the execution id,
     /// or why it was refused. `max_depth` bounds the tenant's waiting jobs.
@@ -210,6 +205,16 @@ impl Store {
         Ok(Some(job))
     }
 
+    /// How many jobs each tenant has running now, on every server.
+    pub async fn running_jobs_by_tenant(&self) -> StoreResult<Vec<(String, u32)>> {
+        let rows = sqlx::query("select tenant, count(*) as n from jobs where status = 'running' group by tenant")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("tenant")?, r.try_get::<i64, _>("n")?.max(0) as u32)))
+            .collect()
+    }
+
     /// Extend the leases of the jobs whose current attempts are `execution_ids` and that
     /// `owner` still holds (not those it let go: `drop_leases`); answers how many it renewed.
     pub async fn renew_jobs(&self, owner: &str, execution_ids: &[String], lease_until: i64) -> StoreResult<u64> {
@@ -316,23 +321,7 @@ impl Store {
         if taken.rows_affected() == 0 {
             return Ok(None); // another server took it, or it ended meanwhile
         }
-        let error = interrupted(reason);
-        sqlx::query(
-            "update steps set status = 'failed', error = $1, finished_at = $2 where execution_id = $3 and status = 'running'",
-        )
-        .bind(&error)
-        .bind(now)
-        .bind(&job.execution_id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "update executions set status = 'failed', error = $1, finished_at = $2 where id = $3 and status = 'running'",
-        )
-        .bind(&error)
-        .bind(now)
-        .bind(&job.execution_id)
-        .execute(&mut *tx)
-        .await?;
+        super::executions::close_interrupted(&mut tx, &job.execution_id, reason).await?;
         let next = if job.attempt < job.max_attempts {
             let id = uuid::Uuid::now_v7().to_string();
             sqlx::query(
