@@ -227,8 +227,10 @@ struct Replica {
 const LEASE_MS: i64 = 2_000;
 const POLL_MS: i64 = 100;
 
+/// A replica whose tenants may use all its workers for queued jobs (counted across the
+/// cluster, a tenant's cap would otherwise be half of one server's two workers).
 fn replica(db: &str) -> Replica {
-    replica_with(db, &[])
+    replica_with(db, &["--tenant-max-concurrent-executions", "6"])
 }
 
 fn replica_with(db: &str, extra: &[&str]) -> Replica {
@@ -276,6 +278,12 @@ async fn flood(
     kill_at: usize,
     kill: impl FnOnce() + Send + 'static,
 ) -> Arc<Acks> {
+    // Server admin of the same tenant: reads /cluster to kill the victim with jobs in hand.
+    let claims = maestro::auth::Keys::new(common::SECRET);
+    let tenant = token_tenant(token);
+    let admin = claims
+        .mint(&tenant, "ops@example.com", true, Duration::from_secs(3600))
+        .unwrap();
     let acks = Arc::new(Acks::default());
     let next = Arc::new(AtomicUsize::new(0));
     let kill = Arc::new(Mutex::new(Some(kill)));
@@ -288,6 +296,7 @@ async fn flood(
             next.clone(),
             kill.clone(),
         );
+        let admin = admin.clone();
         tasks.spawn(async move {
             let client = reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
@@ -338,16 +347,7 @@ async fn flood(
                                 let victim = bases.lock().unwrap()[0].clone();
                                 let t = Instant::now();
                                 while t.elapsed() < Duration::from_secs(20) {
-                                    let r = client
-                                        .get(format!("{victim}/api/v1/executions?status=running&limit=1"))
-                                        .bearer_auth(&token)
-                                        .send()
-                                        .await;
-                                    let running = match r {
-                                        Ok(r) => r.json::<Value>().await.map(|v| v["total"].as_i64().unwrap_or(0)),
-                                        Err(e) => Err(e),
-                                    };
-                                    if running.is_ok_and(|n| n > 0) {
+                                    if holds_jobs(&client, &victim, &admin).await {
                                         break;
                                     }
                                     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -371,6 +371,30 @@ async fn flood(
         done.unwrap();
     }
     acks
+}
+
+/// Whether the server at `base` holds queued jobs now (by its own line in /cluster).
+async fn holds_jobs(client: &reqwest::Client, base: &str, admin: &str) -> bool {
+    let Ok(r) = client.get(format!("{base}/cluster")).bearer_auth(admin).send().await else {
+        return false;
+    };
+    let Ok(v) = r.json::<Value>().await else { return false };
+    v["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|n| n["id"] == v["node_id"] && n["jobs_held"].as_i64().unwrap_or(0) > 0)
+}
+
+/// The tenant a test token names (its `tenant` claim).
+fn token_tenant(token: &str) -> String {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64");
+    let claims: Value = serde_json::from_slice(&bytes).expect("JSON claims");
+    claims["tenant"].as_str().expect("a tenant claim").to_string()
 }
 
 /// Wait until nothing of the tenant is queued or running (or fail after `limit`).
