@@ -346,7 +346,7 @@ async fn flood(
                                 // of enqueues can hold the claims off for a moment).
                                 let victim = bases.lock().unwrap()[0].clone();
                                 let t = Instant::now();
-                                while t.elapsed() < Duration::from_secs(20) {
+                                while t.elapsed() < Duration::from_secs(120) {
                                     if holds_jobs(&client, &victim, &admin).await {
                                         break;
                                     }
@@ -601,7 +601,7 @@ async fn sqlite_server_killed_and_restarted() {
     let (k, b, r) = (killed_at.clone(), bases.clone(), restarted.clone());
     let pid = first.child.id();
     let db2 = db.clone();
-    let acks = flood(bases.clone(), &token, 300, 32, 100, move || {
+    let acks = flood(bases.clone(), &token, 300, 16, 100, move || {
         unsafe_kill(pid);
         *k.lock().unwrap() = chrono::Utc::now().timestamp_millis();
         std::thread::sleep(Duration::from_millis(200));
