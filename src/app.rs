@@ -58,6 +58,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Built> {
         events.clone(),
         packages.clone(),
         (egress.clone(), vault.clone()),
+        redis.clone(),
     )?;
     let (secret, generated) =
         auth::load_or_create_secret(settings.jwt_secret.as_ref().map(|s| s.0.as_str()), &settings.data_dir)?;

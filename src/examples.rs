@@ -10,6 +10,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use reqwest::{Method, StatusCode};
+
+use crate::client::Client;
 use serde_json::{json, Value};
 
 /// The shipped bundles, in load order.
@@ -52,46 +54,6 @@ pub fn bundles(dir: Option<&Path>) -> anyhow::Result<Vec<(String, Value)>> {
         .collect()
 }
 
-struct Client {
-    http: reqwest::Client,
-    base: String,
-    token: String,
-}
-
-impl Client {
-    async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> anyhow::Result<(StatusCode, Value)> {
-        let mut req = self
-            .http
-            .request(method, format!("{}/api/v1{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = req.send().await.with_context(|| format!("calling {}", self.base))?;
-        let status = resp.status();
-        let text = resp.text().await?;
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
-    }
-
-    /// Fail with the server's message unless `status` is one of `ok`.
-    async fn call_ok(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-        ok: &[StatusCode],
-    ) -> anyhow::Result<Value> {
-        let (status, v) = self.call(method.clone(), path, body).await?;
-        if !ok.contains(&status) {
-            bail!(
-                "{method} {path}: {status}: {}",
-                v["error"]["message"].as_str().unwrap_or(&v.to_string())
-            );
-        }
-        Ok(v)
-    }
-}
-
 /// Whether the stored item already says everything the example says (fields the example
 /// leaves out are not compared).
 fn same(stored: &Value, wanted: &Value) -> bool {
@@ -126,11 +88,7 @@ pub async fn load(
     path_prefix: &str,
     force: bool,
 ) -> anyhow::Result<Vec<String>> {
-    let client = Client {
-        http: reqwest::Client::new(),
-        base: base.trim_end_matches('/').to_string(),
-        token: token.to_string(),
-    };
+    let client = Client::new(base, token);
     let mut report = vec![];
     for (bundle, b) in bundles {
         for f in b["functions"].as_array().into_iter().flatten() {

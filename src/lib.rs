@@ -6,6 +6,8 @@ pub mod app;
 pub mod auth;
 /// Benchmarks behind `maestro bench`.
 pub mod bench;
+/// The API as the CLI calls it.
+pub mod client;
 /// Typed settings from flags and environment.
 pub mod config;
 /// Pure types: names, statuses, timings, workflow definitions, egress policies, errors.

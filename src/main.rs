@@ -70,6 +70,11 @@ enum Command {
         #[command(subcommand)]
         action: ExamplesAction,
     },
+    /// Look at or cancel executions on a running server.
+    Executions {
+        #[command(subcommand)]
+        action: ExecutionsAction,
+    },
     /// Measure per-call latency against a `python3 -c` baseline; see BENCHMARKS.md.
     Bench {
         /// Calls per measurement.
@@ -92,6 +97,37 @@ enum Command {
         replicas: usize,
         #[command(flatten)]
         settings: Settings,
+    },
+}
+
+/// Where the server is and who is asking.
+#[derive(clap::Args)]
+struct Remote {
+    /// The server's base URL.
+    #[arg(long, env = "MAESTRO_URL", default_value = "http://127.0.0.1:8000")]
+    url: String,
+    /// An API token of the execution's tenant.
+    #[arg(long, env = "MAESTRO_TOKEN", hide_env_values = true)]
+    token: String,
+}
+
+#[derive(Subcommand)]
+enum ExecutionsAction {
+    /// Print one execution as JSON.
+    Show {
+        id: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Cancel a queued execution (it never runs) or stop a running one on whichever server
+    /// runs it; prints the execution once it has ended.
+    Cancel {
+        id: String,
+        /// How long to wait for a running execution to stop (0: do not wait).
+        #[arg(long, default_value = "10s", value_parser = maestro::auth::parse_ttl)]
+        wait: std::time::Duration,
+        #[command(flatten)]
+        remote: Remote,
     },
 }
 
@@ -210,6 +246,23 @@ async fn main() -> anyhow::Result<()> {
             for line in maestro::examples::load(&url, &token, &bundles, &path_prefix, force).await? {
                 println!("{line}");
             }
+            Ok(())
+        }
+        Command::Executions { action } => {
+            let shown = match action {
+                ExecutionsAction::Show { id, remote } => {
+                    let client = maestro::client::Client::new(&remote.url, &remote.token);
+                    let ok = [reqwest::StatusCode::OK];
+                    client
+                        .call_ok(reqwest::Method::GET, &format!("/executions/{id}"), None, &ok)
+                        .await?
+                }
+                ExecutionsAction::Cancel { id, wait, remote } => {
+                    let client = maestro::client::Client::new(&remote.url, &remote.token);
+                    client.cancel_execution(&id, (!wait.is_zero()).then_some(wait)).await?
+                }
+            };
+            println!("{shown:#}");
             Ok(())
         }
         Command::Bench {

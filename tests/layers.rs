@@ -4,8 +4,9 @@
 //!
 //! Floors, from the bottom (README, "Architecture"):
 //!
-//! 0. `sandbox`, `logs`, `secrets`, `examples`: leaves
-//! 1. `domain` (pure types; re-exports the sandbox's `Isolation` and `ErrorRecord`), `config`
+//! 0. `sandbox`, `logs`, `secrets`, `client`: leaves
+//! 1. `domain` (pure types; re-exports the sandbox's `Isolation` and `ErrorRecord`), `config`,
+//!    `examples` (loads through `client`)
 //! 2. `store`
 //! 3. `egress`, `packages`, `auth`
 //! 4. `engine`
@@ -21,7 +22,8 @@ const FLOORS: &[(&str, u32)] = &[
     ("sandbox", 0),
     ("logs", 0),
     ("secrets", 0),
-    ("examples", 0),
+    ("client", 0),
+    ("examples", 1),
     ("domain", 1),
     ("config", 1),
     ("store", 2),

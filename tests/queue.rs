@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{remote, start_with, Backend, TestApp};
+use common::{remote, replica_with, start_with, Backend, Replica, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -22,16 +22,7 @@ const QUICK: &str = "def quick(input):\n    return {'n': input.get('n')}\n";
 
 /// Poll an execution until it has ended.
 async fn ended(app: &TestApp, id: &str) -> Value {
-    let t = Instant::now();
-    loop {
-        let (s, e) = app.get(&format!("/api/v1/executions/{id}")).await;
-        assert_eq!(s, StatusCode::OK, "{e}");
-        if !["queued", "running"].contains(&e["status"].as_str().unwrap_or("")) {
-            return e;
-        }
-        assert!(t.elapsed() < Duration::from_secs(60), "execution {id} did not end: {e}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::ended_within(app, id, Duration::from_secs(60)).await
 }
 
 /// `?async=true`: the 202, the run, the checks made before queueing, and the backlog cap.
@@ -217,46 +208,13 @@ async fn tenants_take_turns() {
     app.stop().await;
 }
 
-/// A server process: a `maestro serve` child on `db` with short queue leases.
-struct Replica {
-    child: std::process::Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-const LEASE_MS: i64 = 2_000;
-const POLL_MS: i64 = 100;
+const LEASE_MS: i64 = common::LEASE_MS;
+const POLL_MS: i64 = common::POLL_MS;
 
 /// A replica whose tenants may use all its workers for queued jobs (counted across the
 /// cluster, a tenant's cap would otherwise be half of one server's two workers).
 fn replica(db: &str) -> Replica {
     replica_with(db, &["--tenant-max-concurrent-executions", "6"])
-}
-
-fn replica_with(db: &str, extra: &[&str]) -> Replica {
-    let dir = tempfile::tempdir().unwrap();
-    let (lease, poll) = (LEASE_MS.to_string(), POLL_MS.to_string());
-    let mut args = vec![
-        "--database-url",
-        db,
-        "--jwt-secret",
-        common::SECRET,
-        "--sandbox-workers",
-        "2",
-        "--queue-lease-ms",
-        &lease,
-        "--queue-poll-ms",
-        &poll,
-        "--scheduler-enabled",
-        "false",
-    ];
-    args.extend_from_slice(extra);
-    let (child, lines) = common::serve_binary(dir.path().to_str().unwrap(), &args);
-    Replica {
-        child,
-        base: common::address(&lines),
-        _dir: dir,
-    }
 }
 
 /// What the clients were told: input n -> the execution in the 202 (first attempt).
@@ -509,17 +467,13 @@ fn check_outcome(acks: &Acks, executions: &[Value], killed_at_ms: i64) -> usize 
 async fn replicas_survive_a_kill_on_postgres() {
     let db = common::fresh_postgres("queue").await;
     let mut replicas: Vec<Replica> = (0..3).map(|_| replica(&db)).collect();
-    let keys = maestro::auth::Keys::new(common::SECRET);
-    let tenant = format!("t-{}", uuid::Uuid::new_v4().simple());
-    let token = keys
-        .mint(&tenant, "dev@example.com", false, Duration::from_secs(3600))
-        .unwrap();
+    let (tenant, token) = common::fresh_tenant(false);
     let app = remote(&replicas[1].base, &token);
     app.create("work", WORK).await;
     app.create_with(json!({"name": "fragile", "code": FRAGILE, "on_interrupt": "fail"}))
         .await;
 
-    let admin = keys
+    let admin = maestro::auth::Keys::new(common::SECRET)
         .mint(&tenant, "ops@example.com", true, Duration::from_secs(3600))
         .unwrap();
     let (s, _) = app.get("/cluster").await;
@@ -586,11 +540,7 @@ async fn sqlite_server_killed_and_restarted() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}/maestro.db?mode=rwc", dir.path().display());
     let first = replica(&db);
-    let keys = maestro::auth::Keys::new(common::SECRET);
-    let tenant = format!("t-{}", uuid::Uuid::new_v4().simple());
-    let token = keys
-        .mint(&tenant, "dev@example.com", false, Duration::from_secs(3600))
-        .unwrap();
+    let (_, token) = common::fresh_tenant(false);
     let app = remote(&first.base, &token);
     app.create("work", WORK).await;
     app.create_with(json!({"name": "fragile", "code": FRAGILE, "on_interrupt": "fail"}))
@@ -649,11 +599,7 @@ async fn concurrency_is_counted_across_replicas() {
     let replicas: Vec<Replica> = (0..3)
         .map(|_| replica_with(&db, &["--tenant-max-concurrent-executions", "2"]))
         .collect();
-    let keys = maestro::auth::Keys::new(common::SECRET);
-    let tenant = format!("t-{}", uuid::Uuid::new_v4().simple());
-    let token = keys
-        .mint(&tenant, "dev@example.com", false, Duration::from_secs(3600))
-        .unwrap();
+    let (_, token) = common::fresh_tenant(false);
     let apps: Vec<TestApp> = replicas.iter().map(|r| remote(&r.base, &token)).collect();
     apps[0].create("sleepy", SLEEPY).await;
     let mut ids = vec![];
@@ -685,6 +631,67 @@ async fn concurrency_is_counted_across_replicas() {
     for id in &ids {
         assert_eq!(ended(&apps[0], id).await["status"], "succeeded");
     }
+    for mut r in replicas {
+        r.child.kill().unwrap();
+        r.child.wait().unwrap();
+    }
+    common::drop_postgres(&db).await;
+}
+
+/// With Redis, a tenant's `invocations_per_second` holds for the cluster: two replicas with
+/// a rate of 2 (burst 2) let about 2 + 2/s calls through together, where each would let
+/// its own 2 + 2/s through; a third replica whose Redis does not answer counts for itself
+/// and answers every call (200 or 429, never an error).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_is_counted_across_replicas_with_redis() {
+    let db = common::fresh_postgres("queue").await;
+    let redis = std::env::var("REDIS_URL_TEST").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let rate = [
+        "--tenant-invocations-per-second",
+        "2",
+        "--tenant-max-concurrent-executions",
+        "8",
+    ];
+    let with = |redis: &str| {
+        let mut flags = rate.to_vec();
+        flags.extend(["--redis-url", redis]);
+        replica_with(&db, &flags)
+    };
+    let replicas = [with(&redis), with(&redis), with("redis://127.0.0.1:1")];
+    let (_, token) = common::fresh_tenant(false);
+    let apps: Vec<TestApp> = replicas.iter().map(|r| remote(&r.base, &token)).collect();
+    apps[0].create("quick", QUICK).await;
+
+    let t = Instant::now();
+    let mut ok = [0usize; 2];
+    for i in 0..40 {
+        let (s, v) = apps[i % 2].invoke("quick", json!({"n": i})).await;
+        match s {
+            StatusCode::OK => ok[i % 2] += 1,
+            StatusCode::TOO_MANY_REQUESTS => assert!(v["error"]["message"].as_str().unwrap().contains("rate"), "{v}"),
+            other => panic!("{other}: {v}"),
+        }
+    }
+    let allowed = 2.0 + 2.0 * t.elapsed().as_secs_f64() + 1.0;
+    let total = ok[0] + ok[1];
+    assert!(
+        total as f64 <= allowed,
+        "{total} calls passed on two replicas ({ok:?}); the shared bucket allows {allowed:.1}"
+    );
+    assert!(total >= 2, "the burst passes: {ok:?}");
+    assert!(ok[0] >= 1 && ok[1] >= 1, "both replicas take from the bucket: {ok:?}");
+
+    // Redis unreachable: the replica's own bucket, no errors.
+    let mut answered = (0, 0);
+    for i in 0..12 {
+        let (s, v) = apps[2].invoke("quick", json!({"n": i})).await;
+        match s {
+            StatusCode::OK => answered.0 += 1,
+            StatusCode::TOO_MANY_REQUESTS => answered.1 += 1,
+            other => panic!("{other}: {v}"),
+        }
+    }
+    assert!(answered.0 >= 2 && answered.1 >= 1, "its own bucket: {answered:?}");
     for mut r in replicas {
         r.child.kill().unwrap();
         r.child.wait().unwrap();

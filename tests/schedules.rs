@@ -297,8 +297,14 @@ async fn retries_with_backoff(b: Backend) {
     let (status, e) = app.get(&format!("/api/v1/executions/{first}")).await;
     assert_eq!(status, StatusCode::OK, "the 202's execution is readable at once: {e}");
     for _ in 0..160 {
+        // The run row is settled just after its execution: wait for both.
         let fired = executions_of(&app, id).await;
-        if fired.len() == 3 && fired.iter().all(|e| e["status"] != "running") {
+        let runs = runs_of(&app, id).await;
+        if fired.len() == 3
+            && fired.iter().all(|e| e["status"] != "running")
+            && runs.len() == 3
+            && runs.iter().all(|r| r["status"] != "running")
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

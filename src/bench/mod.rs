@@ -105,6 +105,7 @@ fn time_sandbox(
                 budget: Budget {
                     fuel: 1_000_000_000,
                     deadline: Instant::now() + Duration::from_secs(10),
+                    cancel: crate::sandbox::Cancel::NEVER,
                 },
                 memory_bytes: 256 << 20,
             };

@@ -52,6 +52,8 @@ text_enum!(
         Running = "running",
         Succeeded = "succeeded",
         Failed = "failed",
+        /// Stopped (or taken off the queue) by `POST /executions/{id}/cancel`.
+        Cancelled = "cancelled",
         /// A workflow node not run because an ancestor failed.
         Skipped = "skipped",
     }
@@ -65,6 +67,8 @@ text_enum!(
         Succeeded = "succeeded",
         Failed = "failed",
         Skipped = "skipped",
+        /// Its execution was cancelled: it ends without retries.
+        Cancelled = "cancelled",
     }
 );
 
@@ -86,7 +90,7 @@ impl CallStatus {
 impl RunStatus {
     /// Whether a run in this status has ended (it gets a `finished_at`).
     pub fn is_finished(self) -> bool {
-        matches!(self, RunStatus::Succeeded | RunStatus::Failed | RunStatus::Skipped)
+        !matches!(self, RunStatus::Pending | RunStatus::Running)
     }
 }
 

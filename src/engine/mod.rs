@@ -1,11 +1,13 @@
 //! Executions: run a call tree in the sandbox, enforce schemas, depth, fuel and deadline,
 //! and record the execution and one step per function call.
 
+mod cancel;
 mod capabilities;
 mod error;
 mod orchestrator;
 mod queue;
 mod quotas;
+mod rate;
 mod recorder;
 mod tree;
 mod workers;
@@ -23,7 +25,7 @@ use crate::config::Settings;
 pub use crate::domain::OnInterrupt;
 use crate::domain::{self, CallStatus, FunctionSettings, Target};
 use crate::sandbox::{
-    Budget, CallSpec, ErrorKind, ErrorRecord, Isolation, Limits, Outcome, Sandbox, MAX_OUTPUT_BYTES, WASM_STACK,
+    Budget, CallSpec, Cancel, ErrorKind, ErrorRecord, Isolation, Limits, Outcome, Sandbox, MAX_OUTPUT_BYTES, WASM_STACK,
 };
 use crate::store::{Function, NewStep, StepFinish, Store, Write};
 pub use error::{Error, Result};
@@ -123,6 +125,13 @@ struct Schemas {
     output: Option<jsonschema::Validator>,
 }
 
+/// An execution running here.
+struct Flight {
+    /// A workflow run (its nodes are executions of their own).
+    workflow: bool,
+    cancel: Cancel,
+}
+
 pub(crate) struct Inner {
     store: Store,
     recorder: Recorder,
@@ -138,9 +147,8 @@ pub(crate) struct Inner {
     vault: Arc<crate::secrets::Vault>,
     /// This server's name in leases (workflow runs) and the scheduler's status.
     node_id: String,
-    /// Executions running here (id -> whether it is a workflow run), for a graceful
-    /// shutdown to wait on.
-    in_flight: Mutex<HashMap<String, bool>>,
+    /// Executions running here, for a graceful shutdown to wait on and a cancel to stop.
+    in_flight: Mutex<HashMap<String, Flight>>,
     /// Set when the server shuts down: no new execution starts.
     closing: std::sync::atomic::AtomicBool,
     queue: queue::QueueState,
@@ -159,6 +167,7 @@ impl Engine {
         events: Arc<crate::logs::Bus>,
         packages: Arc<crate::packages::Packages>,
         (egress, vault): (Arc<crate::egress::Egress>, Arc<crate::secrets::Vault>),
+        redis: Option<redis::Client>,
     ) -> anyhow::Result<Engine> {
         // Each level of nesting may use a full wasm stack on the worker's native stack.
         let depth = settings.max_call_depth as usize + 2;
@@ -166,7 +175,7 @@ impl Engine {
         let workers = Workers::new(settings.sandbox_workers, stack)?;
         let rt = tokio::runtime::Handle::current();
         let recorder = Recorder::spawn(store.clone());
-        let limiter = Limiter::new(store.clone(), settings.clone());
+        let limiter = Limiter::new(store.clone(), settings.clone(), redis);
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "maestro".into());
         let node_id = format!("{host}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let inner = Inner {
@@ -275,7 +284,7 @@ impl Engine {
             started_at: crate::store::now_ms(),
         };
         let deadline_ms = root.started_at + timeout.as_millis() as i64;
-        inner.track(&execution_id, Some(false));
+        let cancel = inner.track(&execution_id, Some(false));
         inner.recorder.send(match claimed {
             None => Write::StartExecution {
                 tenant: tenant.to_string(),
@@ -315,7 +324,7 @@ impl Engine {
         let webhook = matches!(trigger, Trigger::Webhook { envelope: true, .. });
         let trigger_kind = trigger.as_str();
         let limits = Limits {
-            budget: Budget { fuel, deadline },
+            budget: Budget { fuel, deadline, cancel },
             memory_bytes: memory,
         };
         // The job records the end itself, so nobody has to wait for it.
@@ -343,6 +352,10 @@ impl Engine {
                 packages: packages.as_deref(),
             };
             let mut outcome = check_output(job_inner.sandbox.run(&spec, Box::new(tree)), &schemas);
+            // Code that caught a cancelled nested call and failed otherwise was cancelled too.
+            if cancel.is_cancelled() && outcome.result.is_err() {
+                outcome.result = Err(ErrorRecord::new(ErrorKind::Cancelled, "the execution was cancelled"));
+            }
             root_activity.redact(&mut outcome);
             let mut finish = finish_record(&outcome, started.elapsed().as_secs_f64() * 1000.0);
             finish.activity = root_activity.to_json();
@@ -462,7 +475,10 @@ impl Engine {
         let left: Vec<String> = {
             let mut map = self.inner.in_flight.lock().unwrap_or_else(|e| e.into_inner());
             map.drain()
-                .filter(|(_, workflow)| !workflow)
+                .filter(|(_, f)| {
+                    f.cancel.release();
+                    !f.workflow
+                })
                 .map(|(id, _)| id)
                 .collect()
         };
@@ -553,17 +569,36 @@ impl Inner {
         Ok(())
     }
 
-    /// Note an execution as running here (`Some(is_workflow)`) or ended (`None`).
-    fn track(&self, execution_id: &str, running: Option<bool>) {
+    /// Note an execution as running here (`Some(is_workflow)`), answering the handle that
+    /// cancels its calls, or as ended (`None`).
+    fn track(&self, execution_id: &str, running: Option<bool>) -> Cancel {
         let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         match running {
             Some(workflow) => {
-                map.insert(execution_id.to_string(), workflow);
+                let cancel = Cancel::new();
+                map.insert(execution_id.to_string(), Flight { workflow, cancel });
+                cancel
             }
             None => {
-                map.remove(execution_id);
+                if let Some(f) = map.remove(execution_id) {
+                    f.cancel.release();
+                }
+                Cancel::NEVER
             }
         }
+    }
+
+    /// Stop the executions among `ids` that run here; answers how many there were.
+    fn cancel_local(&self, ids: &[String]) -> usize {
+        let map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let mut n = 0;
+        for id in ids {
+            if let Some(f) = map.get(id) {
+                f.cancel.cancel();
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Compiled schemas of a function version, cached (versions are immutable).
@@ -701,6 +736,7 @@ fn clean_text(s: &str) -> String {
 fn finish_record(outcome: &Outcome, duration_ms: f64) -> StepFinish {
     let (status, output, error) = match &outcome.result {
         Ok(v) => (CallStatus::Succeeded, Some(v.to_string()), None),
+        Err(e) if e.kind == ErrorKind::Cancelled => (CallStatus::Cancelled, None, Some(error_text(e))),
         Err(e) => (CallStatus::Failed, None, Some(error_text(e))),
     };
     StepFinish {

@@ -206,6 +206,7 @@ impl Orchestrator {
             let budget = Budget {
                 fuel: u64::MAX / 4,
                 deadline: Instant::now() + timeout,
+                cancel: crate::sandbox::Cancel::NEVER,
             };
             let function = name.clone();
             let nested = inner

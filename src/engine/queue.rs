@@ -208,6 +208,7 @@ impl Engine {
         let every = Duration::from_millis((settings.queue_lease_ms / 3).min(settings.queue_poll_ms).max(10));
         let started_at = now_ms();
         let mut renew_failed_at: Option<Instant> = None;
+        let mut last_forget = 0;
         loop {
             let store = &self.inner.store;
             if let Err(e) = store.beat(&self.inner.node_id, started_at).await {
@@ -217,6 +218,9 @@ impl Engine {
                 let held = self.inner.queue.held.lock().unwrap_or_else(|e| e.into_inner());
                 held.iter().cloned().collect()
             };
+            if let Err(e) = self.apply_cancel_requests(&mut last_forget).await {
+                tracing::warn!(error = %e, "could not read cancel requests");
+            }
             match store.renew_jobs(&self.inner.node_id, &held, now_ms() + lease).await {
                 Ok(_) => {}
                 Err(e) => {

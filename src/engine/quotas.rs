@@ -1,7 +1,9 @@
 //! Per-tenant quotas and fairness: server-wide defaults, overridden per subtenant by an admin.
 //!
-//! Concurrency and rate are counted by each server for itself (a tenant's share of one
-//! server's sandbox workers is what fairness is about); the function count is the database's.
+//! Concurrency of direct calls is counted by each server for itself (a tenant's share of one
+//! server's sandbox workers is what fairness is about; queued jobs are also counted across
+//! the cluster, see `queue`); the rate is counted in Redis across every replica when Redis
+//! is configured (see `rate`), else by each server; the function count is the database's.
 //! The default concurrency cap is half the sandbox workers, so one tenant's flood always
 //! leaves room for others.
 
@@ -13,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::rate::SharedRate;
 use super::Error;
 use crate::config::Settings;
 use crate::domain::ParseError;
@@ -120,14 +123,17 @@ pub struct Limiter {
     store: Store,
     settings: Arc<Settings>,
     tenants: Mutex<HashMap<String, Tenant>>,
+    /// The rate's buckets in Redis, shared by every replica (when Redis is configured).
+    shared: Option<SharedRate>,
 }
 
 impl Limiter {
-    pub fn new(store: Store, settings: Arc<Settings>) -> Limiter {
+    pub fn new(store: Store, settings: Arc<Settings>, redis: Option<redis::Client>) -> Limiter {
         Limiter {
             store,
             settings,
             tenants: Mutex::new(HashMap::new()),
+            shared: redis.map(SharedRate::new),
         }
     }
 
@@ -179,43 +185,64 @@ impl Limiter {
         }
     }
 
-    /// Let one execution of `tenant` start, or say which limit it hit (429, retry shortly).
+    /// Let one execution of `tenant` start, or say which limit it hit (429, retry shortly):
+    /// a slot of its concurrency first, then a token of its rate (the slot is given back
+    /// when there is none).
     pub async fn admit(&self, tenant: &str) -> Result<(Admission, Quotas), Error> {
         let quotas = self.quotas(tenant).await?;
-        let mut map = self.lock();
-        let t = map
-            .get_mut(tenant)
-            .ok_or_else(|| Error::Internal(anyhow::anyhow!("tenant counters vanished")))?;
-        if quotas.invocations_per_second > 0.0 {
-            let now = Instant::now();
-            let earned = now.duration_since(t.refilled).as_secs_f64() * quotas.invocations_per_second;
-            t.tokens = (t.tokens + earned).min(quotas.burst);
-            t.refilled = now;
-            if t.tokens < 1.0 {
+        let cap = quotas.max_concurrent_executions;
+        let admission = {
+            let map = self.lock();
+            let t = map
+                .get(tenant)
+                .ok_or_else(|| Error::Internal(anyhow::anyhow!("tenant counters vanished")))?;
+            if t.running
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < cap).then_some(n + 1))
+                .is_err()
+            {
                 return Err(Error::Quota {
                     message: format!(
-                        "tenant {tenant} is over its rate of {} invocations per second",
-                        quotas.invocations_per_second
+                        "tenant {tenant} already runs {cap} executions at once (its max_concurrent_executions)"
                     ),
                     retry_after_seconds: 1,
                 });
             }
+            Admission(t.running.clone())
+        };
+        let rate = quotas.invocations_per_second;
+        if rate > 0.0 {
+            let shared = match &self.shared {
+                Some(s) => s.take(tenant, rate, quotas.burst).await,
+                None => None,
+            };
+            let taken = match shared {
+                Some(taken) => taken,
+                None => self.take_local(tenant, &quotas),
+            };
+            if !taken {
+                return Err(Error::Quota {
+                    message: format!("tenant {tenant} is over its rate of {rate} invocations per second"),
+                    retry_after_seconds: 1,
+                });
+            }
         }
-        let cap = quotas.max_concurrent_executions;
-        if t.running
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < cap).then_some(n + 1))
-            .is_err()
-        {
-            return Err(Error::Quota {
-                message: format!(
-                    "tenant {tenant} already runs {cap} executions at once (its max_concurrent_executions)"
-                ),
-                retry_after_seconds: 1,
-            });
+        Ok((admission, quotas))
+    }
+
+    /// Take a token from this server's own bucket of `tenant`.
+    fn take_local(&self, tenant: &str, quotas: &Quotas) -> bool {
+        let mut map = self.lock();
+        let Some(t) = map.get_mut(tenant) else {
+            return false;
+        };
+        let now = Instant::now();
+        let earned = now.duration_since(t.refilled).as_secs_f64() * quotas.invocations_per_second;
+        t.tokens = (t.tokens + earned).min(quotas.burst);
+        t.refilled = now;
+        if t.tokens < 1.0 {
+            return false;
         }
-        if quotas.invocations_per_second > 0.0 {
-            t.tokens -= 1.0;
-        }
-        Ok((Admission(t.running.clone()), quotas))
+        t.tokens -= 1.0;
+        true
     }
 }

@@ -83,7 +83,7 @@ impl Host for CallTree {
     fn gather(&mut self, calls: Vec<(String, Value)>, budget: Budget) -> Vec<Nested> {
         let share = Budget {
             fuel: budget.fuel / calls.len().max(1) as u64,
-            deadline: budget.deadline,
+            ..budget
         };
         let levels = (self.inner.settings.max_call_depth.saturating_sub(self.depth) + 2) as usize;
         let stack = levels * (crate::sandbox::WASM_STACK + (1 << 20)) + (8 << 20);
@@ -145,6 +145,9 @@ impl Host for CallTree {
 
     fn call(&mut self, name: &str, input: Value, budget: Budget) -> Nested {
         let inner = self.inner.clone();
+        if budget.cancel.is_cancelled() {
+            return self.fail(ErrorKind::Cancelled, "the execution was cancelled".into());
+        }
         if FunctionName::parse(name).is_err() {
             return self.fail(ErrorKind::NotFound, format!("no function named {name:?}"));
         }
@@ -237,6 +240,7 @@ impl Host for CallTree {
                     let budget = Budget {
                         fuel: fuel.min(budget.fuel),
                         deadline: own_deadline.min(budget.deadline),
+                        cancel: budget.cancel,
                     };
                     let child = CallTree {
                         inner: inner.clone(),

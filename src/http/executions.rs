@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
@@ -17,6 +17,7 @@ pub fn routes() -> Router<AppState> {
         .route("/executions/{id}", get(show))
         .route("/executions/{id}/steps", get(steps))
         .route("/executions/{id}/logs", get(logs))
+        .route("/executions/{id}/cancel", post(cancel))
         .route("/events", get(events))
 }
 
@@ -117,6 +118,17 @@ async fn steps(State(state): State<AppState>, caller: Caller, Path(id): Path<Str
     }))
 }
 
+/// Take a queued execution off the queue (200, the execution now `cancelled`), or stop a
+/// running one on whichever server runs it (202 `cancelling`; it ends `cancelled` within
+/// moments). One that already ended is a 409.
+async fn cancel(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
+    use crate::service::executions::Cancelled;
+    Ok(match state.services.executions.cancel(&caller, &id).await? {
+        Cancelled::Now(e) => Json(views::Execution::from(*e)).into_response(),
+        Cancelled::Requested => super::accepted(&id, "cancelling"),
+    })
+}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
@@ -187,6 +199,18 @@ pub(super) fn document(doc: &mut super::openapi::Doc) {
     )
     .query::<LogsQuery>()
     .reply::<views::Logs>(200, "the output of each step")
+    .add();
+    doc.op(
+        "post",
+        "/api/v1/executions/{id}/cancel",
+        tag,
+        "Cancel a queued or running execution",
+    )
+    .reply::<views::Execution>(200, "it was queued: taken off the queue, now `cancelled`")
+    .reply::<views::Accepted>(
+        202,
+        "it runs: `cancelling`, it ends `cancelled` on whichever server runs it",
+    )
     .add();
     doc.op("get", "/api/v1/events", tag, "The tenant's live events (SSE)")
         .media(200, "text/event-stream", "events as they happen")

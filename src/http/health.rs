@@ -37,6 +37,7 @@ async fn cluster(
                 started_at: super::iso(n.started_at),
                 last_heartbeat_at: super::iso(n.heartbeat_at),
                 jobs_held: n.jobs,
+                executions: n.executions,
             })
             .collect(),
     }))

@@ -109,7 +109,7 @@ pub struct FunctionVersions {
 #[serde(deny_unknown_fields)]
 pub struct InvokeResult {
     pub execution_id: String,
-    /// `succeeded` or `failed`.
+    /// `succeeded`, `failed` or `cancelled`.
     pub status: String,
     pub output: Option<Value>,
     pub error: Option<Value>,
@@ -133,7 +133,7 @@ pub struct Accepted {
 pub struct Call {
     pub function_name: String,
     pub function_version: Option<i64>,
-    /// `queued`, `running`, `succeeded` or `failed`.
+    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
     pub status: String,
     pub input: Value,
     pub output: Option<Value>,
@@ -304,7 +304,7 @@ pub struct ScheduleRun {
     pub schedule_id: String,
     pub fire_at: String,
     pub attempt: i64,
-    /// `pending`, `running`, `succeeded`, `failed` or `skipped`.
+    /// `pending`, `running`, `succeeded`, `failed`, `skipped` or `cancelled`.
     pub status: String,
     pub reason: Option<String>,
     pub due_at: String,
@@ -606,7 +606,7 @@ pub struct WorkflowRun {
 #[derive(ToSchema, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeRun {
-    /// `pending`, `running`, `succeeded`, `failed` or `skipped`.
+    /// `pending`, `running`, `succeeded`, `failed`, `skipped` or `cancelled`.
     pub status: String,
     pub attempts: i64,
     pub interrupted: i64,
@@ -643,6 +643,8 @@ pub struct ClusterNode {
     pub last_heartbeat_at: String,
     /// Queued jobs it runs now.
     pub jobs_held: i64,
+    /// Their executions, at most 50.
+    pub executions: Vec<String>,
 }
 
 #[derive(ToSchema, Serialize)]

@@ -45,6 +45,7 @@ impl Sandbox {
         let budget = Budget {
             fuel: UNMETERED_FUEL,
             deadline: Instant::now() + Duration::from_secs(30),
+            cancel: super::Cancel::NEVER,
         };
         let end = inst.turn(BUILD, Vec::new(), budget, Box::new(NoHost));
         let frame: Value = end

@@ -18,6 +18,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use wasmtime::{Caller, Extern, Linker};
 
+use super::cancel::{Cancel, Cancelled};
 use super::instance::HostState;
 use super::{Budget, ErrorKind, ErrorRecord, Host, Nested};
 
@@ -46,7 +47,7 @@ impl wasmtime_wasi::HostMonotonicClock for Monotonic {
     }
 }
 
-/// Raised (as a trap) when a sleep reaches the call's deadline.
+/// Raised (as a trap) when a call reaches its deadline (asleep, or at an epoch check).
 #[derive(Debug)]
 pub struct DeadlineExceeded;
 
@@ -210,6 +211,7 @@ fn with_host<T>(
     let budget = Budget {
         fuel: remaining,
         deadline: call.deadline,
+        cancel: call.cancel,
     };
     let Some(mut host) = call.host.take() else {
         return Err(failed(ErrorRecord::new(ErrorKind::Crash, "re-entrant call")));
@@ -307,6 +309,8 @@ const SUB_SIZE: usize = 48;
 const EVENT_SIZE: usize = 32;
 const EBADF: u16 = 8;
 const EINVAL: i32 = 28;
+/// How often a sleeping call looks whether it was cancelled.
+const SLEEP_SLICE: Duration = Duration::from_millis(50);
 
 fn link_poll(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap("wasi_snapshot_preview1", "poll_oneoff", poll_oneoff)?;
@@ -364,15 +368,9 @@ fn poll_oneoff(
     }
     if out.is_empty() {
         if let Some((wait, userdata)) = sleep {
-            let deadline = caller.data().call.as_ref().map(|c| c.deadline);
-            let until = Instant::now() + wait;
-            match deadline {
-                Some(d) if d < until => {
-                    std::thread::sleep(d.saturating_duration_since(Instant::now()));
-                    return Err(wasmtime::Error::new(DeadlineExceeded));
-                }
-                _ => std::thread::sleep(wait),
-            }
+            let call = caller.data().call.as_ref();
+            let (deadline, cancel) = (call.map(|c| c.deadline), call.map_or(Cancel::NEVER, |c| c.cancel));
+            sleep_until(Instant::now() + wait, deadline, cancel)?;
             out.push(event(userdata, 0, 0));
         }
     }
@@ -382,6 +380,26 @@ fn poll_oneoff(
     }
     data[np..np + 4].copy_from_slice(&(out.len() as u32).to_le_bytes());
     Ok(0)
+}
+
+/// Sleep until `until`, or trap at the call's deadline, or as soon as the call is cancelled
+/// (checked every [`SLEEP_SLICE`]).
+fn sleep_until(until: Instant, deadline: Option<Instant>, cancel: Cancel) -> wasmtime::Result<()> {
+    let end = deadline.map_or(until, |d| d.min(until));
+    loop {
+        if cancel.is_cancelled() {
+            return Err(wasmtime::Error::new(Cancelled));
+        }
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        std::thread::sleep(left.min(SLEEP_SLICE));
+    }
+    match deadline {
+        Some(d) if d < until => Err(wasmtime::Error::new(DeadlineExceeded)),
+        _ => Ok(()),
+    }
 }
 
 fn event(userdata: u64, error: u16, kind: u8) -> [u8; EVENT_SIZE] {

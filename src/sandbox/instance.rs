@@ -3,12 +3,18 @@
 
 use std::time::Instant;
 
-use wasmtime::{Engine, InstancePre, Linker, Memory, Store, StoreLimits, StoreLimitsBuilder, Trap, TypedFunc};
+use wasmtime::{
+    Engine, InstancePre, Linker, Memory, Store, StoreLimits, StoreLimitsBuilder, Trap, TypedFunc, UpdateDeadline,
+};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
+use super::cancel::{Cancel, Cancelled};
 use super::hostcall::{self, DeadlineExceeded, FrameLimits};
 use super::{Budget, ErrorKind, ErrorRecord, Host, RuntimePaths, TICK};
+
+/// Ticks between the checks a running call makes of its deadline and its cancel handle.
+const CHECK_TICKS: u64 = 10;
 
 /// Store data: WASI, limits, and the call in progress.
 pub struct HostState {
@@ -29,6 +35,7 @@ pub(super) struct ActiveCall {
     pub oversized_end: bool,
     pub host: Option<Box<dyn Host>>,
     pub deadline: Instant,
+    pub cancel: Cancel,
     pub limits: FrameLimits,
 }
 
@@ -112,6 +119,7 @@ impl Instance {
         store.limiter(|s| &mut s.limits);
         store.set_fuel(u64::MAX / 4).map_err(crash)?;
         store.set_epoch_deadline(1000);
+        store.epoch_deadline_callback(check_call);
         let instance = pre.instantiate(&mut store).map_err(|e| {
             if e.to_string().contains("memory") {
                 ErrorRecord::new(
@@ -163,9 +171,8 @@ impl Instance {
         let fuel = budget.fuel;
         let now = Instant::now();
         let remaining = budget.deadline.saturating_duration_since(now);
-        let ticks = remaining.as_nanos().div_ceil(TICK.as_nanos()) as u64;
         let _ = self.store.set_fuel(fuel);
-        self.store.set_epoch_deadline(ticks.max(1));
+        self.store.set_epoch_deadline(ticks(remaining).clamp(1, CHECK_TICKS));
         let limits = self.store.data().frames;
         self.store.data_mut().call = Some(ActiveCall {
             begin,
@@ -173,6 +180,7 @@ impl Instance {
             oversized_end: false,
             host: Some(host),
             deadline: budget.deadline,
+            cancel: budget.cancel,
             limits,
         });
         let result = self.write_and_turn(source);
@@ -211,6 +219,27 @@ impl Instance {
     }
 }
 
+fn ticks(d: std::time::Duration) -> u64 {
+    d.as_nanos().div_ceil(TICK.as_nanos()) as u64
+}
+
+/// Called each time a store reaches its epoch deadline: stop a cancelled call, or one past
+/// its deadline (a store between calls, booting, gets a fixed allowance), else look again a
+/// few ticks later.
+fn check_call(ctx: wasmtime::StoreContextMut<'_, HostState>) -> wasmtime::Result<UpdateDeadline> {
+    let Some(call) = ctx.data().call.as_ref() else {
+        return Err(Trap::Interrupt.into());
+    };
+    if call.cancel.is_cancelled() {
+        return Err(wasmtime::Error::new(Cancelled));
+    }
+    let left = call.deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(wasmtime::Error::new(DeadlineExceeded));
+    }
+    Ok(UpdateDeadline::Continue(ticks(left).clamp(1, CHECK_TICKS)))
+}
+
 /// Map a trap to the error a user sees.
 fn classify(e: &wasmtime::Error, allowed: std::time::Duration) -> ErrorRecord {
     if let Some(trap) = e.downcast_ref::<Trap>() {
@@ -226,6 +255,9 @@ fn classify(e: &wasmtime::Error, allowed: std::time::Duration) -> ErrorRecord {
     }
     if e.downcast_ref::<DeadlineExceeded>().is_some() {
         return timeout(allowed);
+    }
+    if e.downcast_ref::<Cancelled>().is_some() {
+        return ErrorRecord::new(ErrorKind::Cancelled, "the execution was cancelled");
     }
     if let Some(exit) = e.downcast_ref::<I32Exit>() {
         return ErrorRecord::new(

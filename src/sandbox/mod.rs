@@ -5,6 +5,7 @@
 //! tenant + function version), and returns the output or a typed error. Calls the guest makes
 //! to other functions come back out through the [`Host`] trait, which the engine implements.
 
+mod cancel;
 mod fonts;
 mod hostcall;
 mod instance;
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wasmtime::{Config, Engine, InstancePre, Linker};
 
+pub use cancel::Cancel;
 pub use instance::HostState;
 use instance::{Instance, TurnEnd};
 pub use pool::PoolLimits;
@@ -62,6 +64,8 @@ pub enum ErrorKind {
     SyntaxError,
     InvalidCode,
     Interrupted,
+    /// Stopped on request (`POST /executions/{id}/cancel`).
+    Cancelled,
     /// A workflow node failed (after its retries).
     NodeFailed,
 }
@@ -162,6 +166,8 @@ pub const UNMETERED_FUEL: u64 = u64::MAX / 4;
 pub struct Budget {
     pub fuel: u64,
     pub deadline: Instant,
+    /// Stops every call of the tree when cancelled (`POST /executions/{id}/cancel`).
+    pub cancel: Cancel,
 }
 
 /// Limits of one call.
@@ -215,7 +221,7 @@ pub trait Host: Send {
     fn gather(&mut self, calls: Vec<(String, Value)>, budget: Budget) -> Vec<Nested> {
         let share = Budget {
             fuel: budget.fuel / calls.len().max(1) as u64,
-            deadline: budget.deadline,
+            ..budget
         };
         calls
             .into_iter()
@@ -344,6 +350,7 @@ impl Sandbox {
         let budget = Budget {
             fuel: u64::MAX / 4,
             deadline: Instant::now() + Duration::from_secs(60),
+            cancel: Cancel::NEVER,
         };
         let end = inst.turn(COMPILE_PRELUDE, begin, budget, Box::new(NoHost));
         let frame: Value = end
@@ -429,6 +436,7 @@ impl Sandbox {
         let budget = Budget {
             fuel: 1_000_000_000,
             deadline: Instant::now() + Duration::from_secs(30),
+            cancel: Cancel::NEVER,
         };
         let end = inst.turn(BOOT, Vec::new(), budget, Box::new(NoHost));
         if end.trap.is_some() || end.status != 0 {
@@ -523,6 +531,7 @@ impl Sandbox {
         let budget = Budget {
             fuel: 2_000_000_000,
             deadline: Instant::now() + Duration::from_secs(10),
+            cancel: Cancel::NEVER,
         };
         let end = inst.turn(
             &if inst.prelude_loaded {

@@ -143,6 +143,10 @@ impl Scheduler {
                     self.finish(&run, RunStatus::Succeeded, r.execution_id.as_deref(), None)
                         .await
                 }
+                Some(CallStatus::Cancelled) => {
+                    self.finish(&run, RunStatus::Cancelled, r.execution_id.as_deref(), None)
+                        .await
+                }
                 Some(_) => {
                     self.finish(&run, RunStatus::Failed, r.execution_id.as_deref(), None)
                         .await
@@ -294,6 +298,7 @@ impl Scheduler {
                 tokio::spawn(async move {
                     let status = match started.wait().await {
                         Ok(r) if r.status == CallStatus::Succeeded => RunStatus::Succeeded,
+                        Ok(r) if r.status == CallStatus::Cancelled => RunStatus::Cancelled,
                         _ => RunStatus::Failed,
                     };
                     me.finish(&run, status, Some(&id), None).await;

@@ -1,18 +1,40 @@
-//! Executions as recorded: history with filters, one execution, its steps. Reads only; the
+//! Executions as recorded: history with filters, one execution, its steps; and cancel. The
 //! engine writes them.
 
-use super::Result;
+use super::{Error, Result};
 use crate::auth::Caller;
-use crate::store::{ExecutionFilter, ExecutionRecord, StepRecord, Store};
+use crate::engine::Engine;
+use crate::store::{CancelOutcome, ExecutionFilter, ExecutionRecord, StepRecord, Store};
 
 #[derive(Clone)]
 pub struct Executions {
     store: Store,
+    engine: Engine,
+}
+
+/// What a cancel answers.
+pub enum Cancelled {
+    /// It was queued and now says `cancelled`.
+    Now(Box<ExecutionRecord>),
+    /// It runs; the server running it stops it within moments.
+    Requested,
 }
 
 impl Executions {
-    pub fn new(store: Store) -> Executions {
-        Executions { store }
+    pub fn new(store: Store, engine: Engine) -> Executions {
+        Executions { store, engine }
+    }
+
+    /// Take a queued execution off the queue, or stop a running one wherever it runs. One
+    /// that already ended is a conflict.
+    pub async fn cancel(&self, caller: &Caller, id: &str) -> Result<Cancelled> {
+        match self.engine.cancel(&caller.tenant, id).await? {
+            CancelOutcome::Dequeued => Ok(Cancelled::Now(Box::new(self.get(caller, id).await?))),
+            CancelOutcome::Requested => Ok(Cancelled::Requested),
+            CancelOutcome::Finished(status) => Err(Error::Conflict(format!(
+                "execution {id} already ended ({status}); there is nothing to cancel"
+            ))),
+        }
     }
 
     pub async fn list(&self, caller: &Caller, filter: &ExecutionFilter) -> Result<(Vec<ExecutionRecord>, i64)> {

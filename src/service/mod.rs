@@ -55,7 +55,7 @@ impl Services {
         Services {
             functions: functions::Functions::new(d.store.clone(), d.engine.clone(), d.settings.clone()),
             webhooks: webhooks::Webhooks::new(d.store.clone()),
-            executions: executions::Executions::new(d.store.clone()),
+            executions: executions::Executions::new(d.store.clone(), d.engine.clone()),
             tenancy: tenancy::Tenancy::new(d.store.clone(), d.engine.clone()),
             packages: packages::Packages::new(d.store.clone(), d.packages),
             capabilities: capabilities::Capabilities::new(d.store.clone(), d.vault, d.egress, d.settings.clone()),

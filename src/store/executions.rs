@@ -201,19 +201,34 @@ pub(super) async fn close_interrupted(
     reason: &str,
 ) -> Result<u64, sqlx::Error> {
     let error = serde_json::json!({"kind": "interrupted", "message": reason}).to_string();
+    close_open(conn, id, "failed", &error).await
+}
+
+/// End a queued or running execution and its open calls with `status` and `error` (JSON);
+/// answers 1 if the execution had not ended, else 0.
+pub(super) async fn close_open(
+    conn: &mut sqlx::AnyConnection,
+    id: &str,
+    status: &str,
+    error: &str,
+) -> Result<u64, sqlx::Error> {
     let now = now_ms();
-    sqlx::query("update steps set status = 'failed', error = $1, finished_at = $2 where execution_id = $3 and status = 'running'")
-        .bind(&error)
-        .bind(now)
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
-    let closed = sqlx::query(
-        "update executions set status = 'failed', error = $1, finished_at = $2 where id = $3 and status = 'running'",
+    sqlx::query(
+        "update steps set status = $4, error = $1, finished_at = $2 where execution_id = $3 and status = 'running'",
     )
-    .bind(&error)
+    .bind(error)
     .bind(now)
     .bind(id)
+    .bind(status)
+    .execute(&mut *conn)
+    .await?;
+    let closed = sqlx::query(
+        "update executions set status = $4, error = $1, finished_at = $2 where id = $3 and status in ('queued', 'running')",
+    )
+    .bind(error)
+    .bind(now)
+    .bind(id)
+    .bind(status)
     .execute(conn)
     .await?;
     Ok(closed.rows_affected())

@@ -53,7 +53,12 @@ pub struct Node {
     pub heartbeat_at: i64,
     /// Queued jobs it runs now.
     pub jobs: i64,
+    /// Their executions, at most [`NODE_JOBS_LISTED`].
+    pub executions: Vec<String>,
 }
+
+/// How many of a server's jobs `nodes` lists by execution id.
+pub const NODE_JOBS_LISTED: usize = 50;
 
 /// Why a job was not queued.
 #[derive(Debug, PartialEq, Eq)]
@@ -249,10 +254,14 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 1 {
-            sqlx::query("update executions set status = 'queued' where id = $1 and status = 'running'")
-                .bind(&job.execution_id)
-                .execute(&mut *tx)
-                .await?;
+            if super::cancels::cancel_requested(&mut tx, &job.execution_id).await? {
+                super::cancels::close_cancelled(&mut tx, &job.id, &job.execution_id).await?;
+            } else {
+                sqlx::query("update executions set status = 'queued' where id = $1 and status = 'running'")
+                    .bind(&job.execution_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         tx.commit().await?;
         Ok(())
@@ -321,6 +330,12 @@ impl Store {
         if taken.rows_affected() == 0 {
             return Ok(None); // another server took it, or it ended meanwhile
         }
+        if super::cancels::cancel_requested(&mut tx, &job.execution_id).await? {
+            // Asked to stop before its server died: it ends cancelled, with no new attempt.
+            super::cancels::close_cancelled(&mut tx, &job.id, &job.execution_id).await?;
+            tx.commit().await?;
+            return Ok(None);
+        }
         super::executions::close_interrupted(&mut tx, &job.execution_id, reason).await?;
         let next = if job.attempt < job.max_attempts {
             let id = uuid::Uuid::now_v7().to_string();
@@ -387,16 +402,33 @@ impl Store {
         .bind(since)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
+        let mut nodes: Vec<Node> = rows
+            .iter()
             .map(|r| {
-                Ok(Node {
+                Ok::<_, sqlx::Error>(Node {
                     id: r.try_get("id")?,
                     started_at: r.try_get("started_at")?,
                     heartbeat_at: r.try_get("heartbeat_at")?,
                     jobs: r.try_get("jobs")?,
+                    executions: Vec::new(),
                 })
             })
-            .collect()
+            .collect::<Result<_, _>>()?;
+        let held = sqlx::query(
+            "select owner, execution_id from jobs where status = 'running' and owner is not null \
+             order by lease_until limit 5000",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for r in &held {
+            let owner: String = r.try_get("owner")?;
+            if let Some(n) = nodes.iter_mut().find(|n| n.id == owner) {
+                if n.executions.len() < NODE_JOBS_LISTED {
+                    n.executions.push(r.try_get("execution_id")?);
+                }
+            }
+        }
+        Ok(nodes)
     }
 
     /// Waiting jobs by tenant, the largest backlogs first (at most `limit` tenants, the rest

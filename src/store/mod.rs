@@ -11,6 +11,7 @@
 
 mod audit;
 mod cache;
+mod cancels;
 mod capabilities;
 mod executions;
 mod functions;
@@ -28,6 +29,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::AnyPool;
 
 pub use audit::Audit;
+pub use cancels::CancelOutcome;
 pub use capabilities::SecretInfo;
 pub use executions::{CallRecord, ExecutionFilter, ExecutionRecord, NewStep, StepFinish, StepRecord, Write};
 pub use functions::{Function, FunctionVersion, VersionContent, VersionSource};

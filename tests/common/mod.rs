@@ -404,3 +404,63 @@ pub async fn upload(app: &TestApp, filename: &str, bytes: &[u8], query: &str) ->
         serde_json::from_str(&resp.text().await.unwrap_or_default()).unwrap_or(Value::Null),
     )
 }
+
+/// A server process: a `maestro serve` child on `db` with short queue leases.
+pub struct Replica {
+    pub child: std::process::Child,
+    pub base: String,
+    _dir: tempfile::TempDir,
+}
+
+/// Queue leases and polls of replicas: short, so tests see a dead server's jobs come back soon.
+pub const LEASE_MS: i64 = 2_000;
+pub const POLL_MS: i64 = 100;
+
+pub fn replica_with(db: &str, extra: &[&str]) -> Replica {
+    let dir = tempfile::tempdir().unwrap();
+    let (lease, poll) = (LEASE_MS.to_string(), POLL_MS.to_string());
+    let mut args = vec![
+        "--database-url",
+        db,
+        "--jwt-secret",
+        SECRET,
+        "--sandbox-workers",
+        "2",
+        "--queue-lease-ms",
+        &lease,
+        "--queue-poll-ms",
+        &poll,
+        "--scheduler-enabled",
+        "false",
+    ];
+    args.extend_from_slice(extra);
+    let (child, lines) = serve_binary(dir.path().to_str().unwrap(), &args);
+    Replica {
+        child,
+        base: address(&lines),
+        _dir: dir,
+    }
+}
+
+/// A token of a new tenant (`t-<uuid>`) signed with the test secret, and the tenant.
+pub fn fresh_tenant(admin: bool) -> (String, String) {
+    let tenant = format!("t-{}", uuid::Uuid::new_v4().simple());
+    let token = maestro::auth::Keys::new(SECRET)
+        .mint(&tenant, "dev@example.com", admin, Duration::from_secs(3600))
+        .expect("mint");
+    (tenant, token)
+}
+
+/// Poll an execution until it has ended (neither queued nor running); fail after `limit`.
+pub async fn ended_within(app: &TestApp, id: &str, limit: Duration) -> Value {
+    let t = std::time::Instant::now();
+    loop {
+        let (s, e) = app.get(&format!("/api/v1/executions/{id}")).await;
+        assert_eq!(s, StatusCode::OK, "{e}");
+        if !["queued", "running"].contains(&e["status"].as_str().unwrap_or("")) {
+            return e;
+        }
+        assert!(t.elapsed() < limit, "execution {id} did not end within {limit:?}: {e}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

@@ -1,0 +1,77 @@
+//! The API as the `maestro` CLI's commands call it: a base URL and a token, JSON in and out,
+//! and the server's own error message when it refuses.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Client {
+    pub fn new(base: &str, token: &str) -> Client {
+        Client {
+            http: reqwest::Client::new(),
+            base: base.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+        }
+    }
+
+    /// Call `/api/v1{path}`; answers the status and the JSON body (null when not JSON).
+    pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> anyhow::Result<(StatusCode, Value)> {
+        let mut req = self
+            .http
+            .request(method, format!("{}/api/v1{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.with_context(|| format!("calling {}", self.base))?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    }
+
+    /// Fail with the server's message unless `status` is one of `ok`.
+    pub async fn call_ok(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        ok: &[StatusCode],
+    ) -> anyhow::Result<Value> {
+        let (status, v) = self.call(method.clone(), path, body).await?;
+        if !ok.contains(&status) {
+            bail!(
+                "{method} {path}: {status}: {}",
+                v["error"]["message"].as_str().unwrap_or(&v.to_string())
+            );
+        }
+        Ok(v)
+    }
+
+    /// Cancel execution `id`; with `wait`, until it has ended (up to `wait`). Answers the
+    /// execution as last seen.
+    pub async fn cancel_execution(&self, id: &str, wait: Option<Duration>) -> anyhow::Result<Value> {
+        let path = format!("/executions/{id}");
+        let ok = [StatusCode::OK, StatusCode::ACCEPTED];
+        let answer = self.call_ok(Method::POST, &format!("{path}/cancel"), None, &ok).await?;
+        let Some(wait) = wait else {
+            return Ok(answer);
+        };
+        let until = Instant::now() + wait;
+        loop {
+            let e = self.call_ok(Method::GET, &path, None, &[StatusCode::OK]).await?;
+            let status = e["status"].as_str().unwrap_or("");
+            if !matches!(status, "queued" | "running") || Instant::now() >= until {
+                return Ok(e);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
