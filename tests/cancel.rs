@@ -12,7 +12,10 @@ use serde_json::{json, Value};
 
 const SLEEPY: &str = "import time\ndef sleepy(input):\n    time.sleep(input['s'])\n    return 'slept'\n";
 const SPIN: &str = "def spin(input):\n    n = 0\n    while True:\n        n += 1\n";
-const OUTER: &str = "def outer(input):\n    return spin(input)\n";
+const OUTER: &str = "def outer(input):\n    return middle(input)\n";
+/// Catches the cancelled call and fails otherwise: it ends cancelled all the same.
+const MIDDLE: &str =
+    "def middle(input):\n    try:\n        return spin(input)\n    except Exception as e:\n        raise ValueError('caught ' + str(e))\n";
 const QUICK: &str = "def quick(input):\n    return {'n': input.get('n')}\n";
 
 async fn running(app: &TestApp, id: &str) {
@@ -55,6 +58,8 @@ async fn cancel_on_one_server(b: Backend) {
     app.create("sleepy", SLEEPY).await;
     app.create("quick", QUICK).await;
     app.create_with(json!({"name": "spin", "code": SPIN, "timeout_seconds": 60}))
+        .await;
+    app.create_with(json!({"name": "middle", "code": MIDDLE, "timeout_seconds": 60}))
         .await;
     app.create_with(json!({"name": "outer", "code": OUTER, "timeout_seconds": 60}))
         .await;
@@ -125,7 +130,7 @@ async fn cancel_on_one_server(b: Backend) {
     let t = Instant::now();
     loop {
         let (_, steps) = app.get(&format!("/api/v1/executions/{nested}/steps")).await;
-        if steps["steps"].as_array().is_some_and(|s| s.len() == 2) {
+        if steps["steps"].as_array().is_some_and(|s| s.len() == 3) {
             break;
         }
         assert!(t.elapsed() < Duration::from_secs(10), "spin was not called: {steps}");
@@ -140,7 +145,52 @@ async fn cancel_on_one_server(b: Backend) {
         .iter()
         .map(|s| s["status"].as_str().unwrap())
         .collect();
-    assert_eq!(statuses, ["cancelled", "cancelled"], "{steps}");
+    assert_eq!(statuses, ["cancelled", "cancelled", "cancelled"], "{steps}");
+
+    // A workflow run: its running node stops, the next never starts, the run ends cancelled.
+    app.create(
+        "nap",
+        "import time\ndef nap(input):\n    time.sleep(60)\n    return 1\n",
+    )
+    .await;
+    let (s, w) = app
+        .post(
+            "/api/v1/workflows",
+            json!({"name": "chain", "nodes": ["nap", "quick"], "edges": [["nap", "quick"]]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{w}");
+    let (s, v) = app.post("/api/v1/workflows/chain/run", json!({})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let run = v["execution_id"].as_str().unwrap().to_string();
+    let t = Instant::now();
+    loop {
+        let (_, steps) = app.get(&format!("/api/v1/executions/{run}/steps")).await;
+        if steps["steps"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s["function_name"] == "nap"))
+        {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "nap did not start: {steps}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cancel_running(&app, &run).await;
+    let e = ended_within(&app, &run, Duration::from_secs(5)).await;
+    assert_eq!(
+        (&e["status"], &e["error"]["kind"]),
+        (&json!("cancelled"), &json!("cancelled")),
+        "{e}"
+    );
+    let (_, steps) = app.get(&format!("/api/v1/executions/{run}/steps")).await;
+    let ran: Vec<(&str, &str)> = steps["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["function_name"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .collect();
+    assert!(ran.contains(&("nap", "cancelled")), "{ran:?}");
+    assert!(!ran.iter().any(|(f, s)| *f == "quick" && *s == "succeeded"), "{ran:?}");
 
     // Refusals: ended (409, and it stays as it was), unknown, another tenant's.
     let (s, v) = app.post(&format!("/api/v1/executions/{after}/cancel"), json!({})).await;
@@ -224,17 +274,12 @@ async fn cancel_on_another_replica() {
     assert_cancelled(&e);
 
     // Who runs what, as /cluster says.
-    let mut holder = std::collections::HashMap::new();
     let mut node_of = vec![];
+    let mut holder = std::collections::HashMap::new();
     for app in &apps {
-        let (s, v) = app.get("/cluster").await;
-        assert_eq!(s, StatusCode::OK, "{v}");
-        node_of.push(v["node_id"].as_str().unwrap().to_string());
-        for n in v["nodes"].as_array().unwrap() {
-            for e in n["executions"].as_array().unwrap() {
-                holder.insert(e.as_str().unwrap().to_string(), n["id"].as_str().unwrap().to_string());
-            }
-        }
+        let (me, held) = holders(app).await;
+        node_of.push(me);
+        holder.extend(held);
     }
     for id in &jobs {
         let runs_on = holder
@@ -263,5 +308,85 @@ async fn cancel_on_another_replica() {
         r.child.kill().unwrap();
         r.child.wait().unwrap();
     }
+    common::drop_postgres(&db).await;
+}
+
+/// Which server (node id) holds each running job, by `/cluster` as `app` (an admin) sees it.
+async fn holders(app: &TestApp) -> (String, std::collections::HashMap<String, String>) {
+    let (s, v) = app.get("/cluster").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let mut held = std::collections::HashMap::new();
+    for n in v["nodes"].as_array().unwrap() {
+        for e in n["executions"].as_array().unwrap() {
+            held.insert(e.as_str().unwrap().to_string(), n["id"].as_str().unwrap().to_string());
+        }
+    }
+    (v["node_id"].as_str().unwrap().to_string(), held)
+}
+
+/// A cancel outlives the server that ran the job: cancelled while its server is dead, the
+/// job ends `cancelled` when its lease runs out instead of running again; and naming the
+/// first attempt of a job that was re-run after its server died cancels the new attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_survives_a_dead_server() {
+    let db = common::fresh_postgres("cancel").await;
+    let flags = ["--queue-workers", "1", "--tenant-max-concurrent-executions", "4"];
+    let mut replicas = [replica_with(&db, &flags), replica_with(&db, &flags)];
+    let (_, token) = common::fresh_tenant(true);
+    let apps: Vec<TestApp> = replicas.iter().map(|r| remote(&r.base, &token)).collect();
+    apps[0].create("sleepy", SLEEPY).await;
+    let jobs = [
+        enqueue(&apps[0], "sleepy", json!({"s": 60})).await,
+        enqueue(&apps[0], "sleepy", json!({"s": 60})).await,
+    ];
+    for id in &jobs {
+        running(&apps[0], id).await;
+    }
+    let (first_node, held) = holders(&apps[0]).await;
+    // The replica running jobs[0] dies; the cancel reaches the other one.
+    let victim = usize::from(held[&jobs[0]] != first_node);
+    let survivor = 1 - victim;
+    replicas[victim].child.kill().unwrap();
+    replicas[victim].child.wait().unwrap();
+    cancel_running(&apps[survivor], &jobs[0]).await;
+    let e = ended_within(&apps[survivor], &jobs[0], Duration::from_secs(15)).await;
+    assert_cancelled(&e);
+
+    // jobs[1] runs on the survivor; it dies too, a new replica re-runs the job as attempt 2,
+    // and cancelling by the first attempt's id stops attempt 2.
+    replicas[survivor].child.kill().unwrap();
+    replicas[survivor].child.wait().unwrap();
+    let fresh = replica_with(&db, &flags);
+    let app = remote(&fresh.base, &token);
+    let t = Instant::now();
+    let second = loop {
+        let (_, list) = app.get("/api/v1/executions?function=sleepy&status=running").await;
+        let rerun = list["executions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["retry_of"] == json!(jobs[1]))
+            .cloned();
+        if let Some(e) = rerun {
+            break e;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "jobs[1] was not re-run: {list}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(second["attempt"], 2, "{second}");
+    let (s, v) = app
+        .post(&format!("/api/v1/executions/{}/cancel", jobs[1]), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(v["execution_id"], second["id"], "the current attempt is cancelled: {v}");
+    assert_cancelled(&ended_within(&app, second["id"].as_str().unwrap(), Duration::from_secs(5)).await);
+    let (_, e) = app.get(&format!("/api/v1/executions/{}", jobs[1])).await;
+    assert_eq!(e["error"]["kind"], "interrupted", "{e}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, all) = app.get("/api/v1/executions?function=sleepy").await;
+    assert_eq!(all["total"], 3, "nothing else ran: {all}");
+    let mut fresh = fresh;
+    fresh.child.kill().unwrap();
+    fresh.child.wait().unwrap();
     common::drop_postgres(&db).await;
 }

@@ -17,6 +17,8 @@ use serde_json::{json, Value};
 /// Sleeps a little so that a killed replica has jobs under way.
 const WORK: &str = "import time\ndef work(input):\n    time.sleep(0.05)\n    return input['n']\n";
 const FRAGILE: &str = "import time\ndef fragile(input):\n    time.sleep(0.05)\n    return input['n']\n";
+/// One call in ten: a killed server almost surely has one of these under way.
+const LONG: &str = "import time\ndef long(input):\n    time.sleep(0.5)\n    return input['n']\n";
 const SLEEPY: &str = "import time\ndef sleepy(input):\n    time.sleep(input['s'])\n    return 'slept'\n";
 const QUICK: &str = "def quick(input):\n    return {'n': input.get('n')}\n";
 
@@ -226,8 +228,8 @@ struct Acks {
 }
 
 /// Send `total` async calls from `clients` tasks over `bases` (round robin, moving on to the
-/// next server when one does not answer); `fragile` every tenth. `kill_at` acknowledgements
-/// in, `kill` runs once.
+/// next server when one does not answer); `fragile` every tenth, `long` every tenth (from 5).
+/// `kill_at` acknowledgements in, `kill` runs once.
 async fn flood(
     bases: Arc<Mutex<Vec<String>>>,
     token: &str,
@@ -265,7 +267,11 @@ async fn flood(
                 if n >= total {
                     return;
                 }
-                let function = if n.is_multiple_of(10) { "fragile" } else { "work" };
+                let function = match n % 10 {
+                    0 => "fragile",
+                    5 => "long",
+                    _ => "work",
+                };
                 for attempt in 0..6 {
                     let base = {
                         let b = bases.lock().unwrap();
@@ -470,6 +476,7 @@ async fn replicas_survive_a_kill_on_postgres() {
     let (tenant, token) = common::fresh_tenant(false);
     let app = remote(&replicas[1].base, &token);
     app.create("work", WORK).await;
+    app.create("long", LONG).await;
     app.create_with(json!({"name": "fragile", "code": FRAGILE, "on_interrupt": "fail"}))
         .await;
 
@@ -543,6 +550,7 @@ async fn sqlite_server_killed_and_restarted() {
     let (_, token) = common::fresh_tenant(false);
     let app = remote(&first.base, &token);
     app.create("work", WORK).await;
+    app.create("long", LONG).await;
     app.create_with(json!({"name": "fragile", "code": FRAGILE, "on_interrupt": "fail"}))
         .await;
     let bases = Arc::new(Mutex::new(vec![first.base.clone()]));

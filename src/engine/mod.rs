@@ -47,11 +47,13 @@ pub enum Trigger {
         id: String,
         envelope: bool,
     },
-    /// A schedule's run: `attempt` 1 is the tick itself, later ones retries of `retry_of`.
+    /// A schedule's run (`run_id`, its row): `attempt` 1 is the tick itself, later ones
+    /// retries of `retry_of`.
     Schedule {
         id: String,
         attempt: i64,
         retry_of: Option<String>,
+        run_id: String,
     },
     /// A workflow's manual run (`POST /workflows/{name}/run`); `id` is the workflow's.
     Workflow {
@@ -352,10 +354,7 @@ impl Engine {
                 packages: packages.as_deref(),
             };
             let mut outcome = check_output(job_inner.sandbox.run(&spec, Box::new(tree)), &schemas);
-            // Code that caught a cancelled nested call and failed otherwise was cancelled too.
-            if cancel.is_cancelled() && outcome.result.is_err() {
-                outcome.result = Err(ErrorRecord::new(ErrorKind::Cancelled, "the execution was cancelled"));
-            }
+            cancel::settle(&mut outcome.result, cancel);
             root_activity.redact(&mut outcome);
             let mut finish = finish_record(&outcome, started.elapsed().as_secs_f64() * 1000.0);
             finish.activity = root_activity.to_json();
@@ -475,10 +474,9 @@ impl Engine {
         let left: Vec<String> = {
             let mut map = self.inner.in_flight.lock().unwrap_or_else(|e| e.into_inner());
             map.drain()
-                .filter(|(_, f)| {
-                    f.cancel.release();
-                    !f.workflow
-                })
+                // Handles stay set: a run past the grace may still be stopped by a cancel
+                // already delivered (the process ends soon; the set goes with it).
+                .filter(|(_, f)| !f.workflow)
                 .map(|(id, _)| id)
                 .collect()
         };

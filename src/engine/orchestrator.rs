@@ -18,7 +18,7 @@ use super::tree::CallTree;
 use super::{Inner, InvokeResult};
 use crate::domain::workflow::Definition;
 use crate::domain::CallStatus;
-use crate::sandbox::{Budget, ErrorKind, ErrorRecord, Nested};
+use crate::sandbox::{Budget, Cancel, ErrorKind, ErrorRecord, Nested};
 use crate::store::{now_ms, NewStep, StepFinish, Write};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +49,8 @@ pub(super) struct Orchestrator {
     pub started_at: i64,
     /// This drive's lease token (`workflow_runs.owner`).
     pub drive: String,
+    /// Set by a cancel of the run: no node starts or retries, running ones stop.
+    pub cancel: Cancel,
 }
 
 /// A new lease token for a drive of a run by this server.
@@ -91,7 +93,8 @@ impl Orchestrator {
                     break;
                 }
                 let name = node.function.as_str();
-                let ready = state[name] == State::Pending
+                let ready = !self.cancel.is_cancelled()
+                    && state[name] == State::Pending
                     && parents[name].iter().all(|p| matches!(state[*p], State::Succeeded(_)));
                 if ready {
                     let input = self.input_of(&parents[name], &state);
@@ -127,7 +130,7 @@ impl Orchestrator {
                 (Ok(output), _) => {
                     state.insert(name, State::Succeeded(output));
                 }
-                (Err(_), Some(node)) if attempt <= node.retries => {
+                (Err(_), Some(node)) if attempt <= node.retries && !self.cancel.is_cancelled() => {
                     let delay = node.retry_delay_seconds * node.backoff_factor.powi(attempt as i32 - 1);
                     let input = self.input_of(&parents[name.as_str()], &state);
                     let delay = Duration::from_secs_f64(delay.clamp(0.0, 3600.0));
@@ -200,13 +203,13 @@ impl Orchestrator {
             .find(|n| n.function == name)
             .and_then(|n| n.timeout_seconds)
             .map_or(Duration::from_secs(86_400), Duration::from_secs_f64);
-        let (inner, name) = (self.inner.clone(), name.to_string());
+        let (inner, name, cancel) = (self.inner.clone(), name.to_string(), self.cancel);
         async move {
             tokio::time::sleep(delay).await;
             let budget = Budget {
                 fuel: u64::MAX / 4,
                 deadline: Instant::now() + timeout,
-                cancel: crate::sandbox::Cancel::NEVER,
+                cancel,
             };
             let function = name.clone();
             let nested = inner
@@ -293,10 +296,19 @@ impl Orchestrator {
             .with("skipped", json!(skipped))
             .with("outputs", Value::Object(outputs.clone()))
         });
-        let status = if error.is_none() {
-            CallStatus::Succeeded
-        } else {
-            CallStatus::Failed
+        // Cancelled before it could end: whatever its nodes did, the run says so.
+        let cancelled = self.cancel.is_cancelled() && (error.is_some() || state.values().any(|s| *s == State::Pending));
+        let error = match cancelled {
+            true => Some(
+                ErrorRecord::new(ErrorKind::Cancelled, "the workflow run was cancelled")
+                    .with("outputs", Value::Object(outputs.clone())),
+            ),
+            false => error,
+        };
+        let status = match (cancelled, &error) {
+            (true, _) => CallStatus::Cancelled,
+            (false, None) => CallStatus::Succeeded,
+            (false, Some(_)) => CallStatus::Failed,
         };
         let output = error.is_none().then_some(Value::Object(outputs));
         let finished_at = now_ms();

@@ -107,6 +107,11 @@ impl Engine {
             Trigger::Webhook { id, envelope } => (Some(id.as_str()), *envelope),
             other => (other.id(), false),
         };
+        let (attempt, retry_of) = trigger.attempt();
+        let schedule_run = match trigger {
+            Trigger::Schedule { run_id, .. } => Some(run_id.as_str()),
+            _ => None,
+        };
         let input = input.to_string();
         let job = NewJob {
             function_name: name,
@@ -116,6 +121,9 @@ impl Engine {
             trigger_id,
             envelope,
             priority: priority(trigger),
+            attempt: attempt.unwrap_or(1),
+            retry_of: retry_of.as_deref(),
+            schedule_run,
             max_attempts: match policy {
                 OnInterrupt::Retry => inner.settings.queue_max_attempts,
                 OnInterrupt::Fail => 1,
@@ -303,12 +311,19 @@ impl Engine {
         let claimed = Claimed {
             execution_id: job.execution_id.clone(),
             job_id: job.id.clone(),
-            attempt: job.attempt,
+            attempt: job.run_attempt,
         };
         let trigger = match (job.trigger.as_str(), &job.trigger_id) {
             ("webhook", Some(id)) => Trigger::Webhook {
                 id: id.clone(),
                 envelope: job.envelope,
+            },
+            // Only its kind and id matter now: the execution row holds its attempt.
+            ("schedule", Some(id)) => Trigger::Schedule {
+                id: id.clone(),
+                attempt: job.run_attempt,
+                retry_of: None,
+                run_id: String::new(),
             },
             _ => Trigger::Manual,
         };

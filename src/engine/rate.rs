@@ -2,9 +2,12 @@
 //! Redis: one Lua script refills and takes a token atomically, on Redis's own clock, so any
 //! number of replicas together allow the tenant's `invocations_per_second`, not that many
 //! times it. Without Redis, or while Redis does not answer within [`TIMEOUT`], each server
-//! keeps its own bucket (the caller's fallback) and looks at Redis again after [`BACKOFF`].
+//! keeps its own bucket (the caller's fallback) and looks at Redis again after [`BACKOFF`];
+//! the connection is opened in the background, so no call waits for it. Needs Redis 5+
+//! (`TIME` before a write in a script).
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
@@ -13,6 +16,8 @@ use redis::aio::MultiplexedConnection;
 const TIMEOUT: Duration = Duration::from_millis(250);
 /// How long the local bucket decides after Redis failed.
 const BACKOFF: Duration = Duration::from_secs(5);
+/// How long opening a connection may take (in the background: calls do not wait for it).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// KEYS[1]: the bucket; ARGV: rate per second, burst. Answers 1 (taken) or 0 (empty). The
 /// bucket is a hash {tokens, ms}; it expires once it would be full again anyway.
@@ -37,17 +42,41 @@ return taken
 
 pub(super) struct SharedRate {
     client: redis::Client,
-    conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    conn: Arc<Mutex<Option<MultiplexedConnection>>>,
+    connecting: Arc<AtomicBool>,
     down_until: Mutex<Option<Instant>>,
 }
 
 impl SharedRate {
+    /// Starts connecting at once (call within the runtime).
     pub fn new(client: redis::Client) -> SharedRate {
-        SharedRate {
+        let shared = SharedRate {
             client,
-            conn: tokio::sync::Mutex::new(None),
+            conn: Arc::default(),
+            connecting: Arc::default(),
             down_until: Mutex::new(None),
+        };
+        let _ = shared.connection();
+        shared
+    }
+
+    /// The connection, or `None` while one is being opened in the background.
+    fn connection(&self) -> Option<MultiplexedConnection> {
+        if let Some(c) = self.conn.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            return Some(c.clone());
         }
+        if !self.connecting.swap(true, Ordering::AcqRel) {
+            let (client, conn, connecting) = (self.client.clone(), self.conn.clone(), self.connecting.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection()).await {
+                    Ok(Ok(c)) => *conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(c),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "could not connect to Redis for rate limits"),
+                    Err(_) => tracing::warn!("connecting to Redis for rate limits timed out"),
+                }
+                connecting.store(false, Ordering::Release);
+            });
+        }
+        None
     }
 
     /// Take one of `tenant`'s tokens: `Some(taken)`, or `None` when Redis cannot say now.
@@ -60,7 +89,8 @@ impl SharedRate {
         {
             return None;
         }
-        match tokio::time::timeout(TIMEOUT, self.try_take(tenant, rate, burst)).await {
+        let mut conn = self.connection()?;
+        match tokio::time::timeout(TIMEOUT, take(&mut conn, tenant, rate, burst)).await {
             Ok(Ok(taken)) => Some(taken),
             failed => {
                 let why = match failed {
@@ -68,33 +98,22 @@ impl SharedRate {
                     _ => "timed out".to_string(),
                 };
                 tracing::warn!(error = %why, "Redis rate limit unavailable; each server counts for itself for now");
-                *self.conn.lock().await = None;
+                *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 *self.down_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + BACKOFF);
                 None
             }
         }
     }
+}
 
-    async fn try_take(&self, tenant: &str, rate: f64, burst: f64) -> redis::RedisResult<bool> {
-        let mut conn = {
-            let mut held = self.conn.lock().await;
-            match held.as_ref() {
-                Some(c) => c.clone(),
-                None => {
-                    let c = self.client.get_multiplexed_async_connection().await?;
-                    *held = Some(c.clone());
-                    c
-                }
-            }
-        };
-        let taken: i64 = redis::cmd("EVAL")
-            .arg(TAKE)
-            .arg(1)
-            .arg(format!("maestro:rate:{tenant}"))
-            .arg(rate)
-            .arg(burst)
-            .query_async(&mut conn)
-            .await?;
-        Ok(taken == 1)
-    }
+async fn take(conn: &mut MultiplexedConnection, tenant: &str, rate: f64, burst: f64) -> redis::RedisResult<bool> {
+    let taken: i64 = redis::cmd("EVAL")
+        .arg(TAKE)
+        .arg(1)
+        .arg(format!("maestro:rate:{tenant}"))
+        .arg(rate)
+        .arg(burst)
+        .query_async(conn)
+        .await?;
+    Ok(taken == 1)
 }

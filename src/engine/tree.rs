@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::capabilities::{Activity, Shared};
-use super::{check_output, finish_record, Inner};
+use super::{cancel, check_output, finish_record, Inner};
 use crate::domain::{self, FunctionName};
 use crate::sandbox::{Budget, CallSpec, ErrorKind, ErrorRecord, Host, Limits, Nested, PackageMount};
 use crate::store::{NewStep, StoreError, Write};
@@ -276,6 +276,7 @@ impl Host for CallTree {
             }
         };
         let mut outcome = outcome;
+        cancel::settle(&mut outcome.result, budget.cancel);
         child_activity.redact(&mut outcome);
         let mut finish = finish_record(&outcome, started.elapsed().as_secs_f64() * 1000.0);
         finish.activity = child_activity.to_json();

@@ -20,6 +20,7 @@ use super::{Engine, Inner, InvokeResult, Trigger};
 use crate::domain::workflow::Definition;
 use crate::domain::CallStatus;
 use crate::domain::ParseError;
+use crate::sandbox::Cancel;
 use crate::sandbox::{ErrorKind, ErrorRecord};
 use crate::store::{now_ms, NewStep, StepFinish, StepRecord, StoreError, Workflow, WorkflowRunRow, Write};
 
@@ -152,6 +153,7 @@ impl Engine {
             Shared::new(trigger.as_str(), None),
             packages,
         );
+        let cancel = inner.track(&execution_id, Some(true));
         let run = Orchestrator {
             inner: inner.clone(),
             template,
@@ -159,9 +161,9 @@ impl Engine {
             config,
             started_at,
             drive,
+            cancel,
         };
         let (tx, done) = oneshot::channel();
-        inner.track(&execution_id, Some(true));
         let (tracker, id) = (inner.clone(), execution_id.clone());
         tokio::spawn(async move {
             let _admission = admission;
@@ -226,10 +228,14 @@ impl Engine {
             if !inner.store.take_workflow_run(&row, &drive, until).await? {
                 continue; // another server took it
             }
-            match self.resume(&row, started_at, drive.clone()).await {
+            let cancel = inner.track(&row.execution_id, Some(true));
+            let resumed_run = self.resume(&row, started_at, drive.clone(), cancel).await;
+            if resumed_run.is_err() {
+                inner.track(&row.execution_id, None);
+            }
+            match resumed_run {
                 Ok(run) => {
                     resumed += 1;
-                    inner.track(&row.execution_id, Some(true));
                     let (tracker, id) = (inner.clone(), row.execution_id.clone());
                     tokio::spawn(async move {
                         let _admission = admission;
@@ -253,6 +259,7 @@ impl Engine {
         row: &WorkflowRunRow,
         started_at: i64,
         drive: String,
+        cancel: Cancel,
     ) -> Result<impl std::future::Future<Output = ()> + Send + 'static, Resume> {
         let inner = &self.inner;
         if row.resumes >= MAX_RESUMES {
@@ -312,6 +319,7 @@ impl Engine {
             config: row.config.clone(),
             started_at,
             drive,
+            cancel,
         };
         Ok(async move {
             run.run(prior).await;

@@ -120,12 +120,13 @@ async fn steps(State(state): State<AppState>, caller: Caller, Path(id): Path<Str
 
 /// Take a queued execution off the queue (200, the execution now `cancelled`), or stop a
 /// running one on whichever server runs it (202 `cancelling`; it ends `cancelled` within
-/// moments). One that already ended is a 409.
+/// moments unless it ends first). Naming an earlier attempt of a queued job cancels its
+/// current one (the answer names it). One that already ended is a 409.
 async fn cancel(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
     use crate::service::executions::Cancelled;
     Ok(match state.services.executions.cancel(&caller, &id).await? {
         Cancelled::Now(e) => Json(views::Execution::from(*e)).into_response(),
-        Cancelled::Requested => super::accepted(&id, "cancelling"),
+        Cancelled::Requested(current) => super::accepted(&current, "cancelling"),
     })
 }
 

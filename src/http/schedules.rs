@@ -215,16 +215,16 @@ async fn run_now(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<views::ManualRun>)> {
-    let (run_id, execution_id) = state.services.schedules.run_now(&caller, &id).await?;
-    if let Some(e) = &execution_id {
-        super::recorded(&state, e).await?;
+    let (run_id, started) = state.services.schedules.run_now(&caller, &id).await?;
+    if let Some(s) = &started {
+        super::recorded(&state, &s.execution_id).await?;
     }
-    let body = match execution_id {
-        Some(e) => views::ManualRun {
+    let body = match started {
+        Some(s) => views::ManualRun {
             run_id,
-            status: "running".into(),
-            status_url: Some(format!("/api/v1/executions/{e}")),
-            execution_id: Some(e),
+            status: if s.queued { "queued" } else { "running" }.into(),
+            status_url: Some(format!("/api/v1/executions/{}", s.execution_id)),
+            execution_id: Some(s.execution_id),
             message: None,
         },
         None => views::ManualRun {

@@ -328,6 +328,8 @@ pub struct ScheduleRuns {
 pub struct ManualRun {
     pub run_id: String,
     pub execution_id: Option<String>,
+    /// `queued` (a function's run, a job of the queue), `running` (a workflow's run) or
+    /// `failed` (it could not start; see `message`).
     pub status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status_url: Option<String>,

@@ -4,8 +4,14 @@
 //! `next_run_at` forward with a compare-and-set (only one replica's update matches the old
 //! value), and each run is a row unique on (schedule, tick, attempt), so a tick fires once
 //! however many replicas poll. Retries are rows too (`pending` until `due_at`), claimed the
-//! same way, so they survive restarts. A run whose server died mid-way is finished from its
-//! execution's record (which the stale sweeper closes) and retried like any failure.
+//! same way, so they survive restarts.
+//!
+//! A run of a function is a job of the durable queue (`Engine::enqueue`): any replica runs
+//! it, and the next poll of any scheduler settles the run from its execution's end (and
+//! queues its retry). The queue does not re-run a scheduled job whose server died (its
+//! `on_interrupt` is `fail`): the schedule's own retries decide, as for any failure. A run
+//! of a workflow starts at once here (workflow runs keep their own leases) and is settled
+//! when it ends, or from its record if this server dies first.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,13 +20,13 @@ use serde::Serialize;
 
 use super::Timing;
 use crate::config::Settings;
-use crate::domain::{CallStatus, Overlap, RunStatus};
+use crate::domain::{CallStatus, OnInterrupt, Overlap, RunStatus, Target};
 use crate::engine::{Engine, Error, Trigger};
 
 use crate::store::{now_ms, Audit, NewRun, Schedule, ScheduleRun, Store};
 
-/// How long after its execution ended (or, with no execution, after it was recorded) an
-/// unfinished run is taken to be orphaned by a dead server.
+/// How long after it was recorded a run with no execution is taken to be orphaned by a
+/// server that died before starting it.
 const ORPHAN_AFTER_MS: i64 = 30_000;
 /// How long a run held back by its tenant's quota waits before it is tried again.
 const QUOTA_BACKOFF_MS: i64 = 1_000;
@@ -44,6 +50,13 @@ pub struct Scheduler {
     pub poll: Duration,
     pub enabled: bool,
     stats: Mutex<NodeStats>,
+}
+
+/// A run's execution, as started.
+pub struct RunStart {
+    pub execution_id: String,
+    /// A queued job (a function's run), rather than a workflow run already going.
+    pub queued: bool,
 }
 
 /// The parts of a run needed to finish it.
@@ -90,16 +103,19 @@ impl Scheduler {
         f(&mut self.stats.lock().unwrap_or_else(|e| e.into_inner()));
     }
 
-    /// Poll until the task is aborted.
     /// Poll until `stop` turns true; a poll under way finishes first, so no tick is left
-    /// claimed but not started.
+    /// claimed but not started. A server whose scheduler is disabled fires nothing but still
+    /// settles ended runs (a manual run's job may end anywhere).
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        if !self.enabled {
-            return;
+        if self.enabled {
+            tracing::info!(node = %self.node_id, poll_ms = self.poll.as_millis() as u64, "scheduler running");
         }
-        tracing::info!(node = %self.node_id, poll_ms = self.poll.as_millis() as u64, "scheduler running");
         while !*stop.borrow() {
-            if let Err(e) = self.poll_once(now_ms()).await {
+            let polled = match self.enabled {
+                true => self.poll_once(now_ms()).await,
+                false => self.settle_runs().await,
+            };
+            if let Err(e) = polled {
                 tracing::warn!(error = %e, "scheduler poll failed");
             }
             tokio::select! {
@@ -135,8 +151,16 @@ impl Scheduler {
                 Err(e) => self.finish(&run, RunStatus::Failed, None, Some(&e.to_string())).await,
             }
         }
+        self.settle_runs().await?;
+        self.count(|s| s.last_poll_at = Some(now));
+        Ok(())
+    }
+
+    /// Finish the runs whose execution ended (queueing their retries), and those orphaned
+    /// before they got one.
+    async fn settle_runs(self: &Arc<Self>) -> anyhow::Result<()> {
         // Orphans are judged by the real clock: their timestamps are real.
-        for (r, status) in self.store.orphaned_runs(now_ms() - ORPHAN_AFTER_MS).await? {
+        for (r, status) in self.store.runs_to_settle(now_ms() - ORPHAN_AFTER_MS).await? {
             let run = RunRef::from(&r);
             match status {
                 Some(CallStatus::Succeeded) => {
@@ -162,7 +186,6 @@ impl Scheduler {
                 }
             }
         }
-        self.count(|s| s.last_poll_at = Some(now));
         Ok(())
     }
 
@@ -239,7 +262,7 @@ impl Scheduler {
         self: &Arc<Self>,
         s: &Schedule,
         audit: impl FnOnce(&str) -> Audit + Send + 'static,
-    ) -> Result<(String, Option<String>), Error> {
+    ) -> Result<(String, Option<RunStart>), Error> {
         let me = self.clone();
         let s = s.clone();
         tokio::spawn(async move {
@@ -275,19 +298,38 @@ impl Scheduler {
         .map_err(|e| Error::Internal(anyhow::anyhow!("manual run task failed: {e}")))?
     }
 
-    /// Start the run's execution; its end is recorded by a task of its own.
-    async fn launch(self: &Arc<Self>, s: &Schedule, run: RunRef) -> Option<String> {
+    /// Queue the run's job (a function) or start its workflow run; answers the execution.
+    /// A job's run is settled by the next poll after it ends; a workflow's by a task of
+    /// its own.
+    async fn launch(self: &Arc<Self>, s: &Schedule, run: RunRef) -> Option<RunStart> {
         let trigger = Trigger::Schedule {
             id: s.id.clone(),
             attempt: run.attempt,
             retry_of: run.retry_of.clone(),
+            run_id: run.id.clone(),
         };
         let input = s.fields.input_data.clone();
-        match self
-            .engine
-            .start_target(&s.tenant, &s.fields.target, input, trigger)
-            .await
-        {
+        let started = match &s.fields.target {
+            Target::Function(name) => {
+                // Linked to the run in the job's own transaction.
+                let fail = Some(OnInterrupt::Fail);
+                match self.engine.enqueue(&s.tenant, name, input, &trigger, fail).await {
+                    Ok(execution_id) => {
+                        return Some(RunStart {
+                            execution_id,
+                            queued: true,
+                        })
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Target::Workflow(_) => {
+                self.engine
+                    .start_target(&s.tenant, &s.fields.target, input, trigger)
+                    .await
+            }
+        };
+        match started {
             Ok(started) => {
                 let execution_id = started.execution_id().to_string();
                 if let Err(e) = self.store.set_run_execution(&run.id, &execution_id).await {
@@ -303,11 +345,14 @@ impl Scheduler {
                     };
                     me.finish(&run, status, Some(&id), None).await;
                 });
-                Some(execution_id)
+                Some(RunStart {
+                    execution_id,
+                    queued: false,
+                })
             }
             Err(Error::Quota { message: why, .. }) => {
-                // The tenant is at its concurrency or rate quota: try again shortly, without
-                // spending an attempt.
+                // The tenant is at a quota (its queue is full, or a workflow's concurrency or
+                // rate): try again shortly, without spending an attempt.
                 let again = now_ms() + QUOTA_BACKOFF_MS;
                 if let Err(e) = self.store.requeue_run(&run.id, again, &why).await {
                     tracing::warn!(run = %run.id, error = %e, "could not requeue a run held back by quota");

@@ -16,8 +16,9 @@ pub struct Executions {
 pub enum Cancelled {
     /// It was queued and now says `cancelled`.
     Now(Box<ExecutionRecord>),
-    /// It runs; the server running it stops it within moments.
-    Requested,
+    /// This execution (the job's current attempt) runs; the server running it stops it
+    /// within moments.
+    Requested(String),
 }
 
 impl Executions {
@@ -29,8 +30,8 @@ impl Executions {
     /// that already ended is a conflict.
     pub async fn cancel(&self, caller: &Caller, id: &str) -> Result<Cancelled> {
         match self.engine.cancel(&caller.tenant, id).await? {
-            CancelOutcome::Dequeued => Ok(Cancelled::Now(Box::new(self.get(caller, id).await?))),
-            CancelOutcome::Requested => Ok(Cancelled::Requested),
+            CancelOutcome::Dequeued(current) => Ok(Cancelled::Now(Box::new(self.get(caller, &current).await?))),
+            CancelOutcome::Requested(current) => Ok(Cancelled::Requested(current)),
             CancelOutcome::Finished(status) => Err(Error::Conflict(format!(
                 "execution {id} already ended ({status}); there is nothing to cancel"
             ))),

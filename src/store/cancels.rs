@@ -8,13 +8,14 @@ use sqlx::Row;
 use super::{now_ms, Store, StoreError, StoreResult, Tenant};
 use crate::domain::CallStatus;
 
-/// What a cancel did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a cancel did, and to which execution: a queued job's current attempt (a new one
+/// after its server died) is the one cancelled, whichever attempt was named.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CancelOutcome {
-    /// It was queued: its job is gone and its execution says `cancelled`.
-    Dequeued,
-    /// It runs: the server running it stops it.
-    Requested,
+    /// It was queued: its job is gone and this execution says `cancelled`.
+    Dequeued(String),
+    /// This execution runs: the server running it stops it.
+    Requested(String),
     /// It had already ended, with this status.
     Finished(CallStatus),
 }
@@ -25,23 +26,25 @@ pub(super) fn cancelled_error() -> String {
 }
 
 impl Tenant<'_> {
-    /// Cancel execution `id` of this tenant (see [`CancelOutcome`]). A workflow run's
-    /// execution cannot be cancelled yet (a conflict).
+    /// Cancel execution `id` of this tenant (a function's or a workflow run's), or the
+    /// current attempt of the job it is an attempt of (see [`CancelOutcome`]).
     pub async fn cancel_execution(&self, id: &str) -> StoreResult<CancelOutcome> {
         let mut tx = self.store.pool.begin().await?;
         // The job's row first, as in every queue transaction (and SQLite's write lock at once).
-        sqlx::query("update jobs set run_at = run_at where execution_id = $1 and tenant = $2")
+        // A job's id is its first attempt's execution id.
+        let of_job = "(id = $1 or execution_id = $1) and tenant = $2";
+        sqlx::query(&format!("update jobs set run_at = run_at where {of_job}"))
             .bind(id)
             .bind(self.id)
             .execute(&mut *tx)
             .await?;
-        let job: Option<(String, String)> =
-            sqlx::query("select id, status from jobs where execution_id = $1 and tenant = $2")
+        let job: Option<(String, String, String)> =
+            sqlx::query(&format!("select id, status, execution_id from jobs where {of_job}"))
                 .bind(id)
                 .bind(self.id)
                 .fetch_optional(&mut *tx)
                 .await?
-                .map(|r| Ok::<_, sqlx::Error>((r.try_get("id")?, r.try_get("status")?)))
+                .map(|r| Ok::<_, sqlx::Error>((r.try_get("id")?, r.try_get("status")?, r.try_get("execution_id")?)))
                 .transpose()?;
         let status: String = sqlx::query("select status from executions where tenant = $1 and id = $2")
             .bind(self.id)
@@ -51,37 +54,38 @@ impl Tenant<'_> {
             .ok_or_else(|| StoreError::NotFound(format!("execution {id} not found")))?
             .try_get("status")?;
         let status: CallStatus = status.parse().map_err(StoreError::Corrupt)?;
-        if let Some((job_id, job_status)) = &job {
+        if let Some((job_id, job_status, current)) = &job {
             if job_status == "queued" {
-                close_cancelled(&mut tx, job_id, id).await?;
+                close_cancelled(&mut tx, job_id, current).await?;
                 tx.commit().await?;
-                return Ok(CancelOutcome::Dequeued);
+                return Ok(CancelOutcome::Dequeued(current.clone()));
             }
+            // Running: its current attempt is the one to stop.
+            request(&mut tx, current, self.id).await?;
+            tx.commit().await?;
+            return Ok(CancelOutcome::Requested(current.clone()));
         }
         if status.is_finished() {
             return Ok(CancelOutcome::Finished(status));
         }
-        let workflow = sqlx::query("select 1 as one from workflow_runs where execution_id = $1")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if workflow.is_some() {
-            return Err(StoreError::Conflict(format!(
-                "execution {id} is a workflow run, which cannot be cancelled yet; cancel its running node's execution"
-            )));
-        }
-        sqlx::query(
-            "insert into cancel_requests (execution_id, tenant, requested_at) values ($1, $2, $3) \
-             on conflict (execution_id) do nothing",
-        )
-        .bind(id)
-        .bind(self.id)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
+        request(&mut tx, id, self.id).await?;
         tx.commit().await?;
-        Ok(CancelOutcome::Requested)
+        Ok(CancelOutcome::Requested(id.to_string()))
     }
+}
+
+/// Record a cancel request for running execution `id`.
+async fn request(conn: &mut sqlx::AnyConnection, id: &str, tenant: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into cancel_requests (execution_id, tenant, requested_at) values ($1, $2, $3) \
+         on conflict (execution_id) do nothing",
+    )
+    .bind(id)
+    .bind(tenant)
+    .bind(now_ms())
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 impl Store {

@@ -30,6 +30,8 @@ pub struct Job {
     pub lease_until: Option<i64>,
     /// The input (JSON text), read from its execution when the job is claimed.
     pub input: String,
+    /// Its execution's `attempt` (a queue re-run's, or a schedule retry's), read likewise.
+    pub run_attempt: i64,
 }
 
 /// A job to queue, with the execution it starts as.
@@ -42,6 +44,12 @@ pub struct NewJob<'a> {
     pub envelope: bool,
     /// Lower runs first among jobs of the same rank.
     pub priority: i64,
+    /// The execution's attempt and first attempt (a schedule's retry), as users see them.
+    pub attempt: i64,
+    pub retry_of: Option<&'a str>,
+    /// The schedule run this job is, linked to its execution in the same transaction.
+    pub schedule_run: Option<&'a str>,
+    /// How many times the queue may start it (re-runs after a server died included).
     pub max_attempts: i64,
 }
 
@@ -84,6 +92,7 @@ fn job_from(r: &sqlx::any::AnyRow) -> Result<Job, sqlx::Error> {
         max_attempts: r.try_get("max_attempts")?,
         lease_until: r.try_get("lease_until")?,
         input: String::new(),
+        run_attempt: 1,
     })
 }
 
@@ -98,7 +107,7 @@ impl Tenant<'_> {
         // read lock later (which fails under concurrent enqueues rather than waiting).
         sqlx::query(
             "insert into executions (id, tenant, function_name, function_version, trigger, trigger_id, attempt, \
-             input, started_at, deadline_at, status) values ($1, $2, $3, $4, $5, $6, 1, $7, $8, $8, 'queued')",
+             retry_of, input, started_at, deadline_at, status) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, 'queued')",
         )
         .bind(&execution_id)
         .bind(self.id)
@@ -106,6 +115,8 @@ impl Tenant<'_> {
         .bind(job.function_version)
         .bind(job.trigger)
         .bind(job.trigger_id)
+        .bind(job.attempt)
+        .bind(job.retry_of)
         .bind(job.input)
         .bind(now)
         .execute(&mut *tx)
@@ -153,6 +164,13 @@ impl Tenant<'_> {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        if let Some(run) = job.schedule_run {
+            sqlx::query("update schedule_runs set execution_id = $1 where id = $2")
+                .bind(&execution_id)
+                .bind(run)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(Ok(execution_id))
     }
@@ -187,7 +205,7 @@ impl Store {
         // sweeper leaves a job's execution alone anyway: the lease decides).
         let started = sqlx::query(
             "update executions set status = 'running', started_at = $2, deadline_at = $3 \
-             where id = $1 and status = 'queued' returning input",
+             where id = $1 and status = 'queued' returning input, attempt",
         )
         .bind(&job.execution_id)
         .bind(now)
@@ -206,6 +224,7 @@ impl Store {
             return Ok(None);
         };
         job.input = started.try_get("input")?;
+        job.run_attempt = started.try_get::<Option<i64>, _>("attempt")?.unwrap_or(1);
         tx.commit().await?;
         Ok(Some(job))
     }

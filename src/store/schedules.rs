@@ -372,7 +372,7 @@ impl Store {
         let row = sqlx::query(
             "select 1 as one from schedule_runs r left join executions e on e.id = r.execution_id
              where r.schedule_id = $1 and r.status = 'running'
-               and (e.status = 'running' or (e.id is null and r.created_at > $2)) limit 1",
+               and (e.status in ('queued', 'running') or (e.id is null and r.created_at > $2)) limit 1",
         )
         .bind(schedule_id)
         .bind(starting_since)
@@ -381,10 +381,11 @@ impl Store {
         Ok(row.is_some())
     }
 
-    /// Runs still marked running whose server died before it recorded their end: their
-    /// execution ended before `cutoff`, or they never got one and started before `cutoff`.
-    /// With the execution's status (`None`: it never started).
-    pub async fn orphaned_runs(&self, cutoff: i64) -> StoreResult<Vec<(ScheduleRun, Option<CallStatus>)>> {
+    /// Runs still marked running whose execution has ended (a queued job ends on whichever
+    /// server ran it, so any scheduler settles its run), or that never got an execution and
+    /// started before `cutoff` (their server died first). With the execution's status
+    /// (`None`: it never started).
+    pub async fn runs_to_settle(&self, cutoff: i64) -> StoreResult<Vec<(ScheduleRun, Option<CallStatus>)>> {
         let cols = RUN_COLS
             .split(", ")
             .map(|c| format!("r.{c}"))
@@ -394,7 +395,7 @@ impl Store {
             "select {cols}, e.status as execution_status from schedule_runs r
              left join executions e on e.id = r.execution_id
              where r.status = 'running'
-               and ((e.id is not null and e.status <> 'running' and e.finished_at < $1)
+               and ((e.id is not null and e.status not in ('queued', 'running'))
                     or (e.id is null and r.created_at < $1))
              limit 100"
         );

@@ -357,6 +357,8 @@ fn answer(result: InvokeResult, owner: bool) -> Response {
             let kind = error.as_ref().map_or(ErrorKind::Crash, |e| e.kind);
             let (status, code) = match kind {
                 ErrorKind::Timeout => (StatusCode::GATEWAY_TIMEOUT, "function_timeout"),
+                // Stopped on purpose by the tenant (`POST /executions/{id}/cancel`).
+                ErrorKind::Cancelled => (StatusCode::CONFLICT, "function_cancelled"),
                 _ => (StatusCode::INTERNAL_SERVER_ERROR, "function_failed"),
             };
             let kind_text = serde_json::to_value(kind)
