@@ -136,6 +136,50 @@ async fn idle_latency(bases: &[String], token: &str, n: usize) -> anyhow::Result
     Ok(out)
 }
 
+/// Cancel-to-end of running jobs of `function`: each job is queued through one replica, and
+/// once it runs its cancel goes to the next one (another server than the one running it,
+/// half the time, with two replicas); the time is until a read shows it `cancelled`.
+async fn cancel_latency(bases: &[String], token: &str, function: &str, n: usize) -> anyhow::Result<Vec<f64>> {
+    let client = reqwest::Client::new();
+    let status = |base: &str, id: &str| {
+        let req = client.get(format!("{base}/api/v1/executions/{id}")).bearer_auth(token);
+        async move { anyhow::Ok(req.send().await?.json::<Value>().await?["status"].clone()) }
+    };
+    let mut out = vec![];
+    for i in 0..n {
+        let (base, other) = (&bases[i % bases.len()], &bases[(i + 1) % bases.len()]);
+        let v: Value = client
+            .post(format!("{base}/api/v1/functions/{function}/invoke?async=true"))
+            .bearer_auth(token)
+            .json(&json!({}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let id = v["execution_id"].as_str().unwrap_or_default().to_string();
+        let t = Instant::now();
+        while status(base, &id).await? != "running" {
+            anyhow::ensure!(t.elapsed() < Duration::from_secs(30), "job {id} did not start");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await; // well under way
+        let asked = Instant::now();
+        let r = client
+            .post(format!("{other}/api/v1/executions/{id}/cancel"))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        anyhow::ensure!(r.status().as_u16() == 202, "cancel of {id}: {}", r.text().await?);
+        while status(other, &id).await? != "cancelled" {
+            anyhow::ensure!(asked.elapsed() < Duration::from_secs(30), "job {id} did not stop");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        out.push(asked.elapsed().as_secs_f64() * 1000.0);
+    }
+    out.sort_by(|a, b| a.total_cmp(b));
+    Ok(out)
+}
+
 pub async fn run(settings: Settings, jobs: usize, replicas: usize) -> anyhow::Result<()> {
     let sqlite = settings.database_url.as_ref().is_none_or(|u| u.0.starts_with("sqlite"));
     anyhow::ensure!(replicas >= 1, "--replicas must be at least 1");
@@ -166,17 +210,24 @@ pub async fn run(settings: Settings, jobs: usize, replicas: usize) -> anyhow::Re
     let tenant = format!("bench-queue-{}", uuid::Uuid::new_v4().simple());
     let token = crate::auth::Keys::new("bench").mint(&tenant, "bench@localhost", false, Duration::from_secs(3600))?;
     let client = reqwest::Client::new();
-    let r = client
-        .post(format!("{}/api/v1/functions", bases[0]))
-        .bearer_auth(&token)
-        .json(&json!({"name": "quick", "code": "def quick(input):\n    return input['n']\n"}))
-        .send()
-        .await?;
-    anyhow::ensure!(
-        r.status().as_u16() == 201,
-        "could not create the function: {}",
-        r.text().await?
-    );
+    for f in [
+        json!({"name": "quick", "code": "def quick(input):\n    return input['n']\n"}),
+        json!({"name": "spin", "code": "def spin(input):\n    while True:\n        pass\n", "timeout_seconds": 60}),
+        json!({"name": "nap", "code": "import time\ndef nap(input):\n    time.sleep(60)\n", "timeout_seconds": 60}),
+    ] {
+        let r = client
+            .post(format!("{}/api/v1/functions", bases[0]))
+            .bearer_auth(&token)
+            .json(&f)
+            .send()
+            .await?;
+        anyhow::ensure!(
+            r.status().as_u16() == 201,
+            "could not create {}: {}",
+            f["name"],
+            r.text().await?
+        );
+    }
     // Warm every replica (function cache, warm instances) with sync calls.
     send(&bases, &token, 20 * replicas, false).await?;
 
@@ -185,6 +236,8 @@ pub async fn run(settings: Settings, jobs: usize, replicas: usize) -> anyhow::Re
     let sync_rate = jobs as f64 / t.elapsed().as_secs_f64();
 
     let idle = idle_latency(&bases, &token, 50).await?;
+    let cancel_spin = cancel_latency(&bases, &token, "spin", 20).await?;
+    let cancel_nap = cancel_latency(&bases, &token, "nap", 20).await?;
     let began = chrono::Utc::now().timestamp_millis();
     let sent = send(&bases, &token, jobs, true).await?;
     let acked_in = (chrono::Utc::now().timestamp_millis() - began) as f64 / 1000.0;
@@ -219,6 +272,13 @@ pub async fn run(settings: Settings, jobs: usize, replicas: usize) -> anyhow::Re
         percentile(&latency, 0.5),
         percentile(&latency, 0.99)
     );
+    for (what, times) in [("computing", &cancel_spin), ("sleeping", &cancel_nap)] {
+        println!(
+            "| cancel to `cancelled`, a {what} job, p50 / p99 (ms) | {:.0} / {:.0} |",
+            percentile(times, 0.5),
+            percentile(times, 0.99)
+        );
+    }
     drop(servers);
     let _ = std::fs::remove_dir_all(&root);
     Ok(())
