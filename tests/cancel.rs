@@ -192,6 +192,43 @@ async fn cancel_on_one_server(b: Backend) {
     assert!(ran.contains(&("nap", "cancelled")), "{ran:?}");
     assert!(!ran.iter().any(|(f, s)| *f == "quick" && *s == "succeeded"), "{ran:?}");
 
+    // A node waiting a minute to retry: the cancel ends the wait, and no attempt follows.
+    app.create("boom", "def boom(input):\n    raise ValueError('no')\n")
+        .await;
+    let (s, w) = app
+        .post(
+            "/api/v1/workflows",
+            json!({"name": "patient", "nodes": [{"function": "boom", "retries": 3, "retry_delay_seconds": 60}], "edges": []}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{w}");
+    let (s, v) = app.post("/api/v1/workflows/patient/run", json!({})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let run = v["execution_id"].as_str().unwrap().to_string();
+    let t = Instant::now();
+    loop {
+        let (_, steps) = app.get(&format!("/api/v1/executions/{run}/steps")).await;
+        if steps["steps"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s["status"] == "failed"))
+        {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "boom did not fail: {steps}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cancel_running(&app, &run).await;
+    let e = ended_within(&app, &run, Duration::from_secs(5)).await;
+    assert_eq!(e["status"], "cancelled", "{e}");
+    let (_, steps) = app.get(&format!("/api/v1/executions/{run}/steps")).await;
+    let boom_calls = steps["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["function_name"] == "boom" && s["status"] == "failed")
+        .count();
+    assert_eq!(boom_calls, 1, "no retry ran: {steps}");
+
     // Refusals: ended (409, and it stays as it was), unknown, another tenant's.
     let (s, v) = app.post(&format!("/api/v1/executions/{after}/cancel"), json!({})).await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");

@@ -306,12 +306,13 @@ async fn flood(
                                 None
                             };
                             if let Some(k) = k {
-                                // Only once the victim has a job under way (on SQLite, a flood
-                                // of enqueues can hold the claims off for a moment).
+                                // Only once the victim runs a `long` job (on SQLite, a flood of
+                                // enqueues can hold the claims off for a moment; a short job
+                                // could end between the look and the kill).
                                 let victim = bases.lock().unwrap()[0].clone();
                                 let t = Instant::now();
                                 while t.elapsed() < Duration::from_secs(120) {
-                                    if holds_jobs(&client, &victim, &admin).await {
+                                    if runs_a_long_job(&client, &victim, &admin).await {
                                         break;
                                     }
                                     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -337,17 +338,36 @@ async fn flood(
     acks
 }
 
-/// Whether the server at `base` holds queued jobs now (by its own line in /cluster).
-async fn holds_jobs(client: &reqwest::Client, base: &str, admin: &str) -> bool {
-    let Ok(r) = client.get(format!("{base}/cluster")).bearer_auth(admin).send().await else {
+/// Whether the server at `base` runs a job of `long` now (by its own line in /cluster).
+async fn runs_a_long_job(client: &reqwest::Client, base: &str, admin: &str) -> bool {
+    let get = |path: String| async move {
+        let r = client
+            .get(format!("{base}{path}"))
+            .bearer_auth(admin)
+            .send()
+            .await
+            .ok()?;
+        r.json::<Value>().await.ok()
+    };
+    let Some(v) = get("/cluster".into()).await else {
         return false;
     };
-    let Ok(v) = r.json::<Value>().await else { return false };
-    v["nodes"]
+    let held: Vec<String> = v["nodes"]
         .as_array()
         .into_iter()
         .flatten()
-        .any(|n| n["id"] == v["node_id"] && n["jobs_held"].as_i64().unwrap_or(0) > 0)
+        .filter(|n| n["id"] == v["node_id"])
+        .flat_map(|n| n["executions"].as_array().cloned().unwrap_or_default())
+        .filter_map(|e| e.as_str().map(str::to_string))
+        .collect();
+    for id in held {
+        if let Some(e) = get(format!("/api/v1/executions/{id}")).await {
+            if e["function_name"] == "long" && e["status"] == "running" {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// The tenant a test token names (its `tenant` claim).

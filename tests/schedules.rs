@@ -411,7 +411,8 @@ async fn quota_holds_runs_back(b: Backend) {
     if b == Backend::Sqlite {
         let (_, hogs) = app.get("/api/v1/executions?function=hog").await;
         let at = |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
-        let slack = chrono::Duration::milliseconds(20);
+        // (Claimed a moment before the hog let go of the slot, a job shows its claim time.)
+        let slack = chrono::Duration::milliseconds(200);
         assert!(
             at(&fired[0]["started_at"]) >= at(&hogs["executions"][0]["finished_at"]) - slack,
             "{fired:?} {hogs}"

@@ -286,7 +286,7 @@ impl Engine {
             started_at: crate::store::now_ms(),
         };
         let deadline_ms = root.started_at + timeout.as_millis() as i64;
-        let cancel = inner.track(&execution_id, Some(false));
+        let cancel = inner.track(&execution_id, false);
         inner.recorder.send(match claimed {
             None => Write::StartExecution {
                 tenant: tenant.to_string(),
@@ -397,7 +397,7 @@ impl Engine {
                 job: record_job,
             });
             // After the finish is queued: a shutdown that sees it gone flushes it too.
-            job_inner.track(&record_id, None);
+            job_inner.untrack(&record_id, cancel);
             (outcome, status, duration_ms)
         });
         Ok(Started {
@@ -536,7 +536,7 @@ impl Started {
                     finish,
                     job,
                 });
-                inner.track(&execution_id, None);
+                inner.untrack(&execution_id, Cancel::NEVER);
                 (outcome, CallStatus::Failed, duration_ms)
             }
         };
@@ -567,21 +567,28 @@ impl Inner {
         Ok(())
     }
 
-    /// Note an execution as running here (`Some(is_workflow)`), answering the handle that
-    /// cancels its calls, or as ended (`None`).
-    fn track(&self, execution_id: &str, running: Option<bool>) -> Cancel {
+    /// Note an execution as running here (a workflow run or not), answering the handle that
+    /// cancels its calls.
+    fn track(&self, execution_id: &str, workflow: bool) -> Cancel {
         let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        match running {
-            Some(workflow) => {
-                let cancel = Cancel::new();
-                map.insert(execution_id.to_string(), Flight { workflow, cancel });
-                cancel
-            }
-            None => {
-                if let Some(f) = map.remove(execution_id) {
-                    f.cancel.release();
-                }
-                Cancel::NEVER
+        let cancel = Cancel::new();
+        if let Some(old) = map.insert(execution_id.to_string(), Flight { workflow, cancel }) {
+            old.cancel.release();
+        }
+        cancel
+    }
+
+    /// Note an execution as ended here, if `cancel` is still its handle (a workflow run taken
+    /// over by this server's own resumer has a newer one, which the old drive must not
+    /// remove); `Cancel::NEVER` removes whatever is there.
+    fn untrack(&self, execution_id: &str, cancel: Cancel) {
+        let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        if map
+            .get(execution_id)
+            .is_some_and(|f| cancel == Cancel::NEVER || f.cancel == cancel)
+        {
+            if let Some(f) = map.remove(execution_id) {
+                f.cancel.release();
             }
         }
     }

@@ -205,7 +205,13 @@ impl Orchestrator {
             .map_or(Duration::from_secs(86_400), Duration::from_secs_f64);
         let (inner, name, cancel) = (self.inner.clone(), name.to_string(), self.cancel);
         async move {
-            tokio::time::sleep(delay).await;
+            // A retry's wait ends early when the run is cancelled (the call then refuses to
+            // start: its budget's handle is cancelled).
+            let until = tokio::time::Instant::now() + delay;
+            while tokio::time::Instant::now() < until && !cancel.is_cancelled() {
+                let left = until.saturating_duration_since(tokio::time::Instant::now());
+                tokio::time::sleep(left.min(Duration::from_millis(100))).await;
+            }
             let budget = Budget {
                 fuel: u64::MAX / 4,
                 deadline: Instant::now() + timeout,

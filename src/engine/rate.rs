@@ -44,7 +44,7 @@ pub(super) struct SharedRate {
     client: redis::Client,
     conn: Arc<Mutex<Option<MultiplexedConnection>>>,
     connecting: Arc<AtomicBool>,
-    down_until: Mutex<Option<Instant>>,
+    down_until: Arc<Mutex<Option<Instant>>>,
 }
 
 impl SharedRate {
@@ -54,7 +54,7 @@ impl SharedRate {
             client,
             conn: Arc::default(),
             connecting: Arc::default(),
-            down_until: Mutex::new(None),
+            down_until: Arc::default(),
         };
         let _ = shared.connection();
         shared
@@ -67,11 +67,20 @@ impl SharedRate {
         }
         if !self.connecting.swap(true, Ordering::AcqRel) {
             let (client, conn, connecting) = (self.client.clone(), self.conn.clone(), self.connecting.clone());
+            let down_until = self.down_until.clone();
             tokio::spawn(async move {
-                match tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection()).await {
-                    Ok(Ok(c)) => *conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(c),
-                    Ok(Err(e)) => tracing::warn!(error = %e, "could not connect to Redis for rate limits"),
-                    Err(_) => tracing::warn!("connecting to Redis for rate limits timed out"),
+                let failed =
+                    match tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection()).await {
+                        Ok(Ok(c)) => {
+                            *conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(c);
+                            None
+                        }
+                        Ok(Err(e)) => Some(e.to_string()),
+                        Err(_) => Some("timed out".to_string()),
+                    };
+                if let Some(why) = failed {
+                    tracing::warn!(error = %why, "could not connect to Redis for rate limits; each server counts for itself for now");
+                    *down_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + BACKOFF);
                 }
                 connecting.store(false, Ordering::Release);
             });

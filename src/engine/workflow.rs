@@ -153,7 +153,7 @@ impl Engine {
             Shared::new(trigger.as_str(), None),
             packages,
         );
-        let cancel = inner.track(&execution_id, Some(true));
+        let cancel = inner.track(&execution_id, true);
         let run = Orchestrator {
             inner: inner.clone(),
             template,
@@ -170,7 +170,7 @@ impl Engine {
             if let Some(result) = run.run(Prior::default()).await {
                 let _ = tx.send(result);
             }
-            tracker.track(&id, None);
+            tracker.untrack(&id, cancel);
         });
         Ok(WorkflowRun {
             execution_id,
@@ -228,10 +228,19 @@ impl Engine {
             if !inner.store.take_workflow_run(&row, &drive, until).await? {
                 continue; // another server took it
             }
-            let cancel = inner.track(&row.execution_id, Some(true));
+            let cancel = inner.track(&row.execution_id, true);
+            // Asked to stop while its server was away: it stops here at once.
+            if inner
+                .store
+                .cancel_requested_for(&row.execution_id)
+                .await
+                .unwrap_or(false)
+            {
+                cancel.cancel();
+            }
             let resumed_run = self.resume(&row, started_at, drive.clone(), cancel).await;
             if resumed_run.is_err() {
-                inner.track(&row.execution_id, None);
+                inner.untrack(&row.execution_id, cancel);
             }
             match resumed_run {
                 Ok(run) => {
@@ -240,7 +249,7 @@ impl Engine {
                     tokio::spawn(async move {
                         let _admission = admission;
                         run.await;
-                        tracker.track(&id, None);
+                        tracker.untrack(&id, cancel);
                     });
                 }
                 Err(Resume::Impossible(why)) => self.abandon(&row, started_at, &why, &drive).await,

@@ -101,6 +101,12 @@ impl Store {
             .collect::<Result<_, _>>()?)
     }
 
+    /// Whether execution `id` was asked to stop (a workflow run resumed after its server died).
+    pub async fn cancel_requested_for(&self, id: &str) -> StoreResult<bool> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(cancel_requested(&mut conn, id).await?)
+    }
+
     /// Forget requests older than `before`: their executions ended or were taken back.
     pub async fn forget_cancel_requests(&self, before: i64) -> StoreResult<u64> {
         let done = sqlx::query("delete from cancel_requests where requested_at < $1")

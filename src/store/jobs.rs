@@ -165,11 +165,21 @@ impl Tenant<'_> {
         .execute(&mut *tx)
         .await?;
         if let Some(run) = job.schedule_run {
-            sqlx::query("update schedule_runs set execution_id = $1 where id = $2")
-                .bind(&execution_id)
-                .bind(run)
-                .execute(&mut *tx)
-                .await?;
+            // Only a run still waiting for its execution: one settled meanwhile (taken for
+            // lost by another server) must not get a job too.
+            let linked = sqlx::query(
+                "update schedule_runs set execution_id = $1 where id = $2 and status = 'running' \
+                 and execution_id is null",
+            )
+            .bind(&execution_id)
+            .bind(run)
+            .execute(&mut *tx)
+            .await?;
+            if linked.rows_affected() == 0 {
+                return Err(super::StoreError::Conflict(format!(
+                    "schedule run {run} ended before its job was queued"
+                )));
+            }
         }
         tx.commit().await?;
         Ok(Ok(execution_id))

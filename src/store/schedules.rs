@@ -383,8 +383,9 @@ impl Store {
 
     /// Runs still marked running whose execution has ended (a queued job ends on whichever
     /// server ran it, so any scheduler settles its run), or that never got an execution and
-    /// started before `cutoff` (their server died first). With the execution's status
-    /// (`None`: it never started).
+    /// started before `cutoff` (their server died first; a retry or a run given back by a
+    /// quota starts at its `due_at`, later than its row was made). With the execution's
+    /// status (`None`: it never started).
     pub async fn runs_to_settle(&self, cutoff: i64) -> StoreResult<Vec<(ScheduleRun, Option<CallStatus>)>> {
         let cols = RUN_COLS
             .split(", ")
@@ -396,7 +397,7 @@ impl Store {
              left join executions e on e.id = r.execution_id
              where r.status = 'running'
                and ((e.id is not null and e.status not in ('queued', 'running'))
-                    or (e.id is null and r.created_at < $1))
+                    or (e.id is null and r.created_at < $1 and r.due_at < $1))
              limit 100"
         );
         let rows = sqlx::query(&sql).bind(cutoff).fetch_all(&self.pool).await?;

@@ -405,11 +405,19 @@ pub async fn upload(app: &TestApp, filename: &str, bytes: &[u8], query: &str) ->
     )
 }
 
-/// A server process: a `maestro serve` child on `db` with short queue leases.
+/// A server process: a `maestro serve` child on `db` with short queue leases. Killed when
+/// dropped, so a failing test leaves no server behind.
 pub struct Replica {
     pub child: std::process::Child,
     pub base: String,
     _dir: tempfile::TempDir,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Queue leases and polls of replicas: short, so tests see a dead server's jobs come back soon.
