@@ -46,6 +46,29 @@ async fn cancel_running(app: &TestApp, id: &str) {
     assert_eq!(v["status_url"], json!(format!("/api/v1/executions/{id}")), "{v}");
 }
 
+/// Create workflow `body`, run it, wait until one of its steps matches `(field, value)`, cancel
+/// the run and wait for its end; answers the run's end and its steps.
+async fn cancel_workflow_when(app: &TestApp, body: Value, step: (&str, &str)) -> (Value, Vec<Value>) {
+    let name = body["name"].as_str().unwrap().to_string();
+    let (s, w) = app.post("/api/v1/workflows", body).await;
+    assert_eq!(s, StatusCode::CREATED, "{w}");
+    let (s, v) = app.post(&format!("/api/v1/workflows/{name}/run"), json!({})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let run = v["execution_id"].as_str().unwrap().to_string();
+    let steps = || async {
+        let (_, steps) = app.get(&format!("/api/v1/executions/{run}/steps")).await;
+        steps["steps"].as_array().cloned().unwrap_or_default()
+    };
+    let t = Instant::now();
+    while !steps().await.iter().any(|s| s[step.0] == step.1) {
+        assert!(t.elapsed() < Duration::from_secs(10), "no step with {step:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cancel_running(app, &run).await;
+    let e = ended_within(app, &run, Duration::from_secs(5)).await;
+    (e, steps().await)
+}
+
 fn assert_cancelled(e: &Value) {
     assert_eq!(e["status"], "cancelled", "{e}");
     assert_eq!(e["error"]["kind"], "cancelled", "{e}");
@@ -153,39 +176,14 @@ async fn cancel_on_one_server(b: Backend) {
         "import time\ndef nap(input):\n    time.sleep(60)\n    return 1\n",
     )
     .await;
-    let (s, w) = app
-        .post(
-            "/api/v1/workflows",
-            json!({"name": "chain", "nodes": ["nap", "quick"], "edges": [["nap", "quick"]]}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{w}");
-    let (s, v) = app.post("/api/v1/workflows/chain/run", json!({})).await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
-    let run = v["execution_id"].as_str().unwrap().to_string();
-    let t = Instant::now();
-    loop {
-        let (_, steps) = app.get(&format!("/api/v1/executions/{run}/steps")).await;
-        if steps["steps"]
-            .as_array()
-            .is_some_and(|s| s.iter().any(|s| s["function_name"] == "nap"))
-        {
-            break;
-        }
-        assert!(t.elapsed() < Duration::from_secs(10), "nap did not start: {steps}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    cancel_running(&app, &run).await;
-    let e = ended_within(&app, &run, Duration::from_secs(5)).await;
+    let body = json!({"name": "chain", "nodes": ["nap", "quick"], "edges": [["nap", "quick"]]});
+    let (e, steps) = cancel_workflow_when(&app, body, ("function_name", "nap")).await;
     assert_eq!(
         (&e["status"], &e["error"]["kind"]),
         (&json!("cancelled"), &json!("cancelled")),
         "{e}"
     );
-    let (_, steps) = app.get(&format!("/api/v1/executions/{run}/steps")).await;
-    let ran: Vec<(&str, &str)> = steps["steps"]
-        .as_array()
-        .unwrap()
+    let ran: Vec<(&str, &str)> = steps
         .iter()
         .map(|s| (s["function_name"].as_str().unwrap(), s["status"].as_str().unwrap()))
         .collect();
@@ -195,39 +193,15 @@ async fn cancel_on_one_server(b: Backend) {
     // A node waiting a minute to retry: the cancel ends the wait, and no attempt follows.
     app.create("boom", "def boom(input):\n    raise ValueError('no')\n")
         .await;
-    let (s, w) = app
-        .post(
-            "/api/v1/workflows",
-            json!({"name": "patient", "nodes": [{"function": "boom", "retries": 3, "retry_delay_seconds": 60}], "edges": []}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{w}");
-    let (s, v) = app.post("/api/v1/workflows/patient/run", json!({})).await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
-    let run = v["execution_id"].as_str().unwrap().to_string();
-    let t = Instant::now();
-    loop {
-        let (_, steps) = app.get(&format!("/api/v1/executions/{run}/steps")).await;
-        if steps["steps"]
-            .as_array()
-            .is_some_and(|s| s.iter().any(|s| s["status"] == "failed"))
-        {
-            break;
-        }
-        assert!(t.elapsed() < Duration::from_secs(10), "boom did not fail: {steps}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    cancel_running(&app, &run).await;
-    let e = ended_within(&app, &run, Duration::from_secs(5)).await;
+    let body = json!({"name": "patient", "edges": [],
+        "nodes": [{"function": "boom", "retries": 3, "retry_delay_seconds": 60}]});
+    let (e, steps) = cancel_workflow_when(&app, body, ("status", "failed")).await;
     assert_eq!(e["status"], "cancelled", "{e}");
-    let (_, steps) = app.get(&format!("/api/v1/executions/{run}/steps")).await;
-    let boom_calls = steps["steps"]
-        .as_array()
-        .unwrap()
+    let boom_calls = steps
         .iter()
         .filter(|s| s["function_name"] == "boom" && s["status"] == "failed")
         .count();
-    assert_eq!(boom_calls, 1, "no retry ran: {steps}");
+    assert_eq!(boom_calls, 1, "no retry ran: {steps:?}");
 
     // Refusals: ended (409, and it stays as it was), unknown, another tenant's.
     let (s, v) = app.post(&format!("/api/v1/executions/{after}/cancel"), json!({})).await;

@@ -98,6 +98,25 @@ async fn wait_all(base: &str, token: &str, limit: Duration) -> anyhow::Result<Ha
     }
 }
 
+/// Queue one job of `function` through `base`; answers its execution id.
+async fn enqueue(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    function: &str,
+    input: Value,
+) -> anyhow::Result<String> {
+    let v: Value = client
+        .post(format!("{base}/api/v1/functions/{function}/invoke?async=true"))
+        .bearer_auth(token)
+        .json(&input)
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(v["execution_id"].as_str().unwrap_or_default().to_string())
+}
+
 /// Enqueue-to-start of single jobs on an idle queue: each sent after the previous started.
 async fn idle_latency(bases: &[String], token: &str, n: usize) -> anyhow::Result<Vec<f64>> {
     let client = reqwest::Client::new();
@@ -105,15 +124,7 @@ async fn idle_latency(bases: &[String], token: &str, n: usize) -> anyhow::Result
     for i in 0..n {
         let base = &bases[i % bases.len()];
         let sent = chrono::Utc::now().timestamp_millis();
-        let v: Value = client
-            .post(format!("{base}/api/v1/functions/quick/invoke?async=true"))
-            .bearer_auth(token)
-            .json(&json!({"n": i}))
-            .send()
-            .await?
-            .json()
-            .await?;
-        let id = v["execution_id"].as_str().unwrap_or_default().to_string();
+        let id = enqueue(&client, base, token, "quick", json!({"n": i})).await?;
         let t = Instant::now();
         loop {
             let e: Value = client
@@ -148,15 +159,7 @@ async fn cancel_latency(bases: &[String], token: &str, function: &str, n: usize)
     let mut out = vec![];
     for i in 0..n {
         let (base, other) = (&bases[i % bases.len()], &bases[(i + 1) % bases.len()]);
-        let v: Value = client
-            .post(format!("{base}/api/v1/functions/{function}/invoke?async=true"))
-            .bearer_auth(token)
-            .json(&json!({}))
-            .send()
-            .await?
-            .json()
-            .await?;
-        let id = v["execution_id"].as_str().unwrap_or_default().to_string();
+        let id = enqueue(&client, base, token, function, json!({})).await?;
         let t = Instant::now();
         while status(base, &id).await? != "running" {
             anyhow::ensure!(t.elapsed() < Duration::from_secs(30), "job {id} did not start");
