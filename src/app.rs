@@ -81,9 +81,9 @@ pub async fn build(settings: Settings) -> anyhow::Result<Built> {
         engine: engine.clone(),
         settings: settings.clone(),
         scheduler: scheduler.clone(),
-        vault: vault.clone(),
-        egress: egress.clone(),
-        packages: packages.clone(),
+        vault,
+        egress,
+        packages,
     });
     let state = AppState {
         services,
@@ -95,9 +95,6 @@ pub async fn build(settings: Settings) -> anyhow::Result<Built> {
         gates: Default::default(),
         scheduler,
         events,
-        packages,
-        egress,
-        vault,
     };
     Ok(Built {
         state,

@@ -49,9 +49,6 @@ pub struct AppState {
     pub gates: Arc<hooks::Gates>,
     pub scheduler: Arc<crate::scheduler::Scheduler>,
     pub events: Arc<crate::logs::Bus>,
-    pub packages: Arc<crate::packages::Packages>,
-    pub egress: Arc<crate::egress::Egress>,
-    pub vault: Arc<crate::secrets::Vault>,
 }
 
 impl FromRef<AppState> for Arc<Auth> {
