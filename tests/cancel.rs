@@ -97,6 +97,23 @@ async fn cancel_on_one_server(b: Backend) {
     assert_eq!(s, StatusCode::OK, "a queued execution is cancelled at once: {e}");
     assert_cancelled(&e);
     assert!(e["finished_at"].is_string(), "{e}");
+    // A workflow run waits in the queue too: cancelled, its run says so and nothing ran.
+    let (s, w) = app
+        .post(
+            "/api/v1/workflows",
+            json!({"name": "later", "nodes": ["quick"], "edges": []}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{w}");
+    let (s, v) = app.post("/api/v1/workflows/later/run", json!({})).await;
+    assert_eq!((s, &v["status"]), (StatusCode::ACCEPTED, &json!("queued")), "{v}");
+    let run = v["execution_id"].as_str().unwrap().to_string();
+    let (s, e) = app.post(&format!("/api/v1/executions/{run}/cancel"), json!({})).await;
+    assert_eq!(s, StatusCode::OK, "a queued run is cancelled at once: {e}");
+    assert_cancelled(&e);
+    let (_, view) = app.get(&format!("/api/v1/workflows/later/runs/{run}")).await;
+    assert_eq!(view["status"], "cancelled", "{view}");
+    assert_eq!(view["nodes"]["quick"]["attempts"], 0, "{view}");
 
     // A sleeping job stops within moments, not in a minute.
     let asked = Instant::now();
@@ -111,6 +128,8 @@ async fn cancel_on_one_server(b: Backend) {
         "succeeded"
     );
     let (_, e) = app.get(&format!("/api/v1/executions/{waiting}")).await;
+    assert_cancelled(&e);
+    let (_, e) = app.get(&format!("/api/v1/executions/{run}")).await;
     assert_cancelled(&e);
     let (_, steps) = app.get(&format!("/api/v1/executions/{waiting}/steps")).await;
     assert_eq!(steps["steps"][0]["status"], "cancelled", "{steps}");

@@ -232,9 +232,10 @@ async fn webhook_workflows(b: Backend) {
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["report"], json!({"doubled": 42, "trigger": "webhook"}), "{v}");
     assert_eq!(v["double"], 42);
-    // Asynchronously: 202, and the run is listed with trigger `webhook`.
+    // Asynchronously: 202 (a job of the queue), and the run is listed with trigger `webhook`.
     let (s, v) = app.post(&format!("{url}?async=true"), json!({})).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(v["status"], "queued", "{v}");
     let id = v["execution_id"].as_str().unwrap().to_string();
     let e = until(&app, &format!("/api/v1/executions/{id}"), 20, ended).await;
     assert_eq!(e["output"]["double"], 2, "{e}");
@@ -285,36 +286,15 @@ async fn webhook_workflows(b: Backend) {
     app.stop().await;
 }
 
-/// A database of its own for the restart test on PostgreSQL: the shared one holds other
-/// tests' runs, which the restarted server would otherwise take over too.
-async fn fresh_postgres() -> (String, String) {
-    sqlx::any::install_default_drivers();
-    let admin = common::postgres_url();
-    let name = format!("maestro_resume_{}", uuid::Uuid::new_v4().simple());
-    let pool = sqlx::AnyPool::connect(&admin).await.unwrap();
-    sqlx::query(&format!("create database {name}"))
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-    let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
-    (format!("{base}/{name}"), name)
-}
-
-async fn drop_postgres(name: &str) {
-    let pool = sqlx::AnyPool::connect(&common::postgres_url()).await.unwrap();
-    let _ = sqlx::query(&format!("drop database if exists {name} with (force)"))
-        .execute(&pool)
-        .await;
-}
-
 /// Kill the server in the middle of a node; a new one resumes the run without repeating
 /// the node that had finished, re-running the interrupted one.
 async fn resumed_after_restart(b: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap().to_string();
     let pg = match b {
-        Backend::Postgres => Some(fresh_postgres().await),
+        // A database of its own: the shared one holds other tests' runs, which the
+        // restarted server would otherwise take over too.
+        Backend::Postgres => Some(common::fresh_postgres("maestro_resume").await),
         Backend::Sqlite => None,
     };
     let mut flags = vec![
@@ -325,7 +305,7 @@ async fn resumed_after_restart(b: Backend) {
         "--scheduler-poll-ms",
         "200",
     ];
-    if let Some((url, _)) = &pg {
+    if let Some(url) = &pg {
         flags.extend(["--database-url", url.as_str()]);
     }
     let (mut child, lines) = common::serve_binary(&data, &flags);
@@ -390,9 +370,82 @@ async fn resumed_after_restart(b: Backend) {
     assert_eq!(e["output"], json!({"first": {"n": 1}, "slow": 2, "last": 20}), "{e}");
     child.kill().unwrap();
     child.wait().unwrap();
-    if let Some((_, name)) = pg {
-        drop_postgres(&name).await;
+    if let Some(url) = pg {
+        common::drop_postgres(&url).await;
     }
 }
 
-both_backends!(scheduled_workflows, webhook_workflows, resumed_after_restart);
+/// Runs nobody waits for are jobs of the queue: the 202 says `queued`, the run is listed at
+/// once, and a server killed (SIGKILL) before it started them loses none: another server
+/// on the same data runs every one.
+async fn queued_runs_survive_a_kill(b: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = match b {
+        Backend::Postgres => common::fresh_postgres("maestro_wfqueue").await,
+        Backend::Sqlite => format!("sqlite://{}/maestro.db?mode=rwc", dir.path().display()),
+    };
+    let one_worker = ["--queue-workers", "1"];
+    let first = common::replica_with(&db, &one_worker);
+    let (_, token) = common::fresh_tenant(false);
+    let app = common::remote(&first.base, &token);
+    app.define(&[
+        ("hold", "    time.sleep(60)\n    return 1"),
+        ("one", "    return {'n': input['config']['n']}"),
+    ])
+    .await;
+    let (s, v) = app
+        .post("/api/v1/workflows", json!({"name": "w", "nodes": ["one"], "edges": []}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    // The server's only queue worker is held, so the runs wait in the queue.
+    let (s, v) = app
+        .post("/api/v1/functions/hold/invoke?async=true&on_interrupt=fail", json!({}))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let hold = format!("/api/v1/executions/{}", v["execution_id"].as_str().unwrap());
+    until(&app, &hold, 30, |e| e["status"] == "running").await;
+    let mut runs = Vec::new();
+    for n in 0..3 {
+        let (s, v) = app.post("/api/v1/workflows/w/run", json!({"config": {"n": n}})).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        assert_eq!(v["status"], "queued", "{v}");
+        runs.push(v["execution_id"].as_str().unwrap().to_string());
+    }
+    let (_, listed) = app.get("/api/v1/workflows/w/runs").await;
+    assert_eq!(listed["total"], 3, "{listed}");
+    let statuses: Vec<&Value> = listed["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["status"])
+        .collect();
+    assert!(statuses.iter().all(|s| **s == "queued"), "{listed}");
+    let (s, view) = app.get(&format!("/api/v1/workflows/w/runs/{}", runs[0])).await;
+    assert_eq!((s, &view["status"]), (StatusCode::OK, &json!("queued")), "{view}");
+
+    drop(first); // SIGKILL
+    let second = common::replica_with(&db, &one_worker);
+    let app = common::remote(&second.base, &token);
+    for (n, id) in runs.iter().enumerate() {
+        let e = until(&app, &format!("/api/v1/executions/{id}"), 60, ended).await;
+        assert_eq!(e["status"], "succeeded", "{e}");
+        assert_eq!(e["output"], json!({"one": {"n": n}}), "{e}");
+        let (_, view) = app.get(&format!("/api/v1/workflows/w/runs/{id}")).await;
+        assert_eq!(view["resumes"], 0, "it started after the kill, once: {view}");
+        assert_eq!(view["nodes"]["one"]["attempts"], 1, "{view}");
+    }
+    // The job the killed server held ends interrupted (its `on_interrupt` is `fail`).
+    let e = until(&app, &hold, 30, ended).await;
+    assert_eq!(e["error"]["kind"], "interrupted", "{e}");
+    drop(second);
+    if b == Backend::Postgres {
+        common::drop_postgres(&db).await;
+    }
+}
+
+both_backends!(
+    scheduled_workflows,
+    webhook_workflows,
+    resumed_after_restart,
+    queued_runs_survive_a_kill
+);

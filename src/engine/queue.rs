@@ -15,10 +15,10 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{watch, Notify, Semaphore};
 
-use super::{check_input, Engine, Error, Result, Trigger};
-use crate::domain::OnInterrupt;
+use super::{check_input, workflow, Engine, Error, Result, Trigger};
+use crate::domain::{OnInterrupt, Target};
 use crate::sandbox::{ErrorKind, ErrorRecord};
-use crate::store::{now_ms, Job, NewJob, Refused, StoreError};
+use crate::store::{now_ms, Job, NewJob, Refused, StoreError, Workflow};
 
 /// How long a job held back by its tenant's quota waits before it may be claimed again.
 const QUOTA_BACKOFF_MS: i64 = 500;
@@ -103,6 +103,70 @@ impl Engine {
         let policy = on_interrupt
             .or(function.current.content.settings.on_interrupt)
             .unwrap_or_default();
+        let max_attempts = match policy {
+            OnInterrupt::Retry => inner.settings.queue_max_attempts,
+            OnInterrupt::Fail => 1,
+        };
+        let input = input.to_string();
+        self.commit_job(
+            tenant,
+            (name, function.current.version),
+            &input,
+            trigger,
+            max_attempts,
+            None,
+        )
+        .await
+    }
+
+    /// Queue a run of workflow `wf` with `config` (merged already): its `workflow_runs` row
+    /// is committed with the job, so it is listed among the workflow's runs at once. A
+    /// queued run is handed over to its own lease when a worker claims it; until then a
+    /// server that dies loses nothing of it, so it is always taken back.
+    pub async fn enqueue_workflow(
+        &self,
+        tenant: &str,
+        wf: &Workflow,
+        config: &Value,
+        trigger: &Trigger,
+    ) -> Result<String> {
+        let input = serde_json::json!({ "config": config }).to_string();
+        let attempts = self.inner.settings.queue_max_attempts;
+        let workflow = Some((wf.id.as_str(), config));
+        self.commit_job(tenant, (&wf.name, wf.version), &input, trigger, attempts, workflow)
+            .await
+    }
+
+    /// Queue what a webhook or schedule targets (see `start_target` for the sync path).
+    pub async fn enqueue_target(
+        &self,
+        tenant: &str,
+        target: &Target,
+        input: Value,
+        trigger: &Trigger,
+        on_interrupt: Option<OnInterrupt>,
+    ) -> Result<String> {
+        match target {
+            Target::Function(name) => self.enqueue(tenant, name, input, trigger, on_interrupt).await,
+            Target::Workflow(name) => {
+                let wf = self.inner.store.tenant(tenant).get_workflow(name).await?;
+                let config = workflow::merge_config(&wf.definition.config, Some(&input)).map_err(Error::Malformed)?;
+                self.enqueue_workflow(tenant, &wf, &config, trigger).await
+            }
+        }
+    }
+
+    /// Commit a job of `name` (a function, or with `workflow` a workflow) at `version`.
+    async fn commit_job(
+        &self,
+        tenant: &str,
+        (name, version): (&str, i64),
+        input: &str,
+        trigger: &Trigger,
+        max_attempts: i64,
+        workflow: Option<(&str, &Value)>,
+    ) -> Result<String> {
+        let inner = &self.inner;
         let (trigger_id, envelope) = match trigger {
             Trigger::Webhook { id, envelope } => (Some(id.as_str()), *envelope),
             other => (other.id(), false),
@@ -112,11 +176,10 @@ impl Engine {
             Trigger::Schedule { run_id, .. } => Some(run_id.as_str()),
             _ => None,
         };
-        let input = input.to_string();
         let job = NewJob {
             function_name: name,
-            function_version: function.current.version,
-            input: &input,
+            function_version: version,
+            input,
             trigger: trigger.as_str(),
             trigger_id,
             envelope,
@@ -124,10 +187,8 @@ impl Engine {
             attempt: attempt.unwrap_or(1),
             retry_of: retry_of.as_deref(),
             schedule_run,
-            max_attempts: match policy {
-                OnInterrupt::Retry => inner.settings.queue_max_attempts,
-                OnInterrupt::Fail => 1,
-            },
+            max_attempts,
+            workflow,
         };
         let cap = inner.settings.queue_max_per_tenant;
         match inner.store.tenant(tenant).enqueue(&job, cap).await? {
@@ -327,13 +388,20 @@ impl Engine {
             },
             _ => Trigger::Manual,
         };
-        let input = serde_json::from_str(&job.input).unwrap_or(Value::Null);
         self.count_running(&job.tenant, 1);
-        let started = self
-            .launch(&job.tenant, &job.function_name, input, trigger, Some(&claimed))
-            .await;
+        let started = match job.target.as_str() {
+            // Handed over to its run's own lease; it goes on after this job is gone.
+            "workflow" => self.start_queued_workflow(&job).await.map(|()| None),
+            _ => {
+                let input = serde_json::from_str(&job.input).unwrap_or(Value::Null);
+                self.launch(&job.tenant, &job.function_name, input, trigger, Some(&claimed))
+                    .await
+                    .map(Some)
+            }
+        };
         let settle = match started {
-            Ok(run) => {
+            Ok(None) => None,
+            Ok(Some(run)) => {
                 let id = run.execution_id.clone();
                 if let Err(Error::NotRecorded(_)) = run.wait().await {
                     // The end waits in memory for the database: keep the lease until it is

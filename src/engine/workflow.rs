@@ -14,15 +14,19 @@ use tokio::sync::oneshot;
 
 use super::capabilities::Shared;
 use super::orchestrator::{new_drive, Orchestrator, Prior, State};
+use super::quotas::Admission;
 use super::tree::CallTree;
 use super::Result;
-use super::{Engine, Inner, InvokeResult, Trigger};
+use super::{Engine, Error, Inner, InvokeResult, Trigger};
 use crate::domain::workflow::Definition;
 use crate::domain::CallStatus;
 use crate::domain::ParseError;
 use crate::sandbox::Cancel;
+use crate::sandbox::PackageMount;
 use crate::sandbox::{ErrorKind, ErrorRecord};
-use crate::store::{now_ms, NewStep, StepFinish, StepRecord, StoreError, Workflow, WorkflowRunRow, Write};
+use crate::store::{
+    now_ms, Handover, Job, NewStep, StepFinish, StepRecord, StoreError, Workflow, WorkflowRunRow, Write,
+};
 
 /// The longest a workflow run may take in all (the sweeper's deadline for it).
 const RUN_LIMIT: Duration = Duration::from_secs(6 * 3600);
@@ -41,7 +45,7 @@ pub struct WorkflowRun {
 impl WorkflowRun {
     /// The run's end. If another server took the run over (this one lost its lease), the
     /// end is read from the execution's record once that server has written it, so whoever
-    /// waits (a schedule's run, a webhook's caller) sees the run's real outcome.
+    /// waits (a webhook's caller, `?wait`) sees the run's real outcome.
     pub async fn wait(self) -> Result<InvokeResult> {
         if let Ok(result) = self.done.await {
             return Ok(result);
@@ -94,7 +98,8 @@ pub fn merge_config(base: &Value, run: Option<&Value>) -> Result<Value, ParseErr
 }
 
 impl Engine {
-    /// Start a run of the workflow's current version with `config`.
+    /// Start a run of the workflow's current version with `config` here, now (a caller
+    /// waits for it; runs nobody waits for are queued: `enqueue_workflow`).
     pub async fn run_workflow(
         &self,
         tenant: &str,
@@ -142,29 +147,97 @@ impl Engine {
             deadline_at: started_at + RUN_LIMIT.as_millis() as i64,
             finish: None,
         });
-        let event = json!({"step_id": execution_id, "workflow": wf.name, "version": wf.version, "depth": 0,
-                           "trigger": trigger.as_str(), "trigger_id": trigger.id()});
-        inner.events.publish(tenant, &execution_id, "execution.started", event);
+        let done = self.drive(
+            Launch {
+                row: &row,
+                name: &wf.name,
+                def: wf.definition.clone(),
+                started_at,
+                drive,
+                packages,
+            },
+            admission,
+        );
+        Ok(WorkflowRun {
+            execution_id,
+            tenant: tenant.to_string(),
+            done,
+            inner: inner.clone(),
+        })
+    }
+
+    /// Start the run of a claimed workflow job here: hand the job over to the run's own
+    /// lease (the job goes in that transaction) and drive it. An error leaves the job
+    /// claimed, for the queue to give back or fail.
+    pub(super) async fn start_queued_workflow(&self, job: &Job) -> Result<()> {
+        let inner = &self.inner;
+        let tenant = &job.tenant;
+        let row = inner.store.tenant(tenant).workflow_run(&job.execution_id).await?;
+        let row = row.ok_or_else(|| Error::NotFound(format!("the run {} has no record", job.execution_id)))?;
+        let (name, def) = inner
+            .store
+            .tenant(tenant)
+            .workflow_version_by_id(&row.workflow_id, row.version)
+            .await?;
+        let packages = inner.packages.mount(tenant).await?;
+        inner.check_open()?;
+        let (admission, _) = inner.limiter.admit(tenant).await?;
+        let drive = new_drive(&inner.node_id);
+        let started_at = now_ms();
+        let times = (
+            started_at + inner.settings.workflow_lease_ms as i64,
+            started_at,
+            started_at + RUN_LIMIT.as_millis() as i64,
+        );
+        match inner
+            .store
+            .hand_over_workflow_job(job, &inner.node_id, &drive, times)
+            .await?
+        {
+            Handover::Started => {}
+            Handover::Cancelled | Handover::Lost => return Ok(()),
+        }
+        let launch = Launch {
+            row: &row,
+            name: &name,
+            def,
+            started_at,
+            drive,
+            packages,
+        };
+        drop(self.drive(launch, admission));
+        Ok(())
+    }
+
+    /// Announce a run whose records are written, track it for cancels and drive it in a task
+    /// of its own holding `admission`; the receiver answers its end.
+    fn drive(&self, l: Launch<'_>, admission: Admission) -> oneshot::Receiver<InvokeResult> {
+        let inner = &self.inner;
+        let (tenant, id) = (&l.row.tenant, &l.row.execution_id);
+        let trigger = trigger_kind(&l.row.trigger);
+        let event = json!({"step_id": id, "workflow": l.name, "version": l.row.version, "depth": 0,
+                           "trigger": trigger, "trigger_id": l.row.trigger_id});
+        inner.events.publish(tenant, id, "execution.started", event);
         let template = CallTree::root(
             inner.clone(),
             tenant,
-            &execution_id,
-            (&wf.name, wf.version),
-            Shared::new(trigger.as_str(), None),
-            packages,
+            id,
+            (l.name, l.row.version),
+            Shared::new(trigger, None),
+            l.packages,
         );
-        let cancel = inner.track(&execution_id, true);
+        let cancel = inner.track(id, true);
         let run = Orchestrator {
             inner: inner.clone(),
             template,
-            def: wf.definition.clone(),
-            config,
-            started_at,
-            drive,
+            def: l.def,
+            config: l.row.config.clone(),
+            started_at: l.started_at,
+            drive: l.drive,
             cancel,
         };
         let (tx, done) = oneshot::channel();
-        let (tracker, id) = (inner.clone(), execution_id.clone());
+        let (tracker, id) = (inner.clone(), id.clone());
         tokio::spawn(async move {
             let _admission = admission;
             if let Some(result) = run.run(Prior::default()).await {
@@ -172,12 +245,7 @@ impl Engine {
             }
             tracker.untrack(&id, cancel);
         });
-        Ok(WorkflowRun {
-            execution_id,
-            tenant: tenant.to_string(),
-            done,
-            inner: inner.clone(),
-        })
+        done
     }
 
     /// Look for runs whose server stopped (lease run out) every so often, and take them
@@ -306,11 +374,7 @@ impl Engine {
         tracing::info!(execution = %id, workflow = %name, interrupted = closed, "resuming a workflow run");
         let event = json!({"step_id": id, "workflow": name, "interrupted_steps": closed, "resumes": row.resumes + 1});
         inner.events.publish(tenant, id, "execution.resumed", event);
-        let trigger = match row.trigger.as_str() {
-            "schedule" => "schedule",
-            "webhook" => "webhook",
-            _ => "workflow",
-        };
+        let trigger = trigger_kind(&row.trigger);
         let template = CallTree::root(
             inner.clone(),
             tenant,
@@ -429,6 +493,25 @@ fn prior_of(def: &Definition, steps: &[StepRecord]) -> Prior {
         }
     }
     prior
+}
+
+/// A new run's parts for `Engine::drive`.
+struct Launch<'a> {
+    row: &'a WorkflowRunRow,
+    name: &'a str,
+    def: Definition,
+    started_at: i64,
+    drive: String,
+    packages: Option<Arc<PackageMount>>,
+}
+
+/// A run's trigger as its nodes see it (`maestro.context.trigger`).
+fn trigger_kind(stored: &str) -> &'static str {
+    match stored {
+        "schedule" => "schedule",
+        "webhook" => "webhook",
+        _ => "workflow",
+    }
 }
 
 /// Why a stranded run was not resumed: for good, or only this time.

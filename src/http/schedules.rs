@@ -215,16 +215,14 @@ async fn run_now(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<views::ManualRun>)> {
-    let (run_id, started) = state.services.schedules.run_now(&caller, &id).await?;
-    if let Some(s) = &started {
-        super::recorded(&state, &s.execution_id).await?;
-    }
-    let body = match started {
-        Some(s) => views::ManualRun {
+    // A run's job is committed before this answers: it will run.
+    let (run_id, queued) = state.services.schedules.run_now(&caller, &id).await?;
+    let body = match queued {
+        Some(execution_id) => views::ManualRun {
             run_id,
-            status: if s.queued { "queued" } else { "running" }.into(),
-            status_url: Some(format!("/api/v1/executions/{}", s.execution_id)),
-            execution_id: Some(s.execution_id),
+            status: "queued".into(),
+            status_url: Some(format!("/api/v1/executions/{execution_id}")),
+            execution_id: Some(execution_id),
             message: None,
         },
         None => views::ManualRun {

@@ -122,8 +122,8 @@ pub struct InvokeResult {
 #[serde(deny_unknown_fields)]
 pub struct Accepted {
     pub execution_id: String,
-    /// `queued` (a function's run: committed to the queue, any server runs it) or `running`
-    /// (a workflow's run, which starts at once).
+    /// `queued` (committed to the queue: any server runs it) or `running` (a workflow run
+    /// started at once for a caller who chose to wait, still going when the wait ran out).
     pub status: String,
     pub status_url: String,
 }
@@ -328,8 +328,8 @@ pub struct ScheduleRuns {
 pub struct ManualRun {
     pub run_id: String,
     pub execution_id: Option<String>,
-    /// `queued` (a function's run, a job of the queue), `running` (a workflow's run) or
-    /// `failed` (it could not start; see `message`).
+    /// `queued` (a job of the queue: any server runs it) or `failed` (it could not be
+    /// queued; see `message`).
     pub status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status_url: Option<String>,

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -144,26 +144,21 @@ async fn run(
     if !(0.0..=300.0).contains(&wait) {
         return Err(ApiError::invalid("wait", "seconds between 0 and 300"));
     }
-    let started = state
-        .services
-        .workflows
-        .run(&caller, &name, body.config.as_ref())
-        .await?;
+    let workflows = &state.services.workflows;
+    if wait == 0.0 {
+        // Nobody waits: committed to the queue before the 202, run by any server.
+        let id = workflows.queue(&caller, &name, body.config.as_ref()).await?;
+        return Ok(super::accepted(&id, "queued"));
+    }
+    // A caller who waits gets the run started here, at once (as a sync invoke is).
+    let started = workflows.run(&caller, &name, body.config.as_ref()).await?;
     let id = started.execution_id.clone();
-    let location = format!("/api/v1/executions/{id}");
-    if wait > 0.0 {
-        // The end is committed before it is reported, like an invoke's.
-        if let Some(r) = started.wait_for(std::time::Duration::from_secs_f64(wait)).await {
-            return Ok(Json(r).into_response());
-        }
+    // The end is committed before it is reported, like an invoke's.
+    if let Some(r) = started.wait_for(std::time::Duration::from_secs_f64(wait)).await {
+        return Ok(Json(r).into_response());
     }
     super::recorded(&state, &id).await?;
-    let accepted = views::Accepted {
-        execution_id: id,
-        status: "running".into(),
-        status_url: location.clone(),
-    };
-    Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(accepted)).into_response())
+    Ok(super::accepted(&id, "running"))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -285,12 +280,15 @@ pub(super) fn document(doc: &mut super::openapi::Doc) {
         "post",
         "/api/v1/workflows/{name}/run",
         tag,
-        "Run it now (202; ?wait=seconds answers the result)",
+        "Run it (queued: 202; ?wait=seconds starts it here and answers the result)",
     )
     .query::<RunQuery>()
     .body::<RunBody>()
     .reply::<views::InvokeResult>(200, "the run ended within `wait`")
-    .reply::<views::Accepted>(202, "the run started")
+    .reply::<views::Accepted>(
+        202,
+        "the run was queued (`queued`), or is still going after `wait` (`running`)",
+    )
     .add();
     doc.op(
         "get",

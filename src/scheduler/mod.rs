@@ -3,6 +3,6 @@
 
 mod runner;
 
-pub use runner::{retry_delay, NodeStats, RunStart, Scheduler};
+pub use runner::{retry_delay, NodeStats, Scheduler};
 
 pub use crate::domain::Timing;

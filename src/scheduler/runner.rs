@@ -6,12 +6,11 @@
 //! however many replicas poll. Retries are rows too (`pending` until `due_at`), claimed the
 //! same way, so they survive restarts.
 //!
-//! A run of a function is a job of the durable queue (`Engine::enqueue`): any replica runs
-//! it, and the next poll of any scheduler settles the run from its execution's end (and
-//! queues its retry). The queue does not re-run a scheduled job whose server died (its
-//! `on_interrupt` is `fail`): the schedule's own retries decide, as for any failure. A run
-//! of a workflow starts at once here (workflow runs keep their own leases) and is settled
-//! when it ends, or from its record if this server dies first.
+//! A run is a job of the durable queue (`Engine::enqueue_target`): any replica runs it, and
+//! the next poll of any scheduler settles the run from its execution's end (and queues its
+//! retry). The queue does not re-run a function's scheduled job whose server died (its
+//! `on_interrupt` is `fail`): the schedule's own retries decide, as for any failure. A
+//! workflow's run, once started, keeps its own lease and resumes on another server.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,7 +19,7 @@ use serde::Serialize;
 
 use super::Timing;
 use crate::config::Settings;
-use crate::domain::{CallStatus, OnInterrupt, Overlap, RunStatus, Target};
+use crate::domain::{CallStatus, OnInterrupt, Overlap, RunStatus};
 use crate::engine::{Engine, Error, Trigger};
 
 use crate::store::{now_ms, Audit, NewRun, Schedule, ScheduleRun, Store};
@@ -50,13 +49,6 @@ pub struct Scheduler {
     pub poll: Duration,
     pub enabled: bool,
     stats: Mutex<NodeStats>,
-}
-
-/// A run's execution, as started.
-pub struct RunStart {
-    pub execution_id: String,
-    /// A queued job (a function's run), rather than a workflow run already going.
-    pub queued: bool,
 }
 
 /// The parts of a run needed to finish it.
@@ -262,7 +254,7 @@ impl Scheduler {
         self: &Arc<Self>,
         s: &Schedule,
         audit: impl FnOnce(&str) -> Audit + Send + 'static,
-    ) -> Result<(String, Option<RunStart>), Error> {
+    ) -> Result<(String, Option<String>), Error> {
         let me = self.clone();
         let s = s.clone();
         tokio::spawn(async move {
@@ -298,10 +290,9 @@ impl Scheduler {
         .map_err(|e| Error::Internal(anyhow::anyhow!("manual run task failed: {e}")))?
     }
 
-    /// Queue the run's job (a function) or start its workflow run; answers the execution.
-    /// A job's run is settled by the next poll after it ends; a workflow's by a task of
-    /// its own.
-    async fn launch(self: &Arc<Self>, s: &Schedule, run: RunRef) -> Option<RunStart> {
+    /// Queue the run's job (a function's or a workflow's run), linked to the run in the
+    /// job's own transaction; answers its execution. The next poll after it ends settles it.
+    async fn launch(self: &Arc<Self>, s: &Schedule, run: RunRef) -> Option<String> {
         let trigger = Trigger::Schedule {
             id: s.id.clone(),
             attempt: run.attempt,
@@ -309,50 +300,17 @@ impl Scheduler {
             run_id: run.id.clone(),
         };
         let input = s.fields.input_data.clone();
-        let started = match &s.fields.target {
-            Target::Function(name) => {
-                // Linked to the run in the job's own transaction.
-                let fail = Some(OnInterrupt::Fail);
-                match self.engine.enqueue(&s.tenant, name, input, &trigger, fail).await {
-                    Ok(execution_id) => {
-                        return Some(RunStart {
-                            execution_id,
-                            queued: true,
-                        })
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-            Target::Workflow(_) => {
-                self.engine
-                    .start_target(&s.tenant, &s.fields.target, input, trigger)
-                    .await
-            }
-        };
-        match started {
-            Ok(started) => {
-                let execution_id = started.execution_id().to_string();
-                if let Err(e) = self.store.set_run_execution(&run.id, &execution_id).await {
-                    tracing::warn!(run = %run.id, error = %e, "could not link a run to its execution");
-                }
-                let me = self.clone();
-                let id = execution_id.clone();
-                tokio::spawn(async move {
-                    let status = match started.wait().await {
-                        Ok(r) if r.status == CallStatus::Succeeded => RunStatus::Succeeded,
-                        Ok(r) if r.status == CallStatus::Cancelled => RunStatus::Cancelled,
-                        _ => RunStatus::Failed,
-                    };
-                    me.finish(&run, status, Some(&id), None).await;
-                });
-                Some(RunStart {
-                    execution_id,
-                    queued: false,
-                })
-            }
+        // The queue does not re-run a function's job whose server died: the schedule's
+        // retries decide (a workflow run resumes where it stopped instead).
+        let fail = Some(OnInterrupt::Fail);
+        match self
+            .engine
+            .enqueue_target(&s.tenant, &s.fields.target, input, &trigger, fail)
+            .await
+        {
+            Ok(execution_id) => Some(execution_id),
             Err(Error::Quota { message: why, .. }) => {
-                // The tenant is at a quota (its queue is full, or a workflow's concurrency or
-                // rate): try again shortly, without spending an attempt.
+                // The tenant's queue is full: try again shortly, without spending an attempt.
                 let again = now_ms() + QUOTA_BACKOFF_MS;
                 if let Err(e) = self.store.requeue_run(&run.id, again, &why).await {
                     tracing::warn!(run = %run.id, error = %e, "could not requeue a run held back by quota");

@@ -13,7 +13,7 @@ use crate::domain::workflow::Definition;
 use crate::domain::{Overlap, RetryPolicy, Target, Timing, DEFAULT_TIMEZONE};
 use crate::engine::workflow::merge_config;
 use crate::engine::Engine;
-use crate::scheduler::{RunStart, Scheduler};
+use crate::scheduler::Scheduler;
 use crate::store::{
     managed_name, now_ms, Audit, Schedule, ScheduleFields, ScheduleRun, Store, StoreError, MANAGED_PREFIX,
 };
@@ -138,7 +138,7 @@ impl Schedules {
     }
 
     /// One run now: its id, and its execution when it could start.
-    pub async fn run_now(&self, caller: &Caller, id: &str) -> Result<(String, Option<RunStart>)> {
+    pub async fn run_now(&self, caller: &Caller, id: &str) -> Result<(String, Option<String>)> {
         let s = self.store.tenant(&caller.tenant).get_schedule(id).await?;
         let (email, target) = (caller.email.clone(), format!("schedule:{id}"));
         let audit = move |run: &str| Audit::new(&email, "schedule.run", target).detail(json!({"run_id": run}));

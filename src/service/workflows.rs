@@ -90,12 +90,27 @@ impl Workflows {
         Ok(self.store.tenant(&caller.tenant).workflow_versions(name).await?)
     }
 
-    /// Start a run now with `config` over the workflow's defaults.
+    /// Start a run here, now, with `config` over the workflow's defaults (its caller waits).
     pub async fn run(&self, caller: &Caller, name: &str, config: Option<&Value>) -> Result<WorkflowRun> {
-        let w = self.store.tenant(&caller.tenant).get_workflow(name).await?;
-        let config = merge_config(&w.definition.config, config).map_err(Error::Malformed)?;
+        let (w, config) = self.with_config(caller, name, config).await?;
         let trigger = Trigger::Workflow { id: w.id.clone() };
         Ok(self.engine.run_workflow(&caller.tenant, &w, config, trigger).await?)
+    }
+
+    /// Queue a run with `config` over the workflow's defaults; answers its execution id.
+    pub async fn queue(&self, caller: &Caller, name: &str, config: Option<&Value>) -> Result<String> {
+        let (w, config) = self.with_config(caller, name, config).await?;
+        let trigger = Trigger::Workflow { id: w.id.clone() };
+        Ok(self
+            .engine
+            .enqueue_workflow(&caller.tenant, &w, &config, &trigger)
+            .await?)
+    }
+
+    async fn with_config(&self, caller: &Caller, name: &str, config: Option<&Value>) -> Result<(Workflow, Value)> {
+        let w = self.store.tenant(&caller.tenant).get_workflow(name).await?;
+        let config = merge_config(&w.definition.config, config).map_err(Error::Malformed)?;
+        Ok((w, config))
     }
 
     /// A page of the workflow's runs (as executions), newest first, with the total.

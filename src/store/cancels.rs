@@ -132,6 +132,7 @@ pub(super) async fn close_cancelled(conn: &mut sqlx::AnyConnection, job_id: &str
         .bind(job_id)
         .execute(&mut *conn)
         .await?;
-    super::executions::close_open(conn, id, "cancelled", &cancelled_error()).await?;
+    super::executions::close_open(&mut *conn, id, "cancelled", &cancelled_error()).await?;
+    super::jobs::end_queued_workflow_run(conn, id, "cancelled").await?;
     Ok(())
 }

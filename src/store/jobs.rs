@@ -8,6 +8,11 @@
 //!   the job deleted;
 //! - lease run out: the execution closed as interrupted, and either a new attempt queued (a
 //!   new execution, `retry_of` the first) or, with no attempts left, the job deleted.
+//!
+//! A workflow run's job (`target` = `workflow`, migration 0014) also has its `workflow_runs`
+//! row from the start (status `queued`); the worker that claims it hands the run over to
+//! that row's lease (`hand_over_workflow_job`) and the job goes. Until then nothing of the
+//! run has happened, so a job whose server died goes back to the queue as it is.
 
 use sqlx::Row;
 
@@ -22,6 +27,8 @@ pub struct Job {
     pub execution_id: String,
     pub first_execution_id: String,
     pub function_name: String,
+    /// `function`, or `workflow` (a workflow run, `function_name` being the workflow's).
+    pub target: String,
     pub trigger: String,
     pub trigger_id: Option<String>,
     pub envelope: bool,
@@ -51,6 +58,20 @@ pub struct NewJob<'a> {
     pub schedule_run: Option<&'a str>,
     /// How many times the queue may start it (re-runs after a server died included).
     pub max_attempts: i64,
+    /// A workflow run rather than a function's: the workflow's id and the run's config
+    /// (`function_name` and `function_version` being the workflow's name and version).
+    pub workflow: Option<(&'a str, &'a serde_json::Value)>,
+}
+
+/// What became of a claimed workflow job handed over to its run's lease.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Handover {
+    /// The run is this drive's now; its execution runs.
+    Started,
+    /// It was asked to stop meanwhile: it ended cancelled.
+    Cancelled,
+    /// The job is no longer this server's (its lease ran out and it was taken back).
+    Lost,
 }
 
 /// A server of the cluster as its heartbeats show it.
@@ -75,8 +96,8 @@ pub enum Refused {
     Full(i64),
 }
 
-const COLS: &str = "id, tenant, execution_id, first_execution_id, function_name, trigger, trigger_id, envelope, \
-                    attempt, max_attempts, lease_until";
+const COLS: &str = "id, tenant, execution_id, first_execution_id, function_name, target, trigger, trigger_id, \
+                    envelope, attempt, max_attempts, lease_until";
 
 fn job_from(r: &sqlx::any::AnyRow) -> Result<Job, sqlx::Error> {
     Ok(Job {
@@ -85,6 +106,7 @@ fn job_from(r: &sqlx::any::AnyRow) -> Result<Job, sqlx::Error> {
         execution_id: r.try_get("execution_id")?,
         first_execution_id: r.try_get("first_execution_id")?,
         function_name: r.try_get("function_name")?,
+        target: r.try_get("target")?,
         trigger: r.try_get("trigger")?,
         trigger_id: r.try_get("trigger_id")?,
         envelope: r.try_get::<i64, _>("envelope")? != 0,
@@ -148,9 +170,9 @@ impl Tenant<'_> {
         .await?
         .try_get("r")?;
         sqlx::query(
-            "insert into jobs (id, tenant, execution_id, first_execution_id, function_name, trigger, trigger_id, \
-             envelope, priority, rank, status, attempt, max_attempts, run_at, created_at) \
-             values ($1, $2, $1, $1, $3, $4, $5, $6, $7, $8, 'queued', 1, $9, $10, $10)",
+            "insert into jobs (id, tenant, execution_id, first_execution_id, function_name, target, trigger, \
+             trigger_id, envelope, priority, rank, status, attempt, max_attempts, run_at, created_at) \
+             values ($1, $2, $1, $1, $3, $11, $4, $5, $6, $7, $8, 'queued', 1, $9, $10, $10)",
         )
         .bind(&execution_id)
         .bind(self.id)
@@ -162,8 +184,25 @@ impl Tenant<'_> {
         .bind(rank.unwrap_or(0))
         .bind(job.max_attempts)
         .bind(now)
+        .bind(if job.workflow.is_some() { "workflow" } else { "function" })
         .execute(&mut *tx)
         .await?;
+        if let Some((workflow_id, config)) = job.workflow {
+            sqlx::query(
+                "insert into workflow_runs (execution_id, tenant, workflow_id, version, config, trigger, trigger_id, \
+                 status, resumes, created_at) values ($1, $2, $3, $4, $5, $6, $7, 'queued', 0, $8)",
+            )
+            .bind(&execution_id)
+            .bind(self.id)
+            .bind(workflow_id)
+            .bind(job.function_version)
+            .bind(config.to_string())
+            .bind(job.trigger)
+            .bind(job.trigger_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
         if let Some(run) = job.schedule_run {
             // Only a run still waiting for its execution: one settled meanwhile (taken for
             // lost by another server) must not get a job too.
@@ -319,6 +358,7 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        end_queued_workflow_run(&mut tx, &job.execution_id, "failed").await?;
         sqlx::query("delete from jobs where id = $1 and execution_id = $2")
             .bind(&job.id)
             .bind(&job.execution_id)
@@ -365,6 +405,11 @@ impl Store {
             tx.commit().await?;
             return Ok(None);
         }
+        if job.target == "workflow" {
+            let next = requeue_workflow_job(&mut tx, job, reason, now).await?;
+            tx.commit().await?;
+            return Ok(next);
+        }
         super::executions::close_interrupted(&mut tx, &job.execution_id, reason).await?;
         let next = if job.attempt < job.max_attempts {
             let id = uuid::Uuid::now_v7().to_string();
@@ -399,6 +444,57 @@ impl Store {
         };
         tx.commit().await?;
         Ok(next)
+    }
+
+    /// Hand a claimed workflow job over to its run: in one transaction the job goes, the
+    /// run's `workflow_runs` row is leased to `drive` until `lease_until`, and its execution
+    /// runs from `started_at` until `deadline_at`; or, if a cancel was asked meanwhile, the
+    /// job and its run end cancelled.
+    pub async fn hand_over_workflow_job(
+        &self,
+        job: &Job,
+        owner: &str,
+        drive: &str,
+        (lease_until, started_at, deadline_at): (i64, i64, i64),
+    ) -> StoreResult<Handover> {
+        let mut tx = self.pool.begin().await?;
+        let ours = sqlx::query(
+            "update jobs set run_at = run_at where id = $1 and execution_id = $2 and owner = $3 and status = 'running'",
+        )
+        .bind(&job.id)
+        .bind(&job.execution_id)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        if ours.rows_affected() == 0 {
+            return Ok(Handover::Lost);
+        }
+        if super::cancels::cancel_requested(&mut tx, &job.execution_id).await? {
+            super::cancels::close_cancelled(&mut tx, &job.id, &job.execution_id).await?;
+            tx.commit().await?;
+            return Ok(Handover::Cancelled);
+        }
+        sqlx::query("delete from jobs where id = $1")
+            .bind(&job.id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "update workflow_runs set status = 'running', owner = $2, lease_until = $3 \
+             where execution_id = $1 and status = 'queued'",
+        )
+        .bind(&job.execution_id)
+        .bind(drive)
+        .bind(lease_until)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("update executions set started_at = $2, deadline_at = $3 where id = $1 and status = 'running'")
+            .bind(&job.execution_id)
+            .bind(started_at)
+            .bind(deadline_at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Handover::Started)
     }
 
     /// Record that server `node` (up since `started_at`) is alive now; forget servers silent
@@ -497,4 +593,49 @@ impl Store {
             .await?;
         Ok(done.rows_affected())
     }
+}
+
+/// Take back a workflow job whose server died between its claim and its hand-over: nothing
+/// of the run happened, so it waits in the queue again as it is (its execution `queued`),
+/// or, out of attempts, ends failed with `reason`. Answers the execution if it was queued.
+async fn requeue_workflow_job(
+    conn: &mut sqlx::AnyConnection,
+    job: &Job,
+    reason: &str,
+    now: i64,
+) -> Result<Option<String>, sqlx::Error> {
+    if job.attempt >= job.max_attempts {
+        super::executions::close_interrupted(&mut *conn, &job.execution_id, reason).await?;
+        end_queued_workflow_run(&mut *conn, &job.execution_id, "failed").await?;
+        sqlx::query("delete from jobs where id = $1")
+            .bind(&job.id)
+            .execute(&mut *conn)
+            .await?;
+        return Ok(None);
+    }
+    sqlx::query("update jobs set status = 'queued', attempt = attempt + 1, run_at = $2 where id = $1")
+        .bind(&job.id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("update executions set status = 'queued' where id = $1 and status = 'running'")
+        .bind(&job.execution_id)
+        .execute(conn)
+        .await?;
+    Ok(Some(job.execution_id.clone()))
+}
+
+/// A workflow run that ended before it was handed over (failed, cancelled): its run row
+/// says so too. Nothing happens for a function's execution (it has no such row).
+pub(super) async fn end_queued_workflow_run(
+    conn: &mut sqlx::AnyConnection,
+    execution_id: &str,
+    status: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("update workflow_runs set status = $2 where execution_id = $1 and status = 'queued'")
+        .bind(execution_id)
+        .bind(status)
+        .execute(conn)
+        .await?;
+    Ok(())
 }

@@ -33,7 +33,7 @@ pub use cancels::CancelOutcome;
 pub use capabilities::SecretInfo;
 pub use executions::{CallRecord, ExecutionFilter, ExecutionRecord, NewStep, StepFinish, StepRecord, Write};
 pub use functions::{Function, FunctionVersion, VersionContent, VersionSource};
-pub use jobs::{Job, NewJob, Node, Refused};
+pub use jobs::{Handover, Job, NewJob, Node, Refused};
 pub use packages::{InstalledPackage, NewPackage, PackageJob, StoredWheel};
 pub use schedules::{managed_name, MANAGED_PREFIX};
 pub use schedules::{NewRun, Schedule, ScheduleFields, ScheduleRun};

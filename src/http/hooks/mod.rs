@@ -24,7 +24,7 @@ use serde_json::json;
 use sha2::Sha256;
 
 use super::AppState;
-use crate::domain::{webhook_path, Target};
+use crate::domain::webhook_path;
 use crate::engine::{Error as EngineError, InvokeResult, Trigger};
 use crate::http::error::{ApiError, ApiResult};
 use crate::sandbox::ErrorKind;
@@ -159,9 +159,12 @@ async fn run_hook(state: AppState, req: axum::extract::Request) -> ApiResult<Res
         id: hook.id.clone(),
         envelope: envelope_mode,
     };
-    if let (true, Target::Function(name)) = (run_async, &hook.fields.target) {
+    if run_async {
         // Committed to the queue before the 202: any server runs it, even if this one dies.
-        let queued = state.engine.enqueue(&hook.tenant, name, input, &trigger, None).await;
+        let queued = state
+            .engine
+            .enqueue_target(&hook.tenant, &hook.fields.target, input, &trigger, None)
+            .await;
         let execution_id = match queued {
             Err(EngineError::NotFound(m) | EngineError::Store(StoreError::NotFound(m))) => {
                 tracing::warn!(webhook = %hook.id, "webhook target missing: {m}");
@@ -184,7 +187,6 @@ async fn run_hook(state: AppState, req: axum::extract::Request) -> ApiResult<Res
         }
         other => other?,
     };
-    let execution_id = started.execution_id().to_string();
     // The run and its slot live in their own task: a client that hangs up neither stops the
     // run nor frees its slot early.
     let run = tokio::spawn(async move {
@@ -192,11 +194,6 @@ async fn run_hook(state: AppState, req: axum::extract::Request) -> ApiResult<Res
         drop(slot);
         result
     });
-    if run_async {
-        // A workflow's run starts at once (its lease makes it durable).
-        super::recorded(&state, &execution_id).await?;
-        return Ok(super::accepted(&execution_id, "running"));
-    }
     let result = run
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("webhook run task failed: {e}")))??;
