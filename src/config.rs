@@ -216,8 +216,9 @@ pub struct Settings {
     #[arg(long, env = "DATABASE_TIMEOUT_MS", default_value_t = 2_000,
           value_parser = clap::value_parser!(u64).range(50..=600_000))]
     pub database_timeout_ms: u64,
-    /// Queued jobs (async webhook calls, `?async=true` invokes) this server runs at once
-    /// (0 = SANDBOX_WORKERS).
+    /// Queued jobs (async webhook calls, `?async=true` invokes, schedule runs) this server
+    /// runs at once (0 = SANDBOX_WORKERS). A workflow run's job leaves the queue as its run
+    /// starts: its nodes run on the sandbox workers.
     #[arg(long, env = "QUEUE_WORKERS", default_value_t = 0)]
     pub queue_workers: usize,
     /// How long a server's claim on a queued job lasts without renewal, in milliseconds. The

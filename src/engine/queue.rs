@@ -446,7 +446,7 @@ impl Engine {
                     let again = now_ms() + QUOTA_BACKOFF_MS;
                     inner.store.unclaim_job(job, &inner.node_id, again).await
                 }
-                Settle::Fail(error) => inner.store.fail_job(job, error).await,
+                Settle::Fail(error) => inner.store.fail_job(job, &inner.node_id, error).await,
             };
             match done {
                 Ok(()) => return,

@@ -195,7 +195,14 @@ impl Engine {
             .await?
         {
             Handover::Started => {}
-            Handover::Cancelled | Handover::Lost => return Ok(()),
+            Handover::Cancelled => {
+                let event = json!({"step_id": job.execution_id, "status": "cancelled", "depth": 0});
+                inner
+                    .events
+                    .publish(tenant, &job.execution_id, "execution.finished", event);
+                return Ok(());
+            }
+            Handover::Lost => return Ok(()),
         }
         let launch = Launch {
             row: &row,

@@ -353,7 +353,7 @@ pub(super) fn document(doc: &mut super::openapi::Doc) {
         .empty(204, "deleted")
         .add();
     doc.op("post", "/api/v1/schedules/{id}/run", tag, "Run once now")
-        .reply::<views::ManualRun>(202, "the run started (or could not start: see `status`)")
+        .reply::<views::ManualRun>(202, "the run is queued (or could not be: see `status`)")
         .add();
     doc.op("post", "/api/v1/schedules/{id}/pause", tag, "Pause")
         .reply::<views::Schedule>(200, "the schedule")

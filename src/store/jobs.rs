@@ -278,11 +278,15 @@ impl Store {
         Ok(Some(job))
     }
 
-    /// How many jobs each tenant has running now, on every server.
+    /// How many jobs each tenant has running now, on every server: queued jobs and workflow
+    /// runs (a workflow job leaves the queue when its run starts).
     pub async fn running_jobs_by_tenant(&self) -> StoreResult<Vec<(String, u32)>> {
-        let rows = sqlx::query("select tenant, count(*) as n from jobs where status = 'running' group by tenant")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "select tenant, count(*) as n from (select tenant from jobs where status = 'running' \
+             union all select tenant from workflow_runs where status = 'running') r group by tenant",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("tenant")?, r.try_get::<i64, _>("n")?.max(0) as u32)))
             .collect()
@@ -335,17 +339,21 @@ impl Store {
         Ok(())
     }
 
-    /// End a claimed job whose execution could not start (its function is gone, its input
-    /// no longer fits the schema): the execution fails with `error` (JSON) and the job goes.
-    pub async fn fail_job(&self, job: &Job, error: &str) -> StoreResult<()> {
+    /// End a job `owner` claimed whose execution could not start (its function is gone, its
+    /// input no longer fits the schema): the execution fails with `error` (JSON) and the job
+    /// goes; unless it is no longer `owner`'s (a workflow job taken back keeps its execution).
+    pub async fn fail_job(&self, job: &Job, owner: &str, error: &str) -> StoreResult<()> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         // The job's row first, as in every queue transaction (no lock-order deadlock).
-        let ours = sqlx::query("update jobs set run_at = run_at where id = $1 and execution_id = $2")
-            .bind(&job.id)
-            .bind(&job.execution_id)
-            .execute(&mut *tx)
-            .await?;
+        let ours = sqlx::query(
+            "update jobs set run_at = run_at where id = $1 and execution_id = $2 and owner = $3 and status = 'running'",
+        )
+        .bind(&job.id)
+        .bind(&job.execution_id)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
         if ours.rows_affected() == 0 {
             return Ok(()); // taken back meanwhile: its new attempt decides
         }
@@ -478,7 +486,7 @@ impl Store {
             .bind(&job.id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
+        let leased = sqlx::query(
             "update workflow_runs set status = 'running', owner = $2, lease_until = $3 \
              where execution_id = $1 and status = 'queued'",
         )
@@ -487,6 +495,14 @@ impl Store {
         .bind(lease_until)
         .execute(&mut *tx)
         .await?;
+        if leased.rows_affected() != 1 {
+            // Rolled back: the job stays, and its worker fails it (a run with no record
+            // could never be driven under a lease).
+            return Err(super::StoreError::NotFound(format!(
+                "the queued run {} has no record to hand over to",
+                job.execution_id
+            )));
+        }
         sqlx::query("update executions set started_at = $2, deadline_at = $3 where id = $1 and status = 'running'")
             .bind(&job.execution_id)
             .bind(started_at)

@@ -268,15 +268,6 @@ impl Store {
         Ok(id)
     }
 
-    pub async fn set_run_execution(&self, run_id: &str, execution_id: &str) -> StoreResult<()> {
-        sqlx::query("update schedule_runs set execution_id = $2 where id = $1")
-            .bind(run_id)
-            .bind(execution_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     /// Move a run from `from` to `to`; false if it was not in `from` (someone else moved it).
     pub async fn move_run(
         &self,

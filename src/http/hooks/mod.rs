@@ -407,7 +407,10 @@ pub(in crate::http) fn document(doc: &mut super::openapi::Doc) {
             "application/json",
             "what the function returned (JSON, or the response it built)",
         )
-        .reply::<super::views::Accepted>(202, "an async webhook: the run is queued (a workflow's: started)")
+        .reply::<super::views::Accepted>(
+            202,
+            "an async webhook: the run (a function's or a workflow's) is queued",
+        )
         .any_of("2XX", "another success status the function chose, with its body")
         .any_of("3XX", "a redirect the function chose")
         .add();
