@@ -74,4 +74,44 @@ impl Client {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+
+    /// Run `code` once (`POST /run`); answers the server's answer.
+    pub async fn run_code(&self, code: &str, input: Option<Value>, timeout: Option<f64>) -> anyhow::Result<Value> {
+        let mut body = serde_json::json!({ "code": code });
+        if let Some(i) = input {
+            body["input"] = i;
+        }
+        if let Some(t) = timeout {
+            body["timeout_seconds"] = t.into();
+        }
+        self.call_ok(Method::POST, "/run", Some(&body), &[StatusCode::OK]).await
+    }
+}
+
+/// A run's answer for a terminal: what it printed, then each result as text (an image by its
+/// size), on stdout; its stderr and error (with the traceback) on stderr.
+pub fn render_run(answer: &Value) -> (String, String) {
+    let text = |k: &str| answer[k].as_str().unwrap_or("").to_string();
+    let mut out = text("stdout");
+    for r in answer["results"].as_array().into_iter().flatten() {
+        let line = match (r["text"].as_str(), r["png"].as_str()) {
+            (_, Some(png)) => format!("[image/png, {} bytes]", png.len() / 4 * 3),
+            (Some(t), None) => t.to_string(),
+            (None, None) => r.to_string(),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    let mut err = text("stderr");
+    if let Some(e) = answer["error"].as_object() {
+        let traceback = e.get("traceback").and_then(Value::as_str).unwrap_or("");
+        if traceback.is_empty() {
+            let name = e.get("name").and_then(Value::as_str).unwrap_or("error");
+            let value = e.get("value").and_then(Value::as_str).unwrap_or("");
+            err.push_str(&format!("{name}: {value}\n"));
+        } else {
+            err.push_str(traceback);
+        }
+    }
+    (out, err)
 }

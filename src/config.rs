@@ -254,6 +254,11 @@ pub struct Settings {
     /// Off by default: installing runs pip on this server, which fetches from the package index.
     #[arg(long, env = "ALLOW_PACKAGE_INSTALLATION", default_value_t = false, action = clap::ArgAction::Set)]
     pub allow_package_installation: bool,
+    /// Allow `POST /api/v1/run`: code sent to run on demand in a tenant's sandbox (an admin
+    /// may still switch it off per subtenant with the `code_execution` quota). Operators who
+    /// want stored, reviewed functions only set it to false.
+    #[arg(long, env = "ALLOW_CODE_EXECUTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub allow_code_execution: bool,
     /// Largest wheel accepted, in bytes (it may unpack to five times that).
     #[arg(long, env = "PACKAGE_MAX_BYTES", default_value_t = 20 << 20)]
     pub package_max_bytes: u64,

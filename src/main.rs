@@ -75,6 +75,23 @@ enum Command {
         #[command(subcommand)]
         action: ExecutionsAction,
     },
+    /// Run a Python script once in a sandbox of the token's tenant (`POST /api/v1/run`):
+    /// prints what it printed and its results; exits 1 if it failed.
+    Run {
+        /// The script (`-`: read it from stdin).
+        file: std::path::PathBuf,
+        /// The script's global `input` (JSON).
+        #[arg(long)]
+        input: Option<String>,
+        /// Its deadline in seconds (default: the server's FUNCTION_TIMEOUT).
+        #[arg(long)]
+        timeout: Option<f64>,
+        /// Print the server's whole answer as JSON instead.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Measure per-call latency against a `python3 -c` baseline; see BENCHMARKS.md.
     Bench {
         /// Calls per measurement.
@@ -263,6 +280,36 @@ async fn main() -> anyhow::Result<()> {
                 }
             };
             println!("{shown:#}");
+            Ok(())
+        }
+        Command::Run {
+            file,
+            input,
+            timeout,
+            json,
+            remote,
+        } => {
+            let code = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?
+            };
+            let input: Option<serde_json::Value> = input
+                .map(|i| serde_json::from_str(&i))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--input is not JSON: {e}"))?;
+            let client = maestro::client::Client::new(&remote.url, &remote.token);
+            let answer = client.run_code(&code, input, timeout).await?;
+            if json {
+                println!("{answer:#}");
+            } else {
+                let (out, err) = maestro::client::render_run(&answer);
+                print!("{out}");
+                eprint!("{err}");
+            }
+            if answer["status"] != "succeeded" {
+                std::process::exit(1);
+            }
             Ok(())
         }
         Command::Bench {

@@ -347,38 +347,41 @@ def _mx_patch_urllib(ur):
     ur.install_opener(ur.build_opener(MaestroHandler))
 
 
-class _MxUrllibHook:
-    """Patches urllib.request the moment it is imported (it is not imported at boot)."""
+# Modules patched the moment they are imported (they are not imported at boot), by name.
+_MX_PATCHES = {"urllib.request": _mx_patch_urllib}
+
+
+class _MxImportHook:
+    """Applies a module's patch from `_MX_PATCHES` once it has been imported."""
 
     @classmethod
     def find_spec(cls, name, path=None, target=None):
-        if name != "urllib.request":
+        patch = _MX_PATCHES.pop(name, None)  # popped first: the lookup below comes back here
+        if patch is None:
             return None
-        _sys.meta_path.remove(cls)
         import importlib.util
 
         spec = importlib.util.find_spec(name)
         if spec is not None and spec.loader is not None:
-            spec.loader = _MxPatchingLoader(spec.loader)
+            spec.loader = _MxPatchingLoader(spec.loader, patch)
         return spec
 
 
 class _MxPatchingLoader:
-    def __init__(self, loader):
-        self.loader = loader
+    def __init__(self, loader, patch):
+        self.loader, self.patch = loader, patch
 
     def create_module(self, spec):
         return self.loader.create_module(spec)
 
     def exec_module(self, module):
         self.loader.exec_module(module)
-        _mx_patch_urllib(module)
+        self.patch(module)
 
 
 if "urllib.request" in _sys.modules:
-    _mx_patch_urllib(_sys.modules["urllib.request"])
-else:
-    _sys.meta_path.insert(0, _MxUrllibHook)
+    _MX_PATCHES.pop("urllib.request")(_sys.modules["urllib.request"])
+_sys.meta_path.insert(0, _MxImportHook)
 
 maestro = _types.ModuleType("maestro", "Maestro's guest API.")
 maestro.call = _mx_call
@@ -489,7 +492,9 @@ def _mx_run():
     for p in req.get("paths", ()):
         if p not in _sys.path:
             _sys.path.append(p)  # after the runtime's own: a package cannot shadow the stdlib
-    if "code" in req:
+    if req.get("script"):
+        _mx_state["fn"] = _mx_script_fn(req["code"])
+    elif "code" in req:
         try:
             _mx_load(req["function"], req["code"])
         except BaseException as e:  # module-level code failed: report it like a call error

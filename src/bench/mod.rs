@@ -120,6 +120,7 @@ fn time_sandbox(
                 webhook: false,
                 limits,
                 packages: packages.as_deref(),
+                script: false,
             };
             let t = Instant::now();
             let o = sandbox.run(&spec, Box::new(Alone));

@@ -3,6 +3,7 @@
 
 mod cancel;
 mod capabilities;
+pub mod code;
 mod error;
 mod orchestrator;
 mod queue;
@@ -59,6 +60,8 @@ pub enum Trigger {
     Workflow {
         id: String,
     },
+    /// Code sent to run once (`POST /run`).
+    Run,
 }
 
 impl Trigger {
@@ -68,12 +71,13 @@ impl Trigger {
             Trigger::Webhook { .. } => "webhook",
             Trigger::Schedule { .. } => "schedule",
             Trigger::Workflow { .. } => "workflow",
+            Trigger::Run => "run",
         }
     }
 
     pub fn id(&self) -> Option<&str> {
         match self {
-            Trigger::Manual => None,
+            Trigger::Manual | Trigger::Run => None,
             Trigger::Webhook { id, .. } | Trigger::Schedule { id, .. } | Trigger::Workflow { id } => Some(id),
         }
     }
@@ -122,9 +126,20 @@ pub struct InvokeResult {
 }
 
 /// A function version's compiled schemas.
+#[derive(Default)]
 struct Schemas {
     input: Option<jsonschema::Validator>,
     output: Option<jsonschema::Validator>,
+}
+
+/// What an execution runs: a stored function's current version, or code sent to run
+/// (`script`, see `code`), with the schemas its input and output are checked against.
+struct Unit {
+    function: Function,
+    schemas: Arc<Schemas>,
+    script: bool,
+    /// The input as the execution records it.
+    recorded_input: String,
 }
 
 /// An execution running here.
@@ -265,6 +280,32 @@ impl Engine {
         let function = inner.store.tenant(tenant).get_function_cached(name).await?;
         let schemas = inner.schemas_for(&function)?;
         check_input(&schemas, name, &input)?;
+        let unit = Unit {
+            recorded_input: input.to_string(),
+            function,
+            schemas,
+            script: false,
+        };
+        self.launch_unit(tenant, unit, input, trigger, claimed).await
+    }
+
+    /// Record the start of `unit`'s execution and hand it to a sandbox worker.
+    async fn launch_unit(
+        &self,
+        tenant: &str,
+        unit: Unit,
+        input: Value,
+        trigger: Trigger,
+        claimed: Option<&Claimed>,
+    ) -> Result<Started> {
+        let inner = &self.inner;
+        let Unit {
+            function,
+            schemas,
+            script,
+            recorded_input,
+        } = unit;
+        let name = function.name.as_str();
         let packages = inner.packages.mount(tenant).await?;
         let (admission, quotas) = inner.limiter.admit(tenant).await?;
         let (isolation, timeout, fuel, memory) = inner.limits(&function.current.content.settings);
@@ -282,7 +323,7 @@ impl Engine {
             depth: 0,
             function_name: name.to_string(),
             function_version: Some(function.current.version),
-            input: input.to_string(),
+            input: recorded_input,
             started_at: crate::store::now_ms(),
         };
         let deadline_ms = root.started_at + timeout.as_millis() as i64;
@@ -352,6 +393,7 @@ impl Engine {
                 limits,
                 webhook,
                 packages: packages.as_deref(),
+                script,
             };
             let mut outcome = check_output(job_inner.sandbox.run(&spec, Box::new(tree)), &schemas);
             cancel::settle(&mut outcome.result, cancel);
@@ -514,6 +556,11 @@ pub struct Started {
 impl Started {
     /// Wait for the run to end and its record to be committed.
     pub async fn wait(self) -> Result<InvokeResult> {
+        Ok(self.wait_printed().await?.0)
+    }
+
+    /// `wait`, with what the run printed (stdout, stderr) as captured.
+    pub async fn wait_printed(self) -> Result<(InvokeResult, (String, String))> {
         let Started {
             execution_id,
             job,
@@ -547,14 +594,15 @@ impl Started {
             Ok(v) => (Some(v), None),
             Err(e) => (None, Some(e)),
         };
-        Ok(InvokeResult {
+        let result = InvokeResult {
             execution_id,
             status,
             output,
             error,
             duration_ms,
             fuel_used: outcome.fuel_used,
-        })
+        };
+        Ok((result, (outcome.stdout, outcome.stderr)))
     }
 }
 

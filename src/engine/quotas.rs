@@ -38,6 +38,8 @@ struct Overrides {
     burst: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_fuel_per_execution: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code_execution: Option<bool>,
 }
 
 /// A tenant's limits in force.
@@ -50,6 +52,9 @@ pub struct Quotas {
     pub burst: f64,
     /// None: no fuel cap (the timeout bounds CPU time).
     pub max_fuel_per_execution: Option<u64>,
+    /// Whether the tenant may send code to run (`POST /run`); never more than the server
+    /// allows (`ALLOW_CODE_EXECUTION`).
+    pub code_execution: bool,
 }
 
 impl Quotas {
@@ -59,7 +64,7 @@ impl Quotas {
             return Ok(serde_json::json!({}));
         };
         let o: Overrides = serde_json::from_value(v.clone())
-            .map_err(|e| ParseError::new("quotas", format!("{e} (known: max_functions, max_concurrent_executions, invocations_per_second, burst, max_fuel_per_execution)")))?;
+            .map_err(|e| ParseError::new("quotas", format!("{e} (known: max_functions, max_concurrent_executions, invocations_per_second, burst, max_fuel_per_execution, code_execution)")))?;
         let bad = |field: &str, m: &str| Err(ParseError::new(format!("quotas.{field}"), m));
         if o.max_functions.is_some_and(|n| n < 0) {
             return bad("max_functions", "must be 0 or more");
@@ -97,6 +102,7 @@ impl Quotas {
             invocations_per_second: rate,
             burst: o.burst.unwrap_or(rate.max(1.0)),
             max_fuel_per_execution: o.max_fuel_per_execution,
+            code_execution: cfg.allow_code_execution && o.code_execution.unwrap_or(true),
         })
     }
 }

@@ -266,6 +266,7 @@ impl Host for CallTree {
                         isolation,
                         webhook: false,
                         packages: self.packages.as_deref(),
+                        script: false,
                         limits: Limits {
                             budget,
                             memory_bytes: memory,

@@ -11,6 +11,7 @@ mod health;
 pub mod hooks;
 pub mod openapi;
 mod packages;
+mod run;
 mod schedules;
 mod tenancy;
 mod views;
@@ -69,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .merge(packages::routes())
         .merge(capabilities::routes())
         .merge(workflows::routes())
+        .merge(run::routes())
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(RequestBodyLimitLayer::new(limit))
         .layer(axum::middleware::from_fn_with_state(

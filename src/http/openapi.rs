@@ -190,8 +190,9 @@ impl Op<'_> {
 }
 
 /// The sections, in the order the docs show them: functions first, admin last.
-const TAGS: [&str; 9] = [
+const TAGS: [&str; 10] = [
     "functions",
+    "run",
     "executions",
     "webhooks",
     "schedules",
@@ -211,6 +212,7 @@ pub fn document() -> Value {
     super::hooks::document(&mut doc);
     super::schedules::document(&mut doc);
     super::workflows::document(&mut doc);
+    super::run::document(&mut doc);
     super::packages::document(&mut doc);
     super::capabilities::document(&mut doc);
     super::tenancy::document(&mut doc);

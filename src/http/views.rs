@@ -117,6 +117,38 @@ pub struct InvokeResult {
     pub fuel_used: u64,
 }
 
+/// What code sent to run answers (`POST /run`), as notebook kernels report a cell.
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunAnswer {
+    pub execution_id: String,
+    /// `succeeded`, `failed` or `cancelled`.
+    pub status: String,
+    pub stdout: String,
+    pub stderr: String,
+    /// What the code displayed (`maestro.display`, figures), then the value of its last
+    /// expression: each a bundle of representations (`text`, and where the object has them
+    /// `json`, `html`, `markdown`, `svg`, `png` and `jpeg` as base64, `latex`).
+    pub results: Vec<Value>,
+    pub error: Option<RunError>,
+    pub duration_ms: f64,
+    pub fuel_used: u64,
+}
+
+/// Why a run failed.
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunError {
+    /// The exception's type (`ValueError`), or `kind` when the run was stopped otherwise.
+    pub name: String,
+    /// Its message.
+    pub value: String,
+    /// Python's traceback (user frames only); empty when there is none.
+    pub traceback: String,
+    /// `python_exception`, `timeout`, `out_of_fuel`, `memory_limit`, `cancelled`, ...
+    pub kind: String,
+}
+
 /// The 202 of a run started in the background: where to follow it.
 #[derive(ToSchema, Serialize)]
 #[serde(deny_unknown_fields)]

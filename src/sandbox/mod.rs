@@ -201,6 +201,9 @@ pub struct CallSpec<'a> {
     pub webhook: bool,
     /// The tenant's packages, if it has any.
     pub packages: Option<&'a PackageMount>,
+    /// `code` is a script run as a notebook cell (`POST /run`), not a module defining
+    /// `function`: the output is `{"results": [...]}` (see runtime/guest/cells.py).
+    pub script: bool,
 }
 
 /// A nested call's result as the caller sees it.
@@ -494,11 +497,15 @@ impl Sandbox {
             "input": spec.input,
             "capture": self.cfg.capture_bytes,
         });
-        if !inst.loaded {
+        if spec.script {
+            // A script runs anew each time, in globals of its own.
+            begin["script"] = Value::Bool(true);
+        }
+        if spec.script || !inst.loaded {
             begin["code"] = Value::from(spec.code);
-            if spec.packages.is_some() {
-                begin["paths"] = serde_json::json!([PACKAGES_GUEST_DIR]);
-            }
+        }
+        if !inst.loaded && spec.packages.is_some() {
+            begin["paths"] = serde_json::json!([PACKAGES_GUEST_DIR]);
         }
         if spec.webhook {
             begin["webhook"] = Value::Bool(true);
@@ -549,7 +556,10 @@ impl Sandbox {
 
 /// Where a tenant's packages appear inside the sandbox.
 pub const PACKAGES_GUEST_DIR: &str = "/packages";
-const PRELUDE: &str = include_str!("../../runtime/guest/prelude.py");
+const PRELUDE: &str = concat!(
+    include_str!("../../runtime/guest/prelude.py"),
+    include_str!("../../runtime/guest/cells.py")
+);
 const RUN: &str = "_mx_run()";
 /// Loads the precompiled prelude into `__main__` of a new instance.
 const BOOT: &str = "import marshal, _host\nexec(marshal.loads(_host.call(b'{\"op\":\"prelude\"}')))\n";

@@ -155,13 +155,7 @@ impl Functions {
             .code
             .or_else(|| cur.map(|c| c.code.clone()))
             .ok_or_else(|| missing("code"))?;
-        if code.len() > cfg.max_code_bytes {
-            return Err(Error::TooLarge(format!(
-                "code is {} bytes; the limit is {}",
-                code.len(),
-                cfg.max_code_bytes
-            )));
-        }
+        check_code_size(cfg, &code)?;
         let keep = |new: Option<Value>, old: Option<&Option<Value>>| match new {
             Some(Value::Null) => None,
             Some(v) => Some(v),
@@ -182,7 +176,7 @@ impl Functions {
             memory_mb: draft.memory_mb.or(old.memory_mb),
             on_interrupt: draft.on_interrupt.or(old.on_interrupt),
         };
-        self.check_settings(&settings)?;
+        check_settings(cfg, &self.engine, &settings)?;
         if draft.description.as_deref().is_some_and(|d| d.contains('\0')) {
             return Err(Error::invalid_as(
                 "description",
@@ -207,35 +201,47 @@ impl Functions {
             created_by: caller.email.clone(),
         })
     }
+}
 
-    fn check_settings(&self, s: &FunctionSettings) -> Result<()> {
-        let cfg = &self.settings;
-        let mut problems = vec![];
-        if let Some(t) = s.timeout_seconds {
-            if !(t > 0.0 && t <= cfg.max_function_timeout) {
-                let message = format!("must be > 0 and <= {}", cfg.max_function_timeout);
-                problems.push(json!({"field": "timeout_seconds", "message": message}));
-            }
-        }
-        if let Some(f) = s.fuel {
-            if f == 0 || f > cfg.max_function_fuel {
-                let message = format!("must be between 1 and {}", cfg.max_function_fuel);
-                problems.push(json!({"field": "fuel", "message": message}));
-            }
-        }
-        if let Some(m) = s.memory_mb {
-            let floor = self.engine.sandbox().initial_memory().div_ceil(1 << 20) + 16;
-            if m < floor || m > cfg.max_function_memory_mb {
-                let message = format!("must be between {floor} and {}", cfg.max_function_memory_mb);
-                problems.push(json!({"field": "memory_mb", "message": message}));
-            }
-        }
-        if problems.is_empty() {
-            return Ok(());
-        }
-        let e = ParseError::new("settings", "out of range")
-            .summarized("invalid function settings")
-            .with_details(json!(problems));
-        Err(e.into())
+/// Code within `MAX_CODE_BYTES`.
+pub(super) fn check_code_size(cfg: &Settings, code: &str) -> Result<()> {
+    if code.len() > cfg.max_code_bytes {
+        return Err(Error::TooLarge(format!(
+            "code is {} bytes; the limit is {}",
+            code.len(),
+            cfg.max_code_bytes
+        )));
     }
+    Ok(())
+}
+
+/// Limits within the server's maxima (a function's settings, or a code run's).
+pub(super) fn check_settings(cfg: &Settings, engine: &Engine, s: &FunctionSettings) -> Result<()> {
+    let mut problems = vec![];
+    if let Some(t) = s.timeout_seconds {
+        if !(t > 0.0 && t <= cfg.max_function_timeout) {
+            let message = format!("must be > 0 and <= {}", cfg.max_function_timeout);
+            problems.push(json!({"field": "timeout_seconds", "message": message}));
+        }
+    }
+    if let Some(f) = s.fuel {
+        if f == 0 || f > cfg.max_function_fuel {
+            let message = format!("must be between 1 and {}", cfg.max_function_fuel);
+            problems.push(json!({"field": "fuel", "message": message}));
+        }
+    }
+    if let Some(m) = s.memory_mb {
+        let floor = engine.sandbox().initial_memory().div_ceil(1 << 20) + 16;
+        if m < floor || m > cfg.max_function_memory_mb {
+            let message = format!("must be between {floor} and {}", cfg.max_function_memory_mb);
+            problems.push(json!({"field": "memory_mb", "message": message}));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let e = ParseError::new("settings", "out of range")
+        .summarized("invalid function settings")
+        .with_details(json!(problems));
+    Err(e.into())
 }

@@ -12,6 +12,7 @@ mod error;
 pub mod executions;
 pub mod functions;
 pub mod packages;
+pub mod runs;
 pub mod schedules;
 pub mod tenancy;
 pub mod webhooks;
@@ -37,6 +38,7 @@ pub struct Services {
     pub capabilities: capabilities::Capabilities,
     pub packages: packages::Packages,
     pub executions: executions::Executions,
+    pub runs: runs::Runs,
 }
 
 /// What the services are built from.
@@ -56,6 +58,7 @@ impl Services {
             functions: functions::Functions::new(d.store.clone(), d.engine.clone(), d.settings.clone()),
             webhooks: webhooks::Webhooks::new(d.store.clone()),
             executions: executions::Executions::new(d.store.clone(), d.engine.clone()),
+            runs: runs::Runs::new(d.engine.clone(), d.settings.clone()),
             tenancy: tenancy::Tenancy::new(d.store.clone(), d.engine.clone()),
             packages: packages::Packages::new(d.store.clone(), d.packages),
             capabilities: capabilities::Capabilities::new(d.store.clone(), d.vault, d.egress, d.settings.clone()),
