@@ -346,15 +346,7 @@ impl Store {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         // The job's row first, as in every queue transaction (no lock-order deadlock).
-        let ours = sqlx::query(
-            "update jobs set run_at = run_at where id = $1 and execution_id = $2 and owner = $3 and status = 'running'",
-        )
-        .bind(&job.id)
-        .bind(&job.execution_id)
-        .bind(owner)
-        .execute(&mut *tx)
-        .await?;
-        if ours.rows_affected() == 0 {
+        if !lock_held(&mut tx, job, owner).await? {
             return Ok(()); // taken back meanwhile: its new attempt decides
         }
         sqlx::query(
@@ -466,15 +458,7 @@ impl Store {
         (lease_until, started_at, deadline_at): (i64, i64, i64),
     ) -> StoreResult<Handover> {
         let mut tx = self.pool.begin().await?;
-        let ours = sqlx::query(
-            "update jobs set run_at = run_at where id = $1 and execution_id = $2 and owner = $3 and status = 'running'",
-        )
-        .bind(&job.id)
-        .bind(&job.execution_id)
-        .bind(owner)
-        .execute(&mut *tx)
-        .await?;
-        if ours.rows_affected() == 0 {
+        if !lock_held(&mut tx, job, owner).await? {
             return Ok(Handover::Lost);
         }
         if super::cancels::cancel_requested(&mut tx, &job.execution_id).await? {
@@ -654,4 +638,18 @@ pub(super) async fn end_queued_workflow_run(
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Lock job `job`'s row (first, as every queue transaction does: no lock-order deadlock) if
+/// `owner` still holds its current attempt; false when it was taken back meanwhile.
+async fn lock_held(conn: &mut sqlx::AnyConnection, job: &Job, owner: &str) -> Result<bool, sqlx::Error> {
+    let ours = sqlx::query(
+        "update jobs set run_at = run_at where id = $1 and execution_id = $2 and owner = $3 and status = 'running'",
+    )
+    .bind(&job.id)
+    .bind(&job.execution_id)
+    .bind(owner)
+    .execute(conn)
+    .await?;
+    Ok(ours.rows_affected() == 1)
 }
