@@ -149,6 +149,15 @@ async fn limits_and_policy_hold(b: Backend) {
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert_eq!(v["error"]["details"][0]["field"], "timeout_seconds", "{v}");
+    let (s, v) = app.post("/api/v1/run", json!({"code": "1", "isolation": "warm"})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "runs are always fresh: {v}");
+    let big = "x".repeat(1 << 20);
+    let (s, v) = app.post("/api/v1/run", json!({"code": "1", "input": big})).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("MAX_INPUT_BYTES"),
+        "{v}"
+    );
     // The tenant's egress policy (deny by default) and the sandbox's walls.
     let v = run(
         &app,
@@ -179,6 +188,11 @@ async fn limits_and_policy_hold(b: Backend) {
 #[tokio::test]
 async fn code_execution_can_be_turned_off() {
     let app = start_with(Backend::Sqlite, &["--allow-code-execution", "false"]).await;
+    // Refused before the body is even read.
+    let (s, v) = app
+        .raw(Method::POST, "/api/v1/run", Some(&app.token), "{not json")
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
     let (s, v) = app.post("/api/v1/run", json!({"code": "1"})).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
     assert!(

@@ -15,6 +15,9 @@ _MX_REPRS = (
 )
 # The longest `text` of one result: a repr of a huge object should not fill the answer.
 _MX_TEXT_CAP = 64 << 10
+# All results of a run together (the host refuses outputs over 16 MiB whole): past it,
+# results are dropped with a note, so the ones before still arrive.
+_MX_RESULTS_CAP = 8 << 20
 
 
 def _mx_is_figure(obj):
@@ -74,9 +77,18 @@ def _mx_display(*objs):
         if results is None:
             print(repr(obj))
             continue
-        results.append(_mx_bundle(obj))
+        bundle = _mx_bundle(obj)
         if _mx_is_figure(obj):
             _mx_close(obj)
+        size = sum(len(v) if isinstance(v, str) else 64 for v in bundle.values())
+        used = _mx_state.get("results_bytes", 0) + size
+        _mx_state["results_bytes"] = used
+        if used > _MX_RESULTS_CAP:
+            if not _mx_state.get("results_cut"):
+                _mx_state["results_cut"] = True
+                results.append({"text": f"[maestro: results past {_MX_RESULTS_CAP >> 20} MiB dropped]"})
+            continue
+        results.append(bundle)
 
 
 def _mx_close(fig):
@@ -95,7 +107,10 @@ def _mx_flush_figures():
 
 
 def _mx_show(*args, **kwargs):
-    _mx_flush_figures()
+    """plt.show(): in a run, the open figures become results; elsewhere (a stored
+    function) it does nothing, as the Agg backend's own show."""
+    if "results" in _mx_state:
+        _mx_flush_figures()
 
 
 def _mx_patch_pyplot(plt):
@@ -136,8 +151,11 @@ def _mx_cell(code, g, filename):
     _mx_state.update(code=code, filename=filename)
     linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
     results = _mx_state["results"] = []
+    _mx_state.pop("results_bytes", None)
+    _mx_state.pop("results_cut", None)
     try:
-        tree = ast.parse(code, filename, "exec")
+        # compile() rather than ast.parse(): a syntax error's traceback has no ast.py frame.
+        tree = compile(code, filename, "exec", ast.PyCF_ONLY_AST)
         last = None
         if tree.body and isinstance(tree.body[-1], ast.Expr):
             last = ast.Expression(tree.body.pop().value)

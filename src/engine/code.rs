@@ -24,8 +24,8 @@ pub struct CodeRun {
     pub code: String,
     /// The script's global `input` (None when not given).
     pub input: Value,
-    /// Its limits (checked by the caller against the server's maxima); isolation is
-    /// `fresh` unless asked otherwise.
+    /// Its limits (checked by the caller against the server's maxima); its isolation is
+    /// always `fresh`.
     pub settings: FunctionSettings,
 }
 
@@ -34,14 +34,19 @@ impl Engine {
     pub async fn start_code(&self, tenant: &str, run: CodeRun) -> Result<Started> {
         self.inner.check_open()?;
         let sha = hex::encode(Sha256::digest(run.code.as_bytes()));
-        let recorded = json!({"code": head(&run.code, RECORDED_CODE_BYTES), "input": run.input}).to_string();
+        let code = head(&run.code, RECORDED_CODE_BYTES);
+        let mut recorded = json!({"code": code, "input": run.input});
+        if code.len() < run.code.len() {
+            recorded["code_sha256"] = json!(sha);
+            recorded["code_bytes"] = json!(run.code.len());
+        }
+        let recorded = recorded.to_string();
         let settings = FunctionSettings {
-            isolation: Some(run.settings.isolation.unwrap_or(Isolation::Fresh)),
+            isolation: Some(Isolation::Fresh),
             ..run.settings
         };
         let now = now_ms();
         let function = Function {
-            // The warm pool keys instances by it: the same code may reuse one when `warm`.
             id: format!("run:{sha}"),
             name: RUN_FUNCTION.to_string(),
             latest_version: 0,

@@ -30,8 +30,7 @@ struct RunBody {
     timeout_seconds: Option<f64>,
     memory_mb: Option<u64>,
     fuel: Option<u64>,
-    /// `fresh` (the default: a new interpreter) or `warm` (an interpreter kept for the same
-    /// code may be reused).
+    /// Only `fresh` (a new interpreter every run; `warm` is refused).
     #[schema(value_type = Option<String>)]
     isolation: Option<Isolation>,
 }
@@ -41,8 +40,11 @@ async fn run(
     caller: Caller,
     body: axum::body::Body,
 ) -> ApiResult<Json<views::RunAnswer>> {
-    // The code and input together: bounded like any request body that becomes an input.
-    let limit = state.settings.max_input_bytes + state.settings.max_code_bytes;
+    let runs = &state.services.runs;
+    runs.check_allowed(&caller).await?;
+    // The code and input together, with room for the code's escaping in JSON (each part is
+    // checked against its own limit after parsing).
+    let limit = state.settings.max_input_bytes + 6 * state.settings.max_code_bytes + 4096;
     let body: RunBody = parse_json(&super::read_input(body, limit).await?)?;
     let req = RunRequest {
         code: body.code,
@@ -56,7 +58,7 @@ async fn run(
         },
     };
     // The run goes on (and is recorded) if the client hangs up: the worker owns it.
-    let started = state.services.runs.start(&caller, req).await?;
+    let started = runs.start(&caller, req).await?;
     let (result, (stdout, stderr)) = started.wait_printed().await?;
     Ok(Json(answer(result, stdout, stderr)))
 }

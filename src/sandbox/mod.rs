@@ -523,7 +523,10 @@ impl Sandbox {
         let healthy = outcome.result.is_ok();
         // Tearing down a store unmaps its memory: whatever is not kept is dropped off the
         // request path.
-        if spec.isolation == Isolation::Warm && healthy && inst.uses < self.cfg.warm_max_uses {
+        // A script's instance is never pooled: every script is new code, and would only push
+        // other functions' instances out.
+        let poolable = spec.isolation == Isolation::Warm && !spec.script;
+        if poolable && healthy && inst.uses < self.cfg.warm_max_uses {
             self.retire_all(self.pool.put(key, inst));
         } else {
             self.spares.retire(inst);

@@ -10,7 +10,7 @@ use super::functions::{check_code_size, check_settings};
 use super::{Error, Result};
 use crate::auth::Caller;
 use crate::config::Settings;
-use crate::domain::FunctionSettings;
+use crate::domain::{FunctionSettings, Isolation};
 use crate::engine::code::CodeRun;
 use crate::engine::{Engine, Started};
 
@@ -32,8 +32,8 @@ impl Runs {
         Runs { engine, settings }
     }
 
-    /// Start `req` in the caller's tenant, if it may run code.
-    pub async fn start(&self, caller: &Caller, req: RunRequest) -> Result<Started> {
+    /// Refuse a caller whose tenant may not run code (checked before the body is read).
+    pub async fn check_allowed(&self, caller: &Caller) -> Result<()> {
         if !self.settings.allow_code_execution {
             return Err(Error::Forbidden(
                 "running code on demand is turned off on this server (ALLOW_CODE_EXECUTION=false)".into(),
@@ -45,7 +45,26 @@ impl Runs {
                 caller.tenant
             )));
         }
+        Ok(())
+    }
+
+    /// Start `req` in the caller's tenant, if it may run code.
+    pub async fn start(&self, caller: &Caller, req: RunRequest) -> Result<Started> {
+        self.check_allowed(caller).await?;
         check_code_size(&self.settings, &req.code)?;
+        if req.limits.isolation == Some(Isolation::Warm) {
+            return Err(Error::invalid(
+                "isolation",
+                "code runs are always `fresh` (a session keeps an interpreter's state instead)",
+            ));
+        }
+        let input_bytes = req.input.as_ref().map_or(0, |i| i.to_string().len());
+        if input_bytes > self.settings.max_input_bytes {
+            return Err(Error::TooLarge(format!(
+                "the input is {input_bytes} bytes; the limit is {} (MAX_INPUT_BYTES)",
+                self.settings.max_input_bytes
+            )));
+        }
         check_settings(&self.settings, &self.engine, &req.limits)?;
         let run = CodeRun {
             code: req.code,

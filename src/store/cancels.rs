@@ -29,7 +29,7 @@ impl Tenant<'_> {
     /// Cancel execution `id` of this tenant (a function's or a workflow run's), or the
     /// current attempt of the job it is an attempt of (see [`CancelOutcome`]).
     pub async fn cancel_execution(&self, id: &str) -> StoreResult<CancelOutcome> {
-        let mut tx = self.store.pool.begin().await?;
+        let mut tx = self.store.begin().await?;
         // The job's row first, as in every queue transaction (and SQLite's write lock at once).
         // A job's id is its first attempt's execution id.
         let of_job = "(id = $1 or execution_id = $1) and tenant = $2";

@@ -38,7 +38,7 @@ impl Tenant<'_> {
     ) -> StoreResult<bool> {
         let tenant = self.id;
         let now = now_ms();
-        let mut tx = self.store.pool.begin().await?;
+        let mut tx = self.store.begin().await?;
         let updated = sqlx::query(
             "update secrets set nonce = $3, ciphertext = $4, updated_at = $5 where tenant = $1 and name = $2",
         )
@@ -108,7 +108,7 @@ impl Tenant<'_> {
 
     pub async fn delete_secret(&self, name: &str, audit: Audit) -> StoreResult<()> {
         let tenant = self.id;
-        let mut tx = self.store.pool.begin().await?;
+        let mut tx = self.store.begin().await?;
         let done = sqlx::query("delete from secrets where tenant = $1 and name = $2")
             .bind(tenant)
             .bind(name)
@@ -137,7 +137,7 @@ impl Tenant<'_> {
     pub async fn set_egress_policy(&self, policy: &Policy, by: &str, audit: Audit) -> StoreResult<()> {
         let tenant = self.id;
         let text = serde_json::to_string(policy).unwrap_or_else(|_| "{}".into());
-        let mut tx = self.store.pool.begin().await?;
+        let mut tx = self.store.begin().await?;
         sqlx::query("delete from egress_policies where tenant = $1")
             .bind(tenant)
             .execute(&mut *tx)

@@ -499,7 +499,7 @@ impl Store {
                 return Ok(());
             }
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         for w in writes {
             apply(&mut tx, w).await?;
         }
@@ -511,7 +511,7 @@ impl Store {
     /// their steps, in one transaction; returns how many went. Running ones are never touched.
     /// `tenant` narrows it to one tenant.
     pub async fn purge_finished_before(&self, cutoff: i64, batch: i64, tenant: Option<&str>) -> StoreResult<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let rows = sqlx::query(
             "select id from executions where status <> 'running' and finished_at < $1 and ($3 is null or tenant = $3)
              order by finished_at limit $2",
@@ -551,7 +551,7 @@ impl Store {
     /// Record executions this server gave up on (it is shutting down) as interrupted with
     /// `reason`, with their calls still open; those already finished are left alone.
     pub async fn interrupt(&self, ids: &[String], reason: &str) -> StoreResult<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let mut done = 0;
         for id in ids {
             done += close_interrupted(&mut tx, id, reason).await?;
@@ -566,7 +566,7 @@ impl Store {
         let cutoff = now_ms() - grace_ms;
         let error =
             r#"{"kind":"interrupted","message":"the server running this execution stopped before it finished"}"#;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             r#"update steps set status = 'failed', error = $1, finished_at = $2 where status = 'running'
                and execution_id in (select id from executions where status = 'running' and deadline_at < $3

@@ -128,7 +128,7 @@ impl Tenant<'_> {
         let tenant = self.id;
         let id = uuid::Uuid::now_v7().to_string();
         let now = now_ms();
-        let mut tx = self.store.pool.begin().await?;
+        let mut tx = self.store.begin().await?;
         sqlx::query(
             r#"insert into functions (id, tenant, name, current_version, latest_version, created_at, updated_at)
                values ($1, $2, $3, 1, 1, $4, $4)"#,
@@ -231,7 +231,7 @@ impl Tenant<'_> {
         audit: impl FnOnce(i64) -> Audit,
     ) -> StoreResult<Function> {
         let tenant = self.id;
-        let mut tx = self.store.pool.begin().await?;
+        let mut tx = self.store.begin().await?;
         // The update takes the row lock (PostgreSQL) or the write lock (SQLite) first, so two
         // concurrent updates get consecutive version numbers.
         let row = sqlx::query(
@@ -272,7 +272,7 @@ impl Tenant<'_> {
 
     pub async fn delete_function(&self, name: &str, audit: Audit) -> StoreResult<()> {
         let tenant = self.id;
-        let mut tx = self.store.pool.begin().await?;
+        let mut tx = self.store.begin().await?;
         let row = sqlx::query("select id from functions where tenant = $1 and name = $2")
             .bind(tenant)
             .bind(name)

@@ -124,7 +124,7 @@ impl Tenant<'_> {
     pub async fn enqueue(&self, job: &NewJob<'_>, max_depth: i64) -> StoreResult<Result<String, Refused>> {
         let now = now_ms();
         let execution_id = uuid::Uuid::now_v7().to_string();
-        let mut tx = self.store.pool.begin().await?;
+        let mut tx = self.store.begin().await?;
         // A write first: SQLite then takes its write lock at once, instead of upgrading a
         // read lock later (which fails under concurrent enqueues rather than waiting).
         sqlx::query(
@@ -241,7 +241,7 @@ impl Store {
              (select id from jobs where status = 'queued' and run_at <= $3{skipped} \
               order by rank, priority, created_at limit 1 {lock}) returning {COLS}"
         );
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let mut claim = sqlx::query(&sql).bind(owner).bind(lease_until).bind(now);
         for tenant in skip {
             claim = claim.bind(tenant);
@@ -315,7 +315,7 @@ impl Store {
     /// Give a claimed job back (it could not start yet: its tenant is over a quota, or this
     /// server is stopping): queued again from `run_at`, same attempt and rank.
     pub async fn unclaim_job(&self, job: &Job, owner: &str, run_at: i64) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let done = sqlx::query(
             "update jobs set status = 'queued', owner = null, lease_until = null, run_at = $3 \
              where id = $1 and owner = $2 and status = 'running'",
@@ -344,7 +344,7 @@ impl Store {
     /// goes; unless it is no longer `owner`'s (a workflow job taken back keeps its execution).
     pub async fn fail_job(&self, job: &Job, owner: &str, error: &str) -> StoreResult<()> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         // The job's row first, as in every queue transaction (no lock-order deadlock).
         if !lock_held(&mut tx, job, owner).await? {
             return Ok(()); // taken back meanwhile: its new attempt decides
@@ -388,7 +388,7 @@ impl Store {
     /// new attempt's execution id, if one was queued.
     pub async fn recover_job(&self, job: &Job, reason: &str) -> StoreResult<Option<String>> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let taken = sqlx::query(
             "update jobs set owner = null, lease_until = null where id = $1 and status = 'running' and lease_until = $2",
         )
@@ -457,7 +457,7 @@ impl Store {
         drive: &str,
         (lease_until, started_at, deadline_at): (i64, i64, i64),
     ) -> StoreResult<Handover> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         if !lock_held(&mut tx, job, owner).await? {
             return Ok(Handover::Lost);
         }

@@ -99,6 +99,16 @@ pub struct Store {
 }
 
 impl Store {
+    /// A transaction that writes. On SQLite it is `BEGIN IMMEDIATE`: it takes the write lock
+    /// at once (waiting up to the busy timeout behind another writer), where a deferred one
+    /// that read first would fail outright when it then writes after another connection did.
+    pub(super) async fn begin(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
     /// Connect (creating the SQLite file if needed) and apply migrations.
     /// Connect and migrate; `cache_ttl` bounds how stale another server's function change
     /// may look here (zero turns the cache off).

@@ -146,7 +146,7 @@ impl Tenant<'_> {
         audit: Option<Audit>,
     ) -> StoreResult<()> {
         let tenant = self.id;
-        let mut tx = self.store.pool.begin().await?;
+        let mut tx = self.store.begin().await?;
         for p in packages {
             let m = &p.package;
             if replace {
@@ -209,7 +209,7 @@ impl Tenant<'_> {
         audit: impl FnOnce(&InstalledPackage) -> Audit,
     ) -> StoreResult<InstalledPackage> {
         let tenant = self.id;
-        let mut tx = self.store.pool.begin().await?;
+        let mut tx = self.store.begin().await?;
         let rows = sqlx::query(&format!("select {COLS} from packages where tenant = $1"))
             .bind(tenant)
             .fetch_all(&mut *tx)
@@ -254,7 +254,7 @@ impl Tenant<'_> {
 
     pub async fn create_package_job(&self, id: &str, requirement: &str, by: &str, audit: Audit) -> StoreResult<()> {
         let tenant = self.id;
-        let mut tx = self.store.pool.begin().await?;
+        let mut tx = self.store.begin().await?;
         sqlx::query(
             "insert into package_jobs (id, tenant, requirement, status, created_by, created_at) \
              values ($1, $2, $3, 'running', $4, $5)",

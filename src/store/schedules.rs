@@ -232,7 +232,7 @@ impl Store {
         next: Option<i64>,
         r: &NewRun<'_>,
     ) -> StoreResult<Option<String>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let done = sqlx::query("update schedules set next_run_at = $3 where id = $1 and next_run_at = $2")
             .bind(r.schedule_id)
             .bind(expected)
@@ -259,7 +259,7 @@ impl Store {
         r: &NewRun<'_>,
         audit: impl FnOnce(&str) -> Audit,
     ) -> StoreResult<Option<String>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let id = insert_run(&mut tx, r).await?;
         if let Some(id) = &id {
             audit(id).write(&mut tx, r.tenant).await?;
@@ -303,7 +303,7 @@ impl Store {
         retry: Option<&NewRun<'_>>,
     ) -> StoreResult<bool> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let done = sqlx::query(
             "update schedule_runs set status = $2, reason = coalesce($3, reason), finished_at = $4,
              execution_id = coalesce(execution_id, $5) where id = $1 and status = 'running'
@@ -412,7 +412,7 @@ impl Tenant<'_> {
         audit: impl FnOnce(&Schedule) -> Audit,
     ) -> StoreResult<Schedule> {
         let tenant = self.id;
-        let mut tx = self.store.pool.begin().await?;
+        let mut tx = self.store.begin().await?;
         let id = insert_schedule(&mut tx, tenant, f, next_run_at, by).await?;
         audited(tx, tenant, &id, audit).await
     }
@@ -426,7 +426,7 @@ impl Tenant<'_> {
         audit: impl FnOnce(&Schedule) -> Audit,
     ) -> StoreResult<Schedule> {
         let tenant = self.id;
-        let mut tx = self.store.pool.begin().await?;
+        let mut tx = self.store.begin().await?;
         update_schedule_row(&mut tx, tenant, id, f, next_run_at).await?;
         audited(tx, tenant, id, audit).await
     }
@@ -456,7 +456,7 @@ impl Tenant<'_> {
 
     pub async fn delete_schedule(&self, id: &str, audit: Audit) -> StoreResult<()> {
         let tenant = self.id;
-        let mut tx = self.store.pool.begin().await?;
+        let mut tx = self.store.begin().await?;
         delete_schedule_row(&mut tx, tenant, id).await?;
         audit.write(&mut tx, tenant).await?;
         tx.commit().await?;
@@ -472,7 +472,7 @@ impl Tenant<'_> {
         audit: Audit,
     ) -> StoreResult<Schedule> {
         let tenant = self.id;
-        let mut tx = self.store.pool.begin().await?;
+        let mut tx = self.store.begin().await?;
         let done = sqlx::query(
             "update schedules set enabled = $3, next_run_at = $4, updated_at = $5 where tenant = $1 and id = $2",
         )

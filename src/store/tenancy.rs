@@ -106,7 +106,7 @@ impl Store {
         audit: impl FnOnce(&Subtenant) -> Audit,
     ) -> StoreResult<Subtenant> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "insert into subtenants (id, description, quotas, created_by, created_at, updated_at)
              values ($1, $2, $3, $4, $5, $5)",
@@ -157,7 +157,7 @@ impl Store {
         quotas: &Value,
         audit: impl FnOnce(&Subtenant) -> Audit,
     ) -> StoreResult<Subtenant> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let done = sqlx::query("update subtenants set description = $2, quotas = $3, updated_at = $4 where id = $1")
             .bind(id)
             .bind(description)
@@ -177,7 +177,7 @@ impl Store {
     /// Delete a subtenant. While it owns functions this is refused unless `force`, which
     /// removes everything it owns in the same transaction.
     pub async fn delete_subtenant(&self, id: &str, force: bool, audit: Audit) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let owned: i64 = sqlx::query("select count(*) as n from functions where tenant = $1")
             .bind(id)
             .fetch_one(&mut *tx)
@@ -220,7 +220,7 @@ impl Store {
         by: &str,
         audit: impl FnOnce(&Grant) -> Audit,
     ) -> StoreResult<Grant> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let exists = sqlx::query("select 1 as one from subtenants where id = $1")
             .bind(subtenant)
             .fetch_optional(&mut *tx)
@@ -252,7 +252,7 @@ impl Store {
     }
 
     pub async fn revoke(&self, subtenant: &str, email: &str, audit: Audit) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         fetch_subtenant(&mut tx, subtenant).await?;
         let done = sqlx::query("delete from grants where subtenant_id = $1 and user_email = $2")
             .bind(subtenant)

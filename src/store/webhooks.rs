@@ -130,7 +130,7 @@ impl Tenant<'_> {
         let tenant = self.id;
         let id = uuid::Uuid::now_v7().to_string();
         let now = now_ms();
-        let mut tx = self.store.pool.begin().await?;
+        let mut tx = self.store.begin().await?;
         check_target(&mut tx, tenant, &f.target).await?;
         sqlx::query(
             r#"insert into webhooks (id, tenant, path, function_name, http_method, requires_auth, secret, description,
@@ -168,7 +168,7 @@ impl Tenant<'_> {
         audit: impl FnOnce(&Webhook) -> Audit,
     ) -> StoreResult<Webhook> {
         let tenant = self.id;
-        let mut tx = self.store.pool.begin().await?;
+        let mut tx = self.store.begin().await?;
         check_target(&mut tx, tenant, &f.target).await?;
         let done = sqlx::query(
             r#"update webhooks set path = $3, function_name = $4, http_method = $5, requires_auth = $6,
@@ -200,7 +200,7 @@ impl Tenant<'_> {
 
     pub async fn set_webhook_secret(&self, id: &str, secret: &str, audit: Audit) -> StoreResult<Webhook> {
         let tenant = self.id;
-        let mut tx = self.store.pool.begin().await?;
+        let mut tx = self.store.begin().await?;
         let done = sqlx::query("update webhooks set secret = $3, updated_at = $4 where tenant = $1 and id = $2")
             .bind(tenant)
             .bind(id)
@@ -240,7 +240,7 @@ impl Tenant<'_> {
 
     pub async fn delete_webhook(&self, id: &str, audit: Audit) -> StoreResult<()> {
         let tenant = self.id;
-        let mut tx = self.store.pool.begin().await?;
+        let mut tx = self.store.begin().await?;
         let done = sqlx::query("delete from webhooks where tenant = $1 and id = $2")
             .bind(tenant)
             .bind(id)

@@ -68,7 +68,7 @@ impl Tenant<'_> {
         let tenant = self.id;
         let id = uuid::Uuid::now_v7().to_string();
         let now = now_ms();
-        let mut tx = self.store.pool.begin().await?;
+        let mut tx = self.store.begin().await?;
         sqlx::query(
             "insert into workflows (id, tenant, name, current_version, created_by, created_at, updated_at) \
              values ($1, $2, $3, 1, $4, $5, $5)",
@@ -121,7 +121,7 @@ impl Tenant<'_> {
         let current = self.get_workflow(name).await?;
         let version = current.version + 1;
         let now = now_ms();
-        let mut tx = self.store.pool.begin().await?;
+        let mut tx = self.store.begin().await?;
         insert_version(&mut tx, (tenant, &current.id), version, def, (by, now))
             .await
             .map_err(|e| match e {
@@ -174,7 +174,7 @@ impl Tenant<'_> {
     pub async fn delete_workflow(&self, name: &str, audit: Audit) -> StoreResult<()> {
         let tenant = self.id;
         let w = self.get_workflow(name).await?;
-        let mut tx = self.store.pool.begin().await?;
+        let mut tx = self.store.begin().await?;
         let users = users_of_workflow(&mut tx, tenant, name).await?;
         if !users.is_empty() {
             return Err(StoreError::Conflict(format!(
