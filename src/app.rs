@@ -183,6 +183,7 @@ impl Duties {
         housekeeping.spawn(purge_old(state.store.clone(), state.settings.retention_days));
         // Leases are kept until the drain is over (running jobs still need them).
         housekeeping.spawn(state.engine.clone().keep_leases());
+        housekeeping.spawn(state.engine.clone().expire_sessions());
         let mut starters = tokio::task::JoinSet::new();
         starters.spawn(state.scheduler.clone().run(stopped.clone()));
         starters.spawn(state.engine.clone().queue_loop(stopped.clone()));

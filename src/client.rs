@@ -86,6 +86,13 @@ impl Client {
         }
         self.call_ok(Method::POST, "/run", Some(&body), &[StatusCode::OK]).await
     }
+
+    /// Run `code` as the next cell of session `id`.
+    pub async fn run_cell(&self, id: &str, code: &str) -> anyhow::Result<Value> {
+        let body = serde_json::json!({ "code": code });
+        let path = format!("/sessions/{id}/run");
+        self.call_ok(Method::POST, &path, Some(&body), &[StatusCode::OK]).await
+    }
 }
 
 /// A run's answer for a terminal: what it printed, then each result as text (an image by its

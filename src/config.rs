@@ -259,6 +259,20 @@ pub struct Settings {
     /// want stored, reviewed functions only set it to false.
     #[arg(long, env = "ALLOW_CODE_EXECUTION", default_value_t = true, action = clap::ArgAction::Set)]
     pub allow_code_execution: bool,
+    /// Sessions (kept interpreters) one tenant may have open at once, across the cluster.
+    #[arg(long, env = "SESSIONS_MAX_PER_TENANT", default_value_t = 20)]
+    pub sessions_max_per_tenant: u32,
+    /// Memory (MiB, the sum of their caps) one tenant's open sessions may hold at once.
+    #[arg(long, env = "SESSIONS_MEMORY_MAX_MB", default_value_t = 4096)]
+    pub sessions_memory_max_mb: u64,
+    /// Idle time (seconds) after which a session ends, unless it asks for another.
+    #[arg(long, env = "SESSION_IDLE_TTL_SECONDS", default_value_t = 600)]
+    pub session_idle_ttl_seconds: u64,
+    /// Bytes a session's working directory may hold (and a run's files). At most 11 MiB: a
+    /// file leaves the sandbox in one report, in base64, which must stay under 16 MiB.
+    #[arg(long, env = "SESSION_FILES_MAX_BYTES", default_value_t = 8 << 20,
+          value_parser = clap::value_parser!(u64).range(1..=11 << 20))]
+    pub session_files_max_bytes: u64,
     /// Largest wheel accepted, in bytes (it may unpack to five times that).
     #[arg(long, env = "PACKAGE_MAX_BYTES", default_value_t = 20 << 20)]
     pub package_max_bytes: u64,

@@ -89,6 +89,10 @@ enum Command {
         /// Print the server's whole answer as JSON instead.
         #[arg(long)]
         json: bool,
+        /// Run it as the next cell of this session (`POST /api/v1/sessions`), in the globals
+        /// the cells before left (`--input` and `--timeout` do not apply).
+        #[arg(long, conflicts_with_all = ["input", "timeout"])]
+        session: Option<String>,
         #[command(flatten)]
         remote: Remote,
     },
@@ -287,6 +291,7 @@ async fn main() -> anyhow::Result<()> {
             input,
             timeout,
             json,
+            session,
             remote,
         } => {
             let code = if file.as_os_str() == "-" {
@@ -299,7 +304,10 @@ async fn main() -> anyhow::Result<()> {
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("--input is not JSON: {e}"))?;
             let client = maestro::client::Client::new(&remote.url, &remote.token);
-            let answer = client.run_code(&code, input, timeout).await?;
+            let answer = match session {
+                Some(id) => client.run_cell(&id, &code).await?,
+                None => client.run_code(&code, input, timeout).await?,
+            };
             if json {
                 println!("{answer:#}");
             } else {

@@ -211,6 +211,11 @@ async fn subtenants_and_grants(b: Backend) {
     )
     .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "viewers cannot write");
+    // Nor run code, once or in a session.
+    for (path, body) in [("/api/v1/run", json!({"code": "1"})), ("/api/v1/sessions", json!({}))] {
+        let (s, v) = call(&app, &user_tok, Some(&b2), Method::POST, path, Some(body)).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "viewers cannot run code: {path} {v}");
+    }
     let (s, _) = call(
         &app,
         &admin,

@@ -170,12 +170,40 @@ def _mx_cell(code, g, filename):
     return {"results": results}
 
 
-def _mx_script_fn(code):
-    """The one-shot run of `code` as the call's function: its input is the global `input`."""
+def _mx_script_fn(code, req):
+    """The one-shot run of `code` as the call's function: its input is the global `input`.
+    Files sent with it (`files`: path -> base64) are in its working directory first; with
+    `return_files`, the files it left under `out/` come back (path -> base64)."""
+    import base64
+
+    files, give_back = req.get("files"), req.get("return_files")
+    if files or give_back:
+        _mx_files_enable(req.get("files_cap") or (8 << 20))
+        for path, data in (files or {}).items():
+            rel = _mx_rel(path)
+            if rel:
+                _mx_store(rel, base64.b64decode(data))
 
     def run(arg):
         g = {"__name__": "__main__", "__builtins__": _MxBuiltins(_builtins.__dict__), "input": arg}
-        return _mx_cell(code, g, "main.py")
+        out = _mx_cell(code, g, "main.py")
+        if give_back:
+            out["files"] = {p: base64.b64encode(v).decode("ascii") for p, v in _mx_files_list("out").items()}
+        return out
+
+    return run
+
+
+def _mx_session_fn(code, session):
+    """A session's cell: its globals last as long as the session."""
+    g = _mx_state.get("session_globals")
+    if g is None:
+        _mx_files_enable(session.get("files_cap") or (8 << 20))
+        g = _mx_state["session_globals"] = {"__name__": "__main__", "__builtins__": _MxBuiltins(_builtins.__dict__)}
+    count = _mx_state["session_count"] = _mx_state.get("session_count", 0) + 1
+
+    def run(arg):
+        return _mx_cell(code, g, f"<cell {count}>")
 
     return run
 

@@ -82,32 +82,51 @@ class _MxBuiltins(dict):
 
 
 class _MxSink:
-    """A text stream that keeps at most `cap` bytes (UTF-8) and counts the rest."""
+    """A text stream that keeps at most `cap` bytes (UTF-8) and counts the rest. A `live`
+    sink (a streamed run's) also hands what it keeps to the host, a line at a time (as a
+    terminal shows it: `print` writes a value and its newline separately), at most 4 KiB
+    waiting, and whatever waits when flushed or when the call ends."""
+
+    live = None
 
     def __init__(self, cap):
         self.cap, self.parts, self.size, self.dropped = cap, [], 0, 0
+        self.waiting, self.waiting_size = [], 0
 
     def write(self, s):
         if not isinstance(s, str):
             raise TypeError(f"write() argument must be str, not {type(s).__name__}")
         size = len(s) if s.isascii() else len(s.encode("utf-8", "surrogatepass"))
         room = self.cap - self.size
+        part = None
         if size <= room:
-            self.parts.append(s)
+            part = s
             self.size += size
         elif room > 0:
             part = s.encode("utf-8", "surrogatepass")[:room].decode("utf-8", "ignore")
-            self.parts.append(part)
             # Full from here on, even if a cut character left a byte or two of room: a later
             # short write must not appear after the gap.
             self.size = self.cap
             self.dropped += size - len(part.encode("utf-8", "surrogatepass"))
         else:
             self.dropped += size
+        if part:
+            self.parts.append(part)
+            if self.live:
+                self.waiting.append(part)
+                self.waiting_size += len(part)
+                if "\n" in part or self.waiting_size >= 4096:
+                    self.flush()
         return len(s)
 
     def flush(self):
-        pass
+        if self.waiting:
+            text = "".join(self.waiting)
+            self.waiting, self.waiting_size = [], 0
+            # 16384 characters are at most 64 KiB of UTF-8, the most one frame may carry.
+            for i in range(0, len(text), 16384):
+                frame = {"op": "out", "stream": self.live, "text": text[i : i + 16384]}
+                _host.call(_json.dumps(frame, ensure_ascii=False).encode("utf-8", "replace"))
 
     def isatty(self):
         return False
@@ -492,8 +511,10 @@ def _mx_run():
     for p in req.get("paths", ()):
         if p not in _sys.path:
             _sys.path.append(p)  # after the runtime's own: a package cannot shadow the stdlib
-    if req.get("script"):
-        _mx_state["fn"] = _mx_script_fn(req["code"])
+    if req.get("session"):
+        _mx_state["fn"] = _mx_session_fn(req["code"], req["session"])
+    elif req.get("script"):
+        _mx_state["fn"] = _mx_script_fn(req["code"], req)
     elif "code" in req:
         try:
             _mx_load(req["function"], req["code"])
@@ -503,6 +524,8 @@ def _mx_run():
             return
     cap = req.get("capture", 1 << 20)
     out, err = _MxSink(cap), _MxSink(cap)
+    if req.get("stream"):
+        out.live, err.live = "stdout", "stderr"
     _sys.stdout, _sys.stderr = out, err
     try:
         try:
@@ -512,6 +535,8 @@ def _mx_run():
             result = _mx_state["fn"](arg)
         finally:
             _sys.stdout, _sys.stderr = _sys.__stdout__, _sys.__stderr__
+            out.flush()
+            err.flush()
         try:
             stdout, stderr = (t.encode("utf-8", "replace").decode("utf-8") for t in (out.text(), err.text()))
             # Strict for the value itself: a lone surrogate in it is an invalid output (a

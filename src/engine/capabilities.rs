@@ -134,7 +134,20 @@ pub struct Shared {
     names: Mutex<std::collections::HashMap<String, bool>>,
     /// Secrets already read in this execution: the value, or why there is none.
     secrets: Mutex<std::collections::HashMap<String, SecretRead>>,
+    /// Where the root call's output goes as it is printed (`?stream=true`).
+    pub stream: Option<OutputStream>,
 }
+
+/// A streamed run's output: chunks of `stdout`/`stderr` as the root call prints them, at
+/// most `cap` bytes in all (what the capture keeps), secrets masked.
+pub struct OutputStream {
+    pub tx: tokio::sync::mpsc::UnboundedSender<(&'static str, String)>,
+    pub cap: usize,
+    pub sent: std::sync::atomic::AtomicUsize,
+}
+
+/// Longest chunk one `out` frame may carry.
+const MAX_CHUNK_BYTES: usize = 64 << 10;
 
 /// A secret's value, or the error kind and message saying why there is none.
 type SecretRead = Result<String, (String, String)>;
@@ -154,6 +167,7 @@ impl Shared {
             lookups: AtomicU32::new(0),
             names: Mutex::new(Default::default()),
             secrets: Mutex::new(Default::default()),
+            stream: None,
         }
     }
 
@@ -209,9 +223,36 @@ impl CallTree {
             }}),
             "secret" => self.secret(frame["name"].as_str().unwrap_or("")),
             "log" => self.log(frame),
+            "out" => self.out(frame),
             "http" => self.http(frame, deadline),
             other => fail("crash", format!("unknown capability {other:?}")),
         }
+    }
+
+    /// A chunk of the root call's printed output, for a streamed run: passed on masked and
+    /// within the caps (a guest may send these frames whenever it likes; nested calls and
+    /// runs nobody streams drop them).
+    fn out(&mut self, frame: &Value) -> Value {
+        let (Some(stream), 0) = (self.shared.stream.as_ref(), self.depth) else {
+            return json!({"ok": true});
+        };
+        let kind = match frame["stream"].as_str() {
+            Some("stderr") => "stderr",
+            _ => "stdout",
+        };
+        let text = frame["text"].as_str().unwrap_or("");
+        let room = stream
+            .cap
+            .saturating_sub(stream.sent.load(std::sync::atomic::Ordering::Relaxed));
+        let mut end = text.len().min(room).min(MAX_CHUNK_BYTES);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        if end > 0 {
+            stream.sent.fetch_add(end, std::sync::atomic::Ordering::Relaxed);
+            let _ = stream.tx.send((kind, self.activity.mask(&text[..end])));
+        }
+        json!({"ok": true})
     }
 
     fn secret(&mut self, name: &str) -> Value {

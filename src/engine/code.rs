@@ -27,54 +27,82 @@ pub struct CodeRun {
     /// Its limits (checked by the caller against the server's maxima); its isolation is
     /// always `fresh`.
     pub settings: FunctionSettings,
+    /// Files put in its working directory first (path -> base64).
+    pub files: Option<serde_json::Map<String, Value>>,
+    /// Answer the files it left under `out/`.
+    pub return_files: bool,
+    /// Where its output goes as it prints (`?stream=true`).
+    pub stream: Option<super::Output>,
 }
 
 impl Engine {
-    /// Start `run` as an execution of `tenant`; its output is `{"results": [...]}`.
+    /// Start `run` as an execution of `tenant`; its output is `{"results": [...]}` (and
+    /// `files`, when asked).
     pub async fn start_code(&self, tenant: &str, run: CodeRun) -> Result<Started> {
         self.inner.check_open()?;
-        let sha = hex::encode(Sha256::digest(run.code.as_bytes()));
-        let code = head(&run.code, RECORDED_CODE_BYTES);
-        let mut recorded = json!({"code": code, "input": run.input});
-        if code.len() < run.code.len() {
-            recorded["code_sha256"] = json!(sha);
-            recorded["code_bytes"] = json!(run.code.len());
+        let (function, mut recorded) = script_function(RUN_FUNCTION, run.code, run.settings);
+        recorded["input"] = run.input.clone();
+        if let Some(files) = &run.files {
+            recorded["files"] = json!(files.keys().collect::<Vec<_>>());
         }
-        let recorded = recorded.to_string();
-        let settings = FunctionSettings {
-            isolation: Some(Isolation::Fresh),
-            ..run.settings
-        };
-        let now = now_ms();
-        let function = Function {
-            id: format!("run:{sha}"),
-            name: RUN_FUNCTION.to_string(),
-            latest_version: 0,
-            created_at: now,
-            updated_at: now,
-            current: FunctionVersion {
-                version: 0,
-                created_at: now,
-                content: VersionContent {
-                    description: String::new(),
-                    code: run.code,
-                    code_sha256: sha,
-                    input_schema: None,
-                    output_schema: None,
-                    settings,
-                    note: None,
-                    created_by: String::new(),
-                },
-            },
-        };
+        let extras = (run.files.is_some() || run.return_files).then(|| {
+            let mut m = serde_json::Map::new();
+            m.insert("files".into(), Value::Object(run.files.unwrap_or_default()));
+            m.insert("return_files".into(), Value::Bool(run.return_files));
+            m.insert("files_cap".into(), json!(self.inner.settings.session_files_max_bytes));
+            m
+        });
         let unit = Unit {
             function,
             schemas: Arc::new(Schemas::default()),
             script: true,
-            recorded_input: recorded,
+            recorded_input: recorded.to_string(),
+            extras,
+            session: None,
+            stream: run.stream,
         };
         self.launch_unit(tenant, unit, run.input, Trigger::Run, None).await
     }
+}
+
+/// Code sent to run, as the function an execution runs (named `name`, always `fresh`), and
+/// its recorded input: the code, cut to [`RECORDED_CODE_BYTES`] (with its sha256 and size
+/// when cut).
+pub(super) fn script_function(name: &str, code: String, settings: FunctionSettings) -> (Function, Value) {
+    let sha = hex::encode(Sha256::digest(code.as_bytes()));
+    let kept = head(&code, RECORDED_CODE_BYTES);
+    let mut recorded = json!({"code": kept});
+    if kept.len() < code.len() {
+        recorded["code_sha256"] = json!(sha);
+        recorded["code_bytes"] = json!(code.len());
+    }
+    let settings = FunctionSettings {
+        isolation: Some(Isolation::Fresh),
+        ..settings
+    };
+    let now = now_ms();
+    let function = Function {
+        id: format!("run:{sha}"),
+        name: name.to_string(),
+        latest_version: 0,
+        created_at: now,
+        updated_at: now,
+        current: FunctionVersion {
+            version: 0,
+            created_at: now,
+            content: VersionContent {
+                description: String::new(),
+                code,
+                code_sha256: sha,
+                input_schema: None,
+                output_schema: None,
+                settings,
+                note: None,
+                created_by: String::new(),
+            },
+        },
+    };
+    (function, recorded)
 }
 
 /// The first `max` bytes of `text` (at a character boundary).

@@ -19,6 +19,14 @@ pub enum Error {
     InputInvalid(ParseError),
     #[error("{0}")]
     Conflict(String),
+    /// What was asked for has ended and cannot be used again (a session).
+    #[error("{0}")]
+    Gone(String),
+    /// A session held by another server of the cluster, named.
+    #[error("{message}")]
+    Elsewhere { server: String, message: String },
+    #[error("{0}")]
+    TooLarge(String),
     /// The tenant is over a quota; trying again after `retry_after_seconds` may work.
     #[error("{message}")]
     Quota { message: String, retry_after_seconds: u64 },

@@ -10,6 +10,7 @@ mod queue;
 mod quotas;
 mod rate;
 mod recorder;
+pub mod session;
 mod tree;
 mod workers;
 pub mod workflow;
@@ -62,6 +63,10 @@ pub enum Trigger {
     },
     /// Code sent to run once (`POST /run`).
     Run,
+    /// A cell run in session `id` (`POST /sessions/{id}/run`).
+    Session {
+        id: String,
+    },
 }
 
 impl Trigger {
@@ -72,13 +77,17 @@ impl Trigger {
             Trigger::Schedule { .. } => "schedule",
             Trigger::Workflow { .. } => "workflow",
             Trigger::Run => "run",
+            Trigger::Session { .. } => "session",
         }
     }
 
     pub fn id(&self) -> Option<&str> {
         match self {
             Trigger::Manual | Trigger::Run => None,
-            Trigger::Webhook { id, .. } | Trigger::Schedule { id, .. } | Trigger::Workflow { id } => Some(id),
+            Trigger::Webhook { id, .. }
+            | Trigger::Schedule { id, .. }
+            | Trigger::Workflow { id }
+            | Trigger::Session { id } => Some(id),
         }
     }
 
@@ -140,7 +149,16 @@ struct Unit {
     script: bool,
     /// The input as the execution records it.
     recorded_input: String,
+    /// Fields for a script's `begin` frame (files sent with a run).
+    extras: Option<serde_json::Map<String, Value>>,
+    /// The session whose interpreter runs this cell (held for the cell's whole run).
+    session: Option<session::Cell>,
+    /// Where the printed output goes as it is printed (`?stream=true`).
+    stream: Option<Output>,
 }
+
+/// The receiving end of a streamed run's output: (`stdout` | `stderr`, text) chunks.
+pub type Output = tokio::sync::mpsc::UnboundedSender<(&'static str, String)>;
 
 /// An execution running here.
 struct Flight {
@@ -169,6 +187,8 @@ pub(crate) struct Inner {
     /// Set when the server shuts down: no new execution starts.
     closing: std::sync::atomic::AtomicBool,
     queue: queue::QueueState,
+    /// Sessions whose interpreter this server holds.
+    sessions: session::Registry,
 }
 
 #[derive(Clone)]
@@ -212,6 +232,7 @@ impl Engine {
             in_flight: Mutex::new(HashMap::new()),
             closing: std::sync::atomic::AtomicBool::new(false),
             queue: Default::default(),
+            sessions: Default::default(),
         };
         Ok(Engine { inner: Arc::new(inner) })
     }
@@ -285,6 +306,9 @@ impl Engine {
             function,
             schemas,
             script: false,
+            extras: None,
+            session: None,
+            stream: None,
         };
         self.launch_unit(tenant, unit, input, trigger, claimed).await
     }
@@ -304,6 +328,9 @@ impl Engine {
             schemas,
             script,
             recorded_input,
+            mut extras,
+            session,
+            stream,
         } = unit;
         let name = function.name.as_str();
         let packages = inner.packages.mount(tenant).await?;
@@ -352,7 +379,17 @@ impl Engine {
             .publish(tenant, &execution_id, "execution.started", started_event);
 
         let attempt = claimed.map(|c| c.attempt).or(trigger.attempt().0);
-        let shared = capabilities::Shared::new(trigger.as_str(), attempt);
+        let mut shared = capabilities::Shared::new(trigger.as_str(), attempt);
+        if let Some(tx) = stream {
+            shared.stream = Some(capabilities::OutputStream {
+                tx,
+                cap: inner.settings.max_log_bytes,
+                sent: Default::default(),
+            });
+            extras
+                .get_or_insert_with(Default::default)
+                .insert("stream".into(), Value::Bool(true));
+        }
         let tree = CallTree::root(
             self.inner.clone(),
             tenant,
@@ -394,8 +431,13 @@ impl Engine {
                 webhook,
                 packages: packages.as_deref(),
                 script,
+                extras: extras.as_ref(),
             };
-            let mut outcome = check_output(job_inner.sandbox.run(&spec, Box::new(tree)), &schemas);
+            let outcome = match session {
+                Some(cell) => cell.run(&job_inner, &spec, Box::new(tree)),
+                None => job_inner.sandbox.run(&spec, Box::new(tree)),
+            };
+            let mut outcome = check_output(outcome, &schemas);
             cancel::settle(&mut outcome.result, cancel);
             root_activity.redact(&mut outcome);
             let mut finish = finish_record(&outcome, started.elapsed().as_secs_f64() * 1000.0);
@@ -529,6 +571,7 @@ impl Engine {
                 tracing::error!(error = %e, count = left.len(), "could not record interrupted executions");
             }
         }
+        self.stop_sessions().await;
         // Queued jobs still running here are taken back now rather than when the lease runs out.
         if let Err(e) = self.inner.store.drop_leases(&self.inner.node_id).await {
             tracing::error!(error = %e, "could not release this server's queued jobs");

@@ -79,7 +79,7 @@ fn transient(e: &Error) -> bool {
 /// Job priority by trigger: lower runs first among jobs of the same turn.
 fn priority(trigger: &Trigger) -> i64 {
     match trigger {
-        Trigger::Manual | Trigger::Run => 0,
+        Trigger::Manual | Trigger::Run | Trigger::Session { .. } => 0,
         Trigger::Webhook { .. } | Trigger::Workflow { .. } => 1,
         Trigger::Schedule { .. } => 2,
     }

@@ -267,6 +267,7 @@ impl Host for CallTree {
                         webhook: false,
                         packages: self.packages.as_deref(),
                         script: false,
+                        extras: None,
                         limits: Limits {
                             budget,
                             memory_bytes: memory,

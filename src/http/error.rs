@@ -81,7 +81,7 @@ impl ApiError {
         }
     }
 
-    fn parts(&self) -> (StatusCode, &'static str) {
+    pub(crate) fn parts(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Validation { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
@@ -149,6 +149,17 @@ impl From<EngineError> for ApiError {
             EngineError::Malformed(p) => ApiError::malformed(p),
             EngineError::InputInvalid(p) => p.into(),
             EngineError::Conflict(m) => ApiError::Conflict(m),
+            EngineError::Gone(message) => ApiError::Coded {
+                status: StatusCode::GONE,
+                code: "session_ended",
+                message,
+            },
+            EngineError::Elsewhere { message, .. } => ApiError::Coded {
+                status: StatusCode::CONFLICT,
+                code: "session_elsewhere",
+                message,
+            },
+            EngineError::TooLarge(m) => ApiError::TooLarge(m),
             EngineError::Quota { message, .. } => ApiError::TooManyRequests(message),
             EngineError::Packages(f) => f.into(),
             EngineError::Store(e) => e.into(),

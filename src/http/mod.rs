@@ -13,6 +13,7 @@ pub mod openapi;
 mod packages;
 mod run;
 mod schedules;
+mod sessions;
 mod tenancy;
 mod views;
 mod webhooks;
@@ -70,7 +71,6 @@ pub fn router(state: AppState) -> Router {
         .merge(packages::routes())
         .merge(capabilities::routes())
         .merge(workflows::routes())
-        .merge(run::routes())
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(RequestBodyLimitLayer::new(limit))
         .layer(axum::middleware::from_fn_with_state(
@@ -85,6 +85,9 @@ pub fn router(state: AppState) -> Router {
     let api = api
         .merge(hooks::routes())
         .merge(packages::upload_routes(upload_limit))
+        // Code runs and session files read their bodies themselves, under limits of their own.
+        .merge(run::routes())
+        .merge(sessions::routes())
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), health::track));
     Router::new()
         .nest("/api/v1", api)

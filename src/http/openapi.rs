@@ -149,6 +149,22 @@ impl Op<'_> {
         self
     }
 
+    /// A request body of raw bytes (a file's content).
+    pub fn bytes_body(mut self) -> Self {
+        self.op["requestBody"] = json!({"required": true, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}});
+        self
+    }
+
+    /// Say what path parameter `name` holds (one that may span several segments: `a/b.csv`).
+    pub fn path_param(mut self, name: &str, description: &str) -> Self {
+        if let Some(list) = self.op["parameters"].as_array_mut() {
+            for p in list.iter_mut().filter(|p| p["name"] == name && p["in"] == "path") {
+                p["description"] = json!(description);
+            }
+        }
+        self
+    }
+
     /// A request body of any JSON (a function's input).
     pub fn any_body(mut self) -> Self {
         self.op["requestBody"] = json!({"content": {"application/json": {"schema": {}}}});
@@ -177,9 +193,16 @@ impl Op<'_> {
     }
 
     /// An answer of another media type (text, HTML, a stream, whatever a function answers).
+    /// (Added to the status's JSON answer when it has one: `?stream=true` answers events.)
     pub fn media(mut self, status: u16, media: &str, description: &str) -> Self {
-        self.op["responses"][status.to_string()] =
-            json!({"description": description, "content": {media: {"schema": {}}}});
+        let answer = &mut self.op["responses"][status.to_string()];
+        if answer["content"].is_object() {
+            answer["content"][media] = json!({"schema": {}});
+            let text = format!("{}; {description}", answer["description"].as_str().unwrap_or(""));
+            answer["description"] = json!(text);
+        } else {
+            *answer = json!({"description": description, "content": {media: {"schema": {}}}});
+        }
         self
     }
 
@@ -213,6 +236,7 @@ pub fn document() -> Value {
     super::schedules::document(&mut doc);
     super::workflows::document(&mut doc);
     super::run::document(&mut doc);
+    super::sessions::document(&mut doc);
     super::packages::document(&mut doc);
     super::capabilities::document(&mut doc);
     super::tenancy::document(&mut doc);

@@ -133,6 +133,64 @@ pub struct RunAnswer {
     pub error: Option<RunError>,
     pub duration_ms: f64,
     pub fuel_used: u64,
+    /// The files the code left under `out/` (path -> base64), when asked (`return_files`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub files: Option<serde_json::Map<String, Value>>,
+    /// A session's cell: its number in the session, counting from 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execution_count: Option<i64>,
+}
+
+/// A session: an interpreter kept between cells (`/sessions`).
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Session {
+    pub id: String,
+    /// `active` or `ended`.
+    pub status: String,
+    /// Why it ended: `deleted`, `expired`, `crashed` (a cell's timeout, fuel or memory
+    /// stopped the interpreter; see `error`), `server_stopped`.
+    pub end_reason: Option<String>,
+    pub error: Option<Value>,
+    /// The server that holds the interpreter: every request about the session must reach
+    /// it (another one answers 409 `session_elsewhere` naming it).
+    pub server: String,
+    /// Cells run so far.
+    pub execution_count: i64,
+    /// Each cell's timeout (null: the server's default), and fuel.
+    pub timeout_seconds: Option<f64>,
+    pub fuel: Option<i64>,
+    /// The interpreter's memory cap.
+    pub memory_mb: i64,
+    pub idle_ttl_seconds: i64,
+    pub created_at: String,
+    pub last_used_at: String,
+    /// When it ends unless a cell runs first.
+    pub expires_at: String,
+    pub ended_at: Option<String>,
+}
+
+/// `GET /sessions`.
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionList {
+    pub sessions: Vec<Session>,
+}
+
+/// A file of a session's working directory.
+#[derive(ToSchema, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionFile {
+    pub path: String,
+    pub size: u64,
+}
+
+/// `GET /sessions/{id}/files`.
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionFiles {
+    pub files: Vec<SessionFile>,
 }
 
 /// Why a run failed.

@@ -151,7 +151,7 @@ fn handle(caller: &mut Caller<'_, HostState>, frame: Frame, raw: Vec<u8>) -> Vec
             }
         }
         "gather" => gather(caller, frame.input.as_deref()),
-        "http" | "secret" | "log" | "context" => {
+        "http" | "secret" | "log" | "context" | "out" => {
             if raw.len() > MAX_CAPABILITY_FRAME {
                 let message = format!(
                     "the request is {} bytes; the limit is {MAX_CAPABILITY_FRAME}",

@@ -11,6 +11,7 @@ mod hostcall;
 mod instance;
 mod pool;
 pub mod runtime;
+mod session;
 mod spares;
 
 use std::path::PathBuf;
@@ -28,6 +29,7 @@ use instance::{Instance, TurnEnd};
 pub use pool::PoolLimits;
 use pool::{PoolKey, WarmPool};
 pub use runtime::RuntimePaths;
+pub use session::{FileAnswer, FileOp, Kept};
 use spares::Spares;
 
 /// How long one epoch tick lasts; deadlines are rounded up to whole ticks.
@@ -204,6 +206,9 @@ pub struct CallSpec<'a> {
     /// `code` is a script run as a notebook cell (`POST /run`), not a module defining
     /// `function`: the output is `{"results": [...]}` (see runtime/guest/cells.py).
     pub script: bool,
+    /// Fields added to a script's `begin` frame: the files sent with it (`files`,
+    /// `return_files`, `files_cap`).
+    pub extras: Option<&'a serde_json::Map<String, Value>>,
 }
 
 /// A nested call's result as the caller sees it.
@@ -478,48 +483,21 @@ impl Sandbox {
             Isolation::Warm => self.pool.take(&key),
             Isolation::Fresh => None,
         };
-        self.runs.fetch_add(1, Ordering::Relaxed);
         let reused = pooled.is_some();
         if reused {
             self.hits.fetch_add(1, Ordering::Relaxed);
         }
-        // Spares have no package mount (it is fixed when an instance is made), so a tenant
-        // with packages gets a new instance on a pool miss.
-        let mut inst = match pooled.map(Ok).unwrap_or_else(|| match spec.packages {
-            None => self.unused_instance(spec.limits.memory_bytes),
-            Some(p) => self.new_instance_with(spec.limits.memory_bytes, Some(&p.dir)),
-        }) {
+        let mut inst = match pooled
+            .map(Ok)
+            .unwrap_or_else(|| self.instance_for(spec.limits.memory_bytes, spec.packages))
+        {
             Ok(i) => i,
-            Err(e) => return failed(e),
+            Err(e) => {
+                self.runs.fetch_add(1, Ordering::Relaxed);
+                return failed(e);
+            }
         };
-        let mut begin = serde_json::json!({
-            "function": spec.function,
-            "input": spec.input,
-            "capture": self.cfg.capture_bytes,
-        });
-        if spec.script {
-            // A script runs anew each time, in globals of its own.
-            begin["script"] = Value::Bool(true);
-        }
-        if spec.script || !inst.loaded {
-            begin["code"] = Value::from(spec.code);
-        }
-        if !inst.loaded && spec.packages.is_some() {
-            begin["paths"] = serde_json::json!([PACKAGES_GUEST_DIR]);
-        }
-        if spec.webhook {
-            begin["webhook"] = Value::Bool(true);
-        }
-        let source = if inst.prelude_loaded {
-            RUN.to_string()
-        } else {
-            format!("{BOOT}{RUN}\n")
-        };
-        let end = inst.turn(&source, begin.to_string().into_bytes(), spec.limits.budget, host);
-        let outcome = finish(end, &inst, spec.limits.memory_bytes, self.cfg.capture_bytes);
-        inst.prelude_loaded = true;
-        inst.loaded = true;
-        inst.uses += 1;
+        let outcome = self.run_on(&mut inst, spec, None, host);
         let healthy = outcome.result.is_ok();
         // Tearing down a store unmaps its memory: whatever is not kept is dropped off the
         // request path.
@@ -532,6 +510,60 @@ impl Sandbox {
             self.spares.retire(inst);
         }
         Outcome { reused, ..outcome }
+    }
+
+    /// A new instance for a call: a spare when the tenant has no packages (spares have no
+    /// package mount, which is fixed when an instance is made), else a new one.
+    fn instance_for(&self, memory_bytes: usize, packages: Option<&PackageMount>) -> Result<Instance, ErrorRecord> {
+        match packages {
+            None => self.unused_instance(memory_bytes),
+            Some(p) => self.new_instance_with(memory_bytes, Some(&p.dir)),
+        }
+    }
+
+    /// Run `spec` in `inst` (`session`: the cell of a session, run in its lasting globals).
+    fn run_on(
+        &self,
+        inst: &mut Instance,
+        spec: &CallSpec<'_>,
+        session: Option<&Value>,
+        host: Box<dyn Host>,
+    ) -> Outcome {
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        let mut begin = serde_json::json!({
+            "function": spec.function,
+            "input": spec.input,
+            "capture": self.cfg.capture_bytes,
+        });
+        if let Some(session) = session {
+            begin["session"] = session.clone();
+        } else if spec.script {
+            // A script runs anew each time, in globals of its own.
+            begin["script"] = Value::Bool(true);
+        }
+        if spec.script || !inst.loaded {
+            begin["code"] = Value::from(spec.code);
+        }
+        if !inst.loaded && spec.packages.is_some() {
+            begin["paths"] = serde_json::json!([PACKAGES_GUEST_DIR]);
+        }
+        if spec.webhook {
+            begin["webhook"] = Value::Bool(true);
+        }
+        for (k, v) in spec.extras.into_iter().flatten() {
+            begin[k] = v.clone();
+        }
+        let source = if inst.prelude_loaded {
+            RUN.to_string()
+        } else {
+            format!("{BOOT}{RUN}\n")
+        };
+        let end = inst.turn(&source, begin.to_string().into_bytes(), spec.limits.budget, host);
+        let outcome = finish(end, inst, spec.limits.memory_bytes, self.cfg.capture_bytes);
+        inst.prelude_loaded = true;
+        inst.loaded = true;
+        inst.uses += 1;
+        outcome
     }
 
     /// Check code at create/update time: it compiles and defines `def <name>(input)`.
@@ -561,6 +593,7 @@ impl Sandbox {
 pub const PACKAGES_GUEST_DIR: &str = "/packages";
 const PRELUDE: &str = concat!(
     include_str!("../../runtime/guest/prelude.py"),
+    include_str!("../../runtime/guest/files.py"),
     include_str!("../../runtime/guest/cells.py")
 );
 const RUN: &str = "_mx_run()";

@@ -14,6 +14,7 @@ pub mod functions;
 pub mod packages;
 pub mod runs;
 pub mod schedules;
+pub mod sessions;
 pub mod tenancy;
 pub mod webhooks;
 pub mod workflows;
@@ -39,6 +40,7 @@ pub struct Services {
     pub packages: packages::Packages,
     pub executions: executions::Executions,
     pub runs: runs::Runs,
+    pub sessions: sessions::Sessions,
 }
 
 /// What the services are built from.
@@ -59,6 +61,7 @@ impl Services {
             webhooks: webhooks::Webhooks::new(d.store.clone()),
             executions: executions::Executions::new(d.store.clone(), d.engine.clone()),
             runs: runs::Runs::new(d.engine.clone(), d.settings.clone()),
+            sessions: sessions::Sessions::new(d.engine.clone(), d.settings.clone()),
             tenancy: tenancy::Tenancy::new(d.store.clone(), d.engine.clone()),
             packages: packages::Packages::new(d.store.clone(), d.packages),
             capabilities: capabilities::Capabilities::new(d.store.clone(), d.vault, d.egress, d.settings.clone()),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::functions::{check_code_size, check_settings};
+use super::sessions::check_path;
 use super::{Error, Result};
 use crate::auth::Caller;
 use crate::config::Settings;
@@ -19,6 +20,29 @@ pub struct RunRequest {
     pub code: String,
     pub input: Option<Value>,
     pub limits: FunctionSettings,
+    /// Files put in the run's working directory first: path -> base64.
+    pub files: Option<serde_json::Map<String, Value>>,
+    /// Answer the files the code left under `out/`.
+    pub return_files: bool,
+    /// Where the output goes as it is printed (`?stream=true`).
+    pub stream: Option<crate::engine::Output>,
+}
+
+/// Refuse a caller whose tenant may not run code: the server's `ALLOW_CODE_EXECUTION` and
+/// the tenant's `code_execution` quota (viewers are refused earlier: they only read).
+pub(super) async fn check_allowed(settings: &Settings, engine: &Engine, caller: &Caller) -> Result<()> {
+    if !settings.allow_code_execution {
+        return Err(Error::Forbidden(
+            "running code on demand is turned off on this server (ALLOW_CODE_EXECUTION=false)".into(),
+        ));
+    }
+    if !engine.quotas_of(&caller.tenant).await?.code_execution {
+        return Err(Error::Forbidden(format!(
+            "tenant {} may not run code on demand (its `code_execution` quota is false)",
+            caller.tenant
+        )));
+    }
+    Ok(())
 }
 
 #[derive(Clone)]
@@ -34,18 +58,7 @@ impl Runs {
 
     /// Refuse a caller whose tenant may not run code (checked before the body is read).
     pub async fn check_allowed(&self, caller: &Caller) -> Result<()> {
-        if !self.settings.allow_code_execution {
-            return Err(Error::Forbidden(
-                "running code on demand is turned off on this server (ALLOW_CODE_EXECUTION=false)".into(),
-            ));
-        }
-        if !self.engine.quotas_of(&caller.tenant).await?.code_execution {
-            return Err(Error::Forbidden(format!(
-                "tenant {} may not run code on demand (its `code_execution` quota is false)",
-                caller.tenant
-            )));
-        }
-        Ok(())
+        check_allowed(&self.settings, &self.engine, caller).await
     }
 
     /// Start `req` in the caller's tenant, if it may run code.
@@ -66,11 +79,39 @@ impl Runs {
             )));
         }
         check_settings(&self.settings, &self.engine, &req.limits)?;
+        if let Some(files) = &req.files {
+            self.check_files(files)?;
+        }
         let run = CodeRun {
             code: req.code,
             input: req.input.unwrap_or(Value::Null),
             settings: req.limits,
+            files: req.files,
+            return_files: req.return_files,
+            stream: req.stream,
         };
         Ok(self.engine.start_code(&caller.tenant, run).await?)
+    }
+
+    /// Files sent with a run: paths inside the working directory, base64 content, within
+    /// SESSION_FILES_MAX_BYTES together.
+    fn check_files(&self, files: &serde_json::Map<String, Value>) -> Result<()> {
+        let mut total = 0usize;
+        for (path, data) in files {
+            check_path(path)?;
+            let text = data
+                .as_str()
+                .ok_or_else(|| Error::invalid("files", format!("{path}: the content must be a base64 string")))?;
+            let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, text)
+                .map_err(|e| Error::invalid("files", format!("{path}: not base64 ({e})")))?;
+            total += bytes.len();
+        }
+        if total as u64 > self.settings.session_files_max_bytes {
+            return Err(Error::TooLarge(format!(
+                "the files are {total} bytes; a working directory holds at most {} (SESSION_FILES_MAX_BYTES)",
+                self.settings.session_files_max_bytes
+            )));
+        }
+        Ok(())
     }
 }
