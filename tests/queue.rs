@@ -653,7 +653,8 @@ async fn concurrency_is_counted_across_replicas() {
         assert!(t.elapsed() < Duration::from_secs(60), "the jobs did not end");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // Counted per server, three replicas would run 6 at once; a claim race may add one.
+    // Counted per server, three replicas would run 6 at once; a claim that lost a race shows
+    // as running for the moment before it is given back.
     assert!(most <= 3, "{most} of the tenant's jobs ran at once");
     assert!(most >= 1);
     for id in &ids {

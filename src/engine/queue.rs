@@ -238,6 +238,12 @@ impl Engine {
                 .claim_job(&self.inner.node_id, now_ms() + lease, &skip)
                 .await
             {
+                Ok(Some(job)) if self.over_cap(&job.tenant).await => {
+                    // Another server claimed one of the tenant's jobs at the same instant
+                    // and took its last slot: give this one back before it starts.
+                    self.settle(&job, Settle::GiveBack).await;
+                    drop(permit);
+                }
                 Ok(Some(job)) => {
                     self.inner.queue.stats.claimed.fetch_add(1, Ordering::Relaxed);
                     self.hold(&job.execution_id, true);
@@ -334,8 +340,8 @@ impl Engine {
     /// Queued jobs count against a tenant's `max_concurrent_executions` across the cluster:
     /// the running ones are read from the database (every replica's), so two replicas do not
     /// each allow the full quota. Two claims at the same instant may each see room for one
-    /// more, so the cap can be passed by at most one job per replica. If the database cannot
-    /// be read, this server's own count stands in.
+    /// more: `over_cap` then gives the extra back. If the database cannot be read, this
+    /// server's own count stands in.
     async fn saturated_tenants(&self) -> Vec<String> {
         let local: Vec<(String, u32)> = {
             let map = self.inner.queue.running.lock().unwrap_or_else(|e| e.into_inner());
@@ -354,6 +360,21 @@ impl Engine {
             }
         }
         full
+    }
+
+    /// Whether `tenant` now runs more queued jobs than it may, counting the one just
+    /// claimed: every claim is committed before this check, so of claims racing across
+    /// servers the last to look sees them all, and the cap holds exactly (a claim given back
+    /// here waits QUOTA_BACKOFF_MS). If the database cannot be read, the claim stands.
+    async fn over_cap(&self, tenant: &str) -> bool {
+        let Ok(running) = self.inner.store.running_jobs_by_tenant().await else {
+            return false;
+        };
+        let n = running.iter().find(|(t, _)| t == tenant).map_or(0, |(_, n)| *n);
+        match self.inner.limiter.quotas(tenant).await {
+            Ok(q) => n > q.max_concurrent_executions,
+            Err(_) => false,
+        }
     }
 
     fn count_running(&self, tenant: &str, delta: i32) {
