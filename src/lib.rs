@@ -6,6 +6,8 @@ pub mod app;
 pub mod auth;
 /// Benchmarks behind `maestro bench`.
 pub mod bench;
+/// The commands of the CLI that act on a server as its client (project folders).
+pub mod cli;
 /// The API as the CLI calls it.
 pub mod client;
 /// Typed settings from flags and environment.
@@ -24,6 +26,8 @@ pub mod http;
 pub mod logs;
 /// Built-in and per-tenant Python packages.
 pub mod packages;
+/// A project folder (`maestro.toml`, `functions/*.py`): read, compared with a server, written.
+pub mod project;
 /// CPython on WASI, on wasmtime.
 pub mod sandbox;
 /// Cron schedules and the loop that fires them.

@@ -1,5 +1,7 @@
 //! The `maestro` command line.
 
+use std::path::PathBuf;
+
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
@@ -96,6 +98,48 @@ enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Write a starter project (maestro.toml and a function with its schema) into DIR.
+    Init {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Show what `deploy` would change on the server, resource by resource (code as diffs).
+    Plan {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Show what `deploy --prune` would delete.
+        #[arg(long)]
+        prune: bool,
+        /// List unchanged resources too.
+        #[arg(short, long)]
+        verbose: bool,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Make the server match the folder: functions first, then the workflows, webhooks and
+    /// schedules that use them; stops at the first refusal and says what was applied.
+    Deploy {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Also delete what is on the server but no longer in the folder.
+        #[arg(long)]
+        prune: bool,
+        /// Print what was applied as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Write the server's functions, schedules, webhooks, workflows, egress policy, packages
+    /// and secret names into DIR as a project folder.
+    Pull {
+        dir: PathBuf,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Measure per-call latency against a `python3 -c` baseline; see BENCHMARKS.md.
     Bench {
         /// Calls per measurement.
@@ -130,6 +174,12 @@ struct Remote {
     /// An API token of the execution's tenant.
     #[arg(long, env = "MAESTRO_TOKEN", hide_env_values = true)]
     token: String,
+}
+
+impl Remote {
+    fn client(&self) -> maestro::client::Client {
+        maestro::client::Client::new(&self.url, &self.token)
+    }
 }
 
 #[derive(Subcommand)]
@@ -249,6 +299,21 @@ async fn main() -> anyhow::Result<()> {
             anyhow::ensure!(status.is_success(), "{url} answered {status}");
             Ok(())
         }
+        Command::Init { dir } => maestro::cli::init(&dir),
+        Command::Plan {
+            dir,
+            prune,
+            verbose,
+            json,
+            remote,
+        } => maestro::cli::plan(&dir, &remote.client(), prune, json, verbose).await,
+        Command::Deploy {
+            dir,
+            prune,
+            json,
+            remote,
+        } => maestro::cli::deploy(&dir, &remote.client(), prune, json).await,
+        Command::Pull { dir, remote } => maestro::cli::pull(&dir, &remote.client()).await,
         Command::Openapi => {
             println!("{:#}", maestro::http::openapi::document());
             Ok(())
@@ -272,14 +337,14 @@ async fn main() -> anyhow::Result<()> {
         Command::Executions { action } => {
             let shown = match action {
                 ExecutionsAction::Show { id, remote } => {
-                    let client = maestro::client::Client::new(&remote.url, &remote.token);
+                    let client = remote.client();
                     let ok = [reqwest::StatusCode::OK];
                     client
                         .call_ok(reqwest::Method::GET, &format!("/executions/{id}"), None, &ok)
                         .await?
                 }
                 ExecutionsAction::Cancel { id, wait, remote } => {
-                    let client = maestro::client::Client::new(&remote.url, &remote.token);
+                    let client = remote.client();
                     client.cancel_execution(&id, (!wait.is_zero()).then_some(wait)).await?
                 }
             };
@@ -303,7 +368,7 @@ async fn main() -> anyhow::Result<()> {
                 .map(|i| serde_json::from_str(&i))
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("--input is not JSON: {e}"))?;
-            let client = maestro::client::Client::new(&remote.url, &remote.token);
+            let client = remote.client();
             let answer = match session {
                 Some(id) => client.run_cell(&id, &code).await?,
                 None => client.run_code(&code, input, timeout).await?,

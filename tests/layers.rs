@@ -7,13 +7,14 @@
 //! 0. `sandbox`, `logs`, `secrets`, `client`: leaves
 //! 1. `domain` (pure types; re-exports the sandbox's `Isolation` and `ErrorRecord`), `config`,
 //!    `examples` (loads through `client`)
-//! 2. `store`
+//! 2. `store`, `project` (a project folder, read with the domain's parsers; the server
+//!    through `client`)
 //! 3. `egress`, `packages`, `auth`
 //! 4. `engine`
 //! 5. `scheduler`
 //! 6. `service`
 //! 7. `http`
-//! 8. `app`, `bench`, and the binary
+//! 8. `app`, `bench`, `cli`, and the binary
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ const FLOORS: &[(&str, u32)] = &[
     ("domain", 1),
     ("config", 1),
     ("store", 2),
+    ("project", 2),
     ("egress", 3),
     ("packages", 3),
     ("auth", 3),
@@ -36,6 +38,7 @@ const FLOORS: &[(&str, u32)] = &[
     ("http", 7),
     ("app", 8),
     ("bench", 8),
+    ("cli", 8),
 ];
 
 fn src() -> PathBuf {

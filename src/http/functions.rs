@@ -33,17 +33,34 @@ struct FunctionBody {
     name: Option<String>,
     description: Option<String>,
     code: Option<String>,
+    /// `null` on PUT removes the schema.
+    #[serde(default, deserialize_with = "null_kept")]
     input_schema: Option<Value>,
+    #[serde(default, deserialize_with = "null_kept")]
     output_schema: Option<Value>,
+    /// `null` on PUT (also for the limits below) goes back to the server's default.
     #[schema(value_type = Option<String>)]
-    isolation: Option<Isolation>,
-    timeout_seconds: Option<f64>,
-    fuel: Option<u64>,
-    memory_mb: Option<u64>,
+    #[serde(default, deserialize_with = "super::nullable")]
+    isolation: Option<Option<Isolation>>,
+    #[schema(value_type = Option<f64>)]
+    #[serde(default, deserialize_with = "super::nullable")]
+    timeout_seconds: Option<Option<f64>>,
+    #[schema(value_type = Option<u64>)]
+    #[serde(default, deserialize_with = "super::nullable")]
+    fuel: Option<Option<u64>>,
+    #[schema(value_type = Option<u64>)]
+    #[serde(default, deserialize_with = "super::nullable")]
+    memory_mb: Option<Option<u64>>,
     /// For queued runs (`?async=true`, async webhooks): `retry` (default) or `fail` when the
     /// server running one dies.
     #[schema(value_type = Option<String>)]
-    on_interrupt: Option<OnInterrupt>,
+    #[serde(default, deserialize_with = "super::nullable")]
+    on_interrupt: Option<Option<OnInterrupt>>,
+}
+
+/// A JSON value where `null` is kept as `Some(Value::Null)` (remove), not read as absent.
+fn null_kept<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 impl From<FunctionBody> for Draft {

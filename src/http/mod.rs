@@ -327,3 +327,13 @@ pub fn accepted(execution_id: &str, status: &str) -> Response {
 pub fn no_content() -> Response {
     StatusCode::NO_CONTENT.into_response()
 }
+
+/// For `#[serde(default, deserialize_with = "nullable")]`: tells an absent field (`None`,
+/// keep) from an explicit `null` (`Some(None)`, back to the default) on updates.
+fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
+}

@@ -37,15 +37,10 @@ struct WebhookBody {
     async_mode: Option<bool>,
     input_mode: Option<String>,
     /// A number, or `null` to fall back to the server default.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::nullable")]
     max_concurrency: Option<Option<i64>>,
     /// The HMAC signing key; generated when not given on create.
     secret: Option<String>,
-}
-
-/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
-    Option::<i64>::deserialize(d).map(Some)
 }
 
 impl From<WebhookBody> for Draft {

@@ -22,11 +22,12 @@ pub struct Draft {
     pub code: Option<String>,
     pub input_schema: Option<Value>,
     pub output_schema: Option<Value>,
-    pub isolation: Option<Isolation>,
-    pub timeout_seconds: Option<f64>,
-    pub fuel: Option<u64>,
-    pub memory_mb: Option<u64>,
-    pub on_interrupt: Option<OnInterrupt>,
+    /// The settings: `None` keeps the current value, `Some(None)` goes back to the default.
+    pub isolation: Option<Option<Isolation>>,
+    pub timeout_seconds: Option<Option<f64>>,
+    pub fuel: Option<Option<u64>>,
+    pub memory_mb: Option<Option<u64>>,
+    pub on_interrupt: Option<Option<OnInterrupt>>,
 }
 
 #[derive(Clone)]
@@ -170,11 +171,11 @@ impl Functions {
         }
         let old = cur.map(|c| c.settings.clone()).unwrap_or_default();
         let settings = FunctionSettings {
-            isolation: draft.isolation.or(old.isolation),
-            timeout_seconds: draft.timeout_seconds.or(old.timeout_seconds),
-            fuel: draft.fuel.or(old.fuel),
-            memory_mb: draft.memory_mb.or(old.memory_mb),
-            on_interrupt: draft.on_interrupt.or(old.on_interrupt),
+            isolation: draft.isolation.unwrap_or(old.isolation),
+            timeout_seconds: draft.timeout_seconds.unwrap_or(old.timeout_seconds),
+            fuel: draft.fuel.unwrap_or(old.fuel),
+            memory_mb: draft.memory_mb.unwrap_or(old.memory_mb),
+            on_interrupt: draft.on_interrupt.unwrap_or(old.on_interrupt),
         };
         check_settings(cfg, &self.engine, &settings)?;
         if draft.description.as_deref().is_some_and(|d| d.contains('\0')) {
