@@ -7,6 +7,16 @@ use anyhow::{bail, Context};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
+/// `s` as one path segment of a URL (names, ids; unreserved characters kept as they are).
+pub fn seg(s: &str) -> String {
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
+}
+
 pub struct Client {
     http: reqwest::Client,
     base: String,
@@ -121,4 +131,75 @@ pub fn render_run(answer: &Value) -> (String, String) {
         }
     }
     (out, err)
+}
+
+impl Client {
+    /// The base URL, as given.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Open the Server-Sent Events stream at `/api/v1{path}`; fails with the server's
+    /// message unless it answers 200.
+    pub async fn events(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        let resp = self
+            .http
+            .get(format!("{}/api/v1{path}", self.base))
+            .bearer_auth(&self.token)
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .with_context(|| format!("calling {}", self.base))?;
+        if resp.status() != StatusCode::OK {
+            let status = resp.status();
+            let v: Value = serde_json::from_str(&resp.text().await.unwrap_or_default()).unwrap_or(Value::Null);
+            bail!("GET {path}: {status}: {}", v["error"]["message"].as_str().unwrap_or(""));
+        }
+        Ok(resp)
+    }
+}
+
+/// Server-Sent Events read off a response as they arrive: `(event, data)` pairs.
+pub struct EventStream {
+    resp: reqwest::Response,
+    buf: String,
+}
+
+impl EventStream {
+    pub fn new(resp: reqwest::Response) -> Self {
+        EventStream {
+            resp,
+            buf: String::new(),
+        }
+    }
+
+    /// The next event, or None when the stream ended.
+    pub async fn next(&mut self) -> anyhow::Result<Option<(String, Value)>> {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let (mut event, mut data) = (String::from("message"), String::new());
+                for line in block.lines() {
+                    if let Some(e) = line.strip_prefix("event:") {
+                        event = e.trim().to_string();
+                    } else if let Some(d) = line.strip_prefix("data:") {
+                        data.push_str(d.strip_prefix(' ').unwrap_or(d));
+                    }
+                }
+                if data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                return Ok(Some((
+                    event,
+                    serde_json::from_str(&data).unwrap_or(Value::String(data)),
+                )));
+            }
+            match self.resp.chunk().await? {
+                Some(bytes) => self
+                    .buf
+                    .push_str(&String::from_utf8_lossy(&bytes).replace("\r\n", "\n")),
+                None => return Ok(None),
+            }
+        }
+    }
 }

@@ -1,7 +1,5 @@
 //! The `maestro` command line.
 
-use std::path::PathBuf;
-
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
@@ -72,74 +70,10 @@ enum Command {
         #[command(subcommand)]
         action: ExamplesAction,
     },
-    /// Look at or cancel executions on a running server.
-    Executions {
-        #[command(subcommand)]
-        action: ExecutionsAction,
-    },
-    /// Run a Python script once in a sandbox of the token's tenant (`POST /api/v1/run`):
-    /// prints what it printed and its results; exits 1 if it failed.
-    Run {
-        /// The script (`-`: read it from stdin).
-        file: std::path::PathBuf,
-        /// The script's global `input` (JSON).
-        #[arg(long)]
-        input: Option<String>,
-        /// Its deadline in seconds (default: the server's FUNCTION_TIMEOUT).
-        #[arg(long)]
-        timeout: Option<f64>,
-        /// Print the server's whole answer as JSON instead.
-        #[arg(long)]
-        json: bool,
-        /// Run it as the next cell of this session (`POST /api/v1/sessions`), in the globals
-        /// the cells before left (`--input` and `--timeout` do not apply).
-        #[arg(long, conflicts_with_all = ["input", "timeout"])]
-        session: Option<String>,
-        #[command(flatten)]
-        remote: Remote,
-    },
-    /// Write a starter project (maestro.toml and a function with its schema) into DIR.
-    Init {
-        #[arg(default_value = ".")]
-        dir: PathBuf,
-    },
-    /// Show what `deploy` would change on the server, resource by resource (code as diffs).
-    Plan {
-        #[arg(default_value = ".")]
-        dir: PathBuf,
-        /// Show what `deploy --prune` would delete.
-        #[arg(long)]
-        prune: bool,
-        /// List unchanged resources too.
-        #[arg(short, long)]
-        verbose: bool,
-        /// Print the plan as JSON.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        remote: Remote,
-    },
-    /// Make the server match the folder: functions first, then the workflows, webhooks and
-    /// schedules that use them; stops at the first refusal and says what was applied.
-    Deploy {
-        #[arg(default_value = ".")]
-        dir: PathBuf,
-        /// Also delete what is on the server but no longer in the folder.
-        #[arg(long)]
-        prune: bool,
-        /// Print what was applied as JSON.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        remote: Remote,
-    },
-    /// Write the server's functions, schedules, webhooks, workflows, egress policy, packages
-    /// and secret names into DIR as a project folder.
-    Pull {
-        dir: PathBuf,
-        #[command(flatten)]
-        remote: Remote,
-    },
+    #[command(flatten)]
+    Client(maestro::cli::ClientCommand),
+    /// Print a shell completion script: `maestro completions bash > /etc/bash_completion.d/maestro`.
+    Completions { shell: clap_complete::Shell },
     /// Measure per-call latency against a `python3 -c` baseline; see BENCHMARKS.md.
     Bench {
         /// Calls per measurement.
@@ -162,43 +96,6 @@ enum Command {
         replicas: usize,
         #[command(flatten)]
         settings: Settings,
-    },
-}
-
-/// Where the server is and who is asking.
-#[derive(clap::Args)]
-struct Remote {
-    /// The server's base URL.
-    #[arg(long, env = "MAESTRO_URL", default_value = "http://127.0.0.1:8000")]
-    url: String,
-    /// An API token of the execution's tenant.
-    #[arg(long, env = "MAESTRO_TOKEN", hide_env_values = true)]
-    token: String,
-}
-
-impl Remote {
-    fn client(&self) -> maestro::client::Client {
-        maestro::client::Client::new(&self.url, &self.token)
-    }
-}
-
-#[derive(Subcommand)]
-enum ExecutionsAction {
-    /// Print one execution as JSON.
-    Show {
-        id: String,
-        #[command(flatten)]
-        remote: Remote,
-    },
-    /// Cancel a queued execution (it never runs) or stop a running one on whichever server
-    /// runs it; prints the execution once it has ended.
-    Cancel {
-        id: String,
-        /// How long to wait for a running execution to stop (0: do not wait).
-        #[arg(long, default_value = "10s", value_parser = maestro::auth::parse_ttl)]
-        wait: std::time::Duration,
-        #[command(flatten)]
-        remote: Remote,
     },
 }
 
@@ -299,21 +196,6 @@ async fn main() -> anyhow::Result<()> {
             anyhow::ensure!(status.is_success(), "{url} answered {status}");
             Ok(())
         }
-        Command::Init { dir } => maestro::cli::init(&dir),
-        Command::Plan {
-            dir,
-            prune,
-            verbose,
-            json,
-            remote,
-        } => maestro::cli::plan(&dir, &remote.client(), prune, json, verbose).await,
-        Command::Deploy {
-            dir,
-            prune,
-            json,
-            remote,
-        } => maestro::cli::deploy(&dir, &remote.client(), prune, json).await,
-        Command::Pull { dir, remote } => maestro::cli::pull(&dir, &remote.client()).await,
         Command::Openapi => {
             println!("{:#}", maestro::http::openapi::document());
             Ok(())
@@ -334,55 +216,13 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Executions { action } => {
-            let shown = match action {
-                ExecutionsAction::Show { id, remote } => {
-                    let client = remote.client();
-                    let ok = [reqwest::StatusCode::OK];
-                    client
-                        .call_ok(reqwest::Method::GET, &format!("/executions/{id}"), None, &ok)
-                        .await?
-                }
-                ExecutionsAction::Cancel { id, wait, remote } => {
-                    let client = remote.client();
-                    client.cancel_execution(&id, (!wait.is_zero()).then_some(wait)).await?
-                }
-            };
-            println!("{shown:#}");
-            Ok(())
-        }
-        Command::Run {
-            file,
-            input,
-            timeout,
-            json,
-            session,
-            remote,
-        } => {
-            let code = if file.as_os_str() == "-" {
-                std::io::read_to_string(std::io::stdin())?
-            } else {
-                std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?
-            };
-            let input: Option<serde_json::Value> = input
-                .map(|i| serde_json::from_str(&i))
-                .transpose()
-                .map_err(|e| anyhow::anyhow!("--input is not JSON: {e}"))?;
-            let client = remote.client();
-            let answer = match session {
-                Some(id) => client.run_cell(&id, &code).await?,
-                None => client.run_code(&code, input, timeout).await?,
-            };
-            if json {
-                println!("{answer:#}");
-            } else {
-                let (out, err) = maestro::client::render_run(&answer);
-                print!("{out}");
-                eprint!("{err}");
-            }
-            if answer["status"] != "succeeded" {
-                std::process::exit(1);
-            }
+        Command::Client(cmd) => match maestro::cli::dispatch(cmd).await? {
+            0 => Ok(()),
+            code => std::process::exit(code),
+        },
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "maestro", &mut std::io::stdout());
             Ok(())
         }
         Command::Bench {

@@ -189,3 +189,37 @@ async fn a_folder_deploys_with_a_plan() {
     assert!(!success && err.contains("already has a maestro.toml"), "{err}");
     app.stop().await;
 }
+
+/// The seed's examples are project folders: each deploys, then plans as unchanged, and
+/// its functions and webhook answer as the README says.
+#[tokio::test]
+async fn the_examples_deploy() {
+    let app = start(Backend::Sqlite).await;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for example in [
+        "examples/basics",
+        "examples/document_processing",
+        "examples/invoice_processing",
+    ] {
+        let out = ok(&app, root, &["deploy", example]).await;
+        assert!(out.contains("Deployed: "), "{out}");
+        let out = ok(&app, root, &["plan", example]).await;
+        assert!(out.contains("No changes"), "{example}: {out}");
+    }
+    let (_, v) = app
+        .post("/api/v1/functions/hello_world/invoke", json!({"name": "Claude"}))
+        .await;
+    assert_eq!(v["output"], "Hello, Claude!", "{v}");
+    let resp = app
+        .client
+        .post(format!("{}/api/v1/h/process-invoice", app.base))
+        .header("X-Customer-ID", "CUST001")
+        .json(&json!({"url": "https://example.com/invoice.txt", "priority": "high"}))
+        .send()
+        .await
+        .unwrap();
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["success"], true, "{v}");
+    assert_eq!(v["invoice"]["status"], "processed", "{v}");
+    app.stop().await;
+}

@@ -7,8 +7,8 @@ use serde_json::{json, Map, Value};
 use super::kinds::{Default, Kind};
 use super::{Problems, Project, Resource, MANIFEST};
 use crate::domain::egress::Policy;
-use crate::domain::Timing;
 use crate::domain::workflow::DefinitionIn;
+use crate::domain::Timing;
 
 const SECTIONS: [&str; 8] = [
     "project",

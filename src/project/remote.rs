@@ -2,14 +2,13 @@
 //! database), and a plan applied step by step.
 
 use anyhow::Context;
-use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value};
 
 use super::kinds::Kind;
 use super::plan::{Action, Plan, Step};
 use super::{Project, Resource};
-use crate::client::Client;
+use crate::client::{seg, Client};
 
 /// A workflow's own schedule is part of the workflow, not a schedule of the folder.
 const WORKFLOW_SCHEDULE_PREFIX: &str = "workflow:";
@@ -120,10 +119,6 @@ pub async fn apply(client: &Client, plan: &Plan, progress: &mut dyn FnMut(&str))
         done.push(line);
     }
     Ok(done)
-}
-
-fn seg(s: &str) -> String {
-    utf8_percent_encode(s, NON_ALPHANUMERIC).to_string()
 }
 
 async fn apply_step(client: &Client, s: &Step) -> anyhow::Result<Option<String>> {

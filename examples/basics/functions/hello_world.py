@@ -1,0 +1,2 @@
+def hello_world(input):
+    return f"Hello, {input.get('name', 'World')}!"

@@ -1,0 +1,2 @@
+def is_even(input):
+    return input["number"] % 2 == 0

@@ -1,0 +1,2 @@
+def user_info(input):
+    return {"user": input["name"], "age": input["age"], "adult": input["age"] >= 18}

@@ -1,0 +1,258 @@
+//! The everyday commands with the real `maestro` binary against a real server: login
+//! profiles, invoke (exit codes, stdin, a suggestion for a typo), executions, show (the
+//! step tree), logs and `logs -f` following a running execution to its end,
+//! tail, functions versions and rollback, workflows run, completions, and short help.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{start, Backend, TestApp};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// `maestro ARGS` with `env` (no MAESTRO_* from the test's environment); answers (exit
+/// code, stdout, stderr).
+async fn maestro(env: &[(&str, &str)], args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_maestro"));
+    cmd.args(args)
+        .env_remove("MAESTRO_URL")
+        .env_remove("MAESTRO_TOKEN")
+        .env_remove("MAESTRO_PROFILE")
+        .env("NO_COLOR", "1")
+        .env("RUST_BACKTRACE", "0")
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("maestro runs");
+    if let Some(text) = stdin {
+        use tokio::io::AsyncWriteExt;
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(text.as_bytes()).await.unwrap();
+    }
+    let out = child.wait_with_output().await.unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn env<'a>(app: &'a TestApp, config: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("MAESTRO_URL", app.base.as_str()),
+        ("MAESTRO_TOKEN", app.token.as_str()),
+        ("MAESTRO_CONFIG", config),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everyday_commands() {
+    let app = start(Backend::Sqlite).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("config.toml");
+    let config = config.to_str().unwrap();
+    let env = env(&app, config);
+    app.create("hello", "def hello(input):\n    print('greeting', input['name'])\n    return {'message': 'Hello, ' + input['name'] + '!'}\n").await;
+    app.create("leaf", "def leaf(input):\n    return input['x'] + 1\n")
+        .await;
+    app.create(
+        "outer",
+        "def outer(input):\n    a = leaf({'x': 1})\n    return leaf({'x': 'no'})\n",
+    )
+    .await;
+
+    // invoke: output on stdout; input from the flag or stdin; a failure exits 1 with the
+    // traceback; a typo gets the closest name.
+    let (code, out, _) = maestro(&env, &["invoke", "hello", "--input", r#"{"name": "Ada"}"#], None).await;
+    assert_eq!((code, out.trim()), (0, "{\n  \"message\": \"Hello, Ada!\"\n}"));
+    let (code, out, _) = maestro(&env, &["invoke", "hello"], Some(r#"{"name": "Bo"}"#)).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("Hello, Bo!"), "{out}");
+    let (code, out, err) = maestro(&env, &["invoke", "outer"], None).await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("Traceback") && err.contains("TypeError"), "{err}");
+    let failed = err
+        .split("maestro show ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .trim_end_matches([')', '`'])
+        .to_string();
+    let (code, _, err) = maestro(&env, &["invoke", "helo"], None).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("no function `helo`: did you mean `hello`?"), "{err}");
+
+    // executions as a table; show draws the tree with the failing nested call's error.
+    let (code, out, _) = maestro(&env, &["executions", "--function", "hello"], None).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("FUNCTION") && out.matches("succeeded").count() == 2,
+        "{out}"
+    );
+    let (code, out, err) = maestro(&env, &["show", &failed], None).await;
+    assert_eq!(code, 0, "{out}{err} [{failed}]");
+    assert!(out.contains("outer  failed"), "{out}");
+    assert!(out.contains("├─ leaf  succeeded"), "{out}");
+    assert!(out.contains("└─ leaf  failed"), "{out}");
+    assert!(out.contains("TypeError"), "{out}");
+
+    // logs of an ended execution, per call.
+    let (_, v) = app.get("/api/v1/executions?function=hello&limit=1").await;
+    let id = v["executions"][0]["id"].as_str().unwrap().to_string();
+    let (code, out, _) = maestro(&env, &["logs", &id], None).await;
+    assert_eq!((code, out.as_str()), (0, "[hello] greeting Bo\n"));
+
+    // logs -f, started while the execution runs, prints its lines and ends with it. (The
+    // lines arrive when the call ends: stored functions' output is not streamed live yet.)
+    app.create(
+        "slow",
+        "import time\ndef slow(input):\n    print('first', flush=True)\n    time.sleep(3)\n    print('second')\n    return 1\n",
+    )
+    .await;
+    let (_, v) = app.post("/api/v1/functions/slow/invoke?async=true", json!({})).await;
+    let slow = v["execution_id"].as_str().unwrap().to_string();
+    let mut follow = tokio::process::Command::new(env!("CARGO_BIN_EXE_maestro"))
+        .args(["logs", &slow, "-f"])
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(follow.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("a line within 20 s")
+        .unwrap()
+        .unwrap_or_default();
+    assert!(first.ends_with("first"), "{first}");
+    let second = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(second.unwrap_or_default().ends_with("second"));
+    let status = tokio::time::timeout(Duration::from_secs(20), follow.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "logs -f ends with the execution");
+
+    // tail: the tenant's feed, filtered by function.
+    let mut tail = tokio::process::Command::new(env!("CARGO_BIN_EXE_maestro"))
+        .args(["tail", "--function", "leaf"])
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(tail.stdout.take().unwrap()).lines();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.post("/api/v1/functions/hello/invoke", json!({"name": "x"})).await;
+    app.post("/api/v1/functions/leaf/invoke", json!({"x": 1})).await;
+    let t = Instant::now();
+    let mut seen = String::new();
+    while !seen.contains("execution.finished leaf succeeded") && t.elapsed() < Duration::from_secs(20) {
+        if let Ok(Ok(Some(l))) = tokio::time::timeout(Duration::from_secs(1), lines.next_line()).await {
+            seen.push_str(&l);
+            seen.push('\n');
+        }
+    }
+    assert!(seen.contains("execution.finished leaf succeeded"), "{seen}");
+    assert!(!seen.contains("hello"), "filtered to leaf: {seen}");
+    tail.kill().await.unwrap();
+
+    // functions: list, versions, rollback.
+    app.call(
+        reqwest::Method::PUT,
+        "/api/v1/functions/leaf",
+        Some(json!({"code": "def leaf(input):\n    return input['x'] + 2\n"})),
+    )
+    .await;
+    let (code, out, _) = maestro(&env, &["functions"], None).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("NAME") && out.contains("outer") && out.contains("slow"),
+        "{out}"
+    );
+    let (_, out, _) = maestro(&env, &["functions", "versions", "leaf"], None).await;
+    assert_eq!(out.lines().count(), 3, "a header and two versions: {out}");
+    let (code, out, _) = maestro(&env, &["functions", "rollback", "leaf", "1"], None).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("leaf is now version 3"), "{out}");
+    let (_, out, _) = maestro(&env, &["invoke", "leaf", "--input", r#"{"x": 1}"#], None).await;
+    assert_eq!(out.trim(), "2");
+    let (_, out, _) = maestro(&env, &["functions", "show", "leaf", "--json"], None).await;
+    let f: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(f["version"], 3);
+
+    // workflows run --wait: exit code and status.
+    app.create("root", "def root(input):\n    return input['config']['x']\n")
+        .await;
+    let (s, v) = app
+        .post(
+            "/api/v1/workflows",
+            json!({"name": "twice", "nodes": ["root"], "config": {"x": 1}}),
+        )
+        .await;
+    assert_eq!(s, reqwest::StatusCode::CREATED, "{v}");
+    let (code, out, err) = maestro(&env, &["workflows", "run", "twice", "--wait"], None).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("succeeded"), "{out}");
+    let (code, out, _) = maestro(
+        &env,
+        &["workflows", "run", "twice", "--wait", "--config", r#"{"x": "no"}"#],
+        None,
+    )
+    .await;
+    assert_eq!(code, 0, "a run's config is merged: {out}");
+
+    // login saves a profile (checked first); later commands need no URL or token.
+    let bare = [("MAESTRO_CONFIG", config)];
+    let (code, _, err) = maestro(&bare, &["functions"], None).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("maestro login URL"), "{err}");
+    let (code, _, err) = maestro(&bare, &["login", &app.base, "--token", "not-a-token"], None).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("refused the token"), "{err}");
+    let (code, _, err) = maestro(&bare, &["login", "http://127.0.0.1:9", "--token", "x"], None).await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("is a Maestro server running at http://127.0.0.1:9"),
+        "{err}"
+    );
+    let (code, out, _) = maestro(&bare, &["login", &app.base], Some(&format!("{}\n", app.token))).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("in tenant {}", app.tenant)), "{out}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(config).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the config file holds tokens: owner only");
+    }
+    let (code, out, _) = maestro(&bare, &["invoke", "leaf", "--input", r#"{"x": 5}"#], None).await;
+    assert_eq!((code, out.trim()), (0, "6"));
+    let (code, _, err) = maestro(&bare, &["functions", "--profile", "other"], None).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("no profile `other`"), "{err}");
+
+    // Completions, and help that fits a screen and shows a command's own flags.
+    let (code, out, _) = maestro(&bare, &["completions", "bash"], None).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("_maestro") && out.contains("deploy"),
+        "{}",
+        &out[..200.min(out.len())]
+    );
+    let (_, out, _) = maestro(&bare, &["--help"], None).await;
+    assert!(out.lines().count() <= 50, "{out}");
+    let (_, out, _) = maestro(&bare, &["invoke", "--help"], None).await;
+    assert!(
+        out.lines().count() <= 40 && out.contains("--input-file") && !out.contains("--prune"),
+        "{out}"
+    );
+    app.stop().await;
+}
