@@ -162,22 +162,22 @@ impl Client {
 /// Server-Sent Events read off a response as they arrive: `(event, data)` pairs.
 pub struct EventStream {
     resp: reqwest::Response,
-    buf: String,
+    /// Bytes received and not yet read as events: a chunk may end inside a character or
+    /// between the `\r\n`s of an event's end.
+    buf: Vec<u8>,
 }
 
 impl EventStream {
     pub fn new(resp: reqwest::Response) -> Self {
-        EventStream {
-            resp,
-            buf: String::new(),
-        }
+        EventStream { resp, buf: Vec::new() }
     }
 
     /// The next event, or None when the stream ended.
     pub async fn next(&mut self) -> anyhow::Result<Option<(String, Value)>> {
         loop {
-            if let Some(end) = self.buf.find("\n\n") {
-                let block: String = self.buf.drain(..end + 2).collect();
+            if let Some(end) = event_end(&self.buf) {
+                let raw: Vec<u8> = self.buf.drain(..end).collect();
+                let block = String::from_utf8_lossy(&raw).replace("\r\n", "\n");
                 let (mut event, mut data) = (String::from("message"), String::new());
                 for line in block.lines() {
                     if let Some(e) = line.strip_prefix("event:") {
@@ -195,11 +195,37 @@ impl EventStream {
                 )));
             }
             match self.resp.chunk().await? {
-                Some(bytes) => self
-                    .buf
-                    .push_str(&String::from_utf8_lossy(&bytes).replace("\r\n", "\n")),
+                Some(bytes) => self.buf.extend_from_slice(&bytes),
                 None => return Ok(None),
             }
         }
+    }
+}
+
+/// Where the first complete event of `buf` ends (after its blank line: `\n\n` or `\r\n\r\n`).
+fn event_end(buf: &[u8]) -> Option<usize> {
+    (0..buf.len()).find_map(|i| {
+        let rest = &buf[i..];
+        if rest.starts_with(b"\n\n") {
+            Some(i + 2)
+        } else if rest.starts_with(b"\r\n\r\n") {
+            Some(i + 4)
+        } else {
+            None
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::event_end;
+
+    #[test]
+    fn an_event_ends_at_its_blank_line_whatever_the_line_ends() {
+        assert_eq!(event_end(b"event: a\ndata: 1\n\nevent: b"), Some(18));
+        assert_eq!(event_end(b"data: 1\r\n\r\n"), Some(11));
+        // Cut between the two line ends, or inside a character: not an event yet.
+        assert_eq!(event_end(b"data: 1\r\n\r"), None);
+        assert_eq!(event_end("data: caf\u{e9}".as_bytes()), None);
     }
 }

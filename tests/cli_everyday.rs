@@ -235,6 +235,10 @@ async fn everyday_commands() {
     }
     let (code, out, _) = maestro(&bare, &["invoke", "leaf", "--input", r#"{"x": 5}"#], None).await;
     assert_eq!((code, out.trim()), (0, "6"));
+    // The saved token goes only to the server it was saved for.
+    let (code, _, err) = maestro(&bare, &["functions", "--url", "http://127.0.0.1:9"], None).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("no server to talk to"), "{err}");
     let (code, _, err) = maestro(&bare, &["functions", "--profile", "other"], None).await;
     assert_eq!(code, 1);
     assert!(err.contains("no profile `other`"), "{err}");

@@ -132,7 +132,7 @@ async fn a_folder_deploys_with_a_plan() {
     let hook = format!("{}-orders", app.tenant);
     let more = format!(
         "\n[functions.double]\ndescription = \"Doubles\"\nmemory_mb = 64\n\n\
-         [webhooks.\"{hook}\"]\nfunction = \"double\"\nasync = true\n\n\
+         [webhooks.\"/{hook}\"]\nfunction = \"double\"\nasync = true\nmethod = \"post\"\n\n\
          [workflows.pipeline]\nnodes = [\"hello\", {{ function = \"double\", retries = 2 }}]\nedges = [[\"hello\", \"double\"]]\n\n\
          [egress]\nallow = [\"api.example.com\"]\n"
     );
@@ -174,6 +174,9 @@ async fn a_folder_deploys_with_a_plan() {
     assert!(out.contains("signing secret, shown once: "), "{out}");
     let (_, wf) = app.get("/api/v1/workflows/pipeline").await;
     assert_eq!(wf["nodes"][1]["retries"], 2, "{wf}");
+    // As the server stores them (path without its slash, method in capitals): no change left.
+    let out = ok(&app, &proj, &["plan", "--prune"]).await;
+    assert!(out.contains("No changes"), "{out}");
 
     // Pull into an empty folder: plan there finds nothing to do (and --json says 0).
     let out = ok(&app, root, &["pull", "copy"]).await;

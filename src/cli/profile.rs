@@ -61,7 +61,12 @@ impl Config {
         std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
         use std::io::Write as _;
         opts.open(&path)
-            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .and_then(|mut f| {
+                // Also when the file was there before, readable by others.
+                #[cfg(unix)]
+                f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+                f.write_all(text.as_bytes())
+            })
             .with_context(|| format!("writing {}", path.display()))?;
         Ok(path)
     }
@@ -70,13 +75,15 @@ impl Config {
 /// How a command was told where to go.
 #[derive(clap::Args, Clone)]
 pub struct Remote {
-    /// The server's base URL (else MAESTRO_URL, else the profile's).
+    /// The server's base URL (else MAESTRO_URL, else the default profile's; a saved token is
+    /// only sent to the URL it was saved with).
     #[arg(long, env = "MAESTRO_URL", global = true)]
     pub url: Option<String>,
     /// An API token (else MAESTRO_TOKEN, else the profile's).
     #[arg(long, env = "MAESTRO_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
-    /// A profile saved by `maestro login` (else MAESTRO_PROFILE, else the default one).
+    /// A profile saved by `maestro login`, used whole (else MAESTRO_PROFILE, else the default
+    /// profile under the URL and token given).
     #[arg(long, env = "MAESTRO_PROFILE", global = true)]
     pub profile: Option<String>,
 }
@@ -85,22 +92,25 @@ impl Remote {
     /// The client these say, flags and environment over the profile.
     pub fn client(&self) -> anyhow::Result<Client> {
         let config = Config::load()?;
-        let name = self.profile.clone().or(config.default_profile.clone());
-        let saved = match &name {
-            Some(n) => match config.profiles.get(n) {
-                Some(p) => Some(p.clone()),
-                None if self.profile.is_some() => {
-                    bail!("no profile `{n}`: `maestro login URL --profile {n}` saves one")
-                }
-                None => None,
-            },
-            None => None,
-        };
-        let url = self.url.clone().or(saved.as_ref().map(|p| p.url.clone()));
-        let token = self.token.clone().or(saved.map(|p| p.token));
-        match (url, token) {
-            (u, Some(t)) => Ok(Client::new(u.as_deref().unwrap_or(LOCAL), &t)),
-            _ => bail!(
+        // A profile named here (flag or MAESTRO_PROFILE) is used whole.
+        if let Some(n) = &self.profile {
+            return match config.profiles.get(n) {
+                Some(p) => Ok(Client::new(&p.url, &p.token)),
+                None => bail!("no profile `{n}`: `maestro login URL --profile {n}` saves one"),
+            };
+        }
+        let saved = config.default_profile.as_ref().and_then(|n| config.profiles.get(n));
+        let url = self.url.clone().or(saved.map(|p| p.url.clone()));
+        let url = url.as_deref().unwrap_or(LOCAL);
+        // The saved token only goes to the server it was saved for.
+        let same_server = |p: &&Profile| p.url.trim_end_matches('/') == url.trim_end_matches('/');
+        let token = self
+            .token
+            .clone()
+            .or(saved.filter(same_server).map(|p| p.token.clone()));
+        match token {
+            Some(t) => Ok(Client::new(url, &t)),
+            None => bail!(
                 "no server to talk to: run `maestro login URL` once, or set MAESTRO_URL and MAESTRO_TOKEN \
                  (or pass --url and --token)"
             ),

@@ -314,3 +314,22 @@ impl Target {
         }
     }
 }
+
+/// A package name in PEP 503 form (`Python_Slugify` is `python-slugify`): how installed
+/// packages are named, so a project folder compares names the same way.
+pub fn canonical_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut sep = false;
+    for c in name.chars() {
+        if matches!(c, '-' | '_' | '.') {
+            sep = true;
+        } else {
+            if sep && !out.is_empty() {
+                out.push('-');
+            }
+            sep = false;
+            out.push(c.to_ascii_lowercase());
+        }
+    }
+    out
+}

@@ -45,23 +45,7 @@ pub struct Wheel {
     pub requires: Vec<String>,
 }
 
-/// PEP 503 normalisation.
-pub fn canonical_name(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut sep = false;
-    for c in name.chars() {
-        if matches!(c, '-' | '_' | '.') {
-            sep = true;
-        } else {
-            if sep && !out.is_empty() {
-                out.push('-');
-            }
-            sep = false;
-            out.push(c.to_ascii_lowercase());
-        }
-    }
-    out
-}
+pub use crate::domain::canonical_name;
 
 /// A distribution name as PEP 508 allows it: letters, digits and `-_.` inside.
 pub fn valid_name(name: &str) -> bool {

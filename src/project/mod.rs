@@ -36,7 +36,8 @@ pub struct Resource {
     pub key: String,
     /// The compared fields; one left out is not compared (the server's value stands).
     pub fields: Map<String, Value>,
-    /// On a server: the id the API addresses it by, where that is not its key.
+    /// On a server: the id the API addresses it by, where that is not its key (a package
+    /// pip installed as a dependency: the package that needs it).
     pub id: Option<String>,
     /// In a folder: the file it comes from, for messages and diffs.
     pub source: String,
@@ -55,9 +56,10 @@ impl Project {
         self.resources.iter().find(|r| r.kind == kind && r.key == key)
     }
 
-    /// Whether the folder manages `kind` at all (the egress policy only when it has one).
+    /// Whether the folder manages `kind` at all: the egress policy and packages only when it
+    /// declares them (a folder of functions alone must not uninstall the packages they use).
     pub fn manages(&self, kind: Kind) -> bool {
-        kind != Kind::Egress || self.resources.iter().any(|r| r.kind == Kind::Egress)
+        !matches!(kind, Kind::Egress | Kind::Package) || self.resources.iter().any(|r| r.kind == kind)
     }
 }
 

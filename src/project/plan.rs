@@ -62,7 +62,8 @@ pub fn plan(local: &Project, remote: &Project, prune: bool) -> Plan {
             steps.push(step(l, action, Some(l), r));
         }
         for r in remote.resources.iter().filter(|r| r.kind == kind) {
-            if local.find(kind, &r.key).is_none() && local.manages(kind) {
+            let dependency = kind == Kind::Package && r.id.is_some();
+            if local.find(kind, &r.key).is_none() && local.manages(kind) && !dependency {
                 let action = if prune { Action::Delete } else { Action::Extra };
                 gone.push(step(r, action, None, Some(r)));
             }

@@ -164,7 +164,7 @@ impl Reader {
             match version {
                 Value::String(v) => {
                     let fields = Map::from_iter([("version".to_string(), json!(v))]);
-                    self.push(Kind::Package, name, fields, MANIFEST);
+                    self.push(Kind::Package, &crate::domain::canonical_name(name), fields, MANIFEST);
                 }
                 _ => self.problem(MANIFEST, format!("package {name}: the version must be a string")),
             }
@@ -287,13 +287,18 @@ impl Reader {
 
     fn workflows(&mut self, m: &Map<String, Value>) {
         for (name, table) in self.section(m, "workflows") {
+            let table_has_concurrency = table.contains_key("concurrency");
             let parsed = serde_json::from_value::<DefinitionIn>(Value::Object(table))
                 .map_err(|e| e.to_string())
                 .and_then(|d| d.check().map_err(|e| format!("{}: {}", e.field, e.message)));
             match parsed {
                 Ok(def) => {
                     let view = json!(def);
-                    let fields = Kind::Workflow.from_view(&view);
+                    let mut fields = Kind::Workflow.from_view(&view);
+                    // Left out, the server's value stands (its default is a server setting).
+                    if !table_has_concurrency {
+                        fields.remove("concurrency");
+                    }
                     self.push(Kind::Workflow, &name, fields, MANIFEST);
                 }
                 Err(e) => self.problem(MANIFEST, format!("workflow {name}: {e}")),
@@ -304,7 +309,26 @@ impl Reader {
     /// Webhooks (keyed by path) and schedules (by name): each calls a function or workflow.
     fn triggers(&mut self, m: &Map<String, Value>, kind: Kind) {
         for (key, table) in self.section(m, kind.plural()) {
-            let fields = self.fields(kind, &key, &table, &[]);
+            let mut fields = self.fields(kind, &key, &table, &[]);
+            // As the server stores them: a path without its slashes, a method in capitals.
+            let key = match kind {
+                Kind::Webhook => match crate::domain::webhook_path(&key) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        self.problem(MANIFEST, format!("webhook {key}: {e}"));
+                        continue;
+                    }
+                },
+                _ => key,
+            };
+            if let Some(Value::String(m)) = fields.get("http_method").cloned() {
+                match crate::domain::webhook_method(&m) {
+                    Ok(m) => {
+                        fields.insert("http_method".into(), json!(m));
+                    }
+                    Err(e) => self.problem(MANIFEST, format!("webhook {key}: http_method: {e}")),
+                }
+            }
             let targets = ["function_name", "workflow_name"].map(|f| !fields[f].is_null());
             if targets[0] == targets[1] {
                 self.problem(

@@ -20,11 +20,12 @@ pub async fn fetch(client: &Client) -> anyhow::Result<Project> {
     let get = |path: String| async move { client.call_ok(Method::GET, &path, None, &[StatusCode::OK]).await };
     let packages = get("/packages?builtin=false".into()).await?;
     for pkg in list(&packages, "packages") {
-        // Packages pip brought in as dependencies come and go with the one that needs them.
-        if pkg["dependency_of"].is_null() {
-            let fields = Map::from_iter([("version".to_string(), pkg["version"].clone())]);
-            p.resources.push(remote(Kind::Package, &pkg["name"], fields, None));
-        }
+        // One pip brought in as a dependency is marked (its `id` names what needs it): a
+        // folder may declare it, but it is never pruned or pulled on its own.
+        let fields = Map::from_iter([("version".to_string(), pkg["version"].clone())]);
+        let needed_by = pkg["dependency_of"].as_str().map(|n| Value::String(n.to_string()));
+        p.resources
+            .push(remote(Kind::Package, &pkg["name"], fields, needed_by.as_ref()));
     }
     let egress = get("/egress".into()).await?;
     p.resources.push(remote(
@@ -139,7 +140,7 @@ async fn apply_step(client: &Client, s: &Step) -> anyhow::Result<Option<String>>
         (Action::Unchanged | Action::Extra, _) => Ok(None),
         (Action::Create | Action::Update(_), Kind::Package) => {
             let body = serde_json::json!({"name": s.key, "version": fields()["version"]});
-            let answer = call(Method::POST, "/packages?wait=600".into(), Some(body)).await?;
+            let answer = call(Method::POST, "/packages?wait=300".into(), Some(body)).await?;
             if answer.get("job_id").is_some() && answer.get("installed").is_none() {
                 anyhow::bail!("the install is still running on the server (GET /api/v1/packages/installs)");
             }

@@ -31,6 +31,9 @@ pub fn write(dir: &Path, project: &Project) -> anyhow::Result<Vec<String>> {
         manifest.insert("secrets".into(), json!(project.secrets));
     }
     for r in &project.resources {
+        if r.kind == Kind::Package && r.id.is_some() {
+            continue; // installed as another package's dependency
+        }
         let mut fields = r.fields.clone();
         let table = match r.kind {
             Kind::Package => json!(fields["version"]),
@@ -73,7 +76,9 @@ pub fn write(dir: &Path, project: &Project) -> anyhow::Result<Vec<String>> {
             }
         }
     }
-    let text = toml::to_string_pretty(&toml::Value::try_from(Value::Object(manifest))?)?;
+    let mut manifest = Value::Object(manifest);
+    strip_nulls(&mut manifest);
+    let text = toml::to_string_pretty(&toml::Value::try_from(manifest)?)?;
     put(
         dir,
         MANIFEST,
@@ -83,13 +88,25 @@ pub fn write(dir: &Path, project: &Project) -> anyhow::Result<Vec<String>> {
     Ok(files)
 }
 
+/// TOML has no null: keys holding one are left out (inside an input or a config too), and
+/// nulls in lists are refused by the TOML writer with the value's place.
+fn strip_nulls(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|_, x| !x.is_null());
+            m.values_mut().for_each(strip_nulls);
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_nulls),
+        _ => {}
+    }
+}
+
 /// The fields that differ from their defaults (and are not null: TOML has no null).
 fn non_default(kind: Kind, mut fields: Map<String, Value>) -> Map<String, Value> {
     for (name, default) in kind.fields() {
         let drop = match (&default, fields.get(name)) {
             (_, Some(Value::Null)) => true,
             (Default::Fixed(d), Some(v)) => super::same(d, v),
-            (Default::Server, _) => true,
             _ => false,
         };
         if drop {
