@@ -1,6 +1,6 @@
 //! The everyday commands with the real `maestro` binary against a real server: login
 //! profiles, invoke (exit codes, stdin, a suggestion for a typo), executions, show (the
-//! step tree), logs and `logs -f` following a running execution to its end,
+//! step tree), logs and `logs -f` printing a line of a running execution before it ends,
 //! tail, functions versions and rollback, workflows run, completions, and short help.
 
 mod common;
@@ -107,8 +107,7 @@ async fn everyday_commands() {
     let (code, out, _) = maestro(&env, &["logs", &id], None).await;
     assert_eq!((code, out.as_str()), (0, "[hello] greeting Bo\n"));
 
-    // logs -f, started while the execution runs, prints its lines and ends with it. (The
-    // lines arrive when the call ends: stored functions' output is not streamed live yet.)
+    // logs -f prints a line of a running execution before it ends, and ends with it.
     app.create(
         "slow",
         "import time\ndef slow(input):\n    print('first', flush=True)\n    time.sleep(3)\n    print('second')\n    return 1\n",
@@ -129,6 +128,8 @@ async fn everyday_commands() {
         .expect("a line within 20 s")
         .unwrap()
         .unwrap_or_default();
+    let (_, e) = app.get(&format!("/api/v1/executions/{slow}")).await;
+    assert_eq!(e["status"], "running", "the line came before the end: {e}");
     assert!(first.ends_with("first"), "{first}");
     let second = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
         .await

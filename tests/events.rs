@@ -36,11 +36,12 @@ fn shape(events: &[Value]) -> Vec<(String, String)> {
 
 fn expected() -> Vec<(String, String)> {
     [
+        // Lines arrive as they are printed: the outer call's first line before the call.
         ("execution.started", "outer@0"),
+        ("log", "outer before"),
         ("step.started", "inner@1"),
         ("log", "inner says hi"),
         ("step.finished", "inner@1"),
-        ("log", "outer before"),
         ("log", "outer after 2"),
         ("execution.finished", "outer@0"),
     ]

@@ -83,11 +83,13 @@ class _MxBuiltins(dict):
 
 class _MxSink:
     """A text stream that keeps at most `cap` bytes (UTF-8) and counts the rest. A `live`
-    sink (a streamed run's) also hands what it keeps to the host, a line at a time (as a
-    terminal shows it: `print` writes a value and its newline separately), at most 4 KiB
-    waiting, and whatever waits when flushed or when the call ends."""
+    sink also hands what it keeps to the host, a line at a time (as a terminal shows it:
+    `print` writes a value and its newline separately), at most 4 KiB waiting, and whatever
+    waits when flushed or when the call ends; with `frames` set, only that many times."""
 
     live = None
+    # Frames a live sink may still send (None: no limit).
+    frames = None
 
     def __init__(self, cap):
         self.cap, self.parts, self.size, self.dropped = cap, [], 0, 0
@@ -127,6 +129,10 @@ class _MxSink:
             for i in range(0, len(text), 16384):
                 frame = {"op": "out", "stream": self.live, "text": text[i : i + 16384]}
                 _host.call(_json.dumps(frame, ensure_ascii=False).encode("utf-8", "replace"))
+            if self.frames is not None:
+                self.frames -= 1
+                if self.frames <= 0:
+                    self.live = None
 
     def isatty(self):
         return False
@@ -524,8 +530,12 @@ def _mx_run():
             return
     cap = req.get("capture", 1 << 20)
     out, err = _MxSink(cap), _MxSink(cap)
-    if req.get("stream"):
-        out.live, err.live = "stdout", "stderr"
+    # Printed lines go to the host as they are printed, for live logs (`logs -f`); past the
+    # first frames (the host publishes at most 1000 lines a stream) only a streamed run
+    # (`?stream=true`) goes on sending, and the rest waits for the end as before.
+    out.live, err.live = "stdout", "stderr"
+    if not req.get("stream"):
+        out.frames = err.frames = 1000
     _sys.stdout, _sys.stderr = out, err
     try:
         try:

@@ -27,6 +27,8 @@ struct Log {
     dropped: usize,
     /// Secret values this call read (memory only), to mask in what it prints.
     secrets: Vec<(String, String)>,
+    /// What the call printed, as live `log` events.
+    live: super::live_log::LiveLog,
 }
 
 /// A step's activity log, shared between the call tree and whoever records the step.
@@ -36,6 +38,11 @@ pub struct Activity(Arc<Mutex<Log>>);
 impl Activity {
     fn lock(&self) -> std::sync::MutexGuard<'_, Log> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The step ended: publish the rest of its output as `log` events (see `live_log`).
+    pub fn live_end(&self, stdout: &str, stderr: &str, to: &super::live_log::Target<'_>) {
+        self.lock().live.end([stdout, stderr], to);
     }
 
     /// Keep `entry` if the step's activity has room; whether it was kept.
@@ -229,25 +236,31 @@ impl CallTree {
         }
     }
 
-    /// A chunk of the root call's printed output, for a streamed run: passed on masked and
-    /// within the caps (a guest may send these frames whenever it likes; nested calls and
-    /// runs nobody streams drop them).
+    /// A chunk of the call's printed output: published masked as live `log` events of its
+    /// step, and, for the root call of a streamed run, passed on within the caps (a guest
+    /// may send these frames whenever it likes; the step's record keeps what it captured).
     fn out(&mut self, frame: &Value) -> Value {
-        let (Some(stream), 0) = (self.shared.stream.as_ref(), self.depth) else {
-            return json!({"ok": true});
-        };
         let kind = match frame["stream"].as_str() {
             Some("stderr") => "stderr",
             _ => "stdout",
         };
         let text = frame["text"].as_str().unwrap_or("");
+        let text = &text[..floor_boundary(text, MAX_CHUNK_BYTES)];
+        let to = super::live_log::Target {
+            events: &self.inner.events,
+            tenant: &self.tenant,
+            execution_id: &self.execution_id,
+            step_id: &self.step_id,
+        };
+        let masked = self.activity.mask(text);
+        self.activity.lock().live.chunk(kind, &masked, &to);
+        let (Some(stream), 0) = (self.shared.stream.as_ref(), self.depth) else {
+            return json!({"ok": true});
+        };
         let room = stream
             .cap
             .saturating_sub(stream.sent.load(std::sync::atomic::Ordering::Relaxed));
-        let mut end = text.len().min(room).min(MAX_CHUNK_BYTES);
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
+        let end = floor_boundary(text, room);
         if end > 0 {
             stream.sent.fetch_add(end, std::sync::atomic::Ordering::Relaxed);
             let _ = stream.tx.send((kind, self.activity.mask(&text[..end])));
@@ -415,4 +428,13 @@ fn shown_url(url: &str) -> String {
         }
         Err(_) => url.chars().take(200).collect(),
     }
+}
+
+/// The largest index at most `max` that is a character boundary of `text`.
+fn floor_boundary(text: &str, max: usize) -> usize {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    end
 }

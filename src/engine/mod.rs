@@ -5,6 +5,7 @@ mod cancel;
 mod capabilities;
 pub mod code;
 mod error;
+mod live_log;
 mod orchestrator;
 mod queue;
 mod quotas;
@@ -445,7 +446,13 @@ impl Engine {
             let (status, duration_ms) = (finish.status, finish.duration_ms);
             tracing::debug!(status = %status, duration_ms, fuel = outcome.fuel_used, "execution finished");
             let events = &job_inner.events;
-            events.publish_output(&record_tenant, &record_id, &record_id, &outcome.stdout, &outcome.stderr);
+            let to = live_log::Target {
+                events,
+                tenant: &record_tenant,
+                execution_id: &record_id,
+                step_id: &record_id,
+            };
+            root_activity.live_end(&outcome.stdout, &outcome.stderr, &to);
             let done = finished_event(&record_id, &function.name, 0, &outcome, &finish);
             events.publish(&record_tenant, &record_id, "execution.finished", done);
             let m = &events.metrics;

@@ -287,13 +287,13 @@ impl Host for CallTree {
             duration_ms = finish.duration_ms,
             "step finished"
         );
-        inner.events.publish_output(
-            &self.tenant,
-            &self.execution_id,
-            &step.id,
-            &outcome.stdout,
-            &outcome.stderr,
-        );
+        let to = super::live_log::Target {
+            events: &inner.events,
+            tenant: &self.tenant,
+            execution_id: &self.execution_id,
+            step_id: &step.id,
+        };
+        child_activity.live_end(&outcome.stdout, &outcome.stderr, &to);
         let finished_event = super::finished_event(&step.id, name, step.depth, &outcome, &finish);
         inner
             .events

@@ -49,7 +49,7 @@ pub fn log_lines(text: &str) -> impl Iterator<Item = std::borrow::Cow<'_, str>> 
 }
 
 /// A line cut to [`MAX_LOG_LINE_BYTES`], saying how much was cut.
-fn cut_line(line: &str) -> std::borrow::Cow<'_, str> {
+pub fn cut_line(line: &str) -> std::borrow::Cow<'_, str> {
     if line.len() <= MAX_LOG_LINE_BYTES {
         return std::borrow::Cow::Borrowed(line);
     }
@@ -176,15 +176,5 @@ impl Bus {
     pub fn history(&self, execution_id: &str) -> Option<Vec<Arc<Event>>> {
         let histories = self.histories.lock().unwrap_or_else(|e| e.into_inner());
         histories.by_id.get(execution_id).map(|h| h.events.clone())
-    }
-
-    /// Log lines of captured output, one event per line (at most [`MAX_LOG_LINES`] a stream).
-    pub fn publish_output(&self, tenant: &str, execution_id: &str, step_id: &str, stdout: &str, stderr: &str) {
-        for (stream, text) in [("stdout", stdout), ("stderr", stderr)] {
-            for line in log_lines(text) {
-                let fields = json!({"step_id": step_id, "stream": stream, "line": line});
-                self.publish(tenant, execution_id, "log", fields);
-            }
-        }
     }
 }
