@@ -1,6 +1,7 @@
 //! Project folders with the real `maestro` binary against a real server: init, plan (with
-//! a code diff), deploy in order, idempotence, settings going back to defaults, prune, pull
-//! then plan showing no change, and a bad schema stopping the deploy before any change.
+//! a code diff), deploy in order, invoke and logs, idempotence, settings going back to
+//! defaults, prune, pull then plan showing no change, and a bad schema stopping the deploy
+//! before any change.
 
 mod common;
 
@@ -96,8 +97,17 @@ async fn a_folder_deploys_with_a_plan() {
     assert!(!out.contains("schedule"), "{out}");
     let out = ok(&app, &proj, &["deploy"]).await;
     assert!(out.contains("updated function hello"), "{out}");
-    let (_, v) = app.post("/api/v1/functions/hello/invoke", json!({"name": "Ada"})).await;
+    let out = ok(
+        &app,
+        &proj,
+        &["invoke", "hello", "--input", r#"{"name": "Ada"}"#, "--json"],
+    )
+    .await;
+    let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["output"]["message"], "Hi, Ada!", "{v}");
+    let id = v["execution_id"].as_str().unwrap();
+    let out = ok(&app, &proj, &["logs", id]).await;
+    assert_eq!(out, "[hello] greeting Ada\n");
 
     // A setting left out of the folder goes back to the server's default.
     edit(&proj.join("maestro.toml"), "timeout_seconds = 5\n", "");
