@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -15,6 +15,38 @@ pub fn seg(s: &str) -> String {
         .remove(b'.')
         .remove(b'~');
     percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
+}
+
+/// The server refused a call: its status and what it said, with the next step a person
+/// can take where the status tells it.
+#[derive(Debug)]
+pub struct Refused {
+    pub status: StatusCode,
+    pub text: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hint = match self.status {
+            StatusCode::UNAUTHORIZED => {
+                "\nthe token is missing, expired or signed for another server: `maestro login URL` saves a new one"
+            }
+            StatusCode::FORBIDDEN => "\nthe token's role or tenant may not do this",
+            StatusCode::SERVICE_UNAVAILABLE => "\nthe server or a service it needs is down: try again shortly",
+            _ => "",
+        };
+        write!(f, "{}{hint}", self.text)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// What to try when the server cannot be reached at all.
+fn unreachable(base: &str) -> String {
+    format!(
+        "cannot reach {base}: is a Maestro server running there? (`maestro serve` starts one; \
+         `maestro login URL` or MAESTRO_URL points the CLI at another)"
+    )
 }
 
 pub struct Client {
@@ -41,7 +73,7 @@ impl Client {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await.with_context(|| format!("calling {}", self.base))?;
+        let resp = req.send().await.with_context(|| unreachable(&self.base))?;
         let status = resp.status();
         let text = resp.text().await?;
         Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
@@ -57,10 +89,11 @@ impl Client {
     ) -> anyhow::Result<Value> {
         let (status, v) = self.call(method.clone(), path, body).await?;
         if !ok.contains(&status) {
-            bail!(
-                "{method} {path}: {status}: {}",
-                v["error"]["message"].as_str().unwrap_or(&v.to_string())
-            );
+            let message = v["error"]["message"]
+                .as_str()
+                .map_or_else(|| v.to_string(), str::to_string);
+            let text = format!("{method} {path}: {status}: {message}");
+            return Err(Refused { status, text }.into());
         }
         Ok(v)
     }
@@ -149,11 +182,12 @@ impl Client {
             .header("accept", "text/event-stream")
             .send()
             .await
-            .with_context(|| format!("calling {}", self.base))?;
+            .with_context(|| unreachable(&self.base))?;
         if resp.status() != StatusCode::OK {
             let status = resp.status();
             let v: Value = serde_json::from_str(&resp.text().await.unwrap_or_default()).unwrap_or(Value::Null);
-            bail!("GET {path}: {status}: {}", v["error"]["message"].as_str().unwrap_or(""));
+            let text = format!("GET {path}: {status}: {}", v["error"]["message"].as_str().unwrap_or(""));
+            return Err(Refused { status, text }.into());
         }
         Ok(resp)
     }

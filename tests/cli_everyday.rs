@@ -106,6 +106,9 @@ async fn everyday_commands() {
     let id = v["executions"][0]["id"].as_str().unwrap().to_string();
     let (code, out, _) = maestro(&env, &["logs", &id], None).await;
     assert_eq!((code, out.as_str()), (0, "[hello] greeting Bo\n"));
+    let (code, out, _) = maestro(&env, &["logs", &id, "--json"], None).await;
+    let v: Value = serde_json::from_str(&out).expect("logs --json is JSON");
+    assert_eq!((code, &v["logs"][0]["text"]), (0, &json!("greeting Bo\n")), "{v}");
 
     // logs -f prints a line of a running execution before it ends, and ends with it.
     app.create(
@@ -164,6 +167,35 @@ async fn everyday_commands() {
     }
     assert!(seen.contains("execution.finished leaf succeeded"), "{seen}");
     assert!(!seen.contains("hello"), "filtered to leaf: {seen}");
+    tail.kill().await.unwrap();
+
+    // tail --json: one event object per line.
+    let mut tail = tokio::process::Command::new(env!("CARGO_BIN_EXE_maestro"))
+        .args(["tail", "--json"])
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(tail.stdout.take().unwrap()).lines();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.post("/api/v1/functions/leaf/invoke", json!({"x": 1})).await;
+    let mut types = vec![];
+    while !types.contains(&"execution.finished".to_string()) {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("an event within 20 s")
+            .unwrap()
+            .expect("a line");
+        let event: Value = serde_json::from_str(&line).expect("each line is JSON");
+        assert_eq!(event["function"], "leaf", "{event}");
+        types.push(event["type"].as_str().unwrap_or("").to_string());
+    }
+    assert_eq!(
+        types.first().map(String::as_str),
+        Some("execution.started"),
+        "{types:?}"
+    );
     tail.kill().await.unwrap();
 
     // functions: list, versions, rollback.
@@ -240,6 +272,18 @@ async fn everyday_commands() {
     let (code, _, err) = maestro(&bare, &["functions", "--url", "http://127.0.0.1:9"], None).await;
     assert_eq!(code, 1);
     assert!(err.contains("no server to talk to"), "{err}");
+    // A token the server refuses (expired, or another server's) names the way out.
+    let stale = [
+        ("MAESTRO_URL", app.base.as_str()),
+        ("MAESTRO_TOKEN", "stale"),
+        ("MAESTRO_CONFIG", config),
+    ];
+    let (code, _, err) = maestro(&stale, &["functions"], None).await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("401") && err.contains("`maestro login URL` saves a new one"),
+        "{err}"
+    );
     let (code, _, err) = maestro(&bare, &["functions", "--profile", "other"], None).await;
     assert_eq!(code, 1);
     assert!(err.contains("no profile `other`"), "{err}");
@@ -260,4 +304,75 @@ async fn everyday_commands() {
         "{out}"
     );
     app.stop().await;
+}
+
+/// Lines of `out` until ping's execution has finished (or 30 s pass without a line).
+async fn until_finished(out: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>) -> String {
+    let mut seen = String::new();
+    while !seen.contains("execution.finished ping succeeded") {
+        match tokio::time::timeout(Duration::from_secs(30), out.next_line()).await {
+            Ok(Ok(Some(l))) => seen.push_str(&format!("{l}\n")),
+            _ => break,
+        }
+    }
+    seen
+}
+
+/// A port nobody listens on now, for a server that must come back on the same address.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `maestro tail` outlives its server: killed with SIGKILL and started again on the same
+/// address, the server's new events reach the same `tail`, which says it reconnected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_reconnects_when_the_server_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_string();
+    let bind = format!("127.0.0.1:{}", free_port());
+    let serve = || common::serve_binary(&data, &["--bind", &bind, "--jwt-secret", common::SECRET]);
+    let (mut server, lines) = serve();
+    let base = common::address(&lines);
+    let token = maestro::auth::Keys::new(common::SECRET)
+        .mint("reconnect", "dev@example.com", false, Duration::from_secs(600))
+        .unwrap();
+    let app = common::remote(&base, &token);
+    app.create("ping", "def ping(input):\n    return 'pong'\n").await;
+
+    let mut tail = tokio::process::Command::new(env!("CARGO_BIN_EXE_maestro"))
+        .args(["tail", "--url", &base, "--token", &token])
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(tail.stdout.take().unwrap()).lines();
+    let mut err = BufReader::new(tail.stderr.take().unwrap()).lines();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, _) = app.invoke("ping", json!({})).await;
+    assert_eq!(status, 200);
+    let seen = until_finished(&mut out).await;
+    assert!(seen.contains("execution.finished ping succeeded"), "before: {seen}");
+
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let lost = tokio::time::timeout(Duration::from_secs(20), err.next_line()).await;
+    let lost = lost.expect("tail notices within 20 s").unwrap().unwrap_or_default();
+    assert!(lost.contains("reconnecting"), "{lost}");
+    let (mut server, _) = serve();
+    let back = tokio::time::timeout(Duration::from_secs(30), err.next_line()).await;
+    let back = back.expect("tail is back within 30 s").unwrap().unwrap_or_default();
+    assert!(back.contains("reconnected"), "{back}");
+    let (status, _) = app.invoke("ping", json!({})).await;
+    assert_eq!(status, 200);
+    let seen = until_finished(&mut out).await;
+    assert!(seen.contains("execution.finished ping succeeded"), "after: {seen}");
+    assert_eq!(tail.try_wait().unwrap(), None, "tail still runs");
+    server.kill().unwrap();
+    server.wait().unwrap();
 }

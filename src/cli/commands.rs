@@ -8,7 +8,7 @@ use clap::Subcommand;
 use serde_json::Value;
 
 use super::profile::{Config, Profile, Remote};
-use super::{inspect, project_cmd};
+use super::{inspect, live, project_cmd};
 
 #[derive(Subcommand)]
 pub enum ClientCommand {
@@ -120,17 +120,25 @@ pub enum ClientCommand {
     /// What an execution's calls printed; `-f` follows a running one live.
     Logs {
         execution: String,
-        /// Follow: print lines as they are written, until the execution ends.
+        /// Follow: print lines as they are written, until the execution ends (reconnecting
+        /// if the connection drops).
         #[arg(short, long)]
         follow: bool,
+        /// Print JSON (with -f: one event per line).
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         remote: Remote,
     },
-    /// The tenant's live events (executions starting and ending, log lines) until Ctrl-C.
+    /// The tenant's live events (executions starting and ending, log lines) until Ctrl-C,
+    /// reconnecting if the connection drops.
     Tail {
         /// Only this function's events.
         #[arg(long)]
         function: Option<String>,
+        /// Print each event as one line of JSON.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         remote: Remote,
     },
@@ -325,9 +333,12 @@ pub async fn dispatch(cmd: ClientCommand) -> anyhow::Result<i32> {
         C::Logs {
             execution,
             follow,
+            json,
             remote,
-        } => inspect::logs(&remote.client()?, &execution, follow).await.map(|_| 0),
-        C::Tail { function, remote } => inspect::tail(&remote.client()?, function.as_deref()).await.map(|_| 0),
+        } => live::logs(&remote.client()?, &execution, follow, json).await.map(|_| 0),
+        C::Tail { function, json, remote } => live::tail(&remote.client()?, function.as_deref(), json)
+            .await
+            .map(|_| 0),
         C::Schedules { json, remote } => inspect::schedules(&remote.client()?, json).await.map(|_| 0),
         C::Webhooks { json, remote } => inspect::webhooks(&remote.client()?, json).await.map(|_| 0),
         C::Workflows {

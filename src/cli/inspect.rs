@@ -5,9 +5,10 @@ use anyhow::bail;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::client::{seg, Client, EventStream};
+use super::term::{paint_status_column, spinner, status_word};
+use crate::client::{seg, Client};
 
-async fn get(client: &Client, path: &str) -> anyhow::Result<Value> {
+pub(super) async fn get(client: &Client, path: &str) -> anyhow::Result<Value> {
     client.call_ok(Method::GET, path, None, &[StatusCode::OK]).await
 }
 
@@ -22,7 +23,7 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     out
 }
 
-fn s(v: &Value) -> String {
+pub(super) fn s(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => "-".into(),
@@ -66,7 +67,7 @@ pub async fn functions(client: &Client, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn list<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
+pub(super) fn list<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
     v[key].as_array().into_iter().flatten()
 }
 
@@ -178,7 +179,10 @@ pub async fn function_rollback(client: &Client, name: &str, version: i64) -> any
 /// `maestro invoke NAME`: prints the output; answers whether the execution succeeded.
 pub async fn invoke(client: &Client, name: &str, input: Value, json: bool) -> anyhow::Result<bool> {
     let path = format!("/functions/{}/invoke", seg(name));
-    let (status, v) = client.call(Method::POST, &path, Some(&input)).await?;
+    let waiting = spinner(format!("running {name}"));
+    let answer = client.call(Method::POST, &path, Some(&input)).await;
+    waiting.finish_and_clear();
+    let (status, v) = answer?;
     match status {
         StatusCode::OK => {}
         StatusCode::NOT_FOUND => return Err(unknown_function(client, name).await),
@@ -252,7 +256,8 @@ pub async fn executions(
                 ]
             })
             .collect();
-        table(&["ID", "FUNCTION", "STATUS", "TRIGGER", "STARTED", "DURATION"], rows)
+        let t = table(&["ID", "FUNCTION", "STATUS", "TRIGGER", "STARTED", "DURATION"], rows);
+        paint_status_column(&t, "STATUS")
     });
     Ok(())
 }
@@ -270,7 +275,7 @@ pub async fn show(client: &Client, id: &str, json: bool) -> anyhow::Result<()> {
         s(&e["id"]),
         s(&e["trigger"]),
         s(&e["started_at"]),
-        s(&e["status"]),
+        status_word(&s(&e["status"])),
         duration(&e["duration_ms"])
     );
     let steps: Vec<&Value> = list(&steps, "steps").collect();
@@ -301,7 +306,7 @@ fn tree(steps: &[&Value]) -> String {
         out.push_str(&format!(
             "{prefix}{}  {}  {}\n",
             s(&st["function_name"]),
-            s(&st["status"]),
+            status_word(&s(&st["status"])),
             duration(&st["duration_ms"])
         ));
         let pad = " ".repeat(prefix.chars().count() + 3);
@@ -314,69 +319,14 @@ fn tree(steps: &[&Value]) -> String {
     out
 }
 
-/// `maestro logs EXECUTION [-f]`: what each call printed; with `follow`, as it prints.
-pub async fn logs(client: &Client, id: &str, follow: bool) -> anyhow::Result<()> {
-    if !follow {
-        let v = get(client, &format!("/executions/{}/logs", seg(id))).await?;
-        for l in list(&v, "logs") {
-            for line in s(&l["text"]).lines() {
-                println!("[{}] {line}", s(&l["function_name"]));
-            }
-        }
-        return Ok(());
-    }
-    let resp = client
-        .events(&format!("/executions/{}/logs?follow=true", seg(id)))
-        .await?;
-    let mut events = EventStream::new(resp);
-    while let Some((event, data)) = events.next().await? {
-        match event.as_str() {
-            "log" => {
-                let line = println_line(&data);
-                println!("{line}");
-            }
-            "execution.finished" => {
-                eprintln!("{} in {}", s(&data["status"]), duration(&data["duration_ms"]));
-                break;
-            }
-            _ => {}
-        }
-    }
-    Ok(())
+/// What a schedule or webhook runs: its function, else its workflow.
+fn target(x: &Value) -> String {
+    let set = |k: &str| x.get(k).filter(|v| !v.is_null());
+    s(set("function_name").or(set("workflow_name")).unwrap_or(&Value::Null))
 }
 
-fn println_line(data: &Value) -> String {
-    let who = data["function"].as_str().unwrap_or("");
-    let line = s(&data["line"]);
-    match (who, data["stream"].as_str()) {
-        ("", _) => line,
-        (w, Some("stderr")) => format!("[{w}] (stderr) {line}"),
-        (w, _) => format!("[{w}] {line}"),
-    }
-}
-
-/// `maestro tail [--function F]`: the tenant's live events, one line each, until Ctrl-C.
-pub async fn tail(client: &Client, function: Option<&str>) -> anyhow::Result<()> {
-    let resp = client.events("/events").await?;
-    let mut events = EventStream::new(resp);
-    while let Some((event, data)) = events.next().await? {
-        if function.is_some_and(|f| data["function"].as_str() != Some(f)) {
-            continue;
-        }
-        let exec = s(&data["execution_id"]);
-        let line = match event.as_str() {
-            "log" => println_line(&data),
-            "execution.finished" | "step.finished" => format!(
-                "{event} {} {} {}",
-                s(&data["function"]),
-                s(&data["status"]),
-                duration(&data["duration_ms"])
-            ),
-            _ => format!("{event} {}", s(&data["function"])),
-        };
-        println!("{exec}  {line}");
-    }
-    Ok(())
+fn yes_no(b: &Value) -> String {
+    if *b == true { "yes" } else { "no" }.into()
 }
 
 /// `maestro schedules`.
@@ -385,19 +335,11 @@ pub async fn schedules(client: &Client, json: bool) -> anyhow::Result<()> {
     print(json, &v, || {
         let rows = list(&v, "schedules")
             .map(|x| {
-                let target = x
-                    .get("function_name")
-                    .or(x.get("workflow_name"))
-                    .unwrap_or(&Value::Null);
                 vec![
                     s(&x["name"]),
-                    s(target),
+                    target(x),
                     format!("{} ({})", s(&x["cron_expression"]), s(&x["timezone"])),
-                    if x["enabled"] == true {
-                        "yes".into()
-                    } else {
-                        "no".into()
-                    },
+                    yes_no(&x["enabled"]),
                     s(&x["next_run_at"]),
                     s(&x["last_status"]),
                 ]
@@ -414,24 +356,13 @@ pub async fn webhooks(client: &Client, json: bool) -> anyhow::Result<()> {
     print(json, &v, || {
         let rows = list(&v, "webhooks")
             .map(|x| {
-                let target = x
-                    .get("function_name")
-                    .or(x.get("workflow_name"))
-                    .unwrap_or(&Value::Null);
+                let mode = if x["async"] == true { "async" } else { "sync" };
                 vec![
                     s(&x["http_method"]),
                     s(&x["url"]),
-                    s(target),
-                    if x["async"] == true {
-                        "async".into()
-                    } else {
-                        "sync".into()
-                    },
-                    if x["enabled"] == true {
-                        "yes".into()
-                    } else {
-                        "no".into()
-                    },
+                    target(x),
+                    mode.into(),
+                    yes_no(&x["enabled"]),
                 ]
             })
             .collect();
@@ -452,6 +383,7 @@ pub async fn workflow_run(
     // Waiting, the server runs it at once and answers when it ends (or after a minute).
     let path = format!("/workflows/{}/run{}", seg(name), if wait { "?wait=60" } else { "" });
     let ok = [StatusCode::OK, StatusCode::CREATED, StatusCode::ACCEPTED];
+    let waiting = spinner(format!("running workflow {name}"));
     let started = client.call_ok(Method::POST, &path, Some(&body), &ok).await?;
     let run_id = s(&started["execution_id"]);
     let mut run = started;
@@ -459,8 +391,9 @@ pub async fn workflow_run(
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         run = get(client, &format!("/workflows/{}/runs/{}", seg(name), seg(&run_id))).await?;
     }
+    waiting.finish_and_clear();
     print(json, &run, || {
-        format!("workflow {name} run {run_id}: {}\n", s(&run["status"]))
+        format!("workflow {name} run {run_id}: {}\n", status_word(&s(&run["status"])))
     });
     Ok(!wait || run["status"] == "succeeded")
 }

@@ -3,15 +3,10 @@
 
 mod commands;
 mod inspect;
+mod live;
 mod profile;
 mod project_cmd;
-
-use std::io::IsTerminal;
+mod term;
 
 pub use commands::{dispatch, ClientCommand};
 pub use profile::Remote;
-
-/// Colours only for a person at a terminal, and never under `NO_COLOR`.
-pub fn color() -> bool {
-    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
-}

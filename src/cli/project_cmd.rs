@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::color;
+use super::term::{color, spinner};
 use crate::client::Client;
 use crate::project;
 
@@ -21,8 +21,10 @@ pub fn init(dir: &Path) -> anyhow::Result<()> {
 /// Read the folder (every problem reported, nothing sent) and the server, and compare.
 async fn compare(dir: &Path, client: &Client, prune: bool) -> anyhow::Result<project::Plan> {
     let local = project::load(dir)?;
-    let remote = project::fetch(client).await?;
-    Ok(project::plan(&local, &remote, prune))
+    let reading = spinner(format!("reading {}", client.base()));
+    let remote = project::fetch(client).await;
+    reading.finish_and_clear();
+    Ok(project::plan(&local, &remote?, prune))
 }
 
 /// `maestro plan DIR`.
@@ -48,12 +50,17 @@ pub async fn deploy(dir: &Path, client: &Client, prune: bool, json: bool) -> any
     if !json {
         print!("{}", plan.render(color(), false));
     }
-    let mut progress = |line: &str| {
-        if !json {
-            println!("  {line}");
-        }
+    // A spinner names the change under way (a package install can take minutes); each line
+    // is printed above it once done.
+    let working = spinner("applying the plan");
+    let mut progress = |p: project::Progress| match p {
+        project::Progress::Starting(what) => working.set_message(what.to_string()),
+        project::Progress::Done(line) if !json => working.suspend(|| println!("  {line}")),
+        project::Progress::Done(_) => {}
     };
-    let applied = project::apply(client, &plan, &mut progress).await?;
+    let applied = project::apply(client, &plan, &mut progress).await;
+    working.finish_and_clear();
+    let applied = applied?;
     match json {
         true => println!(
             "{:#}",
@@ -66,7 +73,10 @@ pub async fn deploy(dir: &Path, client: &Client, prune: bool, json: bool) -> any
 
 /// `maestro pull DIR`.
 pub async fn pull(dir: &Path, client: &Client) -> anyhow::Result<()> {
-    let remote = project::fetch(client).await?;
+    let reading = spinner(format!("reading {}", client.base()));
+    let remote = project::fetch(client).await;
+    reading.finish_and_clear();
+    let remote = remote?;
     for f in project::write(dir, &remote)? {
         println!("wrote {}", dir.join(f).display());
     }

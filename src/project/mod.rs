@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 pub use kinds::{same, Kind};
 pub use plan::{plan, Action, Change, Plan};
 pub use read::load;
-pub use remote::{apply, fetch, Applied};
+pub use remote::{apply, fetch, Applied, Progress};
 pub use write::{init, write};
 
 /// The manifest's file name.

@@ -100,11 +100,32 @@ async fn pages(client: &Client, name: &str) -> anyhow::Result<Vec<Value>> {
 /// What a deploy did, line by line (`created function hello`).
 pub type Applied = Vec<String>;
 
-/// Apply the plan's changes in order, reporting each as it is done; on the first refusal,
-/// stop and say what was applied before it. `progress` hears each line as it happens.
-pub async fn apply(client: &Client, plan: &Plan, progress: &mut dyn FnMut(&str)) -> anyhow::Result<Applied> {
+/// What `apply` reports as it goes, for a person to watch: a change it is starting (a
+/// package install can take minutes), then the line saying it was done.
+pub enum Progress<'a> {
+    Starting(&'a str),
+    Done(&'a str),
+}
+
+/// What a step is about to do (`installing package numpy`); None for a step with nothing to do.
+fn doing(s: &Step) -> Option<String> {
+    let verb = match (&s.action, s.kind) {
+        (Action::Create | Action::Update(_), Kind::Package) => "installing",
+        (Action::Create, _) => "creating",
+        (Action::Update(_), _) => "updating",
+        (Action::Delete, _) => "deleting",
+        (Action::Unchanged | Action::Extra, _) => return None,
+    };
+    Some(format!("{verb} {} {}", s.kind.singular(), s.key))
+}
+
+/// Apply the plan's changes in order, reporting each as it starts and as it is done; on the
+/// first refusal, stop and say what was applied before it.
+pub async fn apply(client: &Client, plan: &Plan, progress: &mut dyn FnMut(Progress)) -> anyhow::Result<Applied> {
     let mut done = Applied::new();
     for s in &plan.steps {
+        let Some(what) = doing(s) else { continue };
+        progress(Progress::Starting(&what));
         let line = match apply_step(client, s).await {
             Ok(Some(line)) => line,
             Ok(None) => continue,
@@ -116,7 +137,7 @@ pub async fn apply(client: &Client, plan: &Plan, progress: &mut dyn FnMut(&str))
                 anyhow::bail!("{} {}: {e:#}\n{before}", s.kind.singular(), s.key);
             }
         };
-        progress(&line);
+        progress(Progress::Done(&line));
         done.push(line);
     }
     Ok(done)

@@ -283,15 +283,13 @@ pub fn remote(base: &str, token: &str) -> TestApp {
 pub fn serve_binary(data: &str, extra: &[&str]) -> (std::process::Child, Vec<String>) {
     use std::io::{BufRead, BufReader};
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_maestro"))
-        .args([
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--data-dir",
-            data,
-            "--runtime-dir",
-            &runtime_dir(),
-        ])
+        .args(["serve", "--data-dir", data, "--runtime-dir", &runtime_dir()])
+        // Any free port, unless the test needs a known one (a server coming back on it).
+        .args(if extra.contains(&"--bind") {
+            &[][..]
+        } else {
+            &["--bind", "127.0.0.1:0"][..]
+        })
         .args(extra)
         .env_remove("DATABASE_URL")
         .env_remove("MAESTRO_JWT_SECRET")
