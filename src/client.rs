@@ -29,7 +29,8 @@ impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let hint = match self.status {
             StatusCode::UNAUTHORIZED => {
-                "\nthe token is missing, expired or signed for another server: `maestro login URL` saves a new one"
+                "\nthe token is missing, expired or signed for another server: `maestro login URL` saves a new one \
+                 (a --token, MAESTRO_TOKEN or --profile given here goes before the saved one)"
             }
             StatusCode::FORBIDDEN => "\nthe token's role or tenant may not do this",
             StatusCode::SERVICE_UNAVAILABLE => "\nthe server or a service it needs is down: try again shortly",

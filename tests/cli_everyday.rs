@@ -254,7 +254,7 @@ async fn everyday_commands() {
     let (code, _, err) = maestro(&bare, &["login", "http://127.0.0.1:9", "--token", "x"], None).await;
     assert_eq!(code, 1);
     assert!(
-        err.contains("is a Maestro server running at http://127.0.0.1:9"),
+        err.contains("cannot reach http://127.0.0.1:9: is a Maestro server running there?"),
         "{err}"
     );
     let (code, out, _) = maestro(&bare, &["login", &app.base], Some(&format!("{}\n", app.token))).await;

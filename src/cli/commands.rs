@@ -383,10 +383,7 @@ async fn login(url: String, token: Option<String>, profile: String) -> anyhow::R
     };
     anyhow::ensure!(!token.is_empty(), "no token given (--token, or on stdin)");
     let client = crate::client::Client::new(&url, &token);
-    let (status, me) = client
-        .call(reqwest::Method::GET, "/me", None)
-        .await
-        .with_context(|| format!("is a Maestro server running at {url}?"))?;
+    let (status, me) = client.call(reqwest::Method::GET, "/me", None).await?;
     match status {
         reqwest::StatusCode::OK => {}
         reqwest::StatusCode::UNAUTHORIZED => anyhow::bail!(

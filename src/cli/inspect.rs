@@ -203,17 +203,18 @@ pub async fn invoke(client: &Client, name: &str, input: Value, json: bool) -> an
     Ok(ok)
 }
 
-/// The server's refusal as `code: message`, with each detail (a schema's complaints).
+/// The server's refusal as `code: message`, with each detail (a schema's complaints) and
+/// the next step where the status tells it.
 fn refusal(status: StatusCode, v: &Value) -> String {
     let e = &v["error"];
-    let mut out = match e["code"].as_str() {
+    let mut text = match e["code"].as_str() {
         Some(code) => format!("{code}: {}", s(&e["message"])),
         None => format!("the server answered {status}"),
     };
     for d in e["details"].as_array().into_iter().flatten() {
-        out.push_str(&format!("\n  {} {}", s(&d["path"]), s(&d["message"])));
+        text.push_str(&format!("\n  {} {}", s(&d["path"]), s(&d["message"])));
     }
-    out
+    crate::client::Refused { status, text }.to_string()
 }
 
 /// An error record for a terminal: its message, then the traceback when there is one.

@@ -4,19 +4,33 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle};
 
 /// Colours only for a person at a terminal, and never under `NO_COLOR`.
 pub fn color() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
-/// `s` in the ANSI colour `code` when colours are on.
-pub fn paint(code: &str, s: &str) -> String {
-    match color() {
+/// The same for what goes to stderr, which may be a file while stdout is a terminal.
+fn color_err() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+fn painted(on: bool, code: &str, s: &str) -> String {
+    match on {
         true => format!("\x1b[{code}m{s}\x1b[0m"),
         false => s.to_string(),
     }
+}
+
+/// `s` in the ANSI colour `code` when colours are on (for stdout).
+pub fn paint(code: &str, s: &str) -> String {
+    painted(color(), code, s)
+}
+
+/// `s` in the ANSI colour `code` when stderr takes colours.
+pub fn paint_err(code: &str, s: &str) -> String {
+    painted(color_err(), code, s)
 }
 
 /// The colour of an execution's or step's status: green done, red failed, yellow waiting.
@@ -34,6 +48,14 @@ fn status_code(status: &str) -> Option<&'static str> {
 pub fn status_word(s: &str) -> String {
     match status_code(s) {
         Some(code) => paint(code, s),
+        None => s.to_string(),
+    }
+}
+
+/// The same, for stderr.
+pub fn status_err(s: &str) -> String {
+    match status_code(s) {
+        Some(code) => paint_err(code, s),
         None => s.to_string(),
     }
 }
@@ -80,7 +102,8 @@ pub fn spinner(message: impl Into<String>) -> ProgressBar {
         true => ProgressDrawTarget::stderr(),
         false => ProgressDrawTarget::hidden(),
     };
-    let bar = ProgressBar::with_draw_target(None, target);
+    // Cleared when dropped too: an error on the way out must not leave it drawn.
+    let bar = ProgressBar::with_draw_target(None, target).with_finish(ProgressFinish::AndClear);
     bar.set_style(ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("a valid template"));
     bar.set_message(message.into());
     bar.enable_steady_tick(Duration::from_millis(100));
