@@ -40,14 +40,20 @@ async fn unknown_methods_root_and_input_limit() {
             .is_some_and(|m| m.contains(method.as_str())));
     }
 
-    // The root leads to the API docs.
+    // The root leads to the console; an unknown console asset is a JSON 404.
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
     let resp = client.get(format!("{}/", app.base)).send().await.expect("root");
     assert!(resp.status().is_redirection(), "{}", resp.status());
-    assert_eq!(resp.headers()["location"], "/docs");
+    assert_eq!(resp.headers()["location"], "/ui/");
+    let (s, v) = app.raw(Method::GET, "/ui/assets/nope.js", None, "").await;
+    assert_eq!(
+        (s, &v["error"]["code"]),
+        (StatusCode::NOT_FOUND, &json!("not_found")),
+        "{v}"
+    );
 
     // An input over MAX_INPUT_BYTES names that limit, whether it is caught by its declared
     // length before the body is read, or while a chunked body (no declared length) is read.

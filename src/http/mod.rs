@@ -3,6 +3,7 @@
 
 mod caller;
 mod capabilities;
+mod console;
 pub mod error;
 mod events;
 mod executions;
@@ -94,6 +95,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .merge(schedules::status_routes())
         .merge(openapi::routes())
+        .merge(console::routes())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(axum::middleware::from_fn(method_not_allowed))
         .layer(axum::middleware::from_fn(refuse_nul))

@@ -23,8 +23,6 @@ const REDOC_JS: &str = include_str!("../../static/docs/redoc.standalone.js");
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        // The server's root leads somewhere useful: the API docs.
-        .route("/", get(|| async { axum::response::Redirect::temporary("/docs") }))
         .route("/openapi.json", get(|| async { Json(document()) }))
         .route("/docs", get(docs))
         .route("/redoc", get(redoc))
@@ -261,9 +259,17 @@ fn own(doc: &mut Doc) {
     doc.op("get", "/openapi.json", tag, "This document")
         .media(200, "application/json", "the OpenAPI document")
         .add();
-    doc.op("get", "/", tag, "Redirects to the API docs (/docs)")
-        .empty(307, "to /docs")
+    doc.op("get", "/", tag, "Redirects to the web console (/ui/)")
+        .empty(303, "to /ui/")
         .add();
+    doc.op(
+        "get",
+        "/ui/",
+        tag,
+        "The web console (a client of this API; sign in with a token)",
+    )
+    .media(200, "text/html", "the page")
+    .add();
     doc.op("get", "/docs", tag, "Swagger UI")
         .media(200, "text/html", "the page")
         .add();

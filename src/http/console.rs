@@ -1,0 +1,98 @@
+//! The web console: plain ES modules and vendored CodeMirror, compiled into the binary and
+//! served under `/ui/` (no Node build step, nothing fetched at run time). It is a client of
+//! the public API with the token the user signs in with, so it can do no more than that token.
+//!
+//! Every page is the same shell; the module `app.js` routes on the path. The shell and the
+//! assets go out with a Content-Security-Policy that allows only this origin's scripts and
+//! styles (no inline script at all): output, logs and names are put in the page as text,
+//! and a function that prints `<script>` could not run it even if one slipped through.
+
+use std::hash::{Hash, Hasher};
+
+use axum::extract::Path;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::Router;
+
+use super::AppState;
+
+/// The policy of every console response.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; \
+                   frame-ancestors 'none'";
+
+const SHELL: &str = include_str!("../../static/console/index.html");
+
+/// The assets by name: (content type, body).
+fn asset(name: &str) -> Option<(&'static str, &'static str)> {
+    const JS: &str = "text/javascript; charset=utf-8";
+    const CSS: &str = "text/css; charset=utf-8";
+    Some(match name {
+        "app.js" => (JS, include_str!("../../static/console/app.js")),
+        "api.js" => (JS, include_str!("../../static/console/api.js")),
+        "dom.js" => (JS, include_str!("../../static/console/dom.js")),
+        "schema.js" => (JS, include_str!("../../static/console/schema.js")),
+        "executions.js" => (JS, include_str!("../../static/console/executions.js")),
+        "execution.js" => (JS, include_str!("../../static/console/execution.js")),
+        "functions.js" => (JS, include_str!("../../static/console/functions.js")),
+        "console.css" => (CSS, include_str!("../../static/console/console.css")),
+        "codemirror.js" => (JS, include_str!("../../static/console/vendor/codemirror.js")),
+        "codemirror.css" => (CSS, include_str!("../../static/console/vendor/codemirror.css")),
+        "python.js" => (JS, include_str!("../../static/console/vendor/python.js")),
+        "javascript.js" => (JS, include_str!("../../static/console/vendor/javascript.js")),
+        _ => return None,
+    })
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/ui/") }))
+        .route("/ui", get(|| async { Redirect::to("/ui/") }))
+        .route("/ui/", get(shell))
+        .route("/ui/assets/{name}", get(serve_asset))
+        .route("/ui/{*page}", get(shell))
+}
+
+fn secured(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    resp
+}
+
+/// Any console page: the shell, which loads the app (it reads the path itself).
+async fn shell() -> Response {
+    let resp = (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        SHELL,
+    );
+    secured(resp.into_response())
+}
+
+/// An asset, revalidated on each load by its ETag (a hash of its content): a new binary's
+/// assets are never mixed with an old one's, and an unchanged asset costs a 304.
+async fn serve_asset(Path(name): Path<String>, headers: HeaderMap) -> Response {
+    let Some((kind, body)) = asset(&name) else {
+        return super::error::ApiError::NotFound(format!("no console asset `{name}`")).into_response();
+    };
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    body.hash(&mut hasher);
+    let etag = format!("\"{:016x}\"", hasher.finish());
+    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+        return secured((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
+    }
+    let resp = (
+        [
+            (header::CONTENT_TYPE, kind.to_string()),
+            (header::CACHE_CONTROL, "no-cache".to_string()),
+            (header::ETAG, etag),
+        ],
+        body,
+    );
+    secured(resp.into_response())
+}

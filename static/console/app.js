@@ -1,0 +1,111 @@
+// The console's shell: sign-in, navigation and routing on the path under /ui/.
+
+import { api, signIn, signOut, token } from "./api.js";
+import { fill, h, link, problem } from "./dom.js";
+import * as executions from "./executions.js";
+import * as execution from "./execution.js";
+import * as functions from "./functions.js";
+
+const main = document.getElementById("main");
+const nav = document.getElementById("nav");
+const who = document.getElementById("who");
+
+/** path pattern → page module; the first match wins. */
+const ROUTES = [
+  [/^\/ui\/?$/, executions],
+  [/^\/ui\/executions\/?$/, executions],
+  [/^\/ui\/executions\/([^/]+)$/, execution],
+  [/^\/ui\/functions\/?$/, functions.list],
+  [/^\/ui\/functions\/new$/, functions.create],
+  [/^\/ui\/functions\/([^/]+)$/, functions.page],
+];
+
+const SECTIONS = [["Executions", "/ui/executions"], ["Functions", "/ui/functions"]];
+
+/** What the page being left must stop (its live streams). */
+let leave = null;
+
+export function go(href) {
+  history.pushState(null, "", href);
+  route();
+}
+
+async function route() {
+  if (leave) { leave(); leave = null; }
+  if (!token()) return signInPage();
+  const path = location.pathname;
+  for (const a of nav.querySelectorAll("a")) {
+    a.classList.toggle("here", path.startsWith(a.getAttribute("href")));
+  }
+  for (const [re, page] of ROUTES) {
+    const m = path.match(re);
+    if (!m) continue;
+    const controller = new AbortController();
+    leave = () => controller.abort();
+    const params = m.slice(1).map(decodeURIComponent);
+    try {
+      await page.render(main, params, { signal: controller.signal, go, query: new URLSearchParams(location.search) });
+    } catch (e) {
+      if (e.status === 401) {
+        signOut();
+        return signInPage("The server refused the token (expired?): sign in again.");
+      }
+      if (!controller.signal.aborted) fill(main, problem(e));
+    }
+    main.focus({ preventScroll: true });
+    return;
+  }
+  fill(main, h("h1", {}, "Not found"), h("p", {}, "No console page at ", path, "."));
+}
+
+function signInPage(why = "") {
+  fill(nav);
+  fill(who);
+  const input = h("textarea", { id: "token", rows: 4, required: true, autocomplete: "off", spellcheck: "false",
+    "aria-label": "API token" });
+  const remember = h("input", { type: "checkbox", id: "remember" });
+  const status = h("div", { "aria-live": "polite" }, why ? h("p", { class: "problem" }, why) : null);
+  const form = h("form", { class: "card signin", onsubmit: async (ev) => {
+    ev.preventDefault();
+    signIn(input.value.trim(), remember.checked);
+    try {
+      await api("/me");
+      await start();
+    } catch (e) {
+      signOut();
+      fill(status, problem(e));
+    }
+  } },
+  h("h1", {}, "Sign in"),
+  h("p", {}, "Paste an API token (", h("code", {}, "maestro token --tenant … --email …"),
+    " mints one). The console acts with its rights and no more."),
+  h("label", { for: "token" }, "Token"), input,
+  h("label", { class: "inline" }, remember, " Remember on this browser"),
+  h("button", { type: "submit", id: "signin" }, "Sign in"),
+  status);
+  fill(main, form);
+  input.focus();
+}
+
+async function start() {
+  let me = null;
+  try {
+    me = await api("/me");
+  } catch (e) {
+    if (e.status === 401) { signOut(); return signInPage(); }
+  }
+  fill(nav, SECTIONS.map(([name, href]) => link(href, name)));
+  fill(who, me ? `${me.email} · ${me.tenant}` : "",
+    h("button", { class: "link", id: "signout", onclick: () => { signOut(); route(); } }, "Sign out"));
+  await route();
+}
+
+document.addEventListener("click", (ev) => {
+  const a = ev.target.closest && ev.target.closest("a[data-nav]");
+  if (!a || ev.ctrlKey || ev.metaKey || ev.shiftKey || ev.button !== 0) return;
+  ev.preventDefault();
+  go(a.getAttribute("href"));
+});
+window.addEventListener("popstate", route);
+
+start();

@@ -1,0 +1,152 @@
+// One execution: its calls as a waterfall on a time axis (each bar at its start, as long as
+// it ran, nested under its caller), the chosen call's input, output, error and traceback,
+// and what every call printed. A running execution is followed live: bars grow, lines appear.
+
+import { api, follow, seg } from "./api.js";
+import { badge, fill, h, link, ms, pre, when } from "./dom.js";
+
+export async function render(main, [id], { signal }) {
+  const head = h("div");
+  const axis = h("div", { class: "wf-axis", "aria-hidden": "true" });
+  const bars = h("div", { class: "waterfall", id: "waterfall", role: "list", "aria-label": "Calls on a time axis" });
+  const detail = h("section", { class: "card", id: "step-detail", "aria-live": "polite" });
+  const logs = h("pre", { class: "code logs", id: "logs" });
+  fill(main, head, h("section", { class: "card" }, h("h2", {}, "Calls"), axis, bars), detail,
+    h("section", { class: "card" }, h("h2", {}, "Logs"), logs));
+
+  let exec = await api(`/executions/${seg(id)}`);
+  let steps = (await api(`/executions/${seg(id)}/steps`)).steps;
+  let chosen = steps[0]?.id;
+
+  const draw = () => {
+    drawHead(head, exec);
+    drawWaterfall(axis, bars, steps, chosen, (s) => { chosen = s.id; draw(); });
+    drawDetail(detail, steps.find((s) => s.id === chosen) || exec);
+  };
+  draw();
+  fill(logs, steps.flatMap(stepLines));
+
+  if (finished(exec.status)) return;
+  // Live: bars of running calls grow with the clock; step events reload the steps; log
+  // lines are added as they are printed.
+  fill(logs);
+  const tick = setInterval(() => drawWaterfall(axis, bars, steps, chosen, (s) => { chosen = s.id; draw(); }), 250);
+  signal.addEventListener("abort", () => clearInterval(tick));
+  let pending = null;
+  const reload = () => {
+    pending ??= setTimeout(async () => {
+      pending = null;
+      if (signal.aborted) return;
+      [exec, steps] = await Promise.all([
+        api(`/executions/${seg(id)}`), api(`/executions/${seg(id)}/steps`).then((v) => v.steps)]);
+      chosen ??= steps[0]?.id;
+      draw();
+    }, 150);
+  };
+  const names = new Map(steps.map((s) => [s.id, s.function_name]));
+  try {
+    await follow(`/executions/${seg(id)}/logs?follow=true`, (type, data) => {
+      if (type === "log") {
+        const who = data.function || names.get(data.step_id) || "";
+        logs.append(line(who, data.stream, data.line));
+        logs.scrollTop = logs.scrollHeight;
+      } else if (type.startsWith("step.") || type.startsWith("execution.")) {
+        if (data.step_id && data.function) names.set(data.step_id, data.function);
+        reload();
+      }
+    }, signal);
+  } finally {
+    clearInterval(tick);
+  }
+  if (!signal.aborted) reload();
+}
+
+function finished(status) {
+  return !["queued", "running"].includes(status);
+}
+
+function drawHead(head, e) {
+  fill(head, h("div", { class: "title" },
+    h("h1", {}, "Execution ", h("code", {}, e.id)), badge(e.status)),
+  h("p", { class: "muted" },
+    link(`/ui/functions/${seg(e.function_name)}`, e.function_name),
+    ` · ${e.trigger} trigger · started ${when(e.started_at)} · ${ms(e.duration_ms)}`,
+    e.fuel_used != null ? ` · fuel ${fuel(e.fuel_used)}` : ""));
+}
+
+function fuel(n) {
+  if (n == null) return "–";
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)} M`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)} k`;
+  return String(n);
+}
+
+/** Start and end of each step in ms since the first started; running ones end now. */
+function spans(steps) {
+  const now = Date.now();
+  const t0 = Math.min(...steps.map((s) => Date.parse(s.started_at)));
+  return steps.map((s) => {
+    const start = Date.parse(s.started_at) - t0;
+    const end = s.duration_ms != null ? start + s.duration_ms
+      : s.finished_at ? Date.parse(s.finished_at) - t0 : Math.max(start, now - t0);
+    return { s, start, end };
+  });
+}
+
+function drawWaterfall(axis, bars, steps, chosen, choose) {
+  if (!steps.length) return fill(bars, h("p", { class: "muted" }, "No calls recorded yet."));
+  const rows = spans(steps);
+  const total = Math.max(1, ...rows.map((r) => r.end));
+  fill(axis, [0, 0.25, 0.5, 0.75, 1].map((f) =>
+    h("span", { style: { left: `${f * 100}%` } }, ms(total * f))));
+  fill(bars, rows.map(({ s, start, end }) => {
+    const bar = h("div", { class: `wf-bar s-${s.status}`, title: `${s.function_name}: ${s.status}, ${ms(end - start)}` });
+    bar.style.left = `${(start / total) * 100}%`;
+    bar.style.width = `${Math.max(0.4, ((end - start) / total) * 100)}%`;
+    const label = h("button", { class: "wf-label", type: "button", onclick: () => choose(s) },
+      s.status === "failed" ? h("span", { class: "mark", "aria-label": "failed" }, "✕ ") : null,
+      h("span", { class: "fn" }, s.function_name),
+      h("span", { class: "muted" }, ` ${ms(end - start)}`,
+        s.fuel_used != null ? ` · fuel ${fuel(s.fuel_used)}` : ""));
+    label.style.paddingLeft = `${0.4 + s.depth * 1.1}rem`;
+    return h("div", { class: `wf-row${s.id === chosen ? " chosen" : ""}`, role: "listitem",
+      "data-step": s.id, "data-depth": s.depth, "data-status": s.status, "data-function": s.function_name },
+    label, h("div", { class: "wf-track" }, bar));
+  }));
+}
+
+function drawDetail(el, s) {
+  const parts = [h("h2", {}, s.function_name, " ", badge(s.status)),
+    h("p", { class: "muted" }, `started ${when(s.started_at)} · ${ms(s.duration_ms)}`,
+      s.function_version != null ? ` · version ${s.function_version}` : "")];
+  parts.push(h("h3", {}, "Input"), pre(parse(s.input)));
+  if (s.error) {
+    parts.push(h("h3", {}, "Error"),
+      h("p", { class: "error" }, `${s.error.kind || "error"}: ${s.error.message || ""}`));
+    if (s.error.traceback) parts.push(pre(s.error.traceback, "traceback"));
+  } else if (finished(s.status)) {
+    parts.push(h("h3", {}, "Output"), pre(parse(s.output), "output"));
+  }
+  if (s.stdout) parts.push(h("h3", {}, "Printed"), pre(s.stdout));
+  if (s.stderr) parts.push(h("h3", {}, "Stderr"), pre(s.stderr, "stderr"));
+  fill(el, parts);
+}
+
+/** Stored JSON comes as text in some records: show it parsed when it is. */
+function parse(v) {
+  if (typeof v !== "string") return v;
+  try { return JSON.parse(v); } catch { return v; }
+}
+
+function stepLines(s) {
+  const out = [];
+  for (const [stream, text] of [["stdout", s.stdout], ["stderr", s.stderr]]) {
+    for (const l of (text || "").split("\n")) if (l) out.push(line(s.function_name, stream, l));
+  }
+  return out;
+}
+
+function line(who, stream, text) {
+  return h("div", { class: `log-line ${stream === "stderr" ? "stderr" : ""}` },
+    h("span", { class: "who" }, `[${who}] `), text);
+}

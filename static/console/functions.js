@@ -1,0 +1,152 @@
+// Functions: the list; a page per function with its code in an editor (Python highlighting),
+// its schemas and settings, a run panel (input checked against the schema before sending)
+// and its versions with rollback; and a page to create one.
+
+import { api, seg } from "./api.js";
+import { badge, fill, h, link, ms, pre, problem, when } from "./dom.js";
+import { check } from "./schema.js";
+
+/** A code editor on `textarea`: CodeMirror when it loaded, else the plain textarea. */
+function editor(textarea, mode) {
+  if (!window.CodeMirror) return { get: () => textarea.value, set: (v) => { textarea.value = v; } };
+  const cm = window.CodeMirror.fromTextArea(textarea, {
+    mode, lineNumbers: true, indentUnit: 4, tabSize: 4, indentWithTabs: false, viewportMargin: Infinity,
+    extraKeys: { Tab: (c) => c.replaceSelection("    "), "Ctrl-S": () => false, Esc: (c) => c.getInputField().blur() },
+  });
+  return { get: () => cm.getValue(), set: (v) => cm.setValue(v) };
+}
+
+export const list = {
+  async render(main) {
+    const v = await api("/functions?limit=1000");
+    const rows = v.functions.map((f) => h("tr", {},
+      h("td", {}, link(`/ui/functions/${seg(f.name)}`, f.name)),
+      h("td", { class: "num" }, f.version),
+      h("td", {}, when(f.updated_at)),
+      h("td", {}, f.description || "")));
+    fill(main, h("div", { class: "title" }, h("h1", {}, "Functions"),
+      link("/ui/functions/new", h("span", { class: "button", id: "new-function" }, "New function"))),
+    h("div", { class: "scroll" }, h("table", { class: "list", id: "functions" },
+      h("thead", {}, h("tr", {}, ["Name", "Version", "Updated", "Description"].map((c) => h("th", { scope: "col" }, c)))),
+      h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 4, class: "muted" }, "No functions yet."))))));
+  },
+};
+
+const STARTER = "def my_function(input):\n    return {\"hello\": input.get(\"name\", \"world\")}\n";
+
+export const create = {
+  async render(main, _params, { go }) {
+    const name = h("input", { id: "fn-name", required: true, pattern: "[A-Za-z_][A-Za-z0-9_]*", placeholder: "my_function" });
+    const area = h("textarea", { id: "fn-code", "aria-label": "Code" }, STARTER);
+    const status = h("div", { "aria-live": "polite" });
+    const form = h("form", { class: "card", onsubmit: async (ev) => {
+      ev.preventDefault();
+      try {
+        await api("/functions", { method: "POST", body: { name: name.value, code: code.get() } });
+        go(`/ui/functions/${seg(name.value)}`);
+      } catch (e) { fill(status, problem(e)); }
+    } }, h("h1", {}, "New function"),
+    h("label", { for: "fn-name" }, "Name (the Python function the code defines)"), name,
+    h("label", { for: "fn-code" }, "Code"), area,
+    h("div", { class: "actions" }, h("button", { type: "submit", id: "create" }, "Create")), status);
+    fill(main, form);
+    const code = editor(area, "python");
+    name.addEventListener("input", () => {
+      if (/^[A-Za-z_]\w*$/.test(name.value)) code.set(code.get().replace(/^def \w+\(/m, `def ${name.value}(`));
+    });
+    name.focus();
+  },
+};
+
+export const page = {
+  async render(main, [name]) {
+    const f = await api(`/functions/${seg(name)}`);
+    const versions = (await api(`/functions/${seg(name)}/versions`)).versions;
+    const area = h("textarea", { id: "fn-code", "aria-label": "Code" }, f.code);
+    const saved = h("div", { "aria-live": "polite" });
+    const inSchema = h("textarea", { id: "fn-input-schema", "aria-label": "Input schema" }, json(f.input_schema));
+    const outSchema = h("textarea", { id: "fn-output-schema", "aria-label": "Output schema" }, json(f.output_schema));
+    const settings = Object.entries(f.settings || {}).map(([k, v]) => h("li", {}, h("code", {}, k), ` ${JSON.stringify(v)}`));
+    const head = h("div", { class: "title" }, h("h1", {}, f.name), h("span", { class: "muted" }, `version ${f.version}`));
+    const save = async () => {
+      try {
+        const body = { code: code.get(), input_schema: parseOr(inputs.get()), output_schema: parseOr(outputs.get()) };
+        const v = await api(`/functions/${seg(name)}`, { method: "PUT", body });
+        fill(saved, h("p", { class: "ok" }, `Saved as version ${v.version}.`));
+        fill(head.lastChild, `version ${v.version}`);
+      } catch (e) { fill(saved, problem(e)); }
+    };
+    fill(main, head, f.description ? h("p", {}, f.description) : null,
+      h("section", { class: "card" }, h("h2", {}, "Code"), area,
+        h("div", { class: "actions" }, h("button", { id: "save", onclick: save }, "Save")), saved),
+      h("section", { class: "card grid2" },
+        h("div", {}, h("h2", {}, "Input schema"), inSchema),
+        h("div", {}, h("h2", {}, "Output schema"), outSchema)),
+      settings.length ? h("section", { class: "card" }, h("h2", {}, "Settings"), h("ul", {}, settings)) : null,
+      runPanel(name, () => parseOr(inputs.get())),
+      h("section", { class: "card" }, h("h2", {}, "Versions"), versionTable(name, versions, f.version)));
+    const code = editor(area, "python");
+    const inputs = editor(inSchema, { name: "javascript", json: true });
+    const outputs = editor(outSchema, { name: "javascript", json: true });
+  },
+};
+
+function json(v) {
+  return v === null || v === undefined ? "" : JSON.stringify(v, null, 2);
+}
+
+/** A schema editor's text: empty is no schema; bad JSON is refused here. */
+function parseOr(text) {
+  if (!text.trim()) return null;
+  try { return JSON.parse(text); } catch (e) {
+    throw { code: "invalid_json", message: `a schema is not JSON: ${e.message}` };
+  }
+}
+
+function runPanel(name, schema) {
+  const input = h("textarea", { id: "run-input", rows: 5, "aria-label": "Input (JSON)", spellcheck: "false" }, "{}");
+  const answer = h("div", { id: "run-answer", "aria-live": "polite" });
+  const run = async () => {
+    let value;
+    try { value = JSON.parse(input.value || "{}"); } catch (e) {
+      return fill(answer, problem({ code: "invalid_json", message: `the input is not JSON: ${e.message}` }));
+    }
+    let s;
+    try { s = schema(); } catch (e) { return fill(answer, problem(e)); }
+    const problems = s ? check(s, value) : [];
+    if (problems.length) {
+      return fill(answer, problem({ code: "validation_failed", message: "the input does not match the input schema (not sent)", details: problems }));
+    }
+    fill(answer, h("p", { class: "muted" }, "Running…"));
+    try {
+      const v = await api(`/functions/${seg(name)}/invoke`, { method: "POST", body: value });
+      fill(answer, h("p", {}, badge(v.status), ` in ${ms(v.duration_ms)} · `,
+        link(`/ui/executions/${seg(v.execution_id)}`, "open the execution")),
+      v.error ? [h("p", { class: "error" }, `${v.error.kind}: ${v.error.message}`),
+        v.error.traceback ? pre(v.error.traceback, "traceback") : null]
+        : pre(v.output, "output"));
+    } catch (e) { fill(answer, problem(e)); }
+  };
+  return h("section", { class: "card" }, h("h2", {}, "Run"),
+    h("label", { for: "run-input" }, "Input (JSON)"), input,
+    h("div", { class: "actions" }, h("button", { id: "run", onclick: run }, "Run")), answer);
+}
+
+function versionTable(name, versions, current) {
+  const status = h("div", { "aria-live": "polite" });
+  const rows = versions.map((v) => h("tr", {},
+    h("td", { class: "num" }, v.version),
+    h("td", {}, when(v.created_at)),
+    h("td", {}, v.created_by || ""),
+    h("td", {}, h("code", {}, (v.code_sha256 || "").slice(0, 12))),
+    h("td", {}, v.version === current ? h("span", { class: "muted" }, "current")
+      : h("button", { class: "small", onclick: async () => {
+        try {
+          await api(`/functions/${seg(name)}/rollback/${v.version}`, { method: "POST" });
+          location.reload();
+        } catch (e) { fill(status, problem(e)); }
+      } }, `Roll back to ${v.version}`))));
+  return [h("div", { class: "scroll" }, h("table", { class: "list" },
+    h("thead", {}, h("tr", {}, ["Version", "Created", "By", "Code", ""].map((c) => h("th", { scope: "col" }, c)))),
+    h("tbody", {}, rows))), status];
+}

@@ -1,0 +1,350 @@
+//! The web console in a real browser: headless Chromium driven over WebDriver (chromedriver)
+//! against a real server. Sign in with a token, create a function in the editor, run it,
+//! open its execution and see the nested call's bar in the waterfall, follow a running
+//! execution live, and a hostile function's output shown as text with no script run.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{start, Backend, TestApp};
+use serde_json::{json, Value};
+
+/// A W3C WebDriver session on a chromedriver this test started (and stops).
+struct Browser {
+    http: reqwest::Client,
+    url: String,
+    driver: std::process::Child,
+}
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+impl Browser {
+    async fn start() -> Browser {
+        let driver_bin = std::env::var("MAESTRO_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = std::process::Command::new(&driver_bin)
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("{driver_bin} runs ({e}): install chromium and chromium-driver (scripts/test does)")
+            });
+        let http = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}");
+        let t = Instant::now();
+        while http.get(format!("{base}/status")).send().await.is_err() {
+            assert!(t.elapsed() < Duration::from_secs(20), "chromedriver answers");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut args = vec![
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--window-size=1280,800",
+        ];
+        args.push("--lang=en-US");
+        let mut options = json!({"args": args});
+        if let Ok(bin) = std::env::var("MAESTRO_CHROMIUM") {
+            options["binary"] = json!(bin);
+        } else if std::path::Path::new("/usr/bin/chromium").exists() {
+            options["binary"] = json!("/usr/bin/chromium");
+        }
+        let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": options}}});
+        let v: Value = http
+            .post(format!("{base}/session"))
+            .json(&caps)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = v["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a browser session: {v}"));
+        let b = Browser {
+            url: format!("{base}/session/{id}"),
+            http,
+            driver,
+        };
+        // The page itself at 1280x800 (the window's frame takes some of a window's size).
+        let inner = b.js("return [window.innerWidth, window.innerHeight]", json!([])).await;
+        let (w, h) = (inner[0].as_i64().unwrap_or(1280), inner[1].as_i64().unwrap_or(800));
+        let rect = json!({"width": 1280 + (1280 - w), "height": 800 + (800 - h)});
+        b.cmd(reqwest::Method::POST, "/window/rect", Some(rect)).await;
+        b
+    }
+
+    async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let v: Value = req.send().await.unwrap().json().await.unwrap();
+        v["value"].clone()
+    }
+
+    async fn goto(&self, url: &str) {
+        self.cmd(reqwest::Method::POST, "/url", Some(json!({"url": url}))).await;
+    }
+
+    async fn js(&self, script: &str, args: Value) -> Value {
+        self.cmd(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": script, "args": args})),
+        )
+        .await
+    }
+
+    /// The first element matching `css`, waiting up to 20 s for it.
+    async fn find(&self, css: &str) -> String {
+        let t = Instant::now();
+        loop {
+            let v = self
+                .cmd(
+                    reqwest::Method::POST,
+                    "/element",
+                    Some(json!({"using": "css selector", "value": css})),
+                )
+                .await;
+            if let Some(id) = v[ELEMENT].as_str() {
+                return id.to_string();
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "no `{css}` on the page: {}",
+                self.text("body").await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn click(&self, css: &str) {
+        let id = self.find(css).await;
+        self.cmd(reqwest::Method::POST, &format!("/element/{id}/click"), Some(json!({})))
+            .await;
+    }
+
+    async fn type_in(&self, css: &str, text: &str) {
+        let id = self.find(css).await;
+        self.cmd(reqwest::Method::POST, &format!("/element/{id}/clear"), Some(json!({})))
+            .await;
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{id}/value"),
+            Some(json!({"text": text})),
+        )
+        .await;
+    }
+
+    /// The text of the first element matching `css` ("" when there is none).
+    async fn text(&self, css: &str) -> String {
+        let v = self
+            .js(
+                "const e = document.querySelector(arguments[0]); return e ? e.innerText : '';",
+                json!([css]),
+            )
+            .await;
+        v.as_str().unwrap_or("").to_string()
+    }
+
+    /// Wait up to 30 s for `css`'s text to contain `want`; answers the text.
+    async fn wait_text(&self, css: &str, want: &str) -> String {
+        let t = Instant::now();
+        loop {
+            let text = self.text(css).await;
+            if text.contains(want) {
+                return text;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "`{css}` never said `{want}`: {text}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// With MAESTRO_SCREENSHOTS=DIR, save the page as DIR/NAME.png (for the README's docs/).
+    async fn screenshot(&self, name: &str) {
+        let Ok(dir) = std::env::var("MAESTRO_SCREENSHOTS") else {
+            return;
+        };
+        use base64::Engine;
+        let png = self.cmd(reqwest::Method::GET, "/screenshot", None).await;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().expect("a screenshot"))
+            .unwrap();
+        std::fs::write(std::path::Path::new(&dir).join(format!("{name}.png")), bytes).unwrap();
+    }
+
+    async fn path(&self) -> String {
+        self.js("return location.pathname", json!([]))
+            .await
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+async fn sign_in(b: &Browser, app: &TestApp) {
+    b.goto(&format!("{}/", app.base)).await;
+    b.type_in("#token", &app.token).await;
+    b.click("#signin").await;
+    b.find("#executions").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_in_a_browser() {
+    let app = start(Backend::Sqlite).await;
+    let b = Browser::start().await;
+
+    // `/` leads to the console; a wrong token is refused on the sign-in page.
+    b.goto(&format!("{}/", app.base)).await;
+    assert_eq!(b.path().await, "/ui/");
+    b.type_in("#token", "not-a-token").await;
+    b.click("#signin").await;
+    b.wait_text("form.signin", "unauthorized").await;
+    sign_in(&b, &app).await;
+
+    // Create a function in the editor that calls another, run it from its page.
+    app.create("leaf", "def leaf(input):\n    return input['x'] + 1\n")
+        .await;
+    b.goto(&format!("{}/ui/functions/new", app.base)).await;
+    b.type_in("#fn-name", "outer").await;
+    let code = "def outer(input):\n    print('calling leaf')\n    return leaf({'x': input['x']}) * 10\n";
+    b.js(
+        "document.querySelector('.CodeMirror').CodeMirror.setValue(arguments[0])",
+        json!([code]),
+    )
+    .await;
+    b.click("#create").await;
+    b.find("#run").await;
+    assert_eq!(b.path().await, "/ui/functions/outer");
+    let (_, f) = app.get("/api/v1/functions/outer").await;
+    assert_eq!(f["code"], code, "the editor's text was saved");
+    b.type_in("#run-input", r#"{"x": 4}"#).await;
+    b.click("#run").await;
+    let answer = b.wait_text("#run-answer", "succeeded").await;
+    assert!(answer.contains("50"), "{answer}");
+
+    // Its execution: the nested call's bar sits inside the caller's on the time axis.
+    b.click("#run-answer a").await;
+    b.find("#waterfall .wf-row[data-depth='1'][data-function='leaf']").await;
+    let geometry = b
+        .js(
+            "const bar = (q) => document.querySelector(q + ' .wf-bar').getBoundingClientRect(); \
+             const o = bar(\"#waterfall .wf-row[data-depth='0']\"); \
+             const l = bar(\"#waterfall .wf-row[data-depth='1']\"); \
+             return [o.left, o.right, l.left, l.right, l.width];",
+            json!([]),
+        )
+        .await;
+    let g: Vec<f64> = geometry
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert!(g[4] > 0.0, "the nested bar is drawn: {g:?}");
+    assert!(
+        g[2] >= g[0] - 0.5 && g[3] <= g[1] + 0.5,
+        "the nested bar lies within its caller's: {g:?}"
+    );
+    b.wait_text("#logs", "[outer] calling leaf").await;
+    b.click("#waterfall .wf-row[data-depth='1'] .wf-label").await;
+    b.wait_text("#step-detail", "leaf").await;
+    assert!(b.text("#step-detail .output").await.contains('5'));
+    b.screenshot("console-execution").await;
+
+    // A running execution followed live: its first line shows before it ends.
+    app.create(
+        "slow",
+        "import time\ndef slow(input):\n    print('first', flush=True)\n    time.sleep(4)\n    print('second')\n    return 1\n",
+    )
+    .await;
+    let (_, v) = app.post("/api/v1/functions/slow/invoke?async=true", json!({})).await;
+    let id = v["execution_id"].as_str().unwrap().to_string();
+    b.goto(&format!("{}/ui/executions/{id}", app.base)).await;
+    b.wait_text("#logs", "first").await;
+    let (_, e) = app.get(&format!("/api/v1/executions/{id}")).await;
+    assert_eq!(e["status"], "running", "the line came before the end");
+    assert!(!b.text("#logs").await.contains("second"));
+    b.wait_text("#logs", "second").await;
+    b.wait_text("main .title", "succeeded").await;
+
+    // The executions list shows them, filtered by function.
+    b.goto(&format!("{}/ui/executions?function=slow", app.base)).await;
+    let list = b.wait_text("#executions", "slow").await;
+    assert!(!list.contains("outer"), "{list}");
+    b.goto(&format!("{}/ui/executions", app.base)).await;
+    b.wait_text("#executions", "outer").await;
+    b.screenshot("console-executions").await;
+    b.goto(&format!("{}/ui/functions/outer", app.base)).await;
+    b.find(".CodeMirror").await;
+    b.screenshot("console-function").await;
+
+    // Hostile output is text: nothing it carries runs or becomes an element.
+    let evil = "<img src=x onerror=\"window.__pwned=1\"><script>window.__pwned=2</script>";
+    app.create(
+        "evil",
+        &format!("def evil(input):\n    print({evil:?})\n    return {evil:?}\n"),
+    )
+    .await;
+    let (_, v) = app.invoke("evil", json!({})).await;
+    let id = v["execution_id"].as_str().unwrap().to_string();
+    b.goto(&format!("{}/ui/executions/{id}", app.base)).await;
+    let out = b.wait_text("#step-detail .output", "<script>").await;
+    assert!(out.contains("onerror"), "{out}");
+    b.wait_text("#logs", "<img src=x").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let state = b
+        .js(
+            "return [window.__pwned === undefined, document.querySelectorAll('main img, main script').length]",
+            json!([]),
+        )
+        .await;
+    assert_eq!(state, json!([true, 0]), "no script ran and no element was made");
+
+    // At a phone's width the page does not overflow sideways (wide tables scroll inside).
+    b.cmd(
+        reqwest::Method::POST,
+        "/window/rect",
+        Some(json!({"width": 390, "height": 844})),
+    )
+    .await;
+    for page in ["/ui/executions", "/ui/functions/outer"] {
+        b.goto(&format!("{}{page}", app.base)).await;
+        b.find("main h1").await;
+        let fits = b
+            .js(
+                "return document.documentElement.scrollWidth <= window.innerWidth + 1",
+                json!([]),
+            )
+            .await;
+        assert_eq!(fits, json!(true), "{page} fits a phone's width");
+    }
+
+    // The console's pages and assets carry the policy that forbids inline script.
+    let resp = reqwest::get(format!("{}/ui/executions", app.base)).await.unwrap();
+    let csp = resp.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    app.stop().await;
+}
