@@ -224,7 +224,7 @@ async fn the_console_in_a_browser() {
     // Create a function in the editor that calls another, run it from its page.
     app.create("leaf", "def leaf(input):\n    return input['x'] + 1\n")
         .await;
-    b.goto(&format!("{}/ui/functions/new", app.base)).await;
+    b.goto(&format!("{}/ui/new-function", app.base)).await;
     b.type_in("#fn-name", "outer").await;
     let code = "def outer(input):\n    print('calling leaf')\n    return leaf({'x': input['x']}) * 10\n";
     b.js(
@@ -319,6 +319,56 @@ async fn the_console_in_a_browser() {
         )
         .await;
     assert_eq!(state, json!([true, 0]), "no script ran and no element was made");
+
+    // Schedules: next fire times, and pause from the page.
+    let (st, sched) = app
+        .post(
+            "/api/v1/schedules",
+            json!({"name": "nightly", "function_name": "leaf", "cron_expression": "0 3 * * *",
+                   "timezone": "Europe/Paris", "input_data": {"x": 1}}),
+        )
+        .await;
+    assert_eq!(st, 201, "{sched}");
+    b.goto(&format!("{}/ui/schedules", app.base)).await;
+    let row = "#schedules tr[data-schedule='nightly']";
+    let text = b.wait_text(row, "0 3 * * *").await;
+    assert!(text.contains("Europe/Paris") && text.contains("never"), "{text}");
+    let fire_times = b
+        .js(
+            "return document.querySelectorAll(arguments[0] + ' td.next div div').length",
+            json!([row]),
+        )
+        .await;
+    assert_eq!(fire_times, json!(3), "the next three fire times");
+    b.screenshot("console-schedules").await;
+    b.click(&format!("{row} button[data-action='pause']")).await;
+    b.find(&format!("{row} button[data-action='resume']")).await;
+    let (_, v) = app
+        .get(&format!("/api/v1/schedules/{}", sched["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(v["enabled"], false, "paused on the server: {v}");
+
+    // Webhooks: the full URL, a curl that signs the body, and the recent answers.
+    let (st, hook) = app
+        .post(
+            "/api/v1/webhooks",
+            json!({"path": "leaf-in", "function_name": "leaf", "http_method": "POST", "input_mode": "body",
+                   "requires_auth": true}),
+        )
+        .await;
+    assert_eq!(st, 201, "{hook}");
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/v1/h/leaf-in", app.base))
+        .bearer_auth(&app.token)
+        .json(&json!({"x": 41}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    b.goto(&format!("{}/ui/webhooks", app.base)).await;
+    let card = b.wait_text("#webhooks [data-webhook='leaf-in']", "succeeded").await;
+    assert!(card.contains(&format!("{}/api/v1/h/leaf-in", app.base)), "{card}");
+    assert!(card.contains("X-Maestro-Signature: sha256=$SIG"), "{card}");
 
     // At a phone's width the page does not overflow sideways (wide tables scroll inside).
     b.cmd(

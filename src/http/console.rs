@@ -36,6 +36,8 @@ fn asset(name: &str) -> Option<(&'static str, &'static str)> {
         "executions.js" => (JS, include_str!("../../static/console/executions.js")),
         "execution.js" => (JS, include_str!("../../static/console/execution.js")),
         "functions.js" => (JS, include_str!("../../static/console/functions.js")),
+        "schedules.js" => (JS, include_str!("../../static/console/schedules.js")),
+        "webhooks.js" => (JS, include_str!("../../static/console/webhooks.js")),
         "console.css" => (CSS, include_str!("../../static/console/console.css")),
         "codemirror.js" => (JS, include_str!("../../static/console/vendor/codemirror.js")),
         "codemirror.css" => (CSS, include_str!("../../static/console/vendor/codemirror.css")),

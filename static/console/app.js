@@ -5,6 +5,8 @@ import { fill, h, link, problem } from "./dom.js";
 import * as executions from "./executions.js";
 import * as execution from "./execution.js";
 import * as functions from "./functions.js";
+import * as schedules from "./schedules.js";
+import * as webhooks from "./webhooks.js";
 
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");
@@ -16,11 +18,15 @@ const ROUTES = [
   [/^\/ui\/executions\/?$/, executions],
   [/^\/ui\/executions\/([^/]+)$/, execution],
   [/^\/ui\/functions\/?$/, functions.list],
-  [/^\/ui\/functions\/new$/, functions.create],
+  [/^\/ui\/new-function$/, functions.create],
   [/^\/ui\/functions\/([^/]+)$/, functions.page],
+  [/^\/ui\/schedules\/?$/, schedules.list],
+  [/^\/ui\/schedules\/([^/]+)$/, schedules.page],
+  [/^\/ui\/webhooks\/?$/, webhooks.list],
 ];
 
-const SECTIONS = [["Executions", "/ui/executions"], ["Functions", "/ui/functions"]];
+const SECTIONS = [["Executions", "/ui/executions"], ["Functions", "/ui/functions"],
+  ["Schedules", "/ui/schedules"], ["Webhooks", "/ui/webhooks"]];
 
 /** What the page being left must stop (its live streams). */
 let leave = null;
@@ -42,15 +48,19 @@ async function route() {
     if (!m) continue;
     const controller = new AbortController();
     leave = () => controller.abort();
-    const params = m.slice(1).map(decodeURIComponent);
+    // Each visit renders into its own element: a page still loading when the user moves on
+    // writes into an element no longer shown, never over the next page.
+    const view = h("div");
+    fill(main, view);
     try {
-      await page.render(main, params, { signal: controller.signal, go, query: new URLSearchParams(location.search) });
+      const params = m.slice(1).map(decodeURIComponent);
+      await page.render(view, params, { signal: controller.signal, go, query: new URLSearchParams(location.search) });
     } catch (e) {
       if (e.status === 401) {
         signOut();
         return signInPage("The server refused the token (expired?): sign in again.");
       }
-      if (!controller.signal.aborted) fill(main, problem(e));
+      if (!controller.signal.aborted) fill(view, problem(e));
     }
     main.focus({ preventScroll: true });
     return;

@@ -64,7 +64,8 @@ export function pre(value, cls = "") {
 
 /** An error shown in place: `{error: {code, message, details}}` or an exception. */
 export function problem(e) {
-  const details = (e.details || []).map((d) => h("li", {}, `${d.path || "(root)"}: ${d.message}`));
+  const list = Array.isArray(e.details) ? e.details : [];
+  const details = list.map((d) => h("li", {}, `${d.path || d.field || "(root)"}: ${d.message}`));
   return h("div", { class: "problem", role: "alert" },
     h("strong", {}, e.code || "error"), " ", e.message || String(e),
     details.length ? h("ul", {}, details) : null);

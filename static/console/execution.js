@@ -17,48 +17,62 @@ export async function render(main, [id], { signal }) {
   let exec = await api(`/executions/${seg(id)}`);
   let steps = (await api(`/executions/${seg(id)}/steps`)).steps;
   let chosen = steps[0]?.id;
+  const choose = (s) => { chosen = s.id; draw(); };
 
   const draw = () => {
     drawHead(head, exec);
-    drawWaterfall(axis, bars, steps, chosen, (s) => { chosen = s.id; draw(); });
+    drawWaterfall(axis, bars, steps, chosen, choose);
     drawDetail(detail, steps.find((s) => s.id === chosen) || exec);
   };
   draw();
   fill(logs, steps.flatMap(stepLines));
-
   if (finished(exec.status)) return;
-  // Live: bars of running calls grow with the clock; step events reload the steps; log
-  // lines are added as they are printed.
-  fill(logs);
-  const tick = setInterval(() => drawWaterfall(axis, bars, steps, chosen, (s) => { chosen = s.id; draw(); }), 250);
+
+  // Live: running bars grow with the clock (the rows stay, so a click or focus on them is
+  // not lost); step events reload the steps; log lines are added as they are printed.
+  const tick = setInterval(() => grow(axis, bars, steps), 250);
   signal.addEventListener("abort", () => clearInterval(tick));
-  let pending = null;
-  const reload = () => {
-    pending ??= setTimeout(async () => {
-      pending = null;
-      if (signal.aborted) return;
-      [exec, steps] = await Promise.all([
+  // Reloads may overlap: only the newest one's answer is drawn.
+  let asked = 0;
+  const reloadNow = async () => {
+    const mine = ++asked;
+    try {
+      const [e, st] = await Promise.all([
         api(`/executions/${seg(id)}`), api(`/executions/${seg(id)}/steps`).then((v) => v.steps)]);
+      if (mine !== asked || signal.aborted) return;
+      [exec, steps] = [e, st];
       chosen ??= steps[0]?.id;
       draw();
-    }, 150);
+    } catch { /* the next event or reconnect tries again */ }
+  };
+  let pending = null;
+  const reload = () => {
+    pending ??= setTimeout(() => { pending = null; if (!signal.aborted) reloadNow(); }, 150);
   };
   const names = new Map(steps.map((s) => [s.id, s.function_name]));
   try {
-    await follow(`/executions/${seg(id)}/logs?follow=true`, (type, data) => {
-      if (type === "log") {
-        const who = data.function || names.get(data.step_id) || "";
-        logs.append(line(who, data.stream, data.line));
-        logs.scrollTop = logs.scrollHeight;
-      } else if (type.startsWith("step.") || type.startsWith("execution.")) {
-        if (data.step_id && data.function) names.set(data.step_id, data.function);
-        reload();
-      }
-    }, signal);
+    // The stream replays the run from its start: a dropped one is opened again, with the
+    // lines shown so far cleared first.
+    while (!signal.aborted && !finished(exec.status)) {
+      fill(logs);
+      await follow(`/executions/${seg(id)}/logs?follow=true`, (type, data) => {
+        if (type === "log") {
+          const who = data.function || names.get(data.step_id) || "";
+          logs.append(line(who, data.stream, data.line));
+          logs.scrollTop = logs.scrollHeight;
+        } else if (type === "dropped") {
+          logs.append(h("div", { class: "muted" }, `(${data.count} events dropped: this page read too slowly)`));
+        } else if (type.startsWith("step.") || type.startsWith("execution.")) {
+          if (data.step_id && data.function) names.set(data.step_id, data.function);
+          reload();
+        }
+      }, signal).catch(() => {});
+      await reloadNow();
+      if (!finished(exec.status)) await new Promise((r) => setTimeout(r, 1000));
+    }
   } finally {
     clearInterval(tick);
   }
-  if (!signal.aborted) reload();
 }
 
 function finished(status) {
@@ -106,13 +120,29 @@ function drawWaterfall(axis, bars, steps, chosen, choose) {
     const label = h("button", { class: "wf-label", type: "button", onclick: () => choose(s) },
       s.status === "failed" ? h("span", { class: "mark", "aria-label": "failed" }, "✕ ") : null,
       h("span", { class: "fn" }, s.function_name),
-      h("span", { class: "muted" }, ` ${ms(end - start)}`,
-        s.fuel_used != null ? ` · fuel ${fuel(s.fuel_used)}` : ""));
+      h("span", { class: "muted took" }, ` ${ms(end - start)}`),
+      h("span", { class: "muted" }, s.fuel_used != null ? ` · fuel ${fuel(s.fuel_used)}` : ""));
     label.style.paddingLeft = `${0.4 + s.depth * 1.1}rem`;
     return h("div", { class: `wf-row${s.id === chosen ? " chosen" : ""}`, role: "listitem",
       "data-step": s.id, "data-depth": s.depth, "data-status": s.status, "data-function": s.function_name },
     label, h("div", { class: "wf-track" }, bar));
   }));
+}
+
+/** Move and stretch the drawn bars to the clock (rebuilding only when the calls changed). */
+function grow(axis, bars, steps) {
+  const rows = bars.querySelectorAll(".wf-row");
+  if (rows.length !== steps.length) return;
+  const spansNow = spans(steps);
+  const total = Math.max(1, ...spansNow.map((r) => r.end));
+  axis.querySelectorAll("span").forEach((el, i) => { el.textContent = ms(total * i / 4); });
+  spansNow.forEach(({ start, end }, i) => {
+    const bar = rows[i].querySelector(".wf-bar");
+    bar.style.left = `${(start / total) * 100}%`;
+    bar.style.width = `${Math.max(0.4, ((end - start) / total) * 100)}%`;
+    const took = rows[i].querySelector(".took");
+    if (took) took.textContent = ` ${ms(end - start)}`;
+  });
 }
 
 function drawDetail(el, s) {

@@ -25,7 +25,7 @@ export const list = {
       h("td", {}, when(f.updated_at)),
       h("td", {}, f.description || "")));
     fill(main, h("div", { class: "title" }, h("h1", {}, "Functions"),
-      link("/ui/functions/new", h("span", { class: "button", id: "new-function" }, "New function"))),
+      link("/ui/new-function", h("span", { class: "button", id: "new-function" }, "New function"))),
     h("div", { class: "scroll" }, h("table", { class: "list", id: "functions" },
       h("thead", {}, h("tr", {}, ["Name", "Version", "Updated", "Description"].map((c) => h("th", { scope: "col" }, c)))),
       h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 4, class: "muted" }, "No functions yet."))))));
@@ -68,12 +68,16 @@ export const page = {
     const outSchema = h("textarea", { id: "fn-output-schema", "aria-label": "Output schema" }, json(f.output_schema));
     const settings = Object.entries(f.settings || {}).map(([k, v]) => h("li", {}, h("code", {}, k), ` ${JSON.stringify(v)}`));
     const head = h("div", { class: "title" }, h("h1", {}, f.name), h("span", { class: "muted" }, `version ${f.version}`));
+    const versionsBox = h("div", {}, versionTable(name, versions, f.version));
     const save = async () => {
       try {
         const body = { code: code.get(), input_schema: parseOr(inputs.get()), output_schema: parseOr(outputs.get()) };
         const v = await api(`/functions/${seg(name)}`, { method: "PUT", body });
+        f.input_schema = body.input_schema;
         fill(saved, h("p", { class: "ok" }, `Saved as version ${v.version}.`));
         fill(head.lastChild, `version ${v.version}`);
+        const fresh = (await api(`/functions/${seg(name)}/versions`)).versions;
+        fill(versionsBox, versionTable(name, fresh, v.version));
       } catch (e) { fill(saved, problem(e)); }
     };
     fill(main, head, f.description ? h("p", {}, f.description) : null,
@@ -83,8 +87,8 @@ export const page = {
         h("div", {}, h("h2", {}, "Input schema"), inSchema),
         h("div", {}, h("h2", {}, "Output schema"), outSchema)),
       settings.length ? h("section", { class: "card" }, h("h2", {}, "Settings"), h("ul", {}, settings)) : null,
-      runPanel(name, () => parseOr(inputs.get())),
-      h("section", { class: "card" }, h("h2", {}, "Versions"), versionTable(name, versions, f.version)));
+      runPanel(name, () => f.input_schema),
+      h("section", { class: "card" }, h("h2", {}, "Versions"), versionsBox));
     const code = editor(area, "python");
     const inputs = editor(inSchema, { name: "javascript", json: true });
     const outputs = editor(outSchema, { name: "javascript", json: true });
@@ -106,6 +110,7 @@ function parseOr(text) {
 function runPanel(name, schema) {
   const input = h("textarea", { id: "run-input", rows: 5, "aria-label": "Input (JSON)", spellcheck: "false" }, "{}");
   const answer = h("div", { id: "run-answer", "aria-live": "polite" });
+  const button = h("button", { id: "run", onclick: () => run() }, "Run");
   const run = async () => {
     let value;
     try { value = JSON.parse(input.value || "{}"); } catch (e) {
@@ -118,6 +123,7 @@ function runPanel(name, schema) {
       return fill(answer, problem({ code: "validation_failed", message: "the input does not match the input schema (not sent)", details: problems }));
     }
     fill(answer, h("p", { class: "muted" }, "Running…"));
+    button.disabled = true;
     try {
       const v = await api(`/functions/${seg(name)}/invoke`, { method: "POST", body: value });
       fill(answer, h("p", {}, badge(v.status), ` in ${ms(v.duration_ms)} · `,
@@ -125,11 +131,11 @@ function runPanel(name, schema) {
       v.error ? [h("p", { class: "error" }, `${v.error.kind}: ${v.error.message}`),
         v.error.traceback ? pre(v.error.traceback, "traceback") : null]
         : pre(v.output, "output"));
-    } catch (e) { fill(answer, problem(e)); }
+    } catch (e) { fill(answer, problem(e)); } finally { button.disabled = false; }
   };
   return h("section", { class: "card" }, h("h2", {}, "Run"),
-    h("label", { for: "run-input" }, "Input (JSON)"), input,
-    h("div", { class: "actions" }, h("button", { id: "run", onclick: run }, "Run")), answer);
+    h("label", { for: "run-input" }, "Input (JSON) — checked against the saved input schema before it is sent"), input,
+    h("div", { class: "actions" }, button), answer);
 }
 
 function versionTable(name, versions, current) {
