@@ -95,16 +95,35 @@ function fuel(n) {
   return String(n);
 }
 
-/** Start and end of each step in ms since the first started; running ones end now. */
+/**
+ * Start and end of each step in ms since the first started; running ones end now. Start
+ * times are stored to the millisecond and durations finer, so a call may seem to start
+ * before or end after its caller by a fraction of a millisecond: it is drawn within it.
+ */
 function spans(steps) {
   const now = Date.now();
   const t0 = Math.min(...steps.map((s) => Date.parse(s.started_at)));
+  const byId = new Map();
   return steps.map((s) => {
-    const start = Date.parse(s.started_at) - t0;
-    const end = s.duration_ms != null ? start + s.duration_ms
+    let start = Date.parse(s.started_at) - t0;
+    let end = s.duration_ms != null ? start + s.duration_ms
       : s.finished_at ? Date.parse(s.finished_at) - t0 : Math.max(start, now - t0);
-    return { s, start, end };
+    const parent = byId.get(s.parent_id);
+    if (parent) {
+      start = Math.min(Math.max(start, parent.start), parent.end);
+      end = Math.max(start, Math.min(end, parent.end));
+    }
+    const span = { s, start, end };
+    byId.set(s.id, span);
+    return span;
   });
+}
+
+/** A bar's left and width in percent of the axis, at least visible, never past its end. */
+function place(bar, start, end, total) {
+  const width = Math.max(0.4, ((end - start) / total) * 100);
+  bar.style.left = `${Math.min((start / total) * 100, 100 - width)}%`;
+  bar.style.width = `${width}%`;
 }
 
 function drawWaterfall(axis, bars, steps, chosen, choose) {
@@ -115,8 +134,7 @@ function drawWaterfall(axis, bars, steps, chosen, choose) {
     h("span", { style: { left: `${f * 100}%` } }, ms(total * f))));
   fill(bars, rows.map(({ s, start, end }) => {
     const bar = h("div", { class: `wf-bar s-${s.status}`, title: `${s.function_name}: ${s.status}, ${ms(end - start)}` });
-    bar.style.left = `${(start / total) * 100}%`;
-    bar.style.width = `${Math.max(0.4, ((end - start) / total) * 100)}%`;
+    place(bar, start, end, total);
     const label = h("button", { class: "wf-label", type: "button", onclick: () => choose(s) },
       s.status === "failed" ? h("span", { class: "mark", "aria-label": "failed" }, "✕ ") : null,
       h("span", { class: "fn" }, s.function_name),
@@ -138,8 +156,7 @@ function grow(axis, bars, steps) {
   axis.querySelectorAll("span").forEach((el, i) => { el.textContent = ms(total * i / 4); });
   spansNow.forEach(({ start, end }, i) => {
     const bar = rows[i].querySelector(".wf-bar");
-    bar.style.left = `${(start / total) * 100}%`;
-    bar.style.width = `${Math.max(0.4, ((end - start) / total) * 100)}%`;
+    place(bar, start, end, total);
     const took = rows[i].querySelector(".took");
     if (took) took.textContent = ` ${ms(end - start)}`;
   });
