@@ -6,6 +6,10 @@ use common::{start, Backend};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+fn urlencode(s: &str) -> String {
+    s.replace('+', "%2B").replace(':', "%3A")
+}
+
 async fn history_filters_and_pages(b: Backend) {
     let app = start(b).await;
     app.create("good", "def good(input):\n    return input['n']\n").await;
@@ -45,6 +49,26 @@ async fn history_filters_and_pages(b: Backend) {
     assert_eq!(ids(&p1).len(), 2);
     assert_eq!(ids(&p2).len(), 2);
     assert!(ids(&p1).iter().all(|id| !ids(&p2).contains(id)));
+
+    // A time range: compared with the listed start times themselves.
+    let started: Vec<chrono::DateTime<chrono::FixedOffset>> = all["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| chrono::DateTime::parse_from_rfc3339(e["started_at"].as_str().unwrap()).unwrap())
+        .collect();
+    let t = started[3];
+    let at = urlencode(&t.to_rfc3339());
+    let (_, since) = app.get(&format!("/api/v1/executions?since={at}")).await;
+    assert_eq!(since["total"], started.iter().filter(|s| **s >= t).count(), "{since}");
+    let (_, until) = app.get(&format!("/api/v1/executions?until={at}")).await;
+    assert_eq!(until["total"], started.iter().filter(|s| **s < t).count(), "{until}");
+    assert!(until["total"].as_i64().unwrap() >= 1 && since["total"].as_i64().unwrap() >= 4);
+    let (_, window) = app.get(&format!("/api/v1/executions?since={at}&until={at}")).await;
+    assert_eq!(window["total"], 0);
+    let (s, v) = app.get("/api/v1/executions?since=yesterday").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("since"), "{v}");
 
     let (s, v) = app.get("/api/v1/executions?limit=abc").await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::{iso, views, ApiQuery, AppState};
 use crate::auth::Caller;
-use crate::http::error::ApiResult;
+use crate::http::error::{ApiError, ApiResult};
 use crate::store::{CallRecord, ExecutionFilter, ExecutionRecord, StepRecord};
 
 pub fn routes() -> Router<AppState> {
@@ -29,8 +29,26 @@ struct ListQuery {
     status: Option<String>,
     trigger: Option<String>,
     trigger_id: Option<String>,
+    /// Only executions started at or after this time (RFC 3339, e.g. `2026-12-01T00:00:00Z`).
+    since: Option<String>,
+    /// Only executions started before this time (RFC 3339).
+    until: Option<String>,
     limit: Option<i64>,
     offset: Option<i64>,
+}
+
+/// An RFC 3339 query time as Unix milliseconds, or a 400 naming the parameter.
+fn instant(name: &str, v: Option<&str>) -> ApiResult<Option<i64>> {
+    v.map(|t| {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .map(|d| d.timestamp_millis())
+            .map_err(|e| {
+                ApiError::BadRequest(format!(
+                    "{name} is not an RFC 3339 time ({e}); e.g. 2026-12-01T00:00:00Z"
+                ))
+            })
+    })
+    .transpose()
 }
 
 impl From<CallRecord> for views::Call {
@@ -90,6 +108,8 @@ async fn list(
         status: q.status,
         trigger: q.trigger,
         trigger_id: q.trigger_id,
+        since: instant("since", q.since.as_deref())?,
+        until: instant("until", q.until.as_deref())?,
         limit,
         offset,
     };

@@ -99,6 +99,10 @@ pub struct ExecutionFilter {
     pub status: Option<String>,
     pub trigger: Option<String>,
     pub trigger_id: Option<String>,
+    /// Started at or after (Unix ms).
+    pub since: Option<i64>,
+    /// Started before (Unix ms).
+    pub until: Option<i64>,
     pub limit: i64,
     pub offset: i64,
 }
@@ -596,9 +600,10 @@ impl Tenant<'_> {
         let tenant = self.id;
         // Optional filters as `($n is null or col = $n)` keep one statement for every combination.
         let filter = "tenant = $1 and ($2 is null or function_name = $2) and ($3 is null or status = $3) \
-                      and ($4 is null or trigger = $4) and ($5 is null or trigger_id = $5)";
+                      and ($4 is null or trigger = $4) and ($5 is null or trigger_id = $5) \
+                      and ($6 is null or started_at >= $6) and ($7 is null or started_at < $7)";
         let sql = format!(
-            "select {EXEC_COLS} from executions where {filter} order by started_at desc, id desc limit $6 offset $7"
+            "select {EXEC_COLS} from executions where {filter} order by started_at desc, id desc limit $8 offset $9"
         );
         let rows = sqlx::query(&sql)
             .bind(tenant)
@@ -606,6 +611,8 @@ impl Tenant<'_> {
             .bind(&f.status)
             .bind(&f.trigger)
             .bind(&f.trigger_id)
+            .bind(f.since)
+            .bind(f.until)
             .bind(f.limit)
             .bind(f.offset)
             .fetch_all(&self.store.pool)
@@ -616,6 +623,8 @@ impl Tenant<'_> {
             .bind(&f.status)
             .bind(&f.trigger)
             .bind(&f.trigger_id)
+            .bind(f.since)
+            .bind(f.until)
             .fetch_one(&self.store.pool)
             .await?
             .try_get("n")?;

@@ -14,6 +14,30 @@ export function signIn(t, remember) {
 export function signOut() {
   localStorage.removeItem(KEY);
   sessionStorage.removeItem(KEY);
+  sessionStorage.removeItem(SUB);
+}
+
+const SUB = "maestro.subtenant";
+
+/** The subtenant the console acts in (the `x-subtenant` header), or null for the token's own. */
+export function subtenant() {
+  return sessionStorage.getItem(SUB);
+}
+
+export function actIn(id) {
+  if (id) sessionStorage.setItem(SUB, id);
+  else sessionStorage.removeItem(SUB);
+}
+
+function headers(extra = {}, within = subtenant()) {
+  const out = { authorization: `Bearer ${token()}`, ...extra };
+  if (within) out["x-subtenant"] = within;
+  return out;
+}
+
+/** A refused token: the shell hears of it from any call, a background one included. */
+function refused(status) {
+  if (status === 401) window.dispatchEvent(new CustomEvent("maestro:unauthorized"));
 }
 
 /** An API refusal: the server's `{error: {code, message, details}}` and the status. */
@@ -27,18 +51,24 @@ export class ApiError extends Error {
   }
 }
 
-/** Call `/api/v1${path}`; answers the JSON body, throws ApiError unless 2xx. */
-export async function api(path, { method = "GET", body } = {}) {
-  const headers = { authorization: `Bearer ${token()}` };
-  if (body !== undefined) headers["content-type"] = "application/json";
-  const resp = await fetch(`/api/v1${path}`, {
-    method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+/**
+ * Call `/api/v1${path}` (or `path` itself with `root`) in the subtenant acted in (or
+ * `within`); answers the JSON body (the text with `text`), throws ApiError unless 2xx.
+ */
+export async function api(path, { method = "GET", body, root = false, text: asText = false, within, quiet = false } = {}) {
+  const extra = body === undefined ? {} : { "content-type": "application/json" };
+  const resp = await fetch(root ? path : `/api/v1${path}`, {
+    method, headers: headers(extra, within ?? subtenant()), body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await resp.text();
   let json = null;
   try { json = text ? JSON.parse(text) : null; } catch { json = null; }
-  if (!resp.ok) throw new ApiError(resp.status, json);
-  return json;
+  if (!resp.ok) {
+    // `quiet`: a 401 that says nothing of the token (/metrics behind METRICS_TOKEN).
+    if (!quiet) refused(resp.status);
+    throw new ApiError(resp.status, json);
+  }
+  return asText ? text : json;
 }
 
 /** A path segment (names and ids, escaped). */
@@ -50,10 +80,11 @@ export const seg = encodeURIComponent;
  * token, so this reads the stream with fetch.
  */
 export async function follow(path, onEvent, signal) {
-  const resp = await fetch(`/api/v1${path}`, {
-    headers: { authorization: `Bearer ${token()}`, accept: "text/event-stream" }, signal,
-  });
-  if (!resp.ok) throw new ApiError(resp.status, null);
+  const resp = await fetch(`/api/v1${path}`, { headers: headers({ accept: "text/event-stream" }), signal });
+  if (!resp.ok) {
+    refused(resp.status);
+    throw new ApiError(resp.status, null);
+  }
   const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
   let buf = "";
   try {

@@ -1,12 +1,14 @@
 // The console's shell: sign-in, navigation and routing on the path under /ui/.
 
-import { api, signIn, signOut, token } from "./api.js";
+import { actIn, api, signIn, signOut, subtenant, token } from "./api.js";
 import { fill, h, link, problem } from "./dom.js";
 import * as executions from "./executions.js";
 import * as execution from "./execution.js";
 import * as functions from "./functions.js";
 import * as schedules from "./schedules.js";
 import * as webhooks from "./webhooks.js";
+import * as workflows from "./workflows.js";
+import * as operator from "./operator.js";
 
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");
@@ -23,10 +25,15 @@ const ROUTES = [
   [/^\/ui\/schedules\/?$/, schedules.list],
   [/^\/ui\/schedules\/([^/]+)$/, schedules.page],
   [/^\/ui\/webhooks\/?$/, webhooks.list],
+  [/^\/ui\/workflows\/?$/, workflows.list],
+  [/^\/ui\/workflows\/([^/]+)$/, workflows.page],
+  [/^\/ui\/workflows\/([^/]+)\/runs\/([^/]+)$/, workflows.run],
+  [/^\/ui\/operator\/?$/, operator],
 ];
 
 const SECTIONS = [["Executions", "/ui/executions"], ["Functions", "/ui/functions"],
-  ["Schedules", "/ui/schedules"], ["Webhooks", "/ui/webhooks"]];
+  ["Workflows", "/ui/workflows"], ["Schedules", "/ui/schedules"], ["Webhooks", "/ui/webhooks"],
+  ["Operator", "/ui/operator"]];
 
 /** What the page being left must stop (its live streams). */
 let leave = null;
@@ -40,9 +47,7 @@ async function route() {
   if (leave) { leave(); leave = null; }
   if (!token()) return signInPage();
   const path = location.pathname;
-  for (const a of nav.querySelectorAll("a")) {
-    a.classList.toggle("here", path.startsWith(a.getAttribute("href")));
-  }
+  markHere();
   for (const [re, page] of ROUTES) {
     const m = path.match(re);
     if (!m) continue;
@@ -56,16 +61,19 @@ async function route() {
       const params = m.slice(1).map(decodeURIComponent);
       await page.render(view, params, { signal: controller.signal, go, query: new URLSearchParams(location.search) });
     } catch (e) {
-      if (e.status === 401) {
-        signOut();
-        return signInPage("The server refused the token (expired?): sign in again.");
-      }
+      if (e.status === 401) return; // the shell has sent the user to sign in
       if (!controller.signal.aborted) fill(view, problem(e));
     }
     main.focus({ preventScroll: true });
     return;
   }
   fill(main, h("h1", {}, "Not found"), h("p", {}, "No console page at ", path, "."));
+}
+
+function markHere() {
+  for (const a of nav.querySelectorAll("a")) {
+    a.classList.toggle("here", location.pathname.startsWith(a.getAttribute("href")));
+  }
 }
 
 function signInPage(why = "") {
@@ -97,20 +105,45 @@ function signInPage(why = "") {
   input.focus();
 }
 
+/** Whether a signed-in page is shown: a refused token then sends the user to sign in. */
+let signedIn = false;
+
+window.addEventListener("maestro:unauthorized", () => {
+  if (!signedIn) return;
+  signedIn = false;
+  if (leave) { leave(); leave = null; }
+  signOut();
+  signInPage("The server refused the token (expired?): sign in again.");
+});
+
 async function start() {
-  let me = null;
-  try {
-    me = await api("/me");
-  } catch (e) {
-    if (e.status === 401) { signOut(); return signInPage(); }
-  }
-  fill(nav, SECTIONS.map(([name, href]) => link(href, name)));
-  fill(who, me ? `${me.email} · ${me.tenant}` : "",
-    h("button", { class: "link", id: "signout", onclick: () => { signOut(); route(); } }, "Sign out"));
+  if (!token()) return signInPage();
+  signedIn = true;
+  const sections = (admin) => SECTIONS.filter(([name]) => admin || name !== "Operator").map(([name, href]) => link(href, name));
+  const signout = h("button", { class: "link", id: "signout", onclick: () => { signedIn = false; signOut(); route(); } }, "Sign out");
+  // A subtenant acted in can be left even when it is gone (every call, /me too, is a 404).
+  const leaveSub = () => (subtenant()
+    ? h("button", { class: "link", id: "leave-subtenant", onclick: () => { actIn(null); start(); } }, `leave subtenant ${subtenant()}`)
+    : null);
+  fill(nav, sections(false));
+  fill(who, leaveSub(), signout);
+  // Who the user is fills the header when it answers; the page does not wait for it.
+  api("/me").then((me) => {
+    if (!signedIn) return; // signed out meanwhile
+    fill(nav, sections(me.admin));
+    markHere();
+    fill(who, `${me.email} · ${me.tenant}`, leaveSub(), signout);
+  }, () => {});
   await route();
 }
 
 document.addEventListener("click", (ev) => {
+  // The skip link moves focus; as a fragment link it would re-route the page.
+  if (ev.target.closest && ev.target.closest("a.skip")) {
+    ev.preventDefault();
+    main.focus();
+    return;
+  }
   const a = ev.target.closest && ev.target.closest("a[data-nav]");
   if (!a || ev.ctrlKey || ev.metaKey || ev.shiftKey || ev.button !== 0) return;
   ev.preventDefault();

@@ -50,29 +50,32 @@ export async function render(main, [id], { signal }) {
     pending ??= setTimeout(() => { pending = null; if (!signal.aborted) reloadNow(); }, 150);
   };
   const names = new Map(steps.map((s) => [s.id, s.function_name]));
-  try {
-    // The stream replays the run from its start: a dropped one is opened again, with the
-    // lines shown so far cleared first.
-    while (!signal.aborted && !finished(exec.status)) {
-      fill(logs);
-      await follow(`/executions/${seg(id)}/logs?follow=true`, (type, data) => {
-        if (type === "log") {
-          const who = data.function || names.get(data.step_id) || "";
-          logs.append(line(who, data.stream, data.line));
-          logs.scrollTop = logs.scrollHeight;
-        } else if (type === "dropped") {
-          logs.append(h("div", { class: "muted" }, `(${data.count} events dropped: this page read too slowly)`));
-        } else if (type.startsWith("step.") || type.startsWith("execution.")) {
-          if (data.step_id && data.function) names.set(data.step_id, data.function);
-          reload();
-        }
-      }, signal).catch(() => {});
-      await reloadNow();
-      if (!finished(exec.status)) await new Promise((r) => setTimeout(r, 1000));
+  // Followed after the first paint: the page counts as loaded while the run goes on.
+  void (async () => {
+    try {
+      // The stream replays the run from its start: a dropped one is opened again, with the
+      // lines shown so far cleared first.
+      while (!signal.aborted && !finished(exec.status)) {
+        fill(logs);
+        await follow(`/executions/${seg(id)}/logs?follow=true`, (type, data) => {
+          if (type === "log") {
+            const who = data.function || names.get(data.step_id) || "";
+            logs.append(line(who, data.stream, data.line));
+            logs.scrollTop = logs.scrollHeight;
+          } else if (type === "dropped") {
+            logs.append(h("div", { class: "muted" }, `(${data.count} events dropped: this page read too slowly)`));
+          } else if (type.startsWith("step.") || type.startsWith("execution.")) {
+            if (data.step_id && data.function) names.set(data.step_id, data.function);
+            reload();
+          }
+        }, signal).catch(() => {});
+        await reloadNow();
+        if (!finished(exec.status)) await new Promise((r) => setTimeout(r, 1000));
+      }
+    } finally {
+      clearInterval(tick);
     }
-  } finally {
-    clearInterval(tick);
-  }
+  })();
 }
 
 function finished(status) {

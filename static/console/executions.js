@@ -1,7 +1,7 @@
 // Executions: a filtered list, newest first, kept up to date from the tenant's live feed.
 
 import { api, follow } from "./api.js";
-import { badge, fill, h, link, ms, when } from "./dom.js";
+import { badge, fill, h, link, ms, problem, when } from "./dom.js";
 
 const STATUSES = ["", "queued", "running", "succeeded", "failed", "cancelled"];
 const TRIGGERS = ["", "manual", "webhook", "schedule", "workflow", "run", "session"];
@@ -14,6 +14,10 @@ export async function render(main, _params, { signal, go, query }) {
     s.value = query.get(name) || "";
     return s;
   };
+  // A time range: local times in the inputs, RFC 3339 (UTC) in the URL and the API call.
+  const time = (name, label) => h("input", { type: "datetime-local", step: 1, name, "aria-label": label, value: local(query.get(name)) });
+  const since = time("since", "Started from");
+  const until = time("until", "Started before");
   const status = select("status", STATUSES);
   const trigger = select("trigger", TRIGGERS);
   const form = h("form", { class: "filters", onsubmit: (ev) => {
@@ -22,8 +26,12 @@ export async function render(main, _params, { signal, go, query }) {
     for (const [k, el] of [["function", fn], ["status", status], ["trigger", trigger]]) {
       if (el.value) q.set(k, el.value);
     }
+    for (const [k, el] of [["since", since], ["until", until]]) {
+      if (el.value) q.set(k, new Date(el.value).toISOString());
+    }
     go(`/ui/executions${q.toString() ? "?" + q : ""}`);
   } }, field("Function", fn), field("Status", status), field("Trigger", trigger),
+  field("From", since), field("Before", until),
   h("button", { type: "submit" }, "Filter"));
   const live = h("span", { class: "muted", "aria-live": "polite" });
   const table = h("tbody");
@@ -33,13 +41,25 @@ export async function render(main, _params, { signal, go, query }) {
         .map((c) => h("th", { scope: "col" }, c)))), table)));
 
   const q = new URLSearchParams({ limit: "50" });
-  for (const k of ["function", "status", "trigger"]) if (query.get(k)) q.set(k, query.get(k));
+  for (const k of ["function", "status", "trigger", "since", "until"]) if (query.get(k)) q.set(k, query.get(k));
+  let waiting = false;
   const load = async () => {
     const v = await api(`/executions?${q}`);
     fill(table, v.executions.length ? v.executions.map(row)
-      : h("tr", {}, h("td", { colspan: 6, class: "muted" }, "No executions yet.")));
+      : h("tr", {}, h("td", { colspan: 6, class: "muted" }, "No executions match.")));
+    waiting = v.executions.some((e) => e.status === "queued");
   };
-  await load();
+  try {
+    await load();
+  } catch (e) {
+    // A bad filter (say, a time that is not one) is shown under the form, which stays.
+    fill(table, h("tr", {}, h("td", { colspan: 6 }, problem(e))));
+    return;
+  }
+  if (signal.aborted) return;
+  // Queued runs announce nothing until they start: while one is shown, look again every 3 s.
+  const poll = setInterval(() => { if (waiting && !signal.aborted) load().catch(() => {}); }, 3000);
+  signal.addEventListener("abort", () => clearInterval(poll));
 
   // Live: an execution starting or ending anywhere in the tenant reloads the page of rows
   // (at most every 300 ms).
@@ -49,6 +69,15 @@ export async function render(main, _params, { signal, go, query }) {
     pending ??= setTimeout(() => { pending = null; if (!signal.aborted) load().catch(() => {}); }, 300);
   }, signal).then(() => {}, () => {});
   fill(live, "● live");
+}
+
+/** An RFC 3339 time as a datetime-local input's value (local time, to the second). */
+function local(iso) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  if (isNaN(d)) return "";
+  const p = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
 }
 
 function row(e) {

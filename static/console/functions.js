@@ -5,6 +5,7 @@
 import { api, seg } from "./api.js";
 import { badge, fill, h, link, ms, pre, problem, when } from "./dom.js";
 import { check } from "./schema.js";
+import { showDiff } from "./diff.js";
 
 /** A code editor on `textarea`: CodeMirror when it loaded, else the plain textarea. */
 function editor(textarea, mode) {
@@ -154,5 +155,39 @@ function versionTable(name, versions, current) {
       } }, `Roll back to ${v.version}`))));
   return [h("div", { class: "scroll" }, h("table", { class: "list" },
     h("thead", {}, h("tr", {}, ["Version", "Created", "By", "Code", ""].map((c) => h("th", { scope: "col" }, c)))),
-    h("tbody", {}, rows))), status];
+    h("tbody", {}, rows))), status, compare(versions, current)];
+}
+
+/** What changed between any two versions: code, schemas, settings and description. */
+function compare(versions, current) {
+  if (versions.length < 2) return null;
+  const numbers = versions.map((v) => v.version).sort((a, b) => a - b);
+  const pick = (id, label, value) => {
+    const s = h("select", { id, "aria-label": label }, numbers.map((n) => h("option", { value: n }, `version ${n}`)));
+    s.value = String(value);
+    return s;
+  };
+  const to = pick("diff-to", "New version", current);
+  const older = numbers.filter((n) => n < current);
+  const from = pick("diff-from", "Old version", older.length ? older[older.length - 1] : numbers[0]);
+  const out = h("div", { id: "diff", "aria-live": "polite" });
+  const text = (v) => ({
+    code: v.code,
+    "input schema": json(v.input_schema),
+    "output schema": json(v.output_schema),
+    settings: json(v.settings),
+    description: v.description || "",
+  });
+  const show = () => {
+    const a = versions.find((v) => v.version === Number(from.value));
+    const b = versions.find((v) => v.version === Number(to.value));
+    const [ta, tb] = [text(a), text(b)];
+    const parts = Object.keys(ta).filter((k) => k === "code" || ta[k] !== tb[k]);
+    fill(out, parts.map((k) => [h("h3", {}, k), showDiff(ta[k], tb[k], k === "code" ? "diff-code" : undefined)]));
+  };
+  from.addEventListener("change", show);
+  to.addEventListener("change", show);
+  show();
+  return h("div", { class: "compare" }, h("h3", {}, "Compare"),
+    h("div", { class: "filters" }, h("label", {}, "From", from), h("label", {}, "To", to)), out);
 }
