@@ -69,6 +69,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<Built> {
     };
     let scheduler = crate::scheduler::Scheduler::new(store.clone(), engine.clone(), &settings);
     let external = auth::external::Issuer::open(&settings).await?;
+    // A console sign-in set up half-way is refused at start, not at a user's first click.
+    crate::http::console::oidc(&settings)?;
     let claims = ClaimNames {
         email: settings.auth_email_claim.clone(),
         tenant: settings.auth_tenant_claim.clone(),

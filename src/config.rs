@@ -193,6 +193,22 @@ pub struct Settings {
     /// this server's own tokens use `role: admin`).
     #[arg(long, env = "AUTH_ADMIN_ROLE", default_value = "")]
     pub auth_admin_role: String,
+    /// The console's "sign in with" button: the identity provider's authorization endpoint
+    /// (OAuth 2 authorization code with PKCE; the console is a public client). Needs
+    /// CONSOLE_OIDC_TOKEN_URL and CONSOLE_OIDC_CLIENT_ID too; the provider's tokens must be
+    /// ones this server accepts (AUTH_JWKS or AUTH_PUBLIC_KEY, AUTH_ISSUER, AUTH_AUDIENCE).
+    #[arg(long, env = "CONSOLE_OIDC_AUTHORIZE_URL")]
+    pub console_oidc_authorize_url: Option<String>,
+    /// The identity provider's token endpoint (the browser posts the code there, so the
+    /// console's Content-Security-Policy allows its origin).
+    #[arg(long, env = "CONSOLE_OIDC_TOKEN_URL")]
+    pub console_oidc_token_url: Option<String>,
+    /// The console's client id at the identity provider (redirect URI: `<server>/ui/oidc`).
+    #[arg(long, env = "CONSOLE_OIDC_CLIENT_ID")]
+    pub console_oidc_client_id: Option<String>,
+    /// The scopes the console asks for.
+    #[arg(long, env = "CONSOLE_OIDC_SCOPE", default_value = "openid email profile")]
+    pub console_oidc_scope: String,
     /// Run the scheduler loop in this process (every replica may; ticks still fire once).
     #[arg(long, env = "SCHEDULER_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
     pub scheduler_enabled: bool,

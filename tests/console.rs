@@ -4,10 +4,14 @@
 //! execution live, and a hostile function's output shown as text with no script run.
 
 mod common;
+mod idp;
 
 use std::time::{Duration, Instant};
 
-use common::{start, Backend, TestApp};
+use common::{start, start_with, Backend, TestApp};
+
+/// One browser at a time: the machine has two cores, and each test drives its own Chromium.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 use serde_json::{json, Value};
 
 /// A W3C WebDriver session on a chromedriver this test started (and stops).
@@ -225,6 +229,7 @@ async fn sign_in(b: &Browser, app: &TestApp) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_in_a_browser() {
+    let _one = ONE_BROWSER.lock().await;
     let app = start(Backend::Sqlite).await;
     let b = Browser::start().await;
 
@@ -602,4 +607,61 @@ async fn operator(b: &Browser, app: &TestApp) {
     b.click("#leave-subtenant").await;
     b.goto(&format!("{}/ui/functions", app.base)).await;
     b.wait_text("#functions", "outer").await;
+}
+
+/// With an identity provider set up, the sign-in page offers it: the browser goes there and
+/// back (authorization code with PKCE), and the console acts with the provider's token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_through_the_identity_provider() {
+    let _one = ONE_BROWSER.lock().await;
+    let tenant = format!("t-{}", uuid::Uuid::new_v4().simple());
+    let idp = idp::start("ada@example.com", &tenant).await;
+    let jwks = format!("{}/tests/fixtures/jwks.json", env!("CARGO_MANIFEST_DIR"));
+    let (authorize, token) = (format!("{idp}/authorize"), format!("{idp}/token"));
+    let app = start_with(
+        Backend::Sqlite,
+        &[
+            "--auth-jwks",
+            &jwks,
+            "--auth-issuer",
+            idp::ISSUER,
+            "--auth-audience",
+            idp::AUDIENCE,
+            "--console-oidc-authorize-url",
+            &authorize,
+            "--console-oidc-token-url",
+            &token,
+            "--console-oidc-client-id",
+            idp::CLIENT_ID,
+        ],
+    )
+    .await;
+    // The policy lets the page post the code to the provider, and nowhere else.
+    let resp = reqwest::get(format!("{}/ui/", app.base)).await.unwrap();
+    let csp = resp.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(csp.contains(&format!("connect-src 'self' {idp};")), "{csp}");
+
+    let b = Browser::start().await;
+    b.goto(&format!("{}/ui/functions", app.base)).await;
+    b.click("#oidc-signin").await;
+    // Back from the provider, signed in as its user, on the page the user asked for.
+    b.find("#functions").await;
+    assert_eq!(b.path().await, "/ui/functions");
+    b.wait_text("#who", "ada@example.com").await;
+    assert!(b.text("#who").await.contains(&tenant));
+    // A code is good once: coming back with it again is refused, and shown.
+    b.goto(&format!("{}/ui/oidc?code=replayed&state=x", app.base)).await;
+    b.wait_text("form.signin", "start again").await;
+    app.stop().await;
+}
+
+/// A console sign-in set up half-way stops the server at start, naming what is missing.
+#[test]
+fn a_half_configured_sign_in_is_refused() {
+    let settings = maestro::config::Settings::from_args(
+        ["--console-oidc-authorize-url", "https://idp.example/authorize"].map(String::from),
+    )
+    .unwrap();
+    let e = maestro::http::console::oidc(&settings).err().expect("refused");
+    assert!(e.to_string().contains("CONSOLE_OIDC_CLIENT_ID"), "{e}");
 }

@@ -9,7 +9,7 @@
 
 use std::hash::{Hash, Hasher};
 
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -17,10 +17,68 @@ use axum::Router;
 
 use super::AppState;
 
-/// The policy of every console response.
+/// The policy of every console response; `{connect}` is `'self'`, plus the identity
+/// provider's token endpoint when sign-in through one is set up.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-                   connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; \
+                   connect-src {connect}; font-src 'self'; base-uri 'none'; form-action 'none'; \
                    frame-ancestors 'none'";
+
+/// Sign-in through an identity provider (authorization code with PKCE), when configured.
+#[derive(Clone, serde::Serialize)]
+pub struct Oidc {
+    authorize_url: String,
+    token_url: String,
+    client_id: String,
+    scope: String,
+}
+
+/// The configured sign-in, checked: all three of its settings or none, http(s) URLs.
+pub fn oidc(settings: &crate::config::Settings) -> anyhow::Result<Option<Oidc>> {
+    let (a, t, c) = (
+        &settings.console_oidc_authorize_url,
+        &settings.console_oidc_token_url,
+        &settings.console_oidc_client_id,
+    );
+    let (Some(authorize_url), Some(token_url), Some(client_id)) = (a, t, c) else {
+        if a.is_some() || t.is_some() || c.is_some() {
+            anyhow::bail!(
+                "console sign-in needs all of CONSOLE_OIDC_AUTHORIZE_URL, CONSOLE_OIDC_TOKEN_URL and CONSOLE_OIDC_CLIENT_ID"
+            );
+        }
+        return Ok(None);
+    };
+    for (name, url) in [
+        ("CONSOLE_OIDC_AUTHORIZE_URL", authorize_url),
+        ("CONSOLE_OIDC_TOKEN_URL", token_url),
+    ] {
+        origin(url).ok_or_else(|| anyhow::anyhow!("{name} is not an http(s) URL: {url}"))?;
+    }
+    Ok(Some(Oidc {
+        authorize_url: authorize_url.clone(),
+        token_url: token_url.clone(),
+        client_id: client_id.clone(),
+        scope: settings.console_oidc_scope.clone(),
+    }))
+}
+
+/// `scheme://host[:port]` of an http(s) URL (what a CSP source names).
+fn origin(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    if !matches!(scheme, "http" | "https") {
+        return None;
+    }
+    let host = rest.split(['/', '?', '#']).next()?;
+    let clean = !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c));
+    clean.then(|| format!("{scheme}://{host}"))
+}
+
+fn policy(state: &AppState) -> String {
+    let connect = match oidc(&state.settings).ok().flatten().and_then(|o| origin(&o.token_url)) {
+        Some(idp) => format!("'self' {idp}"),
+        None => "'self'".to_string(),
+    };
+    CSP.replace("{connect}", &connect)
+}
 
 const SHELL: &str = include_str!("../../static/console/index.html");
 
@@ -42,6 +100,7 @@ fn asset(name: &str) -> Option<(&'static str, &'static str)> {
         "graph.js" => (JS, include_str!("../../static/console/graph.js")),
         "operator.js" => (JS, include_str!("../../static/console/operator.js")),
         "diff.js" => (JS, include_str!("../../static/console/diff.js")),
+        "oidc.js" => (JS, include_str!("../../static/console/oidc.js")),
         "console.css" => (CSS, include_str!("../../static/console/console.css")),
         "codemirror.js" => (JS, include_str!("../../static/console/vendor/codemirror.js")),
         "codemirror.css" => (CSS, include_str!("../../static/console/vendor/codemirror.css")),
@@ -57,19 +116,28 @@ pub fn routes() -> Router<AppState> {
         .route("/ui", get(|| async { Redirect::to("/ui/") }))
         .route("/ui/", get(shell))
         .route("/ui/assets/{name}", get(serve_asset))
+        .route("/ui/config.json", get(config))
         .route("/ui/{*page}", get(shell))
 }
 
-fn secured(mut resp: Response) -> Response {
+fn secured(state: &AppState, mut resp: Response) -> Response {
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    if let Ok(v) = HeaderValue::from_str(&policy(state)) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     resp
 }
 
+/// What the sign-in page offers besides a pasted token.
+async fn config(State(state): State<AppState>) -> Response {
+    let body = serde_json::json!({ "oidc": oidc(&state.settings).ok().flatten() });
+    secured(&state, axum::Json(body).into_response())
+}
+
 /// Any console page: the shell, which loads the app (it reads the path itself).
-async fn shell() -> Response {
+async fn shell(State(state): State<AppState>) -> Response {
     let resp = (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -77,12 +145,12 @@ async fn shell() -> Response {
         ],
         SHELL,
     );
-    secured(resp.into_response())
+    secured(&state, resp.into_response())
 }
 
 /// An asset, revalidated on each load by its ETag (a hash of its content): a new binary's
 /// assets are never mixed with an old one's, and an unchanged asset costs a 304.
-async fn serve_asset(Path(name): Path<String>, headers: HeaderMap) -> Response {
+async fn serve_asset(State(state): State<AppState>, Path(name): Path<String>, headers: HeaderMap) -> Response {
     let Some((kind, body)) = asset(&name) else {
         return super::error::ApiError::NotFound(format!("no console asset `{name}`")).into_response();
     };
@@ -90,7 +158,10 @@ async fn serve_asset(Path(name): Path<String>, headers: HeaderMap) -> Response {
     body.hash(&mut hasher);
     let etag = format!("\"{:016x}\"", hasher.finish());
     if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
-        return secured((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
+        return secured(
+            &state,
+            (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response(),
+        );
     }
     let resp = (
         [
@@ -100,7 +171,7 @@ async fn serve_asset(Path(name): Path<String>, headers: HeaderMap) -> Response {
         ],
         body,
     );
-    secured(resp.into_response())
+    secured(&state, resp.into_response())
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 mod caller;
 mod capabilities;
-mod console;
+pub mod console;
 pub mod error;
 mod events;
 mod executions;

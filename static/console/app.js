@@ -9,6 +9,7 @@ import * as schedules from "./schedules.js";
 import * as webhooks from "./webhooks.js";
 import * as workflows from "./workflows.js";
 import * as operator from "./operator.js";
+import * as oidc from "./oidc.js";
 
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");
@@ -45,6 +46,7 @@ export function go(href) {
 
 async function route() {
   if (leave) { leave(); leave = null; }
+  if (location.pathname === "/ui/oidc") return backFromProvider();
   if (!token()) return signInPage();
   const path = location.pathname;
   markHere();
@@ -103,6 +105,31 @@ function signInPage(why = "") {
   status);
   fill(main, form);
   input.focus();
+  // With an identity provider set up, signing in through it comes first.
+  oidc.config().then((cfg) => {
+    if (!cfg || !form.isConnected) return;
+    const back = location.pathname.startsWith("/ui/oidc") ? "/ui/" : location.pathname + location.search;
+    const button = h("button", { type: "button", id: "oidc-signin", onclick: () => oidc.begin(cfg, back).catch((e) => fill(status, problem(e))) },
+      "Sign in with your identity provider");
+    form.insertBefore(h("div", { class: "actions oidc" }, button, h("span", { class: "muted" }, "or paste a token:")), form.children[2]);
+  }, () => {});
+}
+
+/** The provider sent the browser back with a code: exchange it, then go where the user was. */
+async function backFromProvider() {
+  fill(main, h("p", { class: "muted" }, "Signing in…"));
+  try {
+    const { token: t, back } = await oidc.finish(await oidc.config());
+    signIn(t, false);
+    await api("/me");
+    history.replaceState(null, "", back && back.startsWith("/ui/") ? back : "/ui/");
+    await start();
+  } catch (e) {
+    signOut();
+    history.replaceState(null, "", "/ui/");
+    signInPage();
+    main.querySelector("[aria-live]")?.replaceChildren(problem(e));
+  }
 }
 
 /** Whether a signed-in page is shown: a refused token then sends the user to sign in. */
@@ -117,6 +144,7 @@ window.addEventListener("maestro:unauthorized", () => {
 });
 
 async function start() {
+  if (location.pathname === "/ui/oidc") return backFromProvider();
   if (!token()) return signInPage();
   signedIn = true;
   const sections = (admin) => SECTIONS.filter(([name]) => admin || name !== "Operator").map(([name, href]) => link(href, name));
