@@ -164,6 +164,35 @@ impl Browser {
         .await;
     }
 
+    /// Every visible text on the page is readable: its contrast with the background behind it
+    /// is at least WCAG AA's (4.5:1, 3:1 for large text), computed from the styles in force.
+    async fn assert_contrast(&self, page: &str) {
+        let bad = self
+            .js(
+                r#"const rgb = (s) => { const m = s.match(/rgba?\(([^)]+)\)/); return m ? m[1].split(/[ ,\/]+/).filter(Boolean).map(Number) : null; };
+                const lum = (c) => { const [r, g, b] = c.map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+                                     return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+                const behind = (el) => { for (let e = el; e; e = e.parentElement) { const c = rgb(getComputedStyle(e).backgroundColor);
+                                         if (c && (c.length < 4 || c[3] > 0.5)) return c.slice(0, 3); } return [255, 255, 255]; };
+                const bad = [];
+                for (const el of document.querySelectorAll('body *')) {
+                  if (el.closest('svg') || el.matches(':disabled') || el.closest('.skip')) continue;
+                  if (![...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+                  const r = el.getBoundingClientRect(); const cs = getComputedStyle(el);
+                  if (!r.width || !r.height || cs.visibility === 'hidden') continue;
+                  const [a, b] = [lum(rgb(cs.color).slice(0, 3)), lum(behind(el))].sort((x, y) => y - x);
+                  const ratio = (a + 0.05) / (b + 0.05);
+                  const size = parseFloat(cs.fontSize);
+                  const large = size >= 24 || (size >= 18.66 && +cs.fontWeight >= 700);
+                  if (ratio < (large ? 3 : 4.5)) bad.push(`${el.tagName}.${el.className} "${el.textContent.trim().slice(0, 30)}" ${ratio.toFixed(2)}`);
+                }
+                return bad.slice(0, 12);"#,
+                json!([]),
+            )
+            .await;
+        assert_eq!(bad, json!([]), "text too faint to read on {page}");
+    }
+
     /// The text of the first element matching `css` ("" when there is none).
     async fn text(&self, css: &str) -> String {
         let v = self
@@ -310,6 +339,7 @@ async fn the_console_in_a_browser() {
     b.wait_text("#step-detail", "leaf").await;
     assert!(b.text("#step-detail .output").await.contains('5'));
     b.screenshot("console-execution").await;
+    b.assert_contrast("execution").await;
 
     // A running execution followed live: its first line shows before it ends.
     app.create(
@@ -334,9 +364,11 @@ async fn the_console_in_a_browser() {
     b.goto(&format!("{}/ui/executions", app.base)).await;
     b.wait_text("#executions", "outer").await;
     b.screenshot("console-executions").await;
+    b.assert_contrast("executions").await;
     b.goto(&format!("{}/ui/functions/outer", app.base)).await;
     b.find(".CodeMirror").await;
     b.screenshot("console-function").await;
+    b.assert_contrast("function").await;
 
     // Hostile output is text: nothing it carries runs or becomes an element.
     let evil = "<img src=x onerror=\"window.__pwned=1\"><script>window.__pwned=2</script>";
@@ -381,6 +413,7 @@ async fn the_console_in_a_browser() {
         .await;
     assert_eq!(fire_times, json!(3), "the next three fire times");
     b.screenshot("console-schedules").await;
+    b.assert_contrast("schedules").await;
     b.click(&format!("{row} button[data-action='pause']")).await;
     b.find(&format!("{row} button[data-action='resume']")).await;
     let (_, v) = app
@@ -520,6 +553,7 @@ async fn workflow_run(b: &Browser, app: &TestApp) {
         .await;
     assert_eq!(attempts, json!(2), "one retry: two attempts listed");
     b.screenshot("console-workflow").await;
+    b.assert_contrast("workflow").await;
 }
 
 /// Two versions compared line by line; the executions list narrowed to a time range.
@@ -600,6 +634,7 @@ async fn operator(b: &Browser, app: &TestApp) {
     let text = b.wait_text(&line, "max_functions").await;
     assert!(text.contains("the team"), "{text}");
     b.screenshot("console-operator").await;
+    b.assert_contrast("operator").await;
     b.click(&format!("{line} button")).await;
     b.find("#leave-subtenant").await;
     b.goto(&format!("{}/ui/functions", app.base)).await;
