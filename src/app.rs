@@ -25,6 +25,8 @@ pub struct Built {
 }
 
 pub async fn build(settings: Settings) -> anyhow::Result<Built> {
+    // A console sign-in that could never work stops the start, before anything is written.
+    crate::http::console_oidc::oidc(&settings)?;
     let settings = Arc::new(settings.with_absolute_paths()?);
     std::fs::create_dir_all(&settings.data_dir)?;
     let cache_ttl = Duration::from_millis(settings.function_cache_ms);
@@ -69,8 +71,6 @@ pub async fn build(settings: Settings) -> anyhow::Result<Built> {
     };
     let scheduler = crate::scheduler::Scheduler::new(store.clone(), engine.clone(), &settings);
     let external = auth::external::Issuer::open(&settings).await?;
-    // A console sign-in set up half-way is refused at start, not at a user's first click.
-    crate::http::console::oidc(&settings)?;
     let claims = ClaimNames {
         email: settings.auth_email_claim.clone(),
         tenant: settings.auth_tenant_claim.clone(),

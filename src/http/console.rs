@@ -9,11 +9,13 @@
 
 use std::hash::{Hash, Hasher};
 
-use axum::extract::{Path, State};
+use std::sync::Arc;
+
+use axum::extract::Path;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::Router;
+use axum::{Extension, Router};
 
 use super::AppState;
 
@@ -23,61 +25,31 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
                    connect-src {connect}; font-src 'self'; base-uri 'none'; form-action 'none'; \
                    frame-ancestors 'none'";
 
-/// Sign-in through an identity provider (authorization code with PKCE), when configured.
-#[derive(Clone, serde::Serialize)]
-pub struct Oidc {
-    authorize_url: String,
-    token_url: String,
-    client_id: String,
-    scope: String,
+/// What every console response needs, worked out once when the router is built.
+struct Console {
+    policy: HeaderValue,
+    /// `{"oidc": …}` for the sign-in page.
+    config: serde_json::Value,
 }
 
-/// The configured sign-in, checked: all three of its settings or none, http(s) URLs.
-pub fn oidc(settings: &crate::config::Settings) -> anyhow::Result<Option<Oidc>> {
-    let (a, t, c) = (
-        &settings.console_oidc_authorize_url,
-        &settings.console_oidc_token_url,
-        &settings.console_oidc_client_id,
-    );
-    let (Some(authorize_url), Some(token_url), Some(client_id)) = (a, t, c) else {
-        if a.is_some() || t.is_some() || c.is_some() {
-            anyhow::bail!(
-                "console sign-in needs all of CONSOLE_OIDC_AUTHORIZE_URL, CONSOLE_OIDC_TOKEN_URL and CONSOLE_OIDC_CLIENT_ID"
-            );
+impl Console {
+    fn new(settings: &crate::config::Settings) -> Console {
+        // A bad sign-in setting stopped the server at start; here it can only be absent.
+        let oidc = super::console_oidc::oidc(settings).ok().flatten();
+        let connect = match &oidc {
+            Some(o) => format!("'self' {}", o.token_origin),
+            None => "'self'".to_string(),
+        };
+        let strict = HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
+             font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        );
+        Console {
+            // Never no policy: the strict one when the origin could not be a header.
+            policy: HeaderValue::from_str(&CSP.replace("{connect}", &connect)).unwrap_or(strict),
+            config: serde_json::json!({ "oidc": oidc }),
         }
-        return Ok(None);
-    };
-    for (name, url) in [
-        ("CONSOLE_OIDC_AUTHORIZE_URL", authorize_url),
-        ("CONSOLE_OIDC_TOKEN_URL", token_url),
-    ] {
-        origin(url).ok_or_else(|| anyhow::anyhow!("{name} is not an http(s) URL: {url}"))?;
     }
-    Ok(Some(Oidc {
-        authorize_url: authorize_url.clone(),
-        token_url: token_url.clone(),
-        client_id: client_id.clone(),
-        scope: settings.console_oidc_scope.clone(),
-    }))
-}
-
-/// `scheme://host[:port]` of an http(s) URL (what a CSP source names).
-fn origin(url: &str) -> Option<String> {
-    let (scheme, rest) = url.split_once("://")?;
-    if !matches!(scheme, "http" | "https") {
-        return None;
-    }
-    let host = rest.split(['/', '?', '#']).next()?;
-    let clean = !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c));
-    clean.then(|| format!("{scheme}://{host}"))
-}
-
-fn policy(state: &AppState) -> String {
-    let connect = match oidc(&state.settings).ok().flatten().and_then(|o| origin(&o.token_url)) {
-        Some(idp) => format!("'self' {idp}"),
-        None => "'self'".to_string(),
-    };
-    CSP.replace("{connect}", &connect)
 }
 
 const SHELL: &str = include_str!("../../static/console/index.html");
@@ -110,7 +82,7 @@ fn asset(name: &str) -> Option<(&'static str, &'static str)> {
     })
 }
 
-pub fn routes() -> Router<AppState> {
+pub fn routes(settings: &crate::config::Settings) -> Router<AppState> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/ui/") }))
         .route("/ui", get(|| async { Redirect::to("/ui/") }))
@@ -118,26 +90,24 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/assets/{name}", get(serve_asset))
         .route("/ui/config.json", get(config))
         .route("/ui/{*page}", get(shell))
+        .layer(Extension(Arc::new(Console::new(settings))))
 }
 
-fn secured(state: &AppState, mut resp: Response) -> Response {
+fn secured(console: &Console, mut resp: Response) -> Response {
     let h = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&policy(state)) {
-        h.insert(header::CONTENT_SECURITY_POLICY, v);
-    }
+    h.insert(header::CONTENT_SECURITY_POLICY, console.policy.clone());
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     resp
 }
 
 /// What the sign-in page offers besides a pasted token.
-async fn config(State(state): State<AppState>) -> Response {
-    let body = serde_json::json!({ "oidc": oidc(&state.settings).ok().flatten() });
-    secured(&state, axum::Json(body).into_response())
+async fn config(Extension(console): Extension<Arc<Console>>) -> Response {
+    secured(&console, axum::Json(console.config.clone()).into_response())
 }
 
 /// Any console page: the shell, which loads the app (it reads the path itself).
-async fn shell(State(state): State<AppState>) -> Response {
+async fn shell(Extension(console): Extension<Arc<Console>>) -> Response {
     let resp = (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -145,12 +115,16 @@ async fn shell(State(state): State<AppState>) -> Response {
         ],
         SHELL,
     );
-    secured(&state, resp.into_response())
+    secured(&console, resp.into_response())
 }
 
 /// An asset, revalidated on each load by its ETag (a hash of its content): a new binary's
 /// assets are never mixed with an old one's, and an unchanged asset costs a 304.
-async fn serve_asset(State(state): State<AppState>, Path(name): Path<String>, headers: HeaderMap) -> Response {
+async fn serve_asset(
+    Extension(console): Extension<Arc<Console>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let Some((kind, body)) = asset(&name) else {
         return super::error::ApiError::NotFound(format!("no console asset `{name}`")).into_response();
     };
@@ -159,7 +133,7 @@ async fn serve_asset(State(state): State<AppState>, Path(name): Path<String>, he
     let etag = format!("\"{:016x}\"", hasher.finish());
     if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
         return secured(
-            &state,
+            &console,
             (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response(),
         );
     }
@@ -171,7 +145,7 @@ async fn serve_asset(State(state): State<AppState>, Path(name): Path<String>, he
         ],
         body,
     );
-    secured(&state, resp.into_response())
+    secured(&console, resp.into_response())
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 
 mod caller;
 mod capabilities;
-pub mod console;
+mod console;
+pub mod console_oidc;
 pub mod error;
 mod events;
 mod executions;
@@ -95,7 +96,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .merge(schedules::status_routes())
         .merge(openapi::routes())
-        .merge(console::routes())
+        .merge(console::routes(&state.settings))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(axum::middleware::from_fn(method_not_allowed))
         .layer(axum::middleware::from_fn(refuse_nul))

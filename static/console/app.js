@@ -109,24 +109,31 @@ function signInPage(why = "") {
   oidc.config().then((cfg) => {
     if (!cfg || !form.isConnected) return;
     const back = location.pathname.startsWith("/ui/oidc") ? "/ui/" : location.pathname + location.search;
-    const button = h("button", { type: "button", id: "oidc-signin", onclick: () => oidc.begin(cfg, back).catch((e) => fill(status, problem(e))) },
-      "Sign in with your identity provider");
+    const button = h("button", { type: "button", id: "oidc-signin", onclick: () => {
+      button.disabled = true; // one flow at a time: a second would replace the first's state
+      oidc.begin(cfg, back).catch((e) => { button.disabled = false; fill(status, problem(e)); });
+    } }, "Sign in with your identity provider");
     form.insertBefore(h("div", { class: "actions oidc" }, button, h("span", { class: "muted" }, "or paste a token:")), form.children[2]);
   }, () => {});
 }
 
 /** The provider sent the browser back with a code: exchange it, then go where the user was. */
 async function backFromProvider() {
+  // Signed in already (a Back press into the provider, a link made elsewhere): stay so.
+  const before = token();
   fill(main, h("p", { class: "muted" }, "Signing in…"));
+  let mine = false;
   try {
     const { token: t, back } = await oidc.finish(await oidc.config());
     signIn(t, false);
+    mine = true;
     await api("/me");
     history.replaceState(null, "", back && back.startsWith("/ui/") ? back : "/ui/");
     await start();
   } catch (e) {
-    signOut();
+    if (mine) signOut(); // only a token this sign-in set
     history.replaceState(null, "", "/ui/");
+    if (before && !mine) return start();
     signInPage();
     main.querySelector("[aria-live]")?.replaceChildren(problem(e));
   }

@@ -14,8 +14,8 @@ export async function render(main, [id], { signal }) {
   fill(main, head, h("section", { class: "card" }, h("h2", {}, "Calls"), axis, bars), detail,
     h("section", { class: "card" }, h("h2", {}, "Logs"), logs));
 
-  let exec = await api(`/executions/${seg(id)}`);
-  let steps = (await api(`/executions/${seg(id)}/steps`)).steps;
+  let [exec, steps] = await Promise.all([api(`/executions/${seg(id)}`),
+    api(`/executions/${seg(id)}/steps`).then((v) => v.steps)]);
   let chosen = steps[0]?.id;
   const choose = (s) => { chosen = s.id; draw(); };
 
@@ -25,8 +25,9 @@ export async function render(main, [id], { signal }) {
     drawDetail(detail, steps.find((s) => s.id === chosen) || exec);
   };
   draw();
-  fill(logs, steps.flatMap(stepLines));
-  if (finished(exec.status)) return;
+  const stored = steps.flatMap(stepLines);
+  fill(logs, stored);
+  if (finished(exec.status)) return replayInOrder(id, logs, stored.length, signal);
 
   // Live: running bars grow with the clock (the rows stay, so a click or focus on them is
   // not lost); step events reload the steps; log lines are added as they are printed.
@@ -186,6 +187,22 @@ function drawDetail(el, s) {
 function parse(v) {
   if (typeof v !== "string") return v;
   try { return JSON.parse(v); } catch { return v; }
+}
+
+/**
+ * A finished run's output is stored per call, so the lines above are grouped by call. The
+ * server keeps the run's live history for a while after it ends: replayed, it has every line
+ * in the order it was printed, and replaces the grouped lines when it has them all.
+ */
+function replayInOrder(id, logs, count, signal) {
+  const ordered = [];
+  const names = new Map(); // step → function, from the start events before its lines
+  follow(`/executions/${seg(id)}/logs?follow=true`, (type, data) => {
+    if (data && data.step_id && data.function) names.set(data.step_id, data.function);
+    if (type === "log") ordered.push(line(data.function || names.get(data.step_id) || "", data.stream, data.line));
+  }, signal).then(() => {
+    if (!signal.aborted && ordered.length >= count && ordered.length) fill(logs, ordered);
+  }, () => {});
 }
 
 function stepLines(s) {

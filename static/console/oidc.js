@@ -31,17 +31,28 @@ export async function begin(cfg, back) {
   location.assign(url.toString());
 }
 
-/** Back from the provider: the code exchanged for a token; answers `{token, back}`. */
+/** The payload of a JWT, or null. */
+function claims(t) {
+  if (typeof t !== "string" || t.split(".").length !== 3) return null;
+  try {
+    return JSON.parse(atob(t.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+  } catch { return null; }
+}
+
+/**
+ * Back from the provider: the code exchanged for a token; answers `{token, back}`. Nothing
+ * in the address is acted on unless its `state` is the one this tab sent: a link to
+ * /ui/oidc made elsewhere is refused with `bad_state` (and its text never shown).
+ */
 export async function finish(cfg) {
   const q = new URLSearchParams(location.search);
   const saved = JSON.parse(sessionStorage.getItem(KEY) || "null");
   sessionStorage.removeItem(KEY);
+  if (!cfg || !saved || !q.get("state") || q.get("state") !== saved.state) {
+    throw { code: "bad_state", message: "this sign-in was not started in this tab (or was used already): start again" };
+  }
   if (q.get("error")) {
     throw { code: q.get("error"), message: q.get("error_description") || "the identity provider did not sign you in" };
-  }
-  if (!cfg) throw { code: "not_configured", message: "this server has no identity provider set up for the console" };
-  if (!saved || !q.get("state") || q.get("state") !== saved.state) {
-    throw { code: "bad_state", message: "this sign-in was not started in this tab (or was used already): start again" };
   }
   const resp = await fetch(cfg.token_url, {
     method: "POST",
@@ -53,9 +64,16 @@ export async function finish(cfg) {
   if (!resp.ok) {
     throw { code: body.error || `http_${resp.status}`, message: body.error_description || "the identity provider refused the code" };
   }
-  // The API's audience is on the access token when it is a JWT; else the ID token serves.
-  const jwt = (t) => typeof t === "string" && t.split(".").length === 3;
-  const token = jwt(body.access_token) ? body.access_token : body.id_token;
-  if (!jwt(token)) throw { code: "no_token", message: "the identity provider answered no JWT this server could check" };
+  // The token for this server is the one whose audience is this server's (AUTH_AUDIENCE):
+  // usually the access token; an ID token's audience is the console's client id.
+  const candidates = [body.access_token, body.id_token].filter((t) => claims(t));
+  const fits = (t) => {
+    const aud = claims(t).aud;
+    return !cfg.audience || (Array.isArray(aud) ? aud.includes(cfg.audience) : aud === cfg.audience);
+  };
+  const token = candidates.find(fits);
+  if (!token) {
+    throw { code: "no_token", message: `the identity provider answered no token for this server (audience ${cfg.audience || "any"}): ask for it in CONSOLE_OIDC_SCOPE` };
+  }
   return { token, back: saved.back };
 }

@@ -1,7 +1,9 @@
 //! A small OAuth 2 / OpenID provider for the console's sign-in test: `/authorize` signs the
 //! user in at once and sends the browser back with a code; `/token` checks the code, the
-//! redirect URI, the client and the PKCE verifier (S256) before it answers an ID token
-//! signed with the fixture RSA key (the one `tests/fixtures/jwks.json` publishes).
+//! redirect URI, the client and the PKCE verifier (S256), and takes a code once, before it
+//! answers an access token for the API (`aud` = the API) and an ID token (`aud` = the
+//! client), both signed with the fixture RSA key (the one `tests/fixtures/jwks.json`
+//! publishes). `/last` tells the test the last code and state it sent back.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,6 +25,8 @@ pub const AUDIENCE: &str = "maestro";
 struct Idp {
     /// code → (PKCE challenge, redirect URI)
     codes: Arc<Mutex<HashMap<String, (String, String)>>>,
+    /// The last (code, state) sent back.
+    last: Arc<Mutex<(String, String)>>,
     email: String,
     tenant: String,
 }
@@ -31,12 +35,17 @@ struct Idp {
 pub async fn start(email: &str, tenant: &str) -> String {
     let idp = Idp {
         codes: Default::default(),
+        last: Default::default(),
         email: email.into(),
         tenant: tenant.into(),
     };
     let app = Router::new()
         .route("/authorize", get(authorize))
         .route("/token", post(token))
+        .route(
+            "/last",
+            get(|State(idp): State<Idp>| async move { Json(idp.last.lock().unwrap().clone()) }),
+        )
         .with_state(idp);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -59,6 +68,7 @@ async fn authorize(State(idp): State<Idp>, Query(q): Query<HashMap<String, Strin
         .lock()
         .unwrap()
         .insert(code.clone(), (q["code_challenge"].clone(), redirect.clone()));
+    *idp.last.lock().unwrap() = (code.clone(), q["state"].clone());
     Redirect::to(&format!("{redirect}?code={code}&state={}", q["state"])).into_response()
 }
 
@@ -80,10 +90,12 @@ async fn token(State(idp): State<Idp>, body: axum::body::Bytes) -> Response {
         return refuse("redirect_uri or client_id differ from the authorization request");
     }
     let now = chrono::Utc::now().timestamp();
-    let claims = json!({"sub": "u-42", "email": idp.email, "tenant": idp.tenant, "iss": ISSUER,
-                        "aud": AUDIENCE, "exp": now + 600, "nbf": now - 10, "iat": now});
-    let body: Value = json!({"access_token": "opaque-not-a-jwt", "token_type": "Bearer", "expires_in": 600,
-                             "id_token": signed(claims)});
+    let claims = |aud: &str| {
+        json!({"sub": "u-42", "email": idp.email, "tenant": idp.tenant, "iss": ISSUER,
+               "aud": aud, "exp": now + 600, "nbf": now - 10, "iat": now})
+    };
+    let body: Value = json!({"access_token": signed(claims(AUDIENCE)), "token_type": "Bearer", "expires_in": 600,
+                             "id_token": signed(claims(CLIENT_ID))});
     (cors(), Json(body)).into_response()
 }
 
