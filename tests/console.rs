@@ -353,6 +353,10 @@ async fn the_console_in_a_browser() {
         .collect();
     assert!(g[4] > 0.0, "the nested bar is drawn: {g:?}");
     assert!(
+        g[4] < g[1] - g[0] && g[2] >= g[0],
+        "the call is shorter than its caller and starts later: {g:?}"
+    );
+    assert!(
         g[2] >= g[0] - 0.5 && g[3] <= g[1] + 0.5,
         "the nested bar lies within its caller's: {g:?}"
     );
@@ -377,8 +381,9 @@ async fn the_console_in_a_browser() {
     }
     assert!(ordered(&logs), "printed order: {logs}");
     b.click("#waterfall .wf-row[data-depth='1'] .wf-label").await;
-    b.wait_text("#step-detail", "leaf").await;
-    assert!(b.text("#step-detail .output").await.contains('5'));
+    b.wait_text("#step-detail h2", "leaf").await;
+    assert!(b.text("#step-detail h2").await.starts_with("leaf"));
+    assert_eq!(b.text("#step-detail .output").await.trim(), "5");
     b.screenshot("console-execution").await;
     b.assert_contrast("execution").await;
 
@@ -403,7 +408,12 @@ async fn the_console_in_a_browser() {
     let list = b.wait_text("#executions", "slow").await;
     assert!(!list.contains("outer"), "{list}");
     b.goto(&format!("{}/ui/executions", app.base)).await;
-    b.wait_text("#executions", "outer").await;
+    let list = b.wait_text("#executions", "outer").await;
+    // Live: a run started elsewhere appears without a reload.
+    assert!(!list.contains("leaf"), "{list}");
+    b.wait_text("main .title", "live").await;
+    app.invoke("leaf", json!({"x": 1})).await;
+    b.wait_text("#executions", "leaf").await;
     b.screenshot("console-executions").await;
     b.assert_contrast("executions").await;
     b.goto(&format!("{}/ui/functions/outer", app.base)).await;
@@ -595,6 +605,12 @@ async fn workflow_run(b: &Browser, app: &TestApp) {
     assert_eq!(attempts, json!(2), "one retry: two attempts listed");
     b.screenshot("console-workflow").await;
     b.assert_contrast("workflow").await;
+    // The run, listed among executions and opened as one, leads back to its graph.
+    let graph = format!("a[href='/ui/workflows/pipeline/runs/{id}']");
+    b.goto(&format!("{}/ui/executions", app.base)).await;
+    b.find(&format!("#executions {graph}")).await;
+    b.goto(&format!("{}/ui/executions/{id}", app.base)).await;
+    b.find(&format!("main {graph}")).await;
 }
 
 /// Two versions compared line by line; the executions list narrowed to a time range.

@@ -238,10 +238,13 @@ async fn record_events(state: &AppState, tenant: &str, id: &str) -> Vec<Value> {
     out
 }
 
-/// SSE of everything the tenant's executions do from now on.
+/// SSE of everything the tenant's executions do from now on: "now" being before the answer
+/// goes out (this node's events are subscribed to first), so a client that has the headers
+/// misses nothing this node publishes after them.
 pub fn feed(state: AppState, tenant: String) -> Response {
     let (tx, rx) = mpsc::channel(CLIENT_BUFFER);
     let mut sink = Sink { tx, dropped: 0 };
+    let mut local = state.events.subscribe(&tenant);
     tokio::spawn(async move {
         if state.events.redis().is_some() {
             match feed_redis(&state, &tenant, &mut sink).await {
@@ -249,10 +252,9 @@ pub fn feed(state: AppState, tenant: String) -> Response {
                 Err(e) => tracing::warn!(error = %e, "the Redis feed failed; using this node's events"),
             }
         }
-        let mut rx = state.events.subscribe(&tenant);
         loop {
             tokio::select! {
-                got = rx.recv() => match got {
+                got = local.recv() => match got {
                     Ok(e) => {
                         if !sink.push(feed_body(&e)) {
                             return;

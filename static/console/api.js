@@ -79,12 +79,13 @@ export const seg = encodeURIComponent;
  * until `signal` aborts or the stream ends (answers then). EventSource cannot send the
  * token, so this reads the stream with fetch.
  */
-export async function follow(path, onEvent, signal) {
+export async function follow(path, onEvent, signal, onOpen = null) {
   const resp = await fetch(`/api/v1${path}`, { headers: headers({ accept: "text/event-stream" }), signal });
   if (!resp.ok) {
     refused(resp.status);
     throw new ApiError(resp.status, null);
   }
+  if (onOpen) onOpen();
   const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
   let buf = "";
   try {

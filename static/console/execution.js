@@ -19,12 +19,18 @@ export async function render(main, [id], { signal }) {
   let chosen = steps[0]?.id;
   const choose = (s) => { chosen = s.id; draw(); };
 
+  let workflowRun = false;
   const draw = () => {
-    drawHead(head, exec);
+    drawHead(head, exec, workflowRun);
     drawWaterfall(axis, bars, steps, chosen, choose);
     drawDetail(detail, steps.find((s) => s.id === chosen) || exec);
   };
   draw();
+  // A workflow's run is an execution named after the workflow: then the head leads to its graph.
+  api(`/workflows/${seg(exec.function_name)}/runs/${seg(id)}`).then(() => {
+    workflowRun = true;
+    if (!signal.aborted) drawHead(head, exec, true);
+  }, () => {});
   const stored = steps.flatMap(stepLines);
   fill(logs, stored);
   if (finished(exec.status)) return replayInOrder(id, logs, stored.length, signal);
@@ -83,11 +89,13 @@ function finished(status) {
   return !["queued", "running"].includes(status);
 }
 
-function drawHead(head, e) {
+function drawHead(head, e, workflowRun) {
   fill(head, h("div", { class: "title" },
     h("h1", {}, "Execution ", h("code", {}, e.id)), badge(e.status)),
   h("p", { class: "muted" },
-    link(`/ui/functions/${seg(e.function_name)}`, e.function_name),
+    workflowRun
+      ? link(`/ui/workflows/${seg(e.function_name)}/runs/${seg(e.id)}`, `workflow ${e.function_name} (its graph)`)
+      : link(`/ui/functions/${seg(e.function_name)}`, e.function_name),
     ` · ${e.trigger} trigger · started ${when(e.started_at)} · ${ms(e.duration_ms)}`,
     e.fuel_used != null ? ` · fuel ${fuel(e.fuel_used)}` : ""));
 }
@@ -108,7 +116,7 @@ function spans(steps) {
   const now = Date.now();
   const t0 = Math.min(...steps.map((s) => Date.parse(s.started_at)));
   const byId = new Map();
-  return steps.map((s) => {
+  return treeOrder(steps).map((s) => {
     let start = Date.parse(s.started_at) - t0;
     let end = s.duration_ms != null ? start + s.duration_ms
       : s.finished_at ? Date.parse(s.finished_at) - t0 : Math.max(start, now - t0);
@@ -121,6 +129,29 @@ function spans(steps) {
     byId.set(s.id, span);
     return span;
   });
+}
+
+/**
+ * Each call right under its caller (its children after it, in call order): `seq` counts
+ * calls as they start across the whole execution, so parallel callers' calls interleave.
+ */
+function treeOrder(steps) {
+  const ids = new Set(steps.map((s) => s.id));
+  const children = new Map();
+  for (const s of steps) {
+    const p = ids.has(s.parent_id) ? s.parent_id : null;
+    if (!children.has(p)) children.set(p, []);
+    children.get(p).push(s);
+  }
+  const out = [];
+  const walk = (p) => {
+    for (const s of (children.get(p) || []).sort((a, b) => a.seq - b.seq)) {
+      out.push(s);
+      walk(s.id);
+    }
+  };
+  walk(null);
+  return out;
 }
 
 /** A bar's left and width in percent of the axis, at least visible, never past its end. */
@@ -197,11 +228,14 @@ function parse(v) {
 function replayInOrder(id, logs, count, signal) {
   const ordered = [];
   const names = new Map(); // step → function, from the start events before its lines
+  let rebuilt = false; // the history had expired: the server rebuilt it from the record
   follow(`/executions/${seg(id)}/logs?follow=true`, (type, data) => {
+    if (data && data.source === "record") rebuilt = true;
     if (data && data.step_id && data.function) names.set(data.step_id, data.function);
     if (type === "log") ordered.push(line(data.function || names.get(data.step_id) || "", data.stream, data.line));
   }, signal).then(() => {
-    if (!signal.aborted && ordered.length >= count && ordered.length) fill(logs, ordered);
+    // A rebuilt history is grouped by call too (and not better): only the live one is used.
+    if (!signal.aborted && !rebuilt && ordered.length >= count && ordered.length) fill(logs, ordered);
   }, () => {});
 }
 

@@ -40,14 +40,28 @@ export async function render(main, _params, { signal, go, query }) {
       h("thead", {}, h("tr", {}, ["Execution", "Function", "Status", "Trigger", "Started", "Duration"]
         .map((c) => h("th", { scope: "col" }, c)))), table)));
 
-  const q = new URLSearchParams({ limit: "50" });
+  const PAGE = 50;
+  const offset = Math.max(0, Number(query.get("offset")) || 0);
+  const q = new URLSearchParams({ limit: String(PAGE), offset: String(offset) });
   for (const k of ["function", "status", "trigger", "since", "until"]) if (query.get(k)) q.set(k, query.get(k));
+  // A workflow's run is an execution named after the workflow: its row leads to the graph.
+  const workflows = api("/workflows").then((v) => new Set(v.workflows.map((w) => w.name)), () => new Set());
+  const pager = h("div", { class: "actions pager" });
+  main.append(pager);
+  const at = (o) => {
+    const p = new URLSearchParams(query);
+    if (o > 0) p.set("offset", String(o)); else p.delete("offset");
+    return `/ui/executions${p.toString() ? "?" + p : ""}`;
+  };
   let waiting = false;
   const load = async () => {
-    const v = await api(`/executions?${q}`);
-    fill(table, v.executions.length ? v.executions.map(row)
+    const [v, names] = await Promise.all([api(`/executions?${q}`), workflows]);
+    fill(table, v.executions.length ? v.executions.map((e) => row(e, names))
       : h("tr", {}, h("td", { colspan: 6, class: "muted" }, "No executions match.")));
     waiting = v.executions.some((e) => e.status === "queued");
+    fill(pager, h("span", { class: "muted" }, v.total ? `${offset + 1}–${offset + v.executions.length} of ${v.total}` : ""),
+      offset > 0 ? link(at(Math.max(0, offset - PAGE)), "Newer") : null,
+      offset + v.executions.length < v.total ? link(at(offset + PAGE), "Older") : null);
   };
   try {
     await load();
@@ -62,13 +76,23 @@ export async function render(main, _params, { signal, go, query }) {
   signal.addEventListener("abort", () => clearInterval(poll));
 
   // Live: an execution starting or ending anywhere in the tenant reloads the page of rows
-  // (at most every 300 ms).
+  // (at most every 300 ms). A dropped feed is reopened (and the rows reloaded, for what
+  // happened meanwhile); the marker shows only while it is open.
   let pending = null;
-  follow("/events", (type) => {
-    if (type !== "execution.started" && type !== "execution.finished") return;
+  const reload = () => {
     pending ??= setTimeout(() => { pending = null; if (!signal.aborted) load().catch(() => {}); }, 300);
-  }, signal).then(() => {}, () => {});
-  fill(live, "● live");
+  };
+  void (async () => {
+    while (!signal.aborted) {
+      await follow("/events", (type) => {
+        if (type === "execution.started" || type === "execution.finished") reload();
+      }, signal, () => fill(live, "● live")).catch(() => {});
+      if (signal.aborted) return;
+      fill(live, "reconnecting…");
+      await new Promise((r) => setTimeout(r, 2000));
+      reload();
+    }
+  })();
 }
 
 /** An RFC 3339 time as a datetime-local input's value (local time, to the second). */
@@ -80,11 +104,13 @@ function local(iso) {
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
 }
 
-function row(e) {
+function row(e, workflows) {
   return h("tr", { "data-id": e.id },
     // An id's start is its timestamp (UUIDv7): its end tells runs apart.
     h("td", {}, link(`/ui/executions/${encodeURIComponent(e.id)}`, h("code", { title: e.id }, `…${e.id.slice(-12)}`))),
-    h("td", {}, link(`/ui/functions/${encodeURIComponent(e.function_name)}`, e.function_name)),
+    h("td", {}, workflows.has(e.function_name)
+      ? link(`/ui/workflows/${encodeURIComponent(e.function_name)}/runs/${encodeURIComponent(e.id)}`, "workflow ", e.function_name)
+      : link(`/ui/functions/${encodeURIComponent(e.function_name)}`, e.function_name)),
     h("td", {}, badge(e.status)),
     h("td", {}, e.trigger),
     h("td", {}, when(e.started_at)),

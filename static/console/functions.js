@@ -7,19 +7,21 @@ import { badge, fill, h, link, ms, pre, problem, when } from "./dom.js";
 import { check } from "./schema.js";
 import { showDiff } from "./diff.js";
 
-/** A code editor on `textarea`: CodeMirror when it loaded, else the plain textarea. */
-function editor(textarea, mode) {
+/** A code editor on `textarea`: CodeMirror when it loaded, else the plain textarea. Ctrl-S
+ * (Cmd-S) calls `save` when there is one. */
+function editor(textarea, mode, save = null) {
   if (!window.CodeMirror) return { get: () => textarea.value, set: (v) => { textarea.value = v; } };
   const cm = window.CodeMirror.fromTextArea(textarea, {
     mode, lineNumbers: true, indentUnit: 4, tabSize: 4, indentWithTabs: false, viewportMargin: Infinity,
-    extraKeys: { Tab: (c) => c.replaceSelection("    "), "Ctrl-S": () => false, Esc: (c) => c.getInputField().blur() },
+    extraKeys: { Tab: (c) => c.replaceSelection("    "), "Ctrl-S": () => { if (save) save(); }, "Cmd-S": () => { if (save) save(); },
+      Esc: (c) => c.getInputField().blur() },
   });
   return { get: () => cm.getValue(), set: (v) => cm.setValue(v) };
 }
 
 export const list = {
   async render(main) {
-    const v = await api("/functions?limit=1000");
+    const v = await api("/functions?limit=500");
     const rows = v.functions.map((f) => h("tr", {},
       h("td", {}, link(`/ui/functions/${seg(f.name)}`, f.name)),
       h("td", { class: "num" }, f.version),
@@ -29,7 +31,8 @@ export const list = {
       link("/ui/new-function", h("span", { class: "button", id: "new-function" }, "New function"))),
     h("div", { class: "scroll" }, h("table", { class: "list", id: "functions" },
       h("thead", {}, h("tr", {}, ["Name", "Version", "Updated", "Description"].map((c) => h("th", { scope: "col" }, c)))),
-      h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 4, class: "muted" }, "No functions yet."))))));
+      h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 4, class: "muted" }, "No functions yet."))))),
+    v.total > rows.length ? h("p", { class: "muted" }, `The first ${rows.length} of ${v.total}, by name.`) : null);
   },
 };
 
@@ -61,8 +64,8 @@ export const create = {
 
 export const page = {
   async render(main, [name]) {
-    const f = await api(`/functions/${seg(name)}`);
-    const versions = (await api(`/functions/${seg(name)}/versions`)).versions;
+    const [f, versions] = await Promise.all([api(`/functions/${seg(name)}`),
+      api(`/functions/${seg(name)}/versions`).then((v) => v.versions)]);
     const area = h("textarea", { id: "fn-code", "aria-label": "Code" }, f.code);
     const saved = h("div", { "aria-live": "polite" });
     const inSchema = h("textarea", { id: "fn-input-schema", "aria-label": "Input schema" }, json(f.input_schema));
@@ -90,9 +93,9 @@ export const page = {
       settings.length ? h("section", { class: "card" }, h("h2", {}, "Settings"), h("ul", {}, settings)) : null,
       runPanel(name, () => f.input_schema),
       h("section", { class: "card" }, h("h2", {}, "Versions"), versionsBox));
-    const code = editor(area, "python");
-    const inputs = editor(inSchema, { name: "javascript", json: true });
-    const outputs = editor(outSchema, { name: "javascript", json: true });
+    const code = editor(area, "python", save);
+    const inputs = editor(inSchema, { name: "javascript", json: true }, save);
+    const outputs = editor(outSchema, { name: "javascript", json: true }, save);
   },
 };
 

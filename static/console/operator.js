@@ -74,17 +74,21 @@ function metricRows(metrics, prefix) {
 }
 
 export async function render(main) {
-  const me = await api("/me");
-  const sub = subtenant();
+  // Everything is asked for at once; only the admin-only sections wait for who is asking.
+  const used = usage();
+  const status = api("/scheduler/status", { root: true });
   const metrics = api("/metrics", { root: true, text: true, quiet: true }).then(parseMetrics, (e) => {
     if (e.status === 401) throw { code: "metrics_token", message: "/metrics needs the server's METRICS_TOKEN, not a user token" };
     throw e;
   });
+  for (const p of [used, status, metrics]) p.catch(() => {}); // each section shows its own failure
+  const me = await api("/me");
+  const sub = subtenant();
   fill(main, h("div", { class: "title" }, h("h1", {}, "Operator"),
     h("span", { class: "muted" }, sub ? `acting in subtenant ${sub}` : `tenant ${me.tenant}`)),
-  section("Quotas and usage", "usage", async () => quotaRows(me.quotas || {}, await usage())),
+  section("Quotas and usage", "usage", async () => quotaRows(me.quotas || {}, await used)),
   section("Scheduler and queue", "scheduler", async () => {
-    const s = await api("/scheduler/status", { root: true });
+    const s = await status;
     const q = s.queue || {};
     return [facts([["Scheduler", s.running ? badge("running") : badge("off")], ["Node", h("code", {}, s.node_id)],
       ["Poll interval", `${s.poll_interval_ms} ms`], ["Active schedules", s.active_schedules],

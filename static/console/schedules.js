@@ -13,7 +13,7 @@ export const list = {
         h("thead", {}, h("tr", {}, ["Name", "Runs", "When", "Next", "Last run", ""].map((c) => h("th", { scope: "col" }, c)))),
         body)));
     const load = async () => {
-      const v = await api("/schedules?limit=1000");
+      const v = await api("/schedules?limit=500");
       fill(body, v.schedules.length ? v.schedules.map((s) => row(s, act))
         : h("tr", {}, h("td", { colspan: 6, class: "muted" }, "No schedules yet.")));
     };
@@ -39,7 +39,7 @@ export const list = {
 function target(s) {
   return s.function_name
     ? link(`/ui/functions/${seg(s.function_name)}`, s.function_name)
-    : h("span", {}, "workflow ", h("code", {}, s.workflow_name));
+    : link(`/ui/workflows/${seg(s.workflow_name)}`, "workflow ", s.workflow_name);
 }
 
 function row(s, act) {

@@ -6,7 +6,7 @@ import { badge, fill, h, link, ms, when } from "./dom.js";
 
 export const list = {
   async render(main) {
-    const v = await api("/webhooks?limit=1000");
+    const v = await api("/webhooks?limit=500");
     const cards = await Promise.all(v.webhooks.map(card));
     fill(main, h("div", { class: "title" }, h("h1", {}, "Webhooks")),
       h("div", { id: "webhooks" }, cards.length ? cards : h("p", { class: "muted" }, "No webhooks yet.")));
@@ -45,7 +45,7 @@ async function card(w) {
       w.enabled ? badge("enabled") : badge("disabled")),
     h("p", {}, "URL: ", h("code", { class: "url" }, full)),
     h("p", { class: "muted" }, "Runs ", w.function_name ? link(`/ui/functions/${seg(w.function_name)}`, w.function_name)
-      : `workflow ${w.workflow_name}`,
+      : link(`/ui/workflows/${seg(w.workflow_name)}`, "workflow ", w.workflow_name),
     ` · ${w.async ? "async (answers 202)" : "sync"} · input: ${w.input_mode}`,
     w.requires_auth ? ` · signed${w.require_timestamp ? " with a timestamp" : ""}` : " · open"),
     h("pre", { class: "code curl" }, curl(w, full)),

@@ -73,8 +73,9 @@ export const run = {
     // A queued run has no execution steps yet.
     const stepsOf = async (v) => (v.status === "queued" ? []
       : (await api(`/executions/${seg(id)}/steps`).catch(() => ({ steps: [] }))).steps);
-    let view = await api(`/workflows/${seg(name)}/runs/${seg(id)}`);
-    let steps = await stepsOf(view);
+    // The steps are asked for with the run (a queued run has none: its 404 is an empty list).
+    let [view, steps] = await Promise.all([api(`/workflows/${seg(name)}/runs/${seg(id)}`),
+      api(`/executions/${seg(id)}/steps`).then((v) => v.steps, () => [])]);
     let chosen = null;
     let shown = ""; // what the detail shows, so a reload that changed nothing leaves it be
     const paint = () => {
