@@ -22,6 +22,16 @@ fn rss(pid: u32) -> u64 {
 
 const MIB: u64 = 1 << 20;
 
+/// `maestro_sandbox_pool_evictions_total{reason="…"}` in a /metrics text.
+fn evictions(metrics: &str, reason: &str) -> f64 {
+    let series = format!("maestro_sandbox_pool_evictions_total{{reason=\"{reason}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{series}in /metrics"))
+}
+
 /// Eight functions that each fill 200 MiB and return: RSS rises by well over a GiB while the
 /// pool keeps them, and falls back to within 300 MiB of where it started once they have been
 /// idle for the pool's idle time. `maestro_sandbox_pool_bytes` shows what the pool holds.
@@ -90,6 +100,10 @@ async fn hoarders(retire_above_mb: &str, expect_kept: bool) {
         );
     } else {
         assert!(pooled < (200 * MIB) as f64, "grown instances are not kept: {pooled}");
+        assert!(
+            evictions(&metrics, "grown") >= 8.0,
+            "each hoarder counted as grown: {metrics}"
+        );
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut now = rss(pid);
@@ -103,6 +117,22 @@ async fn hoarders(retire_above_mb: &str, expect_kept: bool) {
         now / MIB,
         start / MIB
     );
+    if expect_kept {
+        // What came back was let go for being idle, and /metrics says so.
+        let metrics = app
+            .client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            evictions(&metrics, "idle") >= 8.0,
+            "the hoarders retired as idle: {metrics}"
+        );
+    }
     child.kill().ok();
     child.wait().ok();
 }

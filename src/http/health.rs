@@ -87,6 +87,15 @@ async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) 
         vec![],
         stats.warm_bytes as f64,
     );
+    for (reason, n) in &stats.warm_dropped {
+        m.set_counter(
+            "maestro_sandbox_pool_evictions_total",
+            "Instances the warm pool let go or never kept since start, by reason: grown (past \
+             WARM_RETIRE_ABOVE_MB), full (its function's share), lru (room for others), idle, changed.",
+            vec![("reason", reason.to_string())],
+            *n as f64,
+        );
+    }
     queue_metrics(&state).await;
     let misses = stats.runs.saturating_sub(stats.warm_hits);
     m.set(

@@ -281,6 +281,8 @@ pub struct Stats {
     pub warm_idle: usize,
     /// Bytes of memory the idle warm instances hold.
     pub warm_bytes: u64,
+    /// Instances the warm pool let go (or never kept), by reason.
+    pub warm_dropped: std::collections::BTreeMap<&'static str, u64>,
     pub spares_ready: usize,
 }
 
@@ -397,6 +399,7 @@ impl Sandbox {
             runs: self.runs.load(Ordering::Relaxed),
             warm_idle,
             warm_bytes,
+            warm_dropped: self.pool.dropped(),
             spares_ready: self.spares.ready(),
         }
     }

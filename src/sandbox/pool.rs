@@ -8,7 +8,8 @@
 //! hit the least recently used instances go first. Evicted instances are handed back to the
 //! caller to be dropped off the request path (unmapping a large memory takes time).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -62,7 +63,26 @@ struct Entry {
 pub(super) struct WarmPool {
     limits: PoolLimits,
     idle: Mutex<Idle>,
+    /// Instances let go, by why (in `Gone`'s order): what an operator tunes the bounds by.
+    dropped: [AtomicU64; 5],
 }
+
+/// Why an instance left the pool (or was never kept).
+#[derive(Clone, Copy)]
+enum Gone {
+    /// Its memory grew past `retire_above` (or the whole pool's byte bound).
+    Grown,
+    /// Its key already had `per_key` idle instances (or the pool keeps none).
+    Full,
+    /// The least recently used, to keep the pool within its count or bytes.
+    Lru,
+    /// Idle for longer than the idle time.
+    Idle,
+    /// Its function or tenant changed.
+    Changed,
+}
+
+const DROP_NAMES: [&str; 5] = ["grown", "full", "lru", "idle", "changed"];
 
 #[derive(Default)]
 struct Idle {
@@ -117,7 +137,21 @@ impl WarmPool {
         WarmPool {
             limits,
             idle: Mutex::new(Idle::default()),
+            dropped: Default::default(),
         }
+    }
+
+    fn count(&self, why: Gone, n: usize) {
+        self.dropped[why as usize].fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Instances let go since start, by reason (`grown`, `full`, `lru`, `idle`, `changed`).
+    pub fn dropped(&self) -> BTreeMap<&'static str, u64> {
+        DROP_NAMES
+            .iter()
+            .zip(&self.dropped)
+            .map(|(name, n)| (*name, n.load(Ordering::Relaxed)))
+            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Idle> {
@@ -137,11 +171,13 @@ impl WarmPool {
     pub fn put(&self, key: PoolKey, inst: Instance) -> Vec<Instance> {
         let bytes = inst.memory_size();
         let l = self.limits;
-        if bytes > l.retire_above || bytes > l.max_bytes || l.total == 0 {
+        if bytes > l.retire_above || bytes > l.max_bytes {
+            self.count(Gone::Grown, 1);
             return vec![inst];
         }
         let mut idle = self.lock();
-        if idle.map.get(&key).is_some_and(|list| list.len() >= l.per_key) {
+        if l.total == 0 || idle.map.get(&key).is_some_and(|list| list.len() >= l.per_key) {
+            self.count(Gone::Full, 1);
             return vec![inst];
         }
         idle.map.entry(key).or_default().push(Entry {
@@ -158,6 +194,7 @@ impl WarmPool {
                 None => break,
             }
         }
+        self.count(Gone::Lru, evicted.len());
         evicted
     }
 
@@ -177,6 +214,7 @@ impl WarmPool {
                 None => break,
             }
         }
+        self.count(Gone::Idle, out.len());
         out
     }
 
@@ -188,12 +226,16 @@ impl WarmPool {
 
     /// Take out a tenant's instances (its packages changed).
     pub fn drain_tenant(&self, tenant: &str) -> Vec<Instance> {
-        self.lock().drain(|k| k.tenant == tenant)
+        let out = self.lock().drain(|k| k.tenant == tenant);
+        self.count(Gone::Changed, out.len());
+        out
     }
 
     /// Take out a function's instances (it changed or went away: its old versions' instances
     /// would only wait for their idle time).
     pub fn drain_function(&self, tenant: &str, function: &str) -> Vec<Instance> {
-        self.lock().drain(|k| k.tenant == tenant && k.function == function)
+        let out = self.lock().drain(|k| k.tenant == tenant && k.function == function);
+        self.count(Gone::Changed, out.len());
+        out
     }
 }
