@@ -94,6 +94,20 @@ enum Command {
         /// With --queue: how many `maestro serve` replicas (more than one needs PostgreSQL).
         #[arg(long, default_value_t = 1, requires = "queue")]
         replicas: usize,
+        /// Measure history listings instead: a page of executions with a short history and
+        /// after `--rows` more (a million by default), on the database the settings name.
+        #[arg(long, conflicts_with_all = ["hostile", "queue"])]
+        listing: bool,
+        /// With --listing: how many executions to add.
+        #[arg(long, default_value_t = 1_000_000, requires = "listing")]
+        rows: i64,
+        /// Measure Maestro next to its peers instead (FastAPI exec(), Pyodide in Node, a
+        /// python3 -c subprocess) on the same workloads; the peers live in `--peers-dir`.
+        #[arg(long, conflicts_with_all = ["hostile", "queue", "listing"])]
+        peers: bool,
+        /// With --peers: where fastapi_peer.py and pyodide_peer.mjs are.
+        #[arg(long, default_value = "bench/peers", requires = "peers")]
+        peers_dir: std::path::PathBuf,
         #[command(flatten)]
         settings: Settings,
     },
@@ -231,12 +245,20 @@ async fn main() -> anyhow::Result<()> {
             server_exe,
             queue,
             replicas,
+            listing,
+            rows,
+            peers,
+            peers_dir,
             settings,
         } => {
             init_logging(&settings);
-            match (hostile, queue) {
-                (true, _) => maestro::bench::run_hostile(settings, server_exe).await,
-                (_, true) => maestro::bench::run_queue(settings, iterations, replicas).await,
+            if peers {
+                return maestro::bench::run_peers(settings, iterations, peers_dir).await;
+            }
+            match (hostile, queue, listing) {
+                (true, _, _) => maestro::bench::run_hostile(settings, server_exe).await,
+                (_, true, _) => maestro::bench::run_queue(settings, iterations, replicas).await,
+                (_, _, true) => maestro::bench::run_listing(settings, iterations, rows).await,
                 _ => maestro::bench::run(settings, iterations).await,
             }
         }

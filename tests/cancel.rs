@@ -147,7 +147,9 @@ async fn cancel_on_one_server(b: Backend) {
         (r.status(), r.json::<Value>().await.unwrap())
     });
     let spinning = loop {
-        let (_, list) = app.get("/api/v1/executions?function=spin&status=running").await;
+        let (_, list) = app
+            .get("/api/v1/executions?function=spin&status=running&total=true")
+            .await;
         if let Some(id) = list["executions"][0]["id"].as_str() {
             break id.to_string();
         }
@@ -332,7 +334,7 @@ async fn cancel_on_another_replica() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (_, e) = apps[0].get(&format!("/api/v1/executions/{waiting}")).await;
     assert_cancelled(&e);
-    let (_, list) = apps[0].get("/api/v1/executions?function=quick").await;
+    let (_, list) = apps[0].get("/api/v1/executions?function=quick&total=true").await;
     assert_eq!(list["total"], 2, "{list}");
     for r in replicas.iter_mut() {
         r.child.kill().unwrap();
@@ -390,7 +392,9 @@ async fn cancel_survives_a_dead_server() {
     let app = remote(&fresh.base, &token);
     let t = Instant::now();
     let second = loop {
-        let (_, list) = app.get("/api/v1/executions?function=sleepy&status=running").await;
+        let (_, list) = app
+            .get("/api/v1/executions?function=sleepy&status=running&total=true")
+            .await;
         let rerun = list["executions"]
             .as_array()
             .unwrap()
@@ -413,7 +417,7 @@ async fn cancel_survives_a_dead_server() {
     let (_, e) = app.get(&format!("/api/v1/executions/{}", jobs[1])).await;
     assert_eq!(e["error"]["kind"], "interrupted", "{e}");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (_, all) = app.get("/api/v1/executions?function=sleepy").await;
+    let (_, all) = app.get("/api/v1/executions?function=sleepy&total=true").await;
     assert_eq!(all["total"], 3, "nothing else ran: {all}");
     let mut fresh = fresh;
     fresh.child.kill().unwrap();

@@ -102,7 +102,7 @@ async fn everyday_commands() {
     assert!(out.contains("TypeError"), "{out}");
 
     // logs of an ended execution, per call.
-    let (_, v) = app.get("/api/v1/executions?function=hello&limit=1").await;
+    let (_, v) = app.get("/api/v1/executions?function=hello&limit=1&total=true").await;
     let id = v["executions"][0]["id"].as_str().unwrap().to_string();
     let (code, out, _) = maestro(&env, &["logs", &id], None).await;
     assert_eq!((code, out.as_str()), (0, "[hello] greeting Bo\n"));

@@ -131,7 +131,7 @@ async fn killed_server_leaves_truthful_record() {
     .unwrap();
     let running = maestro::app::spawn(settings).await.unwrap();
     let base = format!("http://{}/api/v1", running.addr);
-    let list = get_json(&client, &format!("{base}/executions"), &token).await;
+    let list = get_json(&client, &format!("{base}/executions?total=true"), &token).await;
     assert_eq!(list["total"], 1, "{list}");
     let e = &list["executions"][0];
     assert_eq!(e["status"], "running");

@@ -143,7 +143,9 @@ async fn sse_tail(b: Backend, extra: &[&str]) {
     // Find the running execution.
     let mut id = String::new();
     for _ in 0..100 {
-        let (_, list) = app.get("/api/v1/executions?function=outer&status=running").await;
+        let (_, list) = app
+            .get("/api/v1/executions?function=outer&status=running&total=true")
+            .await;
         if let Some(e) = list["executions"].as_array().and_then(|l| l.first()) {
             id = e["id"].as_str().unwrap().to_string();
             break;

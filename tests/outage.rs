@@ -134,7 +134,7 @@ async fn postgres_outage_under_load() {
                     1 => client
                         .post(format!("{base}/api/v1/functions/work/invoke"))
                         .json(&json!({"n": n})),
-                    _ => client.get(format!("{base}/api/v1/executions?limit=5")),
+                    _ => client.get(format!("{base}/api/v1/executions?limit=5&total=true")),
                 };
                 let t = Instant::now();
                 let resp = req.bearer_auth(&token).send().await.expect("the server answers");
@@ -265,7 +265,7 @@ async fn postgres_outage_under_load() {
         let mut succeeded = vec![];
         loop {
             let page = format!(
-                "/api/v1/executions?limit=500&status=succeeded&offset={}",
+                "/api/v1/executions?limit=500&status=succeeded&offset={}&total=true",
                 succeeded.len()
             );
             let (_, list) = app.get(&page).await;

@@ -72,7 +72,7 @@ async fn async_invoke(b: Backend) {
             .await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {v}");
     }
-    let (_, list) = app.get("/api/v1/executions").await;
+    let (_, list) = app.get("/api/v1/executions?total=true").await;
     assert_eq!(list["total"], 1, "nothing refused was recorded: {list}");
 
     // The function's on_interrupt is stored and shown; a bad one is refused.
@@ -105,7 +105,7 @@ async fn async_invoke(b: Backend) {
         assert_eq!(s, StatusCode::ACCEPTED, "{v}");
         waiting.push(v["execution_id"].as_str().unwrap().to_string());
     }
-    let (_, queued) = app.get("/api/v1/executions?status=queued").await;
+    let (_, queued) = app.get("/api/v1/executions?status=queued&total=true").await;
     assert_eq!(queued["total"], 3, "{queued}");
     let metrics = app.get_text("/metrics").await;
     let depth = format!("maestro_queue_depth{{tenant=\"{}\"}} 3", app.tenant);
@@ -128,7 +128,7 @@ async fn async_invoke(b: Backend) {
     for id in waiting.iter().chain([&first]) {
         assert_eq!(ended(&app, id).await["status"], "succeeded");
     }
-    let (_, all) = app.get("/api/v1/executions?function=sleepy").await;
+    let (_, all) = app.get("/api/v1/executions?function=sleepy&total=true").await;
     assert_eq!(all["total"], 4, "{all}");
     app.stop().await;
 }
@@ -174,7 +174,7 @@ async fn tenants_take_turns() {
         });
     }
     while clients.join_next().await.is_some() {}
-    let (_, backlog) = app.get("/api/v1/executions?status=queued&limit=1").await;
+    let (_, backlog) = app.get("/api/v1/executions?status=queued&limit=1&total=true").await;
     let backlog = backlog["total"].as_i64().unwrap();
     assert!(backlog > 5_000, "the flood is still queued: {backlog}");
 
@@ -202,7 +202,7 @@ async fn tenants_take_turns() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let (_, left) = app.get("/api/v1/executions?status=queued&limit=1").await;
+    let (_, left) = app.get("/api/v1/executions?status=queued&limit=1&total=true").await;
     assert!(
         left["total"].as_i64().unwrap() > 4_000,
         "B went first, not last: {left}"
@@ -385,8 +385,8 @@ fn token_tenant(token: &str) -> String {
 async fn settled(app: &TestApp, limit: Duration) {
     let t = Instant::now();
     loop {
-        let (_, q) = app.get("/api/v1/executions?status=queued&limit=1").await;
-        let (_, r) = app.get("/api/v1/executions?status=running&limit=1").await;
+        let (_, q) = app.get("/api/v1/executions?status=queued&limit=1&total=true").await;
+        let (_, r) = app.get("/api/v1/executions?status=running&limit=1&total=true").await;
         if q["total"] == 0 && r["total"] == 0 {
             return;
         }
@@ -405,7 +405,7 @@ async fn all_executions(app: &TestApp) -> Vec<Value> {
     let mut all = vec![];
     loop {
         let (s, page) = app
-            .get(&format!("/api/v1/executions?limit=500&offset={}", all.len()))
+            .get(&format!("/api/v1/executions?limit=500&offset={}&total=true", all.len()))
             .await;
         assert_eq!(s, StatusCode::OK, "{page}");
         let rows = page["executions"].as_array().unwrap().clone();
@@ -643,8 +643,10 @@ async fn concurrency_is_counted_across_replicas() {
     let mut most = 0;
     let t = Instant::now();
     loop {
-        let (_, running) = apps[0].get("/api/v1/executions?status=running&limit=1").await;
-        let (_, queued) = apps[0].get("/api/v1/executions?status=queued&limit=1").await;
+        let (_, running) = apps[0]
+            .get("/api/v1/executions?status=running&limit=1&total=true")
+            .await;
+        let (_, queued) = apps[0].get("/api/v1/executions?status=queued&limit=1&total=true").await;
         let running = running["total"].as_i64().unwrap();
         most = most.max(running);
         if running == 0 && queued["total"] == 0 {

@@ -149,7 +149,7 @@ async fn hostile_code(b: Backend) {
         assert_eq!(ok["output"], "still here", "after {name}");
     }
     // stdout of the chatty function was capped, not kept whole.
-    let (_, list) = app.get("/api/v1/executions?function=chatty").await;
+    let (_, list) = app.get("/api/v1/executions?function=chatty&total=true").await;
     let id = list["executions"][0]["id"].as_str().unwrap().to_string();
     let (_, logs) = app.get(&format!("/api/v1/executions/{id}/logs")).await;
     let text = logs["logs"][0]["text"].as_str().unwrap();

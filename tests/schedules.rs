@@ -28,7 +28,9 @@ async fn schedule(app: &TestApp, body: Value) -> Value {
 
 /// Executions a schedule started, oldest first.
 async fn executions_of(app: &TestApp, id: &str) -> Vec<Value> {
-    let (s, v) = app.get(&format!("/api/v1/executions?trigger_id={id}&limit=500")).await;
+    let (s, v) = app
+        .get(&format!("/api/v1/executions?trigger_id={id}&limit=500&total=true"))
+        .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let mut list = v["executions"].as_array().cloned().unwrap_or_default();
     list.reverse();
@@ -36,7 +38,9 @@ async fn executions_of(app: &TestApp, id: &str) -> Vec<Value> {
 }
 
 async fn runs_of(app: &TestApp, id: &str) -> Vec<Value> {
-    let (s, v) = app.get(&format!("/api/v1/schedules/{id}/runs?limit=500")).await;
+    let (s, v) = app
+        .get(&format!("/api/v1/schedules/{id}/runs?limit=500&total=true"))
+        .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let mut list = v["runs"].as_array().cloned().unwrap_or_default();
     list.reverse();
@@ -409,7 +413,7 @@ async fn quota_holds_runs_back(b: Backend) {
     // servers of this binary share one database, so another one may run the job: sync calls
     // count against the quota of their own server only.)
     if b == Backend::Sqlite {
-        let (_, hogs) = app.get("/api/v1/executions?function=hog").await;
+        let (_, hogs) = app.get("/api/v1/executions?function=hog&total=true").await;
         let at = |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
         // (Claimed a moment before the hog let go of the slot, a job shows its claim time.)
         let slack = chrono::Duration::milliseconds(200);
@@ -521,7 +525,7 @@ async fn misfires_and_overlap(b: Backend) {
         // Start from an idle tenant: a slow run left from the last round (a slow start on a
         // loaded machine) would count against the tenant's concurrency here.
         for _ in 0..100 {
-            let (_, running) = app.get("/api/v1/executions?status=running").await;
+            let (_, running) = app.get("/api/v1/executions?status=running&total=true").await;
             if running["total"] == 0 && app.state().engine.running(&app.tenant) == 0 {
                 break;
             }
@@ -638,7 +642,7 @@ async fn two_replicas_fire_each_tick_once() {
     let (_, runs) = call(
         &bases[1],
         Method::GET,
-        &format!("/api/v1/schedules/{id}/runs?limit=500"),
+        &format!("/api/v1/schedules/{id}/runs?limit=500&total=true"),
         None,
     )
     .await;
@@ -646,7 +650,7 @@ async fn two_replicas_fire_each_tick_once() {
     let (_, execs) = call(
         &bases[0],
         Method::GET,
-        &format!("/api/v1/executions?trigger_id={id}&limit=500"),
+        &format!("/api/v1/executions?trigger_id={id}&limit=500&total=true"),
         None,
     )
     .await;
@@ -717,7 +721,13 @@ async fn retries_survive_a_restart() {
     )
     .await;
     for _ in 0..100 {
-        let runs = call(base.clone(), Method::GET, format!("/api/v1/schedules/{id}/runs"), None).await;
+        let runs = call(
+            base.clone(),
+            Method::GET,
+            format!("/api/v1/schedules/{id}/runs?total=true"),
+            None,
+        )
+        .await;
         if runs["runs"]
             .as_array()
             .unwrap()
@@ -728,7 +738,13 @@ async fn retries_survive_a_restart() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let runs = call(base.clone(), Method::GET, format!("/api/v1/schedules/{id}/runs"), None).await;
+    let runs = call(
+        base.clone(),
+        Method::GET,
+        format!("/api/v1/schedules/{id}/runs?total=true"),
+        None,
+    )
+    .await;
     let pending: Vec<&Value> = runs["runs"]
         .as_array()
         .unwrap()
@@ -745,7 +761,7 @@ async fn retries_survive_a_restart() {
         let execs = call(
             base.clone(),
             Method::GET,
-            format!("/api/v1/executions?trigger_id={id}"),
+            format!("/api/v1/executions?trigger_id={id}&total=true"),
             None,
         )
         .await;
@@ -758,7 +774,7 @@ async fn retries_survive_a_restart() {
     let execs = call(
         base.clone(),
         Method::GET,
-        format!("/api/v1/executions?trigger_id={id}"),
+        format!("/api/v1/executions?trigger_id={id}&total=true"),
         None,
     )
     .await;

@@ -37,7 +37,7 @@ async fn call(method: reqwest::Method, url: &str, token: &str, body: Option<Valu
 async fn running(base: &str, token: &str) -> u64 {
     let (_, v) = call(
         reqwest::Method::GET,
-        &format!("{base}/api/v1/executions?status=running"),
+        &format!("{base}/api/v1/executions?status=running&total=true"),
         token,
         None,
     )
@@ -146,7 +146,7 @@ async fn what_outlives_the_grace_period_is_recorded_as_interrupted() {
     assert!(exit.success(), "exit status {exit:?}");
     assert!(took < Duration::from_secs(8), "the grace period is 1 s: {took:?}");
     let _ = pending.await; // the connection was dropped with the server
-    let list = after_restart(data, &token, "/api/v1/executions").await;
+    let list = after_restart(data, &token, "/api/v1/executions?total=true").await;
     let e = &list["executions"][0];
     assert_eq!(e["function_name"], "stuck", "{list}");
     assert_eq!(e["status"], "failed", "{e}");

@@ -639,7 +639,7 @@ async fn isolation_walk(b: Backend) {
         (Method::POST, format!("/api/v1/schedules/{sched}/run"), None),
         (Method::POST, format!("/api/v1/schedules/{sched}/pause"), None),
         (Method::POST, format!("/api/v1/schedules/{sched}/resume"), None),
-        (Method::GET, format!("/api/v1/schedules/{sched}/runs"), None),
+        (Method::GET, format!("/api/v1/schedules/{sched}/runs?total=true"), None),
         (Method::GET, format!("/api/v1/executions/{exec}"), None),
         (Method::GET, format!("/api/v1/executions/{exec}/steps"), None),
         (Method::GET, format!("/api/v1/executions/{exec}/logs"), None),
@@ -657,9 +657,9 @@ async fn isolation_walk(b: Backend) {
         "/api/v1/functions",
         "/api/v1/webhooks",
         "/api/v1/schedules",
-        "/api/v1/executions",
-        "/api/v1/executions?function=secret_fn",
-        &format!("/api/v1/executions?trigger_id={hook}"),
+        "/api/v1/executions?total=true",
+        "/api/v1/executions?function=secret_fn&total=true",
+        &format!("/api/v1/executions?trigger_id={hook}&total=true"),
     ] {
         let (s, v) = call(&app, &other, None, Method::GET, list, None).await;
         assert_eq!((s, v["total"].clone()), (StatusCode::OK, json!(0)), "{list}: {v}");

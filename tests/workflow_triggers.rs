@@ -72,9 +72,12 @@ async fn scheduled_workflows(b: Backend) {
     // It fires: a run with trigger `schedule`, its nodes passing the default config along.
     // Waits on the page itself: its `total` is counted after the rows are read, so a run that
     // succeeds in between is counted but not listed.
-    let runs = until(&app, "/api/v1/workflows/nightly/runs?status=succeeded", 20, |v| {
-        v["runs"].as_array().is_some_and(|a| !a.is_empty())
-    })
+    let runs = until(
+        &app,
+        "/api/v1/workflows/nightly/runs?status=succeeded&total=true",
+        20,
+        |v| v["runs"].as_array().is_some_and(|a| !a.is_empty()),
+    )
     .await;
     let run = &runs["runs"][0];
     assert_eq!(run["trigger"], "schedule", "{run}");
@@ -186,9 +189,9 @@ async fn scheduled_workflows(b: Backend) {
     let (_, list) = app.get("/api/v1/schedules").await;
     assert_eq!(list["total"], 0, "{list}");
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let (_, before) = app.get("/api/v1/workflows/nightly/runs").await;
+    let (_, before) = app.get("/api/v1/workflows/nightly/runs?total=true").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (_, after) = app.get("/api/v1/workflows/nightly/runs").await;
+    let (_, after) = app.get("/api/v1/workflows/nightly/runs?total=true").await;
     assert_eq!(before["total"], after["total"]);
     // With its own schedule gone and nothing else using it, it can be deleted.
     let (s, _) = app.call(Method::DELETE, "/api/v1/workflows/nightly", None).await;
@@ -239,7 +242,7 @@ async fn webhook_workflows(b: Backend) {
     let id = v["execution_id"].as_str().unwrap().to_string();
     let e = until(&app, &format!("/api/v1/executions/{id}"), 20, ended).await;
     assert_eq!(e["output"]["double"], 2, "{e}");
-    let (_, runs) = app.get("/api/v1/workflows/pipeline/runs").await;
+    let (_, runs) = app.get("/api/v1/workflows/pipeline/runs?total=true").await;
     assert_eq!(runs["total"], 2, "{runs}");
     assert!(
         runs["runs"]
@@ -411,7 +414,7 @@ async fn queued_runs_survive_a_kill(b: Backend) {
         assert_eq!(v["status"], "queued", "{v}");
         runs.push(v["execution_id"].as_str().unwrap().to_string());
     }
-    let (_, listed) = app.get("/api/v1/workflows/w/runs").await;
+    let (_, listed) = app.get("/api/v1/workflows/w/runs?total=true").await;
     assert_eq!(listed["total"], 3, "{listed}");
     let statuses: Vec<&Value> = listed["runs"]
         .as_array()

@@ -7,6 +7,8 @@
 //! numbers on a shared 2-core machine drift from run to run.
 
 mod hostile;
+mod listing;
+mod peers;
 mod queue;
 
 use std::path::Path;
@@ -16,6 +18,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 pub use hostile::run as run_hostile;
+pub use listing::run as run_listing;
+pub use peers::run as run_peers;
 pub use queue::run as run_queue;
 
 use crate::config::Settings;

@@ -69,7 +69,7 @@ async fn wait_all(base: &str, token: &str, limit: Duration) -> anyhow::Result<Ha
     loop {
         let mut open = 0;
         for status in ["queued", "running"] {
-            let url = format!("{base}/api/v1/executions?status={status}&limit=1");
+            let url = format!("{base}/api/v1/executions?status={status}&limit=1&total=true");
             let v: Value = client.get(url).bearer_auth(token).send().await?.json().await?;
             open += v["total"].as_i64().unwrap_or(0);
         }
@@ -81,7 +81,7 @@ async fn wait_all(base: &str, token: &str, limit: Duration) -> anyhow::Result<Ha
     }
     let mut all = HashMap::new();
     loop {
-        let url = format!("{base}/api/v1/executions?limit=500&offset={}", all.len());
+        let url = format!("{base}/api/v1/executions?limit=500&offset={}&total=true", all.len());
         let v: Value = client.get(url).bearer_auth(token).send().await?.json().await?;
         let rows = v["executions"].as_array().cloned().unwrap_or_default();
         if rows.is_empty() {

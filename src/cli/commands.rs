@@ -102,6 +102,9 @@ pub enum ClientCommand {
         status: Option<String>,
         #[arg(long, default_value_t = 20)]
         limit: u32,
+        /// Start after this point: the cursor the previous listing printed.
+        #[arg(long)]
+        cursor: Option<String>,
         /// Print JSON.
         #[arg(long, global = true)]
         json: bool,
@@ -302,15 +305,20 @@ pub async fn dispatch(cmd: ClientCommand) -> anyhow::Result<i32> {
             function,
             status,
             limit,
+            cursor,
             json,
             remote,
         } => {
             let client = remote.client()?;
             let shown = match action {
                 None => {
-                    return inspect::executions(&client, function.as_deref(), status.as_deref(), limit, json)
-                        .await
-                        .map(|_| 0)
+                    let filter = inspect::Listing {
+                        function: function.as_deref(),
+                        status: status.as_deref(),
+                        cursor: cursor.as_deref(),
+                        limit,
+                    };
+                    return inspect::executions(&client, &filter, json).await.map(|_| 0);
                 }
                 Some(ExecutionsAction::Show { id }) => {
                     let ok = [reqwest::StatusCode::OK];

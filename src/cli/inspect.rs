@@ -227,21 +227,23 @@ fn error_text(e: &Value) -> String {
     out
 }
 
-/// `maestro executions`.
-pub async fn executions(
-    client: &Client,
-    function: Option<&str>,
-    status: Option<&str>,
-    limit: u32,
-    json: bool,
-) -> anyhow::Result<()> {
+/// What `maestro executions` lists.
+pub struct Listing<'a> {
+    pub function: Option<&'a str>,
+    pub status: Option<&'a str>,
+    /// The previous listing's `next_cursor`.
+    pub cursor: Option<&'a str>,
+    pub limit: u32,
+}
+
+/// `maestro executions`: a page, newest first, and how to ask for the next one.
+pub async fn executions(client: &Client, l: &Listing<'_>, json: bool) -> anyhow::Result<()> {
     let mut q = form_urlencoded::Serializer::new(String::new());
-    q.append_pair("limit", &limit.to_string());
-    if let Some(f) = function {
-        q.append_pair("function", f);
-    }
-    if let Some(st) = status {
-        q.append_pair("status", st);
+    q.append_pair("limit", &l.limit.to_string());
+    for (k, v) in [("function", l.function), ("status", l.status), ("cursor", l.cursor)] {
+        if let Some(v) = v {
+            q.append_pair(k, v);
+        }
     }
     let v = get(client, &format!("/executions?{}", q.finish())).await?;
     print(json, &v, || {
@@ -260,15 +262,34 @@ pub async fn executions(
         let t = table(&["ID", "FUNCTION", "STATUS", "TRIGGER", "STARTED", "DURATION"], rows);
         paint_status_column(&t, "STATUS")
     });
+    if let (false, Some(next)) = (json, v["next_cursor"].as_str()) {
+        eprintln!("older: maestro executions --cursor {next}");
+    }
     Ok(())
+}
+
+/// Every step of an execution, following `next_cursor` page by page.
+async fn all_steps(client: &Client, id: &str) -> anyhow::Result<Vec<Value>> {
+    let mut out = vec![];
+    let mut path = format!("/executions/{}/steps", seg(id));
+    loop {
+        let mut page = get(client, &path).await?;
+        if let Some(steps) = page["steps"].as_array_mut() {
+            out.append(steps);
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/executions/{}/steps?cursor={}", seg(id), seg(c)),
+            None => return Ok(out),
+        }
+    }
 }
 
 /// `maestro show EXECUTION`: the call tree with statuses, durations, errors and tracebacks.
 pub async fn show(client: &Client, id: &str, json: bool) -> anyhow::Result<()> {
     let e = get(client, &format!("/executions/{}", seg(id))).await?;
-    let steps = get(client, &format!("/executions/{}/steps", seg(id))).await?;
+    let steps = all_steps(client, id).await?;
     if json {
-        println!("{:#}", json!({"execution": e, "steps": steps["steps"]}));
+        println!("{:#}", json!({"execution": e, "steps": steps}));
         return Ok(());
     }
     println!(
@@ -279,7 +300,7 @@ pub async fn show(client: &Client, id: &str, json: bool) -> anyhow::Result<()> {
         status_word(&s(&e["status"])),
         duration(&e["duration_ms"])
     );
-    let steps: Vec<&Value> = list(&steps, "steps").collect();
+    let steps: Vec<&Value> = steps.iter().collect();
     print!("{}", tree(&steps));
     Ok(())
 }

@@ -6,6 +6,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
+use super::paging::{self, Asked, Listing};
 use super::{iso, views, ApiQuery, AppState};
 use crate::auth::Caller;
 use crate::http::error::{ApiError, ApiResult};
@@ -33,8 +34,24 @@ struct ListQuery {
     since: Option<String>,
     /// Only executions started before this time (RFC 3339).
     until: Option<String>,
+    /// How many (1 to 500; default 50).
     limit: Option<i64>,
+    /// Rows to skip; `cursor` is the way to page (it costs the same on any page).
     offset: Option<i64>,
+    /// The previous page's `next_cursor`: this page starts just after it.
+    cursor: Option<String>,
+    /// Also count every match (`total`); it costs a scan of the matches.
+    total: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct StepsQuery {
+    /// How many (1 to 1000; default 1000).
+    limit: Option<i64>,
+    /// The previous page's `next_cursor`.
+    cursor: Option<String>,
 }
 
 /// An RFC 3339 query time as Unix milliseconds, or a 400 naming the parameter.
@@ -102,7 +119,13 @@ async fn list(
     caller: Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<views::ExecutionPage>> {
-    let (limit, offset) = super::Page::of(q.limit, q.offset);
+    let asked = Asked {
+        limit: q.limit,
+        offset: q.offset,
+        cursor: q.cursor.as_deref(),
+        total: q.total,
+    };
+    let page = paging::page(Listing::Executions, asked)?;
     let filter = ExecutionFilter {
         function: q.function,
         status: q.status,
@@ -110,15 +133,14 @@ async fn list(
         trigger_id: q.trigger_id,
         since: instant("since", q.since.as_deref())?,
         until: instant("until", q.until.as_deref())?,
-        limit,
-        offset,
     };
-    let (executions, total) = state.services.executions.list(&caller, &filter).await?;
+    let found = state.services.executions.list(&caller, &filter, &page).await?;
     Ok(Json(views::ExecutionPage {
-        executions: executions.into_iter().map(Into::into).collect(),
-        total,
-        limit,
-        offset,
+        executions: found.items.into_iter().map(Into::into).collect(),
+        total: found.total,
+        limit: page.limit,
+        offset: page.offset,
+        next_cursor: paging::encode(Listing::Executions, found.next.as_ref()),
     }))
 }
 
@@ -130,11 +152,23 @@ async fn show(
     Ok(Json(state.services.executions.get(&caller, &id).await?.into()))
 }
 
-async fn steps(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<views::Steps>> {
-    let steps = state.services.executions.steps(&caller, &id).await?;
+async fn steps(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<StepsQuery>,
+) -> ApiResult<Json<views::Steps>> {
+    let asked = Asked {
+        limit: q.limit,
+        cursor: q.cursor.as_deref(),
+        ..Default::default()
+    };
+    let page = paging::page(Listing::Steps, asked)?;
+    let found = state.services.executions.steps_page(&caller, &id, &page).await?;
     Ok(Json(views::Steps {
         execution_id: id,
-        steps: steps.into_iter().map(Into::into).collect(),
+        steps: found.items.into_iter().map(Into::into).collect(),
+        next_cursor: paging::encode(Listing::Steps, found.next.as_ref()),
     }))
 }
 
@@ -210,7 +244,8 @@ pub(super) fn document(doc: &mut super::openapi::Doc) {
         tag,
         "Every call of an execution",
     )
-    .reply::<views::Steps>(200, "the steps in call order")
+    .query::<StepsQuery>()
+    .reply::<views::Steps>(200, "the steps in call order, a page at a time")
     .add();
     doc.op(
         "get",

@@ -13,6 +13,7 @@ mod health;
 pub mod hooks;
 pub mod openapi;
 mod packages;
+mod paging;
 mod run;
 mod schedules;
 mod sessions;

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::paging::{self, Asked, Listing};
 use super::{iso, no_content, views, ApiJson, ApiQuery, AppState, Page};
 use crate::auth::Caller;
 use crate::domain::{Target, Timing, DEFAULT_TIMEZONE};
@@ -240,7 +241,12 @@ async fn run_now(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct RunsQuery {
+    /// How many (1 to 500; default 50).
     limit: Option<i64>,
+    /// The previous page's `next_cursor`.
+    cursor: Option<String>,
+    /// Also count every run (`total`).
+    total: Option<bool>,
 }
 
 async fn runs(
@@ -249,11 +255,19 @@ async fn runs(
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<RunsQuery>,
 ) -> ApiResult<Json<views::ScheduleRuns>> {
-    let (limit, _) = Page::of(q.limit, None);
-    let runs = state.services.schedules.runs(&caller, &id, limit).await?;
+    let asked = Asked {
+        limit: q.limit,
+        cursor: q.cursor.as_deref(),
+        total: q.total,
+        ..Default::default()
+    };
+    let page = paging::page(Listing::ScheduleRuns, asked)?;
+    let found = state.services.schedules.runs(&caller, &id, &page).await?;
     Ok(Json(views::ScheduleRuns {
         schedule_id: id,
-        runs: runs.into_iter().map(run_view).collect(),
+        runs: found.items.into_iter().map(run_view).collect(),
+        total: found.total,
+        next_cursor: paging::encode(Listing::ScheduleRuns, found.next.as_ref()),
     }))
 }
 

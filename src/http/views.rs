@@ -260,9 +260,13 @@ pub struct Execution {
 #[serde(deny_unknown_fields)]
 pub struct ExecutionPage {
     pub executions: Vec<Execution>,
-    pub total: i64,
+    /// Every match, only when asked for with `total=true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<i64>,
     pub limit: i64,
     pub offset: i64,
+    /// Pass as `cursor` for the next page; null on the last.
+    pub next_cursor: Option<String>,
 }
 
 /// A call inside an execution: its place in the call tree, and what it recorded.
@@ -282,6 +286,8 @@ pub struct Step {
 pub struct Steps {
     pub execution_id: String,
     pub steps: Vec<Step>,
+    /// Pass as `cursor` for the next page; null on the last.
+    pub next_cursor: Option<String>,
 }
 
 #[derive(ToSchema, Serialize)]
@@ -410,6 +416,11 @@ pub struct ScheduleRun {
 pub struct ScheduleRuns {
     pub schedule_id: String,
     pub runs: Vec<ScheduleRun>,
+    /// Every run, only when asked for with `total=true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<i64>,
+    /// Pass as `cursor` for the next page; null on the last.
+    pub next_cursor: Option<String>,
 }
 
 /// The answer to `POST /schedules/{id}/run`.
@@ -715,7 +726,11 @@ pub struct NodeRun {
 #[serde(deny_unknown_fields)]
 pub struct WorkflowRuns {
     pub runs: Vec<Execution>,
-    pub total: i64,
+    /// Every match, only when asked for with `total=true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<i64>,
+    /// Pass as `cursor` for the next page; null on the last.
+    pub next_cursor: Option<String>,
 }
 
 /// The servers sharing this database, as their heartbeats show them.

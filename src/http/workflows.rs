@@ -11,6 +11,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::paging::{self, Asked, Listing};
 use super::{iso, no_content, views, ApiJson, ApiQuery, AppState};
 use crate::auth::Caller;
 use crate::domain::CallStatus;
@@ -163,10 +164,17 @@ async fn run(
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 struct RunsQuery {
     status: Option<String>,
+    /// How many (1 to 500; default 50).
     limit: Option<i64>,
+    /// Rows to skip; `cursor` is the way to page.
     offset: Option<i64>,
+    /// The previous page's `next_cursor`.
+    cursor: Option<String>,
+    /// Also count every match (`total`).
+    total: Option<bool>,
 }
 
 async fn runs(
@@ -175,15 +183,22 @@ async fn runs(
     Path(name): Path<String>,
     ApiQuery(q): ApiQuery<RunsQuery>,
 ) -> ApiResult<Json<views::WorkflowRuns>> {
-    let page = (q.limit.unwrap_or(50).clamp(1, 500), q.offset.unwrap_or(0).max(0));
-    let (runs, total) = state
+    let asked = Asked {
+        limit: q.limit,
+        offset: q.offset,
+        cursor: q.cursor.as_deref(),
+        total: q.total,
+    };
+    let page = paging::page(Listing::WorkflowRuns, asked)?;
+    let found = state
         .services
         .workflows
-        .runs(&caller, &name, q.status.as_deref(), page)
+        .runs(&caller, &name, q.status.as_deref(), &page)
         .await?;
     Ok(Json(views::WorkflowRuns {
-        runs: runs.into_iter().map(Into::into).collect(),
-        total,
+        runs: found.items.into_iter().map(Into::into).collect(),
+        total: found.total,
+        next_cursor: paging::encode(Listing::WorkflowRuns, found.next.as_ref()),
     }))
 }
 

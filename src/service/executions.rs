@@ -4,7 +4,7 @@
 use super::{Error, Result};
 use crate::auth::Caller;
 use crate::engine::Engine;
-use crate::store::{CancelOutcome, ExecutionFilter, ExecutionRecord, StepRecord, Store};
+use crate::store::{CancelOutcome, ExecutionFilter, ExecutionRecord, PageQuery, Paged, StepRecord, Store};
 
 #[derive(Clone)]
 pub struct Executions {
@@ -38,8 +38,13 @@ impl Executions {
         }
     }
 
-    pub async fn list(&self, caller: &Caller, filter: &ExecutionFilter) -> Result<(Vec<ExecutionRecord>, i64)> {
-        Ok(self.store.tenant(&caller.tenant).list_executions(filter).await?)
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        filter: &ExecutionFilter,
+        page: &PageQuery,
+    ) -> Result<Paged<ExecutionRecord>> {
+        Ok(self.store.tenant(&caller.tenant).list_executions(filter, page).await?)
     }
 
     pub async fn get(&self, caller: &Caller, id: &str) -> Result<ExecutionRecord> {
@@ -49,5 +54,10 @@ impl Executions {
     /// Every call of an execution, in call order.
     pub async fn steps(&self, caller: &Caller, id: &str) -> Result<Vec<StepRecord>> {
         Ok(self.store.tenant(&caller.tenant).list_steps(id).await?)
+    }
+
+    /// A page of an execution's calls, in call order.
+    pub async fn steps_page(&self, caller: &Caller, id: &str, page: &PageQuery) -> Result<Paged<StepRecord>> {
+        Ok(self.store.tenant(&caller.tenant).list_steps_page(id, page).await?)
     }
 }

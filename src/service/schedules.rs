@@ -15,7 +15,8 @@ use crate::engine::workflow::merge_config;
 use crate::engine::Engine;
 use crate::scheduler::Scheduler;
 use crate::store::{
-    managed_name, now_ms, Audit, Schedule, ScheduleFields, ScheduleRun, Store, StoreError, MANAGED_PREFIX,
+    managed_name, now_ms, Audit, PageQuery, Paged, Schedule, ScheduleFields, ScheduleRun, Store, StoreError,
+    MANAGED_PREFIX,
 };
 
 /// A schedule as the caller wrote it; on update, unset fields keep their value.
@@ -145,8 +146,8 @@ impl Schedules {
         Ok(self.scheduler.run_now(&s, audit).await?)
     }
 
-    pub async fn runs(&self, caller: &Caller, id: &str, limit: i64) -> Result<Vec<ScheduleRun>> {
-        Ok(self.store.tenant(&caller.tenant).list_runs(id, limit).await?)
+    pub async fn runs(&self, caller: &Caller, id: &str, page: &PageQuery) -> Result<Paged<ScheduleRun>> {
+        Ok(self.store.tenant(&caller.tenant).list_runs(id, page).await?)
     }
 
     /// How many of the caller's schedules are enabled, and the next few due.

@@ -14,7 +14,9 @@ use crate::domain::FunctionName;
 use crate::engine::workflow::merge_config;
 use crate::engine::workflow::WorkflowRun;
 use crate::engine::{Engine, Trigger};
-use crate::store::{Audit, ExecutionRecord, StepRecord, Store, Workflow, WorkflowRunRow, WorkflowVersion};
+use crate::store::{
+    Audit, ExecutionRecord, PageQuery, Paged, StepRecord, Store, Workflow, WorkflowRunRow, WorkflowVersion,
+};
 
 #[derive(Clone)]
 pub struct Workflows {
@@ -119,8 +121,8 @@ impl Workflows {
         caller: &Caller,
         name: &str,
         status: Option<&str>,
-        page: (i64, i64),
-    ) -> Result<(Vec<ExecutionRecord>, i64)> {
+        page: &PageQuery,
+    ) -> Result<Paged<ExecutionRecord>> {
         let w = self.store.tenant(&caller.tenant).get_workflow(name).await?;
         Ok(self
             .store

@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row as _;
 
+use super::page::{Keyset, PageQuery, Paged};
 use super::{json_col, now_ms, text_col, Row, Store, StoreError, StoreResult, Tenant};
 use crate::domain::CallStatus;
 
@@ -51,6 +52,16 @@ pub struct ExecutionRecord {
     pub retry_of: Option<String>,
     #[serde(flatten)]
     pub call: CallRecord,
+}
+
+impl ExecutionRecord {
+    /// Its place in the executions listing (newest first).
+    fn keyset(&self) -> Keyset {
+        Keyset {
+            at: self.call.started_at,
+            id: self.id.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -103,8 +114,6 @@ pub struct ExecutionFilter {
     pub since: Option<i64>,
     /// Started before (Unix ms).
     pub until: Option<i64>,
-    pub limit: i64,
-    pub offset: i64,
 }
 
 pub(super) const EXEC_COLS: &str =
@@ -596,16 +605,50 @@ impl Store {
 }
 
 impl Tenant<'_> {
-    pub async fn list_executions(&self, f: &ExecutionFilter) -> StoreResult<(Vec<ExecutionRecord>, i64)> {
+    /// `maestro bench --listing`: `n` finished executions of `function`, started 1 ms apart
+    /// and before `before` (Unix ms), written in one statement so that a history of millions
+    /// takes seconds rather than the hours its invokes would.
+    pub async fn seed_history(&self, function: &str, n: i64, before: i64) -> StoreResult<u64> {
+        let series = match self.store.backend {
+            super::Backend::Postgres => "select i from generate_series(1, $4::bigint) as s(i)",
+            super::Backend::Sqlite => {
+                "select i from (with recursive c(i) as (select 1 union all select i + 1 from c where i < $4) \
+                 select i from c)"
+            }
+        };
+        let sql = format!(
+            "insert into executions (id, tenant, function_name, function_version, trigger, status, input, output, \
+             fuel_used, duration_ms, started_at, finished_at, deadline_at) \
+             select 'seed-' || $1 || '-' || i, $1, $2, 1, 'manual', 'succeeded', '{{}}', '{{}}', 1000, 0.5, \
+             $3 - i, $3 - i, $3 - i from ({series}) as g"
+        );
+        let done = sqlx::query(&sql)
+            .bind(self.id)
+            .bind(function)
+            .bind(before)
+            .bind(n)
+            .execute(&self.store.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// A page of the tenant's executions, newest first.
+    pub async fn list_executions(&self, f: &ExecutionFilter, page: &PageQuery) -> StoreResult<Paged<ExecutionRecord>> {
         let tenant = self.id;
-        // Optional filters as `($n is null or col = $n)` keep one statement for every combination.
+        // Optional filters as `($n is null or col = $n)` keep one statement for every combination;
+        // the cursor is a separate clause so that it bounds the index scan.
         let filter = "tenant = $1 and ($2 is null or function_name = $2) and ($3 is null or status = $3) \
                       and ($4 is null or trigger = $4) and ($5 is null or trigger_id = $5) \
                       and ($6 is null or started_at >= $6) and ($7 is null or started_at < $7)";
+        let after = if page.after.is_some() {
+            " and (started_at, id) < ($10, $11)"
+        } else {
+            ""
+        };
         let sql = format!(
-            "select {EXEC_COLS} from executions where {filter} order by started_at desc, id desc limit $8 offset $9"
+            "select {EXEC_COLS} from executions where {filter}{after} order by started_at desc, id desc limit $8 offset $9"
         );
-        let rows = sqlx::query(&sql)
+        let query = sqlx::query(&sql)
             .bind(tenant)
             .bind(&f.function)
             .bind(&f.status)
@@ -613,22 +656,32 @@ impl Tenant<'_> {
             .bind(&f.trigger_id)
             .bind(f.since)
             .bind(f.until)
-            .bind(f.limit)
-            .bind(f.offset)
-            .fetch_all(&self.store.pool)
-            .await?;
-        let total: i64 = sqlx::query(&format!("select count(*) as n from executions where {filter}"))
-            .bind(tenant)
-            .bind(&f.function)
-            .bind(&f.status)
-            .bind(&f.trigger)
-            .bind(&f.trigger_id)
-            .bind(f.since)
-            .bind(f.until)
-            .fetch_one(&self.store.pool)
-            .await?
-            .try_get("n")?;
-        Ok((rows.iter().map(execution_from).collect::<Result<_, _>>()?, total))
+            .bind(page.fetch())
+            .bind(page.offset);
+        let rows = match page.after_binds() {
+            (Some(at), Some(id)) => query.bind(at).bind(id),
+            _ => query,
+        }
+        .fetch_all(&self.store.pool)
+        .await?;
+        let total = if page.count {
+            let n: i64 = sqlx::query(&format!("select count(*) as n from executions where {filter}"))
+                .bind(tenant)
+                .bind(&f.function)
+                .bind(&f.status)
+                .bind(&f.trigger)
+                .bind(&f.trigger_id)
+                .bind(f.since)
+                .bind(f.until)
+                .fetch_one(&self.store.pool)
+                .await?
+                .try_get("n")?;
+            Some(n)
+        } else {
+            None
+        };
+        let items = rows.iter().map(execution_from).collect::<Result<_, _>>()?;
+        Ok(page.finish(items, ExecutionRecord::keyset, total))
     }
 
     pub async fn get_execution(&self, id: &str) -> StoreResult<ExecutionRecord> {
@@ -646,26 +699,48 @@ impl Tenant<'_> {
     /// Every call of an execution in order: the root (the execution itself, whose id is the
     /// root step's id) followed by the nested calls.
     pub async fn list_steps(&self, execution_id: &str) -> StoreResult<Vec<StepRecord>> {
+        let page = PageQuery {
+            limit: i64::MAX - 1,
+            ..Default::default()
+        };
+        Ok(self.list_steps_page(execution_id, &page).await?.items)
+    }
+
+    /// A page of an execution's calls in call order; the first page starts with the root.
+    pub async fn list_steps_page(&self, execution_id: &str, page: &PageQuery) -> StoreResult<Paged<StepRecord>> {
         let tenant = self.id;
         let e = self.get_execution(execution_id).await?;
-        let sql = format!("select {STEP_COLS} from steps where tenant = $1 and execution_id = $2 order by seq");
+        let mut steps = vec![];
+        if page.after.is_none() {
+            steps.push(StepRecord {
+                id: e.id.clone(),
+                execution_id: e.id,
+                parent_id: None,
+                seq: 0,
+                depth: 0,
+                call: e.call,
+            });
+        }
+        let (seq, id) = page.after_binds();
+        let sql = format!(
+            "select {STEP_COLS} from steps where tenant = $1 and execution_id = $2 \
+             and ($3 is null or seq > $3 or (seq = $3 and id > $4)) order by seq, id limit $5"
+        );
         let rows = sqlx::query(&sql)
             .bind(tenant)
             .bind(execution_id)
+            .bind(seq)
+            .bind(id)
+            .bind(page.fetch().saturating_sub(steps.len() as i64))
             .fetch_all(&self.store.pool)
             .await?;
-        let root = StepRecord {
-            id: e.id.clone(),
-            execution_id: e.id,
-            parent_id: None,
-            seq: 0,
-            depth: 0,
-            call: e.call,
-        };
-        let mut steps = vec![root];
         for r in &rows {
             steps.push(step_from(r)?);
         }
-        Ok(steps)
+        let key = |s: &StepRecord| Keyset {
+            at: s.seq,
+            id: s.id.clone(),
+        };
+        Ok(page.finish(steps, key, None))
     }
 }

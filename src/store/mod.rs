@@ -17,6 +17,7 @@ mod executions;
 mod functions;
 mod jobs;
 mod packages;
+mod page;
 mod schedules;
 mod sessions;
 mod tenancy;
@@ -36,6 +37,7 @@ pub use executions::{CallRecord, ExecutionFilter, ExecutionRecord, NewStep, Step
 pub use functions::{Function, FunctionVersion, VersionContent, VersionSource};
 pub use jobs::{Handover, Job, NewJob, Node, Refused};
 pub use packages::{InstalledPackage, NewPackage, PackageJob, StoredWheel};
+pub use page::{Keyset, PageQuery, Paged};
 pub use schedules::{managed_name, MANAGED_PREFIX};
 pub use schedules::{NewRun, Schedule, ScheduleFields, ScheduleRun};
 pub use sessions::{SessionRow, SessionUsage};

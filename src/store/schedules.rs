@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row as _;
 
+use super::page::{Keyset, PageQuery, Paged};
 use super::webhooks::check_target;
 use super::{conflict_on_unique, json_col, now_ms, text_col, Audit, Row, Store, StoreError, StoreResult, Tenant};
 use crate::domain::Target;
@@ -489,20 +490,46 @@ impl Tenant<'_> {
         audited(tx, tenant, id, |_| audit).await
     }
 
-    pub async fn list_runs(&self, schedule_id: &str, limit: i64) -> StoreResult<Vec<ScheduleRun>> {
+    pub async fn list_runs(&self, schedule_id: &str, page: &PageQuery) -> StoreResult<Paged<ScheduleRun>> {
         let tenant = self.id;
         self.get_schedule(schedule_id).await?;
+        let after = if page.after.is_some() {
+            " and (created_at, id) < ($5, $6)"
+        } else {
+            ""
+        };
         let sql = format!(
-            "select {RUN_COLS} from schedule_runs where tenant = $1 and schedule_id = $2
-             order by created_at desc, attempt desc limit $3"
+            "select {RUN_COLS} from schedule_runs where tenant = $1 and schedule_id = $2{after}
+             order by created_at desc, id desc limit $3 offset $4"
         );
-        let rows = sqlx::query(&sql)
+        let query = sqlx::query(&sql)
             .bind(tenant)
             .bind(schedule_id)
-            .bind(limit)
-            .fetch_all(&self.store.pool)
-            .await?;
-        Ok(rows.iter().map(run_from).collect::<Result<_, _>>()?)
+            .bind(page.fetch())
+            .bind(page.offset);
+        let rows = match page.after_binds() {
+            (Some(at), Some(id)) => query.bind(at).bind(id),
+            _ => query,
+        }
+        .fetch_all(&self.store.pool)
+        .await?;
+        let total = if page.count {
+            let n: i64 = sqlx::query("select count(*) as n from schedule_runs where tenant = $1 and schedule_id = $2")
+                .bind(tenant)
+                .bind(schedule_id)
+                .fetch_one(&self.store.pool)
+                .await?
+                .try_get("n")?;
+            Some(n)
+        } else {
+            None
+        };
+        let items = rows.iter().map(run_from).collect::<Result<_, _>>()?;
+        let key = |r: &ScheduleRun| Keyset {
+            at: r.created_at,
+            id: r.id.clone(),
+        };
+        Ok(page.finish(items, key, total))
     }
 
     /// The tenant's enabled schedules: how many, and the soonest `limit`.

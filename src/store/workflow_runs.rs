@@ -7,6 +7,7 @@ use serde_json::Value;
 use sqlx::Row as _;
 
 use super::executions::{execution_from, EXEC_COLS};
+use super::page::{Keyset, PageQuery, Paged};
 use super::{json_col, now_ms, ExecutionRecord, Row, Store, StoreError, StoreResult, Tenant};
 use crate::domain::workflow::Definition;
 
@@ -155,30 +156,63 @@ impl Tenant<'_> {
         &self,
         workflow_id: &str,
         status: Option<&str>,
-        (limit, offset): (i64, i64),
-    ) -> StoreResult<(Vec<ExecutionRecord>, i64)> {
+        page: &PageQuery,
+    ) -> StoreResult<Paged<ExecutionRecord>> {
         let tenant = self.id;
-        let filter = "tenant = $1 and ($3 is null or status = $3) and id in \
-                      (select execution_id from workflow_runs where tenant = $1 and workflow_id = $2)";
+        // Driven from the workflow's own runs (newest first, by its index), so a page costs
+        // a page however many runs the workflow or the tenant has had.
+        let cols: Vec<String> = EXEC_COLS.split(", ").map(|c| format!("e.{c}")).collect();
+        let cols = cols.join(", ");
+        let from = "from workflow_runs w join executions e on e.id = w.execution_id \
+                    where w.tenant = $1 and w.workflow_id = $2 and ($3 is null or e.status = $3)";
+        let after = if page.after.is_some() {
+            " and (w.created_at, w.execution_id) < ($6, $7)"
+        } else {
+            ""
+        };
         let sql = format!(
-            "select {EXEC_COLS} from executions where {filter} order by started_at desc, id desc limit $4 offset $5"
+            "select {cols}, w.created_at as run_at {from}{after} \
+             order by w.created_at desc, w.execution_id desc limit $4 offset $5"
         );
-        let rows = sqlx::query(&sql)
+        let query = sqlx::query(&sql)
             .bind(tenant)
             .bind(workflow_id)
             .bind(status)
-            .bind(limit)
-            .bind(offset)
-            .fetch_all(&self.store.pool)
-            .await?;
-        let total: i64 = sqlx::query(&format!("select count(*) as n from executions where {filter}"))
-            .bind(tenant)
-            .bind(workflow_id)
-            .bind(status)
-            .fetch_one(&self.store.pool)
-            .await?
-            .try_get("n")?;
-        Ok((rows.iter().map(execution_from).collect::<Result<_, _>>()?, total))
+            .bind(page.fetch())
+            .bind(page.offset);
+        let rows = match page.after_binds() {
+            (Some(at), Some(id)) => query.bind(at).bind(id),
+            _ => query,
+        }
+        .fetch_all(&self.store.pool)
+        .await?;
+        let total = if page.count {
+            let n: i64 = sqlx::query(&format!("select count(*) as n {from}"))
+                .bind(tenant)
+                .bind(workflow_id)
+                .bind(status)
+                .fetch_one(&self.store.pool)
+                .await?
+                .try_get("n")?;
+            Some(n)
+        } else {
+            None
+        };
+        let mut items = vec![];
+        for r in &rows {
+            let at: i64 = r.try_get("run_at")?;
+            items.push((at, execution_from(r)?));
+        }
+        let key = |(at, e): &(i64, ExecutionRecord)| Keyset {
+            at: *at,
+            id: e.id.clone(),
+        };
+        let p = page.finish(items, key, total);
+        Ok(Paged {
+            items: p.items.into_iter().map(|(_, e)| e).collect(),
+            next: p.next,
+            total: p.total,
+        })
     }
 
     /// Close the steps of an execution that a stopped server left `running`.

@@ -74,6 +74,17 @@ export async function api(path, { method = "GET", body, root = false, text: asTe
 /** A path segment (names and ids, escaped). */
 export const seg = encodeURIComponent;
 
+/** Every call of an execution in call order, following `next_cursor` page by page. */
+export async function steps(id) {
+  const out = [];
+  for (let cursor = null; ;) {
+    const v = await api(`/executions/${seg(id)}/steps${cursor ? `?cursor=${seg(cursor)}` : ""}`);
+    out.push(...v.steps);
+    if (!v.next_cursor) return out;
+    cursor = v.next_cursor;
+  }
+}
+
 /**
  * Follow the Server-Sent Events at `/api/v1${path}`, calling `onEvent(type, data)` for each,
  * until `signal` aborts or the stream ends (answers then). EventSource cannot send the

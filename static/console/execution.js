@@ -2,7 +2,7 @@
 // it ran, nested under its caller), the chosen call's input, output, error and traceback,
 // and what every call printed. A running execution is followed live: bars grow, lines appear.
 
-import { api, follow, seg } from "./api.js";
+import { api, follow, seg, steps as allSteps } from "./api.js";
 import { badge, fill, h, link, ms, pre, when } from "./dom.js";
 
 export async function render(main, [id], { signal }) {
@@ -15,7 +15,7 @@ export async function render(main, [id], { signal }) {
     h("section", { class: "card" }, h("h2", {}, "Logs"), logs));
 
   let [exec, steps] = await Promise.all([api(`/executions/${seg(id)}`),
-    api(`/executions/${seg(id)}/steps`).then((v) => v.steps)]);
+    allSteps(id)]);
   let chosen = steps[0]?.id;
   const choose = (s) => { chosen = s.id; draw(); };
 
@@ -45,7 +45,7 @@ export async function render(main, [id], { signal }) {
     const mine = ++asked;
     try {
       const [e, st] = await Promise.all([
-        api(`/executions/${seg(id)}`), api(`/executions/${seg(id)}/steps`).then((v) => v.steps)]);
+        api(`/executions/${seg(id)}`), allSteps(id)]);
       if (mine !== asked || signal.aborted) return;
       [exec, steps] = [e, st];
       chosen ??= steps[0]?.id;

@@ -40,17 +40,20 @@ export async function render(main, _params, { signal, go, query }) {
       h("thead", {}, h("tr", {}, ["Execution", "Function", "Status", "Trigger", "Started", "Duration"]
         .map((c) => h("th", { scope: "col" }, c)))), table)));
 
+  // Pages by cursor: each costs the same however deep, and runs started meanwhile do not
+  // shift rows between pages. The browser's Back returns to a newer page.
   const PAGE = 50;
-  const offset = Math.max(0, Number(query.get("offset")) || 0);
-  const q = new URLSearchParams({ limit: String(PAGE), offset: String(offset) });
+  const cursor = query.get("cursor");
+  const q = new URLSearchParams({ limit: String(PAGE) });
+  if (cursor) q.set("cursor", cursor);
   for (const k of ["function", "status", "trigger", "since", "until"]) if (query.get(k)) q.set(k, query.get(k));
   // A workflow's run is an execution named after the workflow: its row leads to the graph.
   const workflows = api("/workflows").then((v) => new Set(v.workflows.map((w) => w.name)), () => new Set());
   const pager = h("div", { class: "actions pager" });
   main.append(pager);
-  const at = (o) => {
+  const at = (c) => {
     const p = new URLSearchParams(query);
-    if (o > 0) p.set("offset", String(o)); else p.delete("offset");
+    if (c) p.set("cursor", c); else p.delete("cursor");
     return `/ui/executions${p.toString() ? "?" + p : ""}`;
   };
   let waiting = false;
@@ -59,9 +62,9 @@ export async function render(main, _params, { signal, go, query }) {
     fill(table, v.executions.length ? v.executions.map((e) => row(e, names))
       : h("tr", {}, h("td", { colspan: 6, class: "muted" }, "No executions match.")));
     waiting = v.executions.some((e) => e.status === "queued");
-    fill(pager, h("span", { class: "muted" }, v.total ? `${offset + 1}–${offset + v.executions.length} of ${v.total}` : ""),
-      offset > 0 ? link(at(Math.max(0, offset - PAGE)), "Newer") : null,
-      offset + v.executions.length < v.total ? link(at(offset + PAGE), "Older") : null);
+    fill(pager, h("span", { class: "muted" }, v.executions.length ? `${v.executions.length} shown` : ""),
+      cursor ? link(at(null), "Newest") : null,
+      v.next_cursor ? link(at(v.next_cursor), "Older") : null);
   };
   try {
     await load();

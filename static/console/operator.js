@@ -23,9 +23,9 @@ const total = (path) => api(path).then((v) => v.total);
 async function usage() {
   const day = new Date(Date.now() - 86400e3).toISOString();
   const [functions, running, queued, lastDay, failedDay] = await Promise.all([
-    total("/functions?limit=1"), total("/executions?status=running&limit=1"),
-    total("/executions?status=queued&limit=1"), total(`/executions?since=${seg(day)}&limit=1`),
-    total(`/executions?status=failed&since=${seg(day)}&limit=1`)]);
+    total("/functions?limit=1"), total("/executions?status=running&limit=1&total=true"),
+    total("/executions?status=queued&limit=1&total=true"), total(`/executions?since=${seg(day)}&limit=1&total=true`),
+    total(`/executions?status=failed&since=${seg(day)}&limit=1&total=true`)]);
   return { functions, running, queued, lastDay, failedDay };
 }
 
@@ -112,7 +112,7 @@ async function subtenants() {
     const used = h("td", { class: "num" }, "…");
     const running = h("td", { class: "num" }, "…");
     // Each subtenant's usage, read as the admin acting in it.
-    Promise.all([countIn(t.subtenant_id, "/functions?limit=1"), countIn(t.subtenant_id, "/executions?status=running&limit=1")])
+    Promise.all([countIn(t.subtenant_id, "/functions?limit=1"), countIn(t.subtenant_id, "/executions?status=running&limit=1&total=true")])
       .then(([f, r]) => { fill(used, f); fill(running, r); }, () => { fill(used, "?"); fill(running, "?"); });
     return h("tr", { "data-subtenant": t.subtenant_id },
       h("td", {}, h("code", {}, t.subtenant_id)),

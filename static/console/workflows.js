@@ -2,7 +2,7 @@
 // and a run's page: the DAG with each node coloured by its state in that run, a chosen
 // node's attempts, output or error, followed live while the run goes on.
 
-import { api, follow, seg } from "./api.js";
+import { api, follow, seg, steps as allSteps } from "./api.js";
 import { badge, fill, h, link, ms, pre, problem, when } from "./dom.js";
 import { draw } from "./graph.js";
 
@@ -57,7 +57,7 @@ export const page = {
       h("section", { class: "card" }, h("h2", {}, "Run"),
         h("label", { for: "wf-config" }, "Config (JSON), merged over the workflow's own"), config,
         h("div", { class: "actions" }, button), status),
-      h("section", { class: "card" }, h("h2", {}, `Runs (${runs.total})`), h("div", { class: "scroll" },
+      h("section", { class: "card" }, h("h2", {}, `Runs (${runs.runs.length}${runs.next_cursor ? "+" : ""})`), h("div", { class: "scroll" },
         h("table", { class: "list", id: "wf-runs" },
           h("thead", {}, h("tr", {}, ["Run", "Status", "Trigger", "Started", "Duration"].map((c) => h("th", { scope: "col" }, c)))),
           h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No runs yet.")))))));
@@ -72,10 +72,10 @@ export const run = {
     fill(main, head, h("section", { class: "card" }, h("h2", {}, "Nodes"), legend(), graph), detail);
     // A queued run has no execution steps yet.
     const stepsOf = async (v) => (v.status === "queued" ? []
-      : (await api(`/executions/${seg(id)}/steps`).catch(() => ({ steps: [] }))).steps);
+      : await allSteps(id).catch(() => []));
     // The steps are asked for with the run (a queued run has none: its 404 is an empty list).
     let [view, steps] = await Promise.all([api(`/workflows/${seg(name)}/runs/${seg(id)}`),
-      api(`/executions/${seg(id)}/steps`).then((v) => v.steps, () => [])]);
+      allSteps(id).catch(() => [])]);
     let chosen = null;
     let shown = ""; // what the detail shows, so a reload that changed nothing leaves it be
     const paint = () => {
