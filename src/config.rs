@@ -158,6 +158,13 @@ pub struct Settings {
     /// one tenant's flood never takes every worker).
     #[arg(long, env = "TENANT_MAX_CONCURRENT_EXECUTIONS", default_value_t = 0)]
     pub tenant_max_concurrent_executions: u32,
+    /// How long a direct call at its tenant's concurrency cap waits for a slot before the
+    /// 429 (0 = refuse at once).
+    #[arg(long, env = "TENANT_QUEUE_WAIT_MS", default_value_t = 2000)]
+    pub tenant_queue_wait_ms: u64,
+    /// Most calls of one tenant waiting for a slot on a server (0 = 16 per CPU core).
+    #[arg(long, env = "TENANT_QUEUE_DEPTH", default_value_t = 0)]
+    pub tenant_queue_depth: u32,
     /// Executions one tenant may start per second on a server (0 = unlimited).
     #[arg(long, env = "TENANT_INVOCATIONS_PER_SECOND", default_value_t = 0.0)]
     pub tenant_invocations_per_second: f64,
@@ -332,6 +339,15 @@ impl Settings {
         self.cache_dir
             .clone()
             .unwrap_or_else(|| self.runtime_dir().join("cache"))
+    }
+
+    /// TENANT_QUEUE_DEPTH, or 16 waiting calls per core: a line that the machine's workers
+    /// clear within the wait when calls are short.
+    pub fn queue_depth_per_tenant(&self) -> u32 {
+        match self.tenant_queue_depth {
+            0 => 16 * std::thread::available_parallelism().map_or(2, |n| n.get() as u32),
+            n => n,
+        }
     }
 
     pub fn database_url(&self) -> String {

@@ -747,7 +747,8 @@ const SLOW: &str = "import time\n\ndef slow(input):\n    time.sleep(1.5)\n    re
 
 /// Per-subtenant quotas (functions, rate, fuel), and one tenant's flood leaving room for another.
 async fn quotas_and_fairness(b: Backend) {
-    let app = start(b).await;
+    // Calls at the cap are refused at once here (no line), so the count of refusals is exact.
+    let app = start_with(b, &["--tenant-queue-wait-ms", "0"]).await;
     let admin = admin_token(&app);
     let sub = format!("{}-q", app.tenant);
     let quotas =
@@ -875,6 +876,119 @@ async fn quotas_and_fairness(b: Backend) {
         );
     }
     call(&app, &admin, None, Method::DELETE, &format!("{path}?force=true"), None).await;
+    app.stop().await;
+}
+
+/// Each of `n` calls of `name` at once: status, Retry-After, body, and how long it took.
+async fn burst(app: &TestApp, name: &str, n: usize) -> Vec<(StatusCode, Option<String>, Value, Duration)> {
+    let calls = (0..n).map(|i| async move {
+        let t = std::time::Instant::now();
+        let (s, retry, v) = invoke_raw(app, &app.token, None, name, json!({"i": i})).await;
+        (s, retry, v, t.elapsed())
+    });
+    futures_util::future::join_all(calls).await
+}
+
+/// A burst above a tenant's concurrency waits its turn instead of being refused: the calls
+/// that fit in the line all run, one at a time at a cap of 1; those past the line's depth
+/// are refused at once, and one that waits longer than the wait is refused then. With the
+/// defaults, a burst of 16 quick calls from one tenant gets no 429.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_waits_its_turn() {
+    let flags = [
+        "--tenant-max-concurrent-executions",
+        "1",
+        "--tenant-queue-wait-ms",
+        "20000",
+        "--tenant-queue-depth",
+        "3",
+    ];
+    let app = start_with(Backend::Sqlite, &flags).await;
+    app.create(
+        "nap",
+        "import time\ndef nap(input):\n    time.sleep(0.4)\n    return input['i']\n",
+    )
+    .await;
+    let answers = burst(&app, "nap", 6).await;
+    let ok: Vec<_> = answers.iter().filter(|a| a.0 == StatusCode::OK).collect();
+    let refused: Vec<_> = answers
+        .iter()
+        .filter(|a| a.0 == StatusCode::TOO_MANY_REQUESTS)
+        .collect();
+    assert_eq!(
+        (ok.len(), refused.len()),
+        (4, 2),
+        "one runs, three wait, two are turned away: {answers:?}"
+    );
+    for (_, retry, v, took) in &refused {
+        assert_eq!(retry.as_deref(), Some("1"), "{v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("TENANT_QUEUE_DEPTH"),
+            "{v}"
+        );
+        assert!(
+            *took < Duration::from_millis(400),
+            "refused at once, not after a wait: {took:?}"
+        );
+    }
+    // The four ran one at a time.
+    let mut spans = vec![];
+    for (_, _, v, _) in &ok {
+        let id = v["execution_id"].as_str().unwrap();
+        let (_, e) = app.get(&format!("/api/v1/executions/{id}")).await;
+        let at = |k: &str| chrono::DateTime::parse_from_rfc3339(e[k].as_str().unwrap()).unwrap();
+        spans.push((at("started_at"), at("finished_at")));
+    }
+    spans.sort();
+    for w in spans.windows(2) {
+        assert!(w[0].1 <= w[1].0, "overlapping runs at a cap of 1: {spans:?}");
+    }
+    assert!(
+        ok.iter().map(|a| a.3).max().unwrap() >= Duration::from_millis(1500),
+        "the last waited for three"
+    );
+    app.stop().await;
+
+    // A call that cannot get a slot within the wait is refused when the wait ends.
+    let app = start_with(
+        Backend::Sqlite,
+        &[
+            "--tenant-max-concurrent-executions",
+            "1",
+            "--tenant-queue-wait-ms",
+            "300",
+        ],
+    )
+    .await;
+    app.create("nap", "import time\ndef nap(input):\n    time.sleep(2)\n    return 1\n")
+        .await;
+    let answers = burst(&app, "nap", 2).await;
+    let late = answers
+        .iter()
+        .find(|a| a.0 == StatusCode::TOO_MANY_REQUESTS)
+        .expect("one waited too long");
+    assert!(
+        late.2["error"]["message"].as_str().unwrap().contains("waited 300 ms"),
+        "{:?}",
+        late.2
+    );
+    assert!(
+        late.3 >= Duration::from_millis(300) && late.3 < Duration::from_millis(1900),
+        "{:?}",
+        late.3
+    );
+    assert_eq!(
+        answers.iter().filter(|a| a.0 == StatusCode::OK).count(),
+        1,
+        "{answers:?}"
+    );
+    app.stop().await;
+
+    // The defaults: a burst of 16 quick calls from one tenant all run.
+    let app = start(Backend::Sqlite).await;
+    app.create("quick", "def quick(input):\n    return input['i']\n").await;
+    let answers = burst(&app, "quick", 16).await;
+    assert!(answers.iter().all(|a| a.0 == StatusCode::OK), "{answers:?}");
     app.stop().await;
 }
 

@@ -35,7 +35,7 @@ pub use error::{Error, Result};
 use queue::Claimed;
 pub use queue::QueueStats;
 use quotas::Limiter;
-pub use quotas::Quotas;
+pub use quotas::{AtCap, Quotas};
 use recorder::Recorder;
 use tree::CallTree;
 use workers::Workers;
@@ -335,7 +335,9 @@ impl Engine {
         } = unit;
         let name = function.name.as_str();
         let packages = inner.packages.mount(tenant).await?;
-        let (admission, quotas) = inner.limiter.admit(tenant).await?;
+        // A claimed job at the cap goes back to the queue rather than hold a worker waiting.
+        let at_cap = if claimed.is_some() { AtCap::Refuse } else { AtCap::Wait };
+        let (admission, quotas) = inner.limiter.admit(tenant, at_cap).await?;
         let (isolation, timeout, fuel, memory) = inner.limits(&function.current.content.settings);
         let fuel = quotas.max_fuel_per_execution.map_or(fuel, |cap| fuel.min(cap));
         let started = Instant::now();

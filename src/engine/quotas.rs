@@ -6,6 +6,11 @@
 //! is configured (see `rate`), else by each server; the function count is the database's.
 //! The default concurrency cap is half the sandbox workers, so one tenant's flood always
 //! leaves room for others.
+//!
+//! A direct call that finds its tenant at the cap waits its turn (first come, first served)
+//! for up to TENANT_QUEUE_WAIT_MS, in a line of at most TENANT_QUEUE_DEPTH calls, before it
+//! is refused: a burst is smoothed, not bounced. Work that can be retried later (queued
+//! jobs, a stranded workflow run) is refused at once instead of holding a worker.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -14,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::rate::SharedRate;
 use super::Error;
@@ -111,15 +117,54 @@ impl Quotas {
 struct Tenant {
     quotas: Quotas,
     read_at: Instant,
+    /// Its concurrency: one permit per execution it may run at once (`cap` of them), handed
+    /// to waiting calls in the order they came.
+    slots: Arc<Semaphore>,
+    cap: u32,
     running: Arc<AtomicU32>,
+    /// Calls waiting for a slot now.
+    waiting: Arc<AtomicU32>,
     tokens: f64,
     refilled: Instant,
 }
 
+impl Tenant {
+    /// Follow a changed cap. Lowering it takes back only free permits; the rest are taken
+    /// back at later reads, as running executions end.
+    fn resize(&mut self, cap: u32) {
+        if cap > self.cap {
+            self.slots.add_permits((cap - self.cap) as usize);
+            self.cap = cap;
+        } else if cap < self.cap {
+            let gone = self.slots.forget_permits((self.cap - cap) as usize);
+            self.cap -= gone as u32;
+        }
+    }
+}
+
+/// Whether a call at its tenant's cap waits for a slot or is refused at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AtCap {
+    Wait,
+    Refuse,
+}
+
 /// A running execution's place in its tenant's concurrency; leaving frees it.
-pub struct Admission(Arc<AtomicU32>);
+pub struct Admission {
+    _slot: OwnedSemaphorePermit,
+    running: Arc<AtomicU32>,
+}
 
 impl Drop for Admission {
+    fn drop(&mut self) {
+        self.running.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Counts a call in its tenant's line while it waits (a caller who gives up leaves it).
+struct InLine(Arc<AtomicU32>);
+
+impl Drop for InLine {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
@@ -173,13 +218,18 @@ impl Limiter {
         let quotas = Quotas::effective(&self.settings, stored.as_ref())
             .map_err(|m| Error::Store(crate::store::StoreError::Corrupt(format!("subtenant {tenant}: {m}"))))?;
         let mut map = self.lock();
+        let cap = quotas.max_concurrent_executions;
         let entry = map.entry(tenant.to_string()).or_insert_with(|| Tenant {
             quotas: quotas.clone(),
             read_at: Instant::now(),
+            slots: Arc::new(Semaphore::new(cap as usize)),
+            cap,
             running: Arc::default(),
+            waiting: Arc::default(),
             tokens: quotas.burst,
             refilled: Instant::now(),
         });
+        entry.resize(cap);
         entry.quotas = quotas.clone();
         entry.read_at = Instant::now();
         Ok(quotas)
@@ -192,29 +242,46 @@ impl Limiter {
     }
 
     /// Let one execution of `tenant` start, or say which limit it hit (429, retry shortly):
-    /// a slot of its concurrency first, then a token of its rate (the slot is given back
-    /// when there is none).
-    pub async fn admit(&self, tenant: &str) -> Result<(Admission, Quotas), Error> {
+    /// a slot of its concurrency first (waited for in line, with `AtCap::Wait`), then a
+    /// token of its rate (the slot is given back when there is none).
+    pub async fn admit(&self, tenant: &str, at_cap: AtCap) -> Result<(Admission, Quotas), Error> {
         let quotas = self.quotas(tenant).await?;
         let cap = quotas.max_concurrent_executions;
-        let admission = {
+        let (slots, running, waiting) = {
             let map = self.lock();
             let t = map
                 .get(tenant)
                 .ok_or_else(|| Error::Internal(anyhow::anyhow!("tenant counters vanished")))?;
-            if t.running
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < cap).then_some(n + 1))
-                .is_err()
-            {
-                return Err(Error::Quota {
-                    message: format!(
-                        "tenant {tenant} already runs {cap} executions at once (its max_concurrent_executions)"
-                    ),
-                    retry_after_seconds: 1,
-                });
-            }
-            Admission(t.running.clone())
+            (t.slots.clone(), t.running.clone(), t.waiting.clone())
         };
+        let full = |why: &str| Error::Quota {
+            message: format!(
+                "tenant {tenant} already runs {cap} executions at once (its max_concurrent_executions){why}"
+            ),
+            retry_after_seconds: 1,
+        };
+        // A free slot is taken at once only when nobody waits: permits go to the line first.
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                let wait = Duration::from_millis(self.settings.tenant_queue_wait_ms);
+                let depth = self.settings.queue_depth_per_tenant();
+                if at_cap == AtCap::Refuse || wait.is_zero() {
+                    return Err(full(""));
+                }
+                if waiting.fetch_add(1, Ordering::AcqRel) >= depth {
+                    waiting.fetch_sub(1, Ordering::AcqRel);
+                    return Err(full(&format!(" and {depth} more wait for a slot (TENANT_QUEUE_DEPTH)")));
+                }
+                let _in_line = InLine(waiting);
+                match tokio::time::timeout(wait, slots.acquire_owned()).await {
+                    Ok(Ok(slot)) => slot,
+                    _ => return Err(full(&format!("; this call waited {} ms for a slot", wait.as_millis()))),
+                }
+            }
+        };
+        running.fetch_add(1, Ordering::AcqRel);
+        let admission = Admission { _slot: slot, running };
         let rate = quotas.invocations_per_second;
         if rate > 0.0 {
             let shared = match &self.shared {

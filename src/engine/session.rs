@@ -439,7 +439,7 @@ impl Engine {
         let inner = &self.inner;
         inner.check_open()?;
         let live = self.live_session(tenant, id).await?;
-        let (_admission, quotas) = inner.limiter.admit(tenant).await?;
+        let (_admission, quotas) = inner.limiter.admit(tenant, super::AtCap::Wait).await?;
         let mut kept = live.kept.clone().lock_owned().await;
         inner.check_still_active(&live, &mut kept)?;
         let row = inner.touch(&live, false);

@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 
 use super::capabilities::Shared;
 use super::orchestrator::{new_drive, Orchestrator, Prior, State};
-use super::quotas::Admission;
+use super::quotas::{Admission, AtCap};
 use super::tree::CallTree;
 use super::Result;
 use super::{Engine, Error, Inner, InvokeResult, Trigger};
@@ -110,7 +110,7 @@ impl Engine {
         let inner = &self.inner;
         let packages = inner.packages.mount(tenant).await?;
         inner.check_open()?;
-        let (admission, _) = inner.limiter.admit(tenant).await?;
+        let (admission, _) = inner.limiter.admit(tenant, AtCap::Wait).await?;
         let execution_id = uuid::Uuid::now_v7().to_string();
         let started_at = now_ms();
         let lease = inner.settings.workflow_lease_ms as i64;
@@ -181,7 +181,8 @@ impl Engine {
             .await?;
         let packages = inner.packages.mount(tenant).await?;
         inner.check_open()?;
-        let (admission, _) = inner.limiter.admit(tenant).await?;
+        // A queued run at the cap goes back to the queue.
+        let (admission, _) = inner.limiter.admit(tenant, AtCap::Refuse).await?;
         let drive = new_drive(&inner.node_id);
         let started_at = now_ms();
         let times = (
@@ -295,7 +296,7 @@ impl Engine {
                 Err(e) => return Err(e.into()), // the database is unwell: look again later
             };
             // Held against the tenant's concurrency like any run; at the cap it waits.
-            let Ok((admission, _)) = inner.limiter.admit(&row.tenant).await else {
+            let Ok((admission, _)) = inner.limiter.admit(&row.tenant, AtCap::Refuse).await else {
                 continue;
             };
             let until = now_ms() + inner.settings.workflow_lease_ms as i64;
