@@ -104,8 +104,8 @@ pub struct Settings {
     /// Calls after which a warm instance is retired.
     #[arg(long, env = "WARM_MAX_USES", default_value_t = 1000)]
     pub warm_max_uses: u32,
-    /// Memory all idle warm instances may hold together, in MiB (the least recently used go
-    /// first).
+    /// Memory all idle warm instances may hold together (resident, not reserved), in MiB
+    /// (the least recently used go first).
     #[arg(long, env = "WARM_POOL_MAX_MB", default_value_t = 1024)]
     pub warm_pool_max_mb: u64,
     /// Seconds a warm instance may stay idle before it is dropped (0: no limit).

@@ -34,7 +34,9 @@ async def invoke(name: str, request: Request):
 
 
 if __name__ == "__main__":
-    sock = socket.socket()
+    # IPPROTO_TCP named, so asyncio sets TCP_NODELAY on each connection (with proto 0 it
+    # does not, and every keep-alive answer waits ~40 ms on Nagle and a delayed ACK).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     sock.listen(1024)
     print(f"peer listening on http://127.0.0.1:{sock.getsockname()[1]}", flush=True)

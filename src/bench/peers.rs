@@ -32,12 +32,32 @@ fn rr(i: usize) -> (String, String) {
 fn functions() -> Vec<(String, String, &'static str)> {
     let mut out = vec![
         ("hello".to_string(), HELLO.to_string(), "warm"),
-        ("hello_fresh".to_string(), HELLO.replace("hello(", "hello_fresh("), "fresh"),
+        (
+            "hello_fresh".to_string(),
+            HELLO.replace("hello(", "hello_fresh("),
+            "fresh",
+        ),
         ("fibo".to_string(), FIBO.to_string(), "warm"),
-        ("leaf".to_string(), "def leaf(input):\n    return input\n".to_string(), "warm"),
-        ("c1".to_string(), "def c1(input):\n    return leaf(input)\n".to_string(), "warm"),
-        ("c2".to_string(), "def c2(input):\n    return c1(input)\n".to_string(), "warm"),
-        ("c3".to_string(), "def c3(input):\n    return c2(input)\n".to_string(), "warm"),
+        (
+            "leaf".to_string(),
+            "def leaf(input):\n    return input\n".to_string(),
+            "warm",
+        ),
+        (
+            "c1".to_string(),
+            "def c1(input):\n    return leaf(input)\n".to_string(),
+            "warm",
+        ),
+        (
+            "c2".to_string(),
+            "def c2(input):\n    return c1(input)\n".to_string(),
+            "warm",
+        ),
+        (
+            "c3".to_string(),
+            "def c3(input):\n    return c2(input)\n".to_string(),
+            "warm",
+        ),
     ];
     out.extend((0..RR_MAX).map(|i| {
         let (n, c) = rr(i);
@@ -115,7 +135,12 @@ async fn one_call(client: &reqwest::Client, t: &Target, url: &str, body: &Value)
     if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
         return Ok((ms, false));
     }
-    anyhow::ensure!(status.is_success(), "{} {url}: {}", status, String::from_utf8_lossy(&bytes));
+    anyhow::ensure!(
+        status.is_success(),
+        "{} {url}: {}",
+        status,
+        String::from_utf8_lossy(&bytes)
+    );
     Ok((ms, true))
 }
 
@@ -184,7 +209,11 @@ fn subprocess_call(python: &str, code: &str, call: &str, input: &Value) -> anyho
         .arg(&program)
         .arg(input.to_string())
         .output()?;
-    anyhow::ensure!(o.status.success(), "python3 -c failed: {}", String::from_utf8_lossy(&o.stderr));
+    anyhow::ensure!(
+        o.status.success(),
+        "python3 -c failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     Ok(t.elapsed().as_secs_f64() * 1000.0)
 }
 
@@ -194,10 +223,8 @@ pub async fn run(settings: Settings, iterations: usize, peers_dir: PathBuf) -> a
     let server = {
         let (settings, dir) = (settings.clone(), dir.clone());
         let extra = ["--tenant-max-functions", "2000"];
-        tokio::task::spawn_blocking(move || {
-            Server::start_exe(&std::env::current_exe()?, &settings, &dir, &extra, &[])
-        })
-        .await??
+        tokio::task::spawn_blocking(move || Server::start_exe(&std::env::current_exe()?, &settings, &dir, &extra, &[]))
+            .await??
     };
     let tenant = format!("bench-{}", uuid::Uuid::now_v7().simple());
     let token = crate::auth::Keys::new("bench").mint(&tenant, "bench@localhost", false, Duration::from_secs(7200))?;
@@ -232,7 +259,11 @@ pub async fn run(settings: Settings, iterations: usize, peers_dir: PathBuf) -> a
         }
     }
 
-    eprintln!("defining {} functions on {} targets ...", functions().len(), targets.len());
+    eprintln!(
+        "defining {} functions on {} targets ...",
+        functions().len(),
+        targets.len()
+    );
     for t in &targets {
         for (name, code, isolation) in functions() {
             let mut req = client
@@ -242,7 +273,12 @@ pub async fn run(settings: Settings, iterations: usize, peers_dir: PathBuf) -> a
                 req = req.bearer_auth(tok);
             }
             let r = req.send().await?;
-            anyhow::ensure!(r.status().is_success(), "{}: defining {name}: {}", t.name, r.text().await?);
+            anyhow::ensure!(
+                r.status().is_success(),
+                "{}: defining {name}: {}",
+                t.name,
+                r.text().await?
+            );
         }
     }
     let path = format!("bench-fibo-{tenant}");
@@ -345,8 +381,16 @@ pub async fn run(settings: Settings, iterations: usize, peers_dir: PathBuf) -> a
             }
         }
     }
-    println!("| hello | 1 | python3 -c subprocess | {} | {:.3} | – | – | – | – |", sub.0.len(), p50(&sub.0));
-    println!("| fibo(25) | 1 | python3 -c subprocess | {} | {:.3} | – | – | – | – |", sub.1.len(), p50(&sub.1));
+    println!(
+        "| hello | 1 | python3 -c subprocess | {} | {:.3} | – | – | – | – |",
+        sub.0.len(),
+        p50(&sub.0)
+    );
+    println!(
+        "| fibo(25) | 1 | python3 -c subprocess | {} | {:.3} | – | – | – | – |",
+        sub.1.len(),
+        p50(&sub.1)
+    );
     println!(
         "\nfibo(10) via webhook, cited not measured (Windmill's published benchmark): 54 ms/job on \
          dedicated workers, 111 ms normal, AWS Lambda 73 ms."

@@ -117,10 +117,7 @@ impl Quotas {
 struct Tenant {
     quotas: Quotas,
     read_at: Instant,
-    /// Its concurrency: one permit per execution it may run at once (`cap` of them), handed
-    /// to waiting calls in the order they came.
-    slots: Arc<Semaphore>,
-    cap: u32,
+    slots: Slots,
     running: Arc<AtomicU32>,
     /// Calls waiting for a slot now.
     waiting: Arc<AtomicU32>,
@@ -128,17 +125,39 @@ struct Tenant {
     refilled: Instant,
 }
 
-impl Tenant {
-    /// Follow a changed cap. Lowering it takes back only free permits; the rest are taken
-    /// back at later reads, as running executions end.
+/// A tenant's concurrency: one permit per execution it may run at once (`cap` of them),
+/// handed to waiting calls in the order they came.
+struct Slots {
+    sem: Arc<Semaphore>,
+    cap: u32,
+    /// Permits still to take back after the cap was lowered while they were in use: each
+    /// admission that ends while some are owed is forgotten rather than returned.
+    owed: Arc<AtomicU32>,
+}
+
+impl Slots {
+    fn new(cap: u32) -> Slots {
+        Slots {
+            sem: Arc::new(Semaphore::new(cap as usize)),
+            cap,
+            owed: Arc::default(),
+        }
+    }
+
+    /// Follow a changed cap. Lowering it takes back the free permits now and owes the
+    /// rest, which running executions pay as they end (a freed permit would otherwise go
+    /// straight to the next call in line); raising it pays off what is owed first.
     fn resize(&mut self, cap: u32) {
         if cap > self.cap {
-            self.slots.add_permits((cap - self.cap) as usize);
-            self.cap = cap;
+            let more = cap - self.cap;
+            let paid = take_up_to(&self.owed, more);
+            self.sem.add_permits((more - paid) as usize);
         } else if cap < self.cap {
-            let gone = self.slots.forget_permits((self.cap - cap) as usize);
-            self.cap -= gone as u32;
+            let less = self.cap - cap;
+            let gone = self.sem.forget_permits(less as usize) as u32;
+            self.owed.fetch_add(less - gone, Ordering::AcqRel);
         }
+        self.cap = cap;
     }
 }
 
@@ -149,15 +168,30 @@ pub enum AtCap {
     Refuse,
 }
 
-/// A running execution's place in its tenant's concurrency; leaving frees it.
+/// Take up to `n` from `counter` (never below zero); answers how many were taken.
+fn take_up_to(counter: &AtomicU32, n: u32) -> u32 {
+    let before = counter
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| Some(v - v.min(n)))
+        .unwrap_or(0);
+    before.min(n)
+}
+
+/// A running execution's place in its tenant's concurrency; leaving frees it (or pays a
+/// permit owed since the cap was lowered).
 pub struct Admission {
-    _slot: OwnedSemaphorePermit,
+    slot: Option<OwnedSemaphorePermit>,
+    owed: Arc<AtomicU32>,
     running: Arc<AtomicU32>,
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
         self.running.fetch_sub(1, Ordering::AcqRel);
+        if take_up_to(&self.owed, 1) == 1 {
+            if let Some(slot) = self.slot.take() {
+                slot.forget();
+            }
+        }
     }
 }
 
@@ -222,14 +256,13 @@ impl Limiter {
         let entry = map.entry(tenant.to_string()).or_insert_with(|| Tenant {
             quotas: quotas.clone(),
             read_at: Instant::now(),
-            slots: Arc::new(Semaphore::new(cap as usize)),
-            cap,
+            slots: Slots::new(cap),
             running: Arc::default(),
             waiting: Arc::default(),
             tokens: quotas.burst,
             refilled: Instant::now(),
         });
-        entry.resize(cap);
+        entry.slots.resize(cap);
         entry.quotas = quotas.clone();
         entry.read_at = Instant::now();
         Ok(quotas)
@@ -247,12 +280,17 @@ impl Limiter {
     pub async fn admit(&self, tenant: &str, at_cap: AtCap) -> Result<(Admission, Quotas), Error> {
         let quotas = self.quotas(tenant).await?;
         let cap = quotas.max_concurrent_executions;
-        let (slots, running, waiting) = {
+        let (slots, owed, running, waiting) = {
             let map = self.lock();
             let t = map
                 .get(tenant)
                 .ok_or_else(|| Error::Internal(anyhow::anyhow!("tenant counters vanished")))?;
-            (t.slots.clone(), t.running.clone(), t.waiting.clone())
+            (
+                t.slots.sem.clone(),
+                t.slots.owed.clone(),
+                t.running.clone(),
+                t.waiting.clone(),
+            )
         };
         let full = |why: &str| Error::Quota {
             message: format!(
@@ -281,7 +319,11 @@ impl Limiter {
             }
         };
         running.fetch_add(1, Ordering::AcqRel);
-        let admission = Admission { _slot: slot, running };
+        let admission = Admission {
+            slot: Some(slot),
+            owed,
+            running,
+        };
         let rate = quotas.invocations_per_second;
         if rate > 0.0 {
             let shared = match &self.shared {
@@ -317,5 +359,46 @@ impl Limiter {
         }
         t.tokens -= 1.0;
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admit(slots: &Slots) -> Admission {
+        Admission {
+            slot: Some(slots.sem.clone().try_acquire_owned().expect("a free slot")),
+            owed: slots.owed.clone(),
+            running: Arc::new(AtomicU32::new(1)),
+        }
+    }
+
+    #[test]
+    fn a_lowered_cap_holds_even_while_its_slots_are_in_use() {
+        let mut slots = Slots::new(2);
+        let (a, b) = (admit(&slots), admit(&slots));
+        slots.resize(1);
+        assert_eq!(slots.sem.available_permits(), 0);
+        drop(a); // pays what was owed instead of letting the next call in
+        assert_eq!(slots.sem.available_permits(), 0);
+        drop(b);
+        assert_eq!(slots.sem.available_permits(), 1, "one slot: the new cap");
+        slots.resize(3);
+        assert_eq!(slots.sem.available_permits(), 3);
+    }
+
+    #[test]
+    fn raising_the_cap_again_cancels_what_was_owed() {
+        let mut slots = Slots::new(2);
+        let (a, b) = (admit(&slots), admit(&slots));
+        slots.resize(1);
+        slots.resize(2);
+        assert_eq!(slots.owed.load(Ordering::Acquire), 0);
+        drop(a);
+        drop(b);
+        assert_eq!(slots.sem.available_permits(), 2);
+        slots.resize(1);
+        assert_eq!(slots.sem.available_permits(), 1, "free permits are taken back at once");
     }
 }

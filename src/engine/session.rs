@@ -439,8 +439,10 @@ impl Engine {
         let inner = &self.inner;
         inner.check_open()?;
         let live = self.live_session(tenant, id).await?;
-        let (_admission, quotas) = inner.limiter.admit(tenant, super::AtCap::Wait).await?;
+        // The interpreter first, then a slot: the order a cell takes them in (a cell waits
+        // for its slot holding the interpreter), so neither waits on the other.
         let mut kept = live.kept.clone().lock_owned().await;
+        let (_admission, quotas) = inner.limiter.admit(tenant, super::AtCap::Wait).await?;
         inner.check_still_active(&live, &mut kept)?;
         let row = inner.touch(&live, false);
         let (_, timeout, fuel, _) = inner.limits(&settings_of(&row));

@@ -48,7 +48,7 @@ struct ListQuery {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct StepsQuery {
-    /// How many (1 to 1000; default 1000).
+    /// How many (1 to 1001; default 1001: the root and the default cap of nested calls).
     limit: Option<i64>,
     /// The previous page's `next_cursor`.
     cursor: Option<String>,

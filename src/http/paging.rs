@@ -28,10 +28,11 @@ impl Listing {
         }
     }
 
-    /// The default and largest page: steps come whole up to the default call cap.
+    /// The default and largest page: an execution's steps come on one page up to the
+    /// default call cap (the root and 1,000 nested calls).
     fn bounds(self) -> (i64, i64) {
         match self {
-            Listing::Steps => (1000, 1000),
+            Listing::Steps => (1001, 1001),
             _ => (50, 500),
         }
     }
@@ -127,6 +128,6 @@ mod tests {
         };
         let p = page(Listing::Executions, big).unwrap();
         assert_eq!((p.limit, p.count), (500, true));
-        assert_eq!(page(Listing::Steps, Asked::default()).unwrap().limit, 1000);
+        assert_eq!(page(Listing::Steps, Asked::default()).unwrap().limit, 1001);
     }
 }

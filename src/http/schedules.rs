@@ -243,6 +243,8 @@ async fn run_now(
 struct RunsQuery {
     /// How many (1 to 500; default 50).
     limit: Option<i64>,
+    /// Rows to skip; `cursor` is the way to page.
+    offset: Option<i64>,
     /// The previous page's `next_cursor`.
     cursor: Option<String>,
     /// Also count every run (`total`).
@@ -257,9 +259,9 @@ async fn runs(
 ) -> ApiResult<Json<views::ScheduleRuns>> {
     let asked = Asked {
         limit: q.limit,
+        offset: q.offset,
         cursor: q.cursor.as_deref(),
         total: q.total,
-        ..Default::default()
     };
     let page = paging::page(Listing::ScheduleRuns, asked)?;
     let found = state.services.schedules.runs(&caller, &id, &page).await?;

@@ -165,6 +165,15 @@ impl Instance {
         self.memory.data_size(&self.store) as u64
     }
 
+    /// The bytes of its memory that are resident now: what keeping it idle costs the
+    /// machine. A fresh CPython's linear memory is ~40 MiB, of which it has touched ~6;
+    /// counting the linear size held a quarter of the instances the pool's budget allows.
+    /// The linear size where residency cannot be read.
+    pub fn resident_size(&self) -> u64 {
+        let len = self.memory.data_size(&self.store);
+        resident(self.memory.data_ptr(&self.store), len).unwrap_or(len as u64)
+    }
+
     /// Run `source` in the guest's persistent `__main__`, with `begin` as the reply to the
     /// guest's `begin` frame, within `budget`.
     pub fn turn(&mut self, source: &str, begin: Vec<u8>, budget: Budget, host: Box<dyn Host>) -> TurnEnd {
@@ -273,4 +282,19 @@ fn timeout(allowed: std::time::Duration) -> ErrorRecord {
         ErrorKind::Timeout,
         format!("the call ran past its deadline ({:.1} s)", allowed.as_secs_f64()),
     )
+}
+
+/// Resident bytes of the mapping at `ptr` (page aligned), from mincore(2).
+fn resident(ptr: *const u8, len: usize) -> Option<u64> {
+    // SAFETY: sysconf reads a constant of the system.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).ok()?;
+    if page == 0 || len == 0 || !(ptr as usize).is_multiple_of(page) {
+        return None;
+    }
+    let mut pages = vec![0u8; len.div_ceil(page)];
+    // SAFETY: `ptr..ptr+len` is this instance's linear memory, mapped for as long as the
+    // instance (borrowed by the caller) lives; mincore writes one byte per page of it into
+    // `pages`, which has room for every page, and reads nothing of the memory itself.
+    let rc = unsafe { libc::mincore(ptr as *mut libc::c_void, len, pages.as_mut_ptr()) };
+    (rc == 0).then(|| pages.iter().filter(|p| **p & 1 == 1).count() as u64 * page as u64)
 }

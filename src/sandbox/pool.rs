@@ -3,8 +3,8 @@
 //! function version it loaded, never across tenants.
 //!
 //! The pool is bounded three ways, because an instance keeps whatever memory it grew to (a
-//! wasm memory never shrinks): by count, by the bytes of all idle instances together, and by
-//! idle time. An instance that grew past `retire_above` is not kept at all. When a bound is
+//! wasm memory never shrinks): by count, by the resident bytes of all idle instances
+//! together, and by idle time. An instance that grew past `retire_above` is not kept at all. When a bound is
 //! hit the least recently used instances go first. Evicted instances are handed back to the
 //! caller to be dropped off the request path (unmapping a large memory takes time).
 
@@ -169,9 +169,12 @@ impl WarmPool {
     /// Keep `inst` for reuse if it is within bounds, evicting the least recently used to make
     /// room. Returns what is not kept, for the caller to drop off the request path.
     pub fn put(&self, key: PoolKey, inst: Instance) -> Vec<Instance> {
-        let bytes = inst.memory_size();
         let l = self.limits;
-        if bytes > l.retire_above || bytes > l.max_bytes {
+        // An instance's size is the memory it grew to; its cost to the budget is what of
+        // that is resident.
+        let grown = inst.memory_size();
+        let bytes = inst.resident_size();
+        if grown > l.retire_above || bytes > l.max_bytes {
             self.count(Gone::Grown, 1);
             return vec![inst];
         }

@@ -1,6 +1,6 @@
 //! Keyset pages: a listing resumes just past the last row it gave (its time and id), so
-//! reading page 1,000 costs what page 1 does and rows written meanwhile neither repeat nor
-//! go missing. Counting the whole match is a separate, optional query: on a tenant with a
+//! reading page 1,000 costs what page 1 does and rows written meanwhile do not shift the
+//! pages after it. Counting the whole match is a separate, optional query: on a tenant with a
 //! million executions it is the one part of a listing that grows with history.
 
 /// Where a page starts: just past the row with this sort key and id (in the listing's order).
