@@ -154,6 +154,9 @@ impl Slots {
             self.sem.add_permits((more - paid) as usize);
         } else if cap < self.cap {
             let less = self.cap - cap;
+            // A permit returned between these two lines lets one more call in; the
+            // executions ending after it pay that back, so the cap is exceeded by at most
+            // one, briefly.
             let gone = self.sem.forget_permits(less as usize) as u32;
             self.owed.fetch_add(less - gone, Ordering::AcqRel);
         }

@@ -83,7 +83,7 @@ async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) 
     );
     m.set(
         "maestro_sandbox_pool_bytes",
-        "Memory held by idle warm instances, in bytes.",
+        "Memory held by idle warm instances (resident pages, shared ones counted in each), in bytes.",
         vec![],
         stats.warm_bytes as f64,
     );

@@ -284,7 +284,10 @@ fn timeout(allowed: std::time::Duration) -> ErrorRecord {
     )
 }
 
-/// Resident bytes of the mapping at `ptr` (page aligned), from mincore(2).
+/// Resident bytes of the mapping at `ptr` (page aligned), from mincore(2). Pages of a
+/// file-backed copy-on-write image count when they are in the page cache, so pages shared
+/// by every instance count in each.
+#[cfg(target_os = "linux")]
 fn resident(ptr: *const u8, len: usize) -> Option<u64> {
     // SAFETY: sysconf reads a constant of the system.
     let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).ok()?;
@@ -297,4 +300,10 @@ fn resident(ptr: *const u8, len: usize) -> Option<u64> {
     // `pages`, which has room for every page, and reads nothing of the memory itself.
     let rc = unsafe { libc::mincore(ptr as *mut libc::c_void, len, pages.as_mut_ptr()) };
     (rc == 0).then(|| pages.iter().filter(|p| **p & 1 == 1).count() as u64 * page as u64)
+}
+
+/// Elsewhere: unknown (the caller counts the linear size).
+#[cfg(not(target_os = "linux"))]
+fn resident(_: *const u8, _: usize) -> Option<u64> {
+    None
 }
