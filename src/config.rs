@@ -123,6 +123,10 @@ pub struct Settings {
     /// Booted, never-used instances kept ready so fresh calls skip start-up (0 turns this off).
     #[arg(long, env = "FRESH_SPARES", default_value_t = 4)]
     pub fresh_spares: usize,
+    /// Disk the per-function snapshots may take, in MiB (the least recently used go first;
+    /// 0 turns snapshots off, and every pool miss runs the module code again).
+    #[arg(long, env = "SNAPSHOT_DISK_MB", default_value_t = 2048)]
+    pub snapshot_disk_mb: u64,
     /// Largest webhook request body, in bytes (a larger one gets 413).
     #[arg(long, env = "WEBHOOK_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub webhook_max_body_bytes: usize,
@@ -375,6 +379,7 @@ impl Settings {
             capture_bytes: self.max_log_bytes,
             spares: self.fresh_spares,
             max_input_bytes: self.max_input_bytes,
+            snapshot_bytes: self.snapshot_disk_mb << 20,
         }
     }
 }

@@ -511,12 +511,44 @@ def _mx_end(reply):
     _host.call(_json.dumps(reply, ensure_ascii=False).encode("utf-8", "replace"))
 
 
-def _mx_run():
-    req = _mx_frame({"op": "begin"})
-    _mx_state.pop("context", None)
+def _mx_paths(req):
     for p in req.get("paths", ()):
         if p not in _sys.path:
             _sys.path.append(p)  # after the runtime's own: a package cannot shadow the stdlib
+
+
+def _mx_prepare():
+    """Run a function's module code and nothing else: the host snapshots the memory after
+    this, and starts later calls of the function from it."""
+    req = _mx_frame({"op": "begin"})
+    _mx_paths(req)
+    try:
+        _mx_load(req["function"], req["code"])
+    except BaseException as e:
+        _mx_state.pop("fn", None)
+        _mx_end({"op": "end", "ok": False, "error": _mx_error(e)})
+        return
+    _mx_end({"op": "end", "ok": True, "output": None})
+
+
+def _mx_reseed():
+    """Every instance started from one snapshot holds the same random state: give the
+    generators the module code may have seeded a state of this instance's own."""
+    for name in ("random", "numpy.random"):
+        mod = _sys.modules.get(name)
+        if mod is not None:
+            try:
+                mod.seed()
+            except Exception:
+                pass
+
+
+def _mx_run():
+    req = _mx_frame({"op": "begin"})
+    _mx_state.pop("context", None)
+    _mx_paths(req)
+    if req.get("reseed"):
+        _mx_reseed()
     if req.get("session"):
         _mx_state["fn"] = _mx_session_fn(req["code"], req["session"])
     elif req.get("script"):

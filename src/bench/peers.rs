@@ -17,6 +17,11 @@ use super::{percentile, Server};
 use crate::config::Settings;
 
 const HELLO: &str = "def hello(input):\n    return {'greeting': 'hello ' + input.get('name', 'world')}\n";
+/// A data function: its imports are what a fresh instance would pay for without a snapshot.
+const DATA: &str = "import numpy as np\nimport pandas as pd\n\n\
+                    def data_fresh(input):\n    \
+                    df = pd.DataFrame({'a': np.arange(input['n'])})\n    \
+                    return {'sum': int(df['a'].sum())}\n";
 const FIBO: &str = "def fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)\n\n\
                     def fibo(input):\n    return {'n': input['n'], 'fib': fib(input['n'])}\n";
 /// Functions in a round-robin set: `rr_0` .. `rr_999`.
@@ -59,6 +64,11 @@ fn functions() -> Vec<(String, String, &'static str)> {
             "warm",
         ),
     ];
+    // c4 .. c16: a 16-deep chain down to `leaf`.
+    out.extend((4..=16).map(|i| {
+        let code = format!("def c{i}(input):\n    return c{}(input)\n", i - 1);
+        (format!("c{i}"), code, "warm")
+    }));
     out.extend((0..RR_MAX).map(|i| {
         let (n, c) = rr(i);
         (n, c, "warm")
@@ -84,6 +94,9 @@ enum Work {
     Fibo10Webhook,
     Fibo25,
     Chain3,
+    Chain16,
+    /// numpy + pandas, fresh isolation (Maestro only: the peers have neither installed).
+    DataFresh,
     RoundRobin(usize),
 }
 
@@ -95,6 +108,8 @@ impl Work {
             Work::Fibo10Webhook => "fibo(10) via sync webhook".into(),
             Work::Fibo25 => "fibo(25)".into(),
             Work::Chain3 => "3-deep chain".into(),
+            Work::Chain16 => "16-deep chain".into(),
+            Work::DataFresh => "numpy + pandas, fresh isolation".into(),
             Work::RoundRobin(n) => format!("round-robin over {n} functions"),
         }
     }
@@ -108,6 +123,8 @@ impl Work {
             Work::Fibo10Webhook => (t.webhook.clone().unwrap_or_else(|| invoke("fibo")), json!({"n": 10})),
             Work::Fibo25 => (invoke("fibo"), json!({"n": 25})),
             Work::Chain3 => (invoke("c3"), json!({"x": 1})),
+            Work::Chain16 => (invoke("c16"), json!({"x": 1})),
+            Work::DataFresh => (invoke("data_fresh"), json!({"n": 5})),
             Work::RoundRobin(n) => (invoke(&format!("rr_{}", i % n)), json!({"x": i})),
         }
     }
@@ -289,6 +306,13 @@ pub async fn run(settings: Settings, iterations: usize, peers_dir: PathBuf) -> a
         .send()
         .await?;
     anyhow::ensure!(r.status().is_success(), "webhook: {}", r.text().await?);
+    let r = client
+        .post(format!("{}/functions", maestro.base))
+        .bearer_auth(&token)
+        .json(&json!({"name": "data_fresh", "code": DATA, "isolation": "fresh"}))
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().is_success(), "data_fresh: {}", r.text().await?);
     targets[0].webhook = Some(format!("{}/api/v1/h/{path}", server.addr));
 
     let works = [
@@ -297,6 +321,8 @@ pub async fn run(settings: Settings, iterations: usize, peers_dir: PathBuf) -> a
         Work::Fibo10Webhook,
         Work::Fibo25,
         Work::Chain3,
+        Work::Chain16,
+        Work::DataFresh,
         Work::RoundRobin(1),
         Work::RoundRobin(10),
         Work::RoundRobin(100),
@@ -305,9 +331,12 @@ pub async fn run(settings: Settings, iterations: usize, peers_dir: PathBuf) -> a
     // Warm up: every function once on every target (pools, caches, Pyodide's JIT-less paths).
     for t in &targets {
         for w in works {
+            if matches!(w, Work::DataFresh) && t.name != maestro.name {
+                continue;
+            }
             let n = match w {
                 Work::RoundRobin(n) => n,
-                Work::Fibo25 => 2,
+                Work::Fibo25 | Work::DataFresh => 2,
                 _ => 20,
             };
             measure(&client, t, w, n, 1).await?;
@@ -321,11 +350,14 @@ pub async fn run(settings: Settings, iterations: usize, peers_dir: PathBuf) -> a
         for (wi, w) in works.iter().enumerate() {
             for (ci, conc) in concs.iter().enumerate() {
                 for (ti, t) in targets.iter().enumerate() {
-                    if matches!(w, Work::HelloFresh) && ti != 0 {
+                    if matches!(w, Work::HelloFresh | Work::DataFresh) && ti != 0 {
                         continue; // only Maestro has another isolation
                     }
+                    if matches!(w, Work::DataFresh) && *conc > 1 {
+                        continue;
+                    }
                     let n = match w {
-                        Work::Fibo25 => (iterations / 20).max(5),
+                        Work::Fibo25 | Work::DataFresh => (iterations / 20).max(5),
                         Work::RoundRobin(k) => (iterations / ROUNDS).max(*k * 2 / ROUNDS).max(1),
                         _ => (iterations / ROUNDS).max(1),
                     };

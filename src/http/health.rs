@@ -82,6 +82,12 @@ async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) 
         stats.spares_ready as f64,
     );
     m.set(
+        "maestro_sandbox_instances",
+        "Sandbox instances idle now, by kind.",
+        vec![("kind", "fresh_ready".into())],
+        stats.fresh_ready as f64,
+    );
+    m.set(
         "maestro_sandbox_pool_bytes",
         "Memory held by idle warm instances (resident pages, shared ones counted in each), in bytes.",
         vec![],
@@ -94,6 +100,32 @@ async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) 
              WARM_RETIRE_ABOVE_MB), full (its function's share), lru (room for others), idle, changed.",
             vec![("reason", reason.to_string())],
             *n as f64,
+        );
+    }
+    let snaps = stats.snapshots;
+    m.set(
+        "maestro_sandbox_snapshots",
+        "Per-function snapshots kept now (module code run, memory saved to start instances from).",
+        vec![],
+        snaps.kept as f64,
+    );
+    m.set(
+        "maestro_sandbox_snapshot_bytes",
+        "Disk the kept snapshots take, in bytes (bounded by SNAPSHOT_DISK_MB).",
+        vec![],
+        snaps.bytes as f64,
+    );
+    for (event, n) in [
+        ("built", snaps.built),
+        ("restored", snaps.restored),
+        ("evicted", snaps.evicted),
+    ] {
+        m.set_counter(
+            "maestro_sandbox_snapshots_total",
+            "Snapshots since start, by event: built (module code run and saved), restored (an \
+             instance started from one), evicted (dropped for the disk budget).",
+            vec![("event", event.to_string())],
+            n as f64,
         );
     }
     queue_metrics(&state).await;

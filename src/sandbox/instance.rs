@@ -50,6 +50,8 @@ pub(super) struct TurnEnd {
     /// `turn`'s return value: low byte exit status, >= 256 when the code called exit().
     pub status: i32,
     pub fuel_used: u64,
+    /// The host the call was given, back for the next turn of the same call.
+    pub host: Option<Box<dyn Host>>,
 }
 
 pub(super) struct Instance {
@@ -59,6 +61,9 @@ pub(super) struct Instance {
     turn: TypedFunc<(i32, i32), i32>,
     pub prelude_loaded: bool,
     pub loaded: bool,
+    /// Started from a snapshot that other instances also start from (its first call reseeds
+    /// the random generators).
+    pub restored: bool,
     pub uses: u32,
 }
 
@@ -152,6 +157,7 @@ impl Instance {
             turn,
             prelude_loaded: false,
             loaded: false,
+            restored: false,
             uses: 0,
         })
     }
@@ -163,6 +169,29 @@ impl Instance {
 
     pub fn memory_size(&self) -> u64 {
         self.memory.data_size(&self.store) as u64
+    }
+
+    /// The guest's linear memory, read (a snapshot is taken from it).
+    pub fn memory_data(&self) -> &[u8] {
+        self.memory.data(&self.store)
+    }
+
+    /// The guest's linear memory, writable (a ready instance's pages are faulted in).
+    pub fn memory_data_mut(&mut self) -> &mut [u8] {
+        self.memory.data_mut(&mut self.store)
+    }
+
+    /// Grow the linear memory to `bytes` (a snapshot's size) and return where it is and how
+    /// large it is now, for the snapshot to be written into.
+    pub fn grow_memory_to(&mut self, bytes: usize) -> anyhow::Result<(*mut u8, usize)> {
+        let have = self.memory.data_size(&self.store);
+        if bytes > have {
+            let pages = ((bytes - have) as u64).div_ceil(65536);
+            self.memory
+                .grow(&mut self.store, pages)
+                .map_err(|e| anyhow::anyhow!("growing memory to {bytes} bytes: {e}"))?;
+        }
+        Ok((self.memory.data_ptr(&self.store), self.memory.data_size(&self.store)))
     }
 
     /// The bytes of its memory that are resident now: what keeping it idle costs the
@@ -196,7 +225,7 @@ impl Instance {
         let left = self.store.get_fuel().unwrap_or(0);
         let call = self.store.data_mut().call.take();
         let oversized = call.as_ref().is_some_and(|c| c.oversized_end);
-        let frame = call.and_then(|c| c.end);
+        let (frame, host) = call.map_or((None, None), |c| (c.end, c.host));
         let fuel_used = fuel.saturating_sub(left);
         match result {
             Ok(status) => TurnEnd {
@@ -205,6 +234,7 @@ impl Instance {
                 trap: None,
                 status,
                 fuel_used,
+                host,
             },
             Err(e) => TurnEnd {
                 frame,
@@ -212,6 +242,7 @@ impl Instance {
                 trap: Some(classify(&e, remaining)),
                 status: -1,
                 fuel_used,
+                host,
             },
         }
     }

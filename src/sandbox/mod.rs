@@ -10,8 +10,14 @@ mod fonts;
 mod hostcall;
 mod instance;
 mod pool;
+mod ready;
 pub mod runtime;
 mod session;
+#[cfg(target_os = "linux")]
+mod snapshot;
+#[cfg(not(target_os = "linux"))]
+#[path = "snapshot_off.rs"]
+mod snapshot;
 mod spares;
 
 use std::path::PathBuf;
@@ -28,8 +34,10 @@ pub use instance::HostState;
 use instance::{Instance, TurnEnd};
 pub use pool::PoolLimits;
 use pool::{PoolKey, WarmPool};
+use ready::{Ask, Ready};
 pub use runtime::RuntimePaths;
 pub use session::{FileAnswer, FileOp, Kept};
+use snapshot::Snapshots;
 use spares::Spares;
 
 /// How long one epoch tick lasts; deadlines are rounded up to whole ticks.
@@ -254,6 +262,19 @@ pub struct Outcome {
     pub reused: bool,
 }
 
+/// The per-function snapshots kept, for `/metrics`.
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct SnapshotStats {
+    /// Snapshots kept now, and the disk they take.
+    pub kept: usize,
+    pub bytes: u64,
+    /// Snapshots taken, instances started from one, and snapshots dropped for the disk budget,
+    /// since start.
+    pub built: u64,
+    pub restored: u64,
+    pub evicted: u64,
+}
+
 /// Settings for the sandbox.
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
@@ -269,6 +290,8 @@ pub struct SandboxConfig {
     pub spares: usize,
     /// Largest input of a nested call (the server's `MAX_INPUT_BYTES`).
     pub max_input_bytes: usize,
+    /// Disk the per-function snapshots may take, in bytes (0: no snapshots).
+    pub snapshot_bytes: u64,
 }
 
 /// Counters for health and metrics.
@@ -284,6 +307,9 @@ pub struct Stats {
     /// Instances the warm pool let go (or never kept), by reason.
     pub warm_dropped: std::collections::BTreeMap<&'static str, u64>,
     pub spares_ready: usize,
+    /// Instances of fresh functions started from their snapshot ahead of their next call.
+    pub fresh_ready: usize,
+    pub snapshots: SnapshotStats,
 }
 
 /// The compiled interpreter plus everything needed to start instances of it.
@@ -301,6 +327,8 @@ pub struct Sandbox {
     /// instance loads it instead of compiling ~200 lines of source (≈50 M fuel) every call.
     prelude: Arc<[u8]>,
     spares: Spares,
+    snapshots: Snapshots,
+    ready: Ready,
 }
 
 impl Sandbox {
@@ -342,10 +370,29 @@ impl Sandbox {
             initial_memory,
             prelude: Arc::from(Vec::new()),
             spares: Spares::new(0),
+            snapshots: Snapshots::off(),
+            ready: Ready::new(0),
         };
         sandbox.prelude = sandbox.compile_prelude()?;
         sandbox.ensure_font_cache();
+        if sandbox.cfg.snapshot_bytes > 0 {
+            let booted = sandbox
+                .boot_instance()
+                .map_err(|e| anyhow::anyhow!("booting the snapshot base: {}", e.message))?;
+            let dir = sandbox.cfg.cache_dir.join("snapshots");
+            match Snapshots::new(&dir, sandbox.cfg.snapshot_bytes, &booted) {
+                Ok(snapshots) => sandbox.snapshots = snapshots,
+                // A read-only cache directory costs speed, not service.
+                Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "function snapshots are off"),
+            }
+        }
         sandbox.spares = Spares::new(sandbox.cfg.spares);
+        // One ready instance for each of the fresh functions called most recently.
+        sandbox.ready = Ready::new(if sandbox.snapshots.enabled() {
+            4 * sandbox.cfg.spares
+        } else {
+            0
+        });
         let sandbox = Arc::new(sandbox);
         spares::spawn_upkeep(&sandbox);
         Ok(sandbox)
@@ -401,17 +448,24 @@ impl Sandbox {
             warm_bytes,
             warm_dropped: self.pool.dropped(),
             spares_ready: self.spares.ready(),
+            fresh_ready: self.ready.len(),
+            snapshots: self.snapshots.stats(),
         }
     }
 
     /// Drop every warm instance of a tenant (after its packages change).
     pub fn recycle_tenant(&self, tenant: &str) {
         self.retire_all(self.pool.drain_tenant(tenant));
+        self.snapshots.forget(|k| k.tenant() == tenant);
+        self.retire_all(self.ready.forget(|k| k.tenant() == tenant));
     }
 
     /// Drop every warm instance of a function (after it changes or is deleted).
     pub fn recycle_function(&self, tenant: &str, function: &str) {
         self.retire_all(self.pool.drain_function(tenant, function));
+        let of_function = |k: &PoolKey| k.tenant() == tenant && k.function() == function;
+        self.snapshots.forget(of_function);
+        self.retire_all(self.ready.forget(of_function));
     }
 
     fn retire_all(&self, instances: Vec<Instance>) {
@@ -490,17 +544,36 @@ impl Sandbox {
         if reused {
             self.hits.fetch_add(1, Ordering::Relaxed);
         }
-        let mut inst = match pooled
-            .map(Ok)
-            .unwrap_or_else(|| self.instance_for(spec.limits.memory_bytes, spec.packages))
-        {
-            Ok(i) => i,
-            Err(e) => {
+        let started = match pooled {
+            Some(inst) => Ok(Started {
+                inst,
+                host,
+                fuel_used: 0,
+            }),
+            None => self.start(&key, spec, host),
+        };
+        let Started {
+            mut inst,
+            host,
+            fuel_used,
+        } = match started {
+            Ok(s) => s,
+            Err(outcome) => {
                 self.runs.fetch_add(1, Ordering::Relaxed);
-                return failed(e);
+                return *outcome;
             }
         };
-        let outcome = self.run_on(&mut inst, spec, None, host);
+        // Module code run to build a snapshot was paid from this call's fuel.
+        let budget = Budget {
+            fuel: spec.limits.budget.fuel.saturating_sub(fuel_used),
+            ..spec.limits.budget
+        };
+        let spec = &CallSpec {
+            limits: Limits { budget, ..spec.limits },
+            ..*spec
+        };
+        let mut outcome = self.run_on(&mut inst, spec, None, host);
+        outcome.fuel_used = outcome.fuel_used.saturating_add(fuel_used);
         let healthy = outcome.result.is_ok();
         // Tearing down a store unmaps its memory: whatever is not kept is dropped off the
         // request path.
@@ -509,10 +582,129 @@ impl Sandbox {
         let poolable = spec.isolation == Isolation::Warm && !spec.script;
         if poolable && healthy && inst.uses < self.cfg.warm_max_uses {
             self.retire_all(self.pool.put(key, inst));
+        } else if spec.isolation == Isolation::Fresh && !spec.script {
+            self.make_ready(key, spec, inst);
         } else {
             self.spares.retire(inst);
         }
         Outcome { reused, ..outcome }
+    }
+
+    /// After a fresh call: have the upkeep thread start the function's next instance from its
+    /// snapshot, faulting in the pages `used` touched (see `ready.rs`); `used` is dropped there.
+    fn make_ready(&self, key: PoolKey, spec: &CallSpec<'_>, used: Instance) {
+        let Some(snap) = self.snapshots.get(&key) else {
+            return self.spares.retire(used);
+        };
+        let ask = Ask {
+            key,
+            snap,
+            memory: spec.limits.memory_bytes,
+            packages: spec.packages.map(|p| p.dir.clone()),
+            used,
+        };
+        match self.ready.ask(ask) {
+            Ok(()) => self.spares.wake(),
+            Err(ask) => self.spares.retire(ask.used),
+        }
+    }
+
+    /// Make the ready instances asked for (on the upkeep thread).
+    fn stock_ready(&self) {
+        for ask in self.ready.asked() {
+            self.snapshots.learn(&ask.snap, &ask.used);
+            drop(ask.used);
+            let made = self
+                .new_instance_with(ask.memory, ask.packages.as_deref())
+                .map_err(|e| anyhow::anyhow!(e.message))
+                .and_then(|mut inst| {
+                    self.snapshots.restore(&ask.snap, &mut inst)?;
+                    inst.prelude_loaded = true;
+                    inst.loaded = true;
+                    inst.restored = true;
+                    self.snapshots.prefault(&ask.snap, &mut inst);
+                    Ok(inst)
+                });
+            match made {
+                Ok(inst) => drop(self.ready.stock_up(ask.key, inst)),
+                Err(e) => tracing::warn!(error = %e, "could not make a ready instance"),
+            }
+        }
+    }
+
+    /// An instance for a call that found none idle: started from the function's snapshot
+    /// when one is kept; else a new one in which the module code runs first and is snapshot
+    /// (when snapshots are on; a script's code is never snapshot, it is new every time).
+    fn start(&self, key: &PoolKey, spec: &CallSpec<'_>, host: Box<dyn Host>) -> Result<Started, Box<Outcome>> {
+        let memory = spec.limits.memory_bytes;
+        if spec.script || !self.snapshots.enabled() {
+            let inst = self
+                .instance_for(memory, spec.packages)
+                .map_err(|e| Box::new(failed(e)))?;
+            return Ok(Started {
+                inst,
+                host,
+                fuel_used: 0,
+            });
+        }
+        if let Some(inst) = self.ready.take(key) {
+            return Ok(Started {
+                inst,
+                host,
+                fuel_used: 0,
+            });
+        }
+        if let Some(snap) = self.snapshots.get(key) {
+            let mut inst = self
+                .new_instance_with(memory, spec.packages.map(|p| p.dir.as_path()))
+                .map_err(|e| Box::new(failed(e)))?;
+            match self.snapshots.restore(&snap, &mut inst) {
+                Ok(()) => {
+                    inst.prelude_loaded = true;
+                    inst.loaded = true;
+                    inst.restored = true;
+                    return Ok(Started {
+                        inst,
+                        host,
+                        fuel_used: 0,
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not start from a snapshot; booting instead");
+                    self.spares.retire(inst);
+                }
+            }
+        }
+        let mut inst = self
+            .instance_for(memory, spec.packages)
+            .map_err(|e| Box::new(failed(e)))?;
+        let mut begin = serde_json::json!({ "function": spec.function, "code": spec.code });
+        if spec.packages.is_some() {
+            begin["paths"] = serde_json::json!([PACKAGES_GUEST_DIR]);
+        }
+        let source = if inst.prelude_loaded {
+            PREPARE.to_string()
+        } else {
+            format!("{BOOT}{PREPARE}\n")
+        };
+        let mut end = inst.turn(&source, begin.to_string().into_bytes(), spec.limits.budget, host);
+        let host = end.host.take();
+        let fuel_used = end.fuel_used;
+        inst.prelude_loaded = true;
+        let prepared = finish(end, &inst, memory, self.cfg.capture_bytes);
+        // The module code failed: that is the call's answer.
+        if prepared.result.is_err() {
+            self.spares.retire(inst);
+            return Err(Box::new(prepared));
+        }
+        let Some(host) = host else {
+            self.spares.retire(inst);
+            let lost = ErrorRecord::new(ErrorKind::Crash, "the sandbox lost the call's host");
+            return Err(Box::new(failed(lost)));
+        };
+        inst.loaded = true;
+        self.snapshots.capture(key.clone(), &inst);
+        Ok(Started { inst, host, fuel_used })
     }
 
     /// A new instance for a call: a spare when the tenant has no packages (spares have no
@@ -552,6 +744,9 @@ impl Sandbox {
         }
         if spec.webhook {
             begin["webhook"] = Value::Bool(true);
+        }
+        if inst.restored && inst.uses == 0 {
+            begin["reseed"] = Value::Bool(true);
         }
         for (k, v) in spec.extras.into_iter().flatten() {
             begin[k] = v.clone();
@@ -600,6 +795,8 @@ const PRELUDE: &str = concat!(
     include_str!("../../runtime/guest/cells.py")
 );
 const RUN: &str = "_mx_run()";
+/// Runs a function's module code only (see `Sandbox::start`).
+const PREPARE: &str = "_mx_prepare()";
 /// Loads the precompiled prelude into `__main__` of a new instance.
 const BOOT: &str = "import marshal, _host\nexec(marshal.loads(_host.call(b'{\"op\":\"prelude\"}')))\n";
 /// Compiles the prelude (handed over as the `begin` frame's `code`) and returns it marshalled.
@@ -607,6 +804,13 @@ const COMPILE_PRELUDE: &str = "import json, marshal, _host\n\
 _src = json.loads(_host.call(b'{\"op\":\"begin\"}'))['code']\n\
 _code = marshal.dumps(compile(_src, '<maestro>', 'exec'))\n\
 _host.call(json.dumps({'op': 'end', 'ok': True, 'output': _code.hex()}).encode())\n";
+
+/// An instance ready for a call, the call's host, and the fuel its start used.
+struct Started {
+    inst: Instance,
+    host: Box<dyn Host>,
+    fuel_used: u64,
+}
 
 fn failed(e: ErrorRecord) -> Outcome {
     Outcome {

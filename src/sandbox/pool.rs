@@ -27,6 +27,14 @@ pub(super) struct PoolKey {
 }
 
 impl PoolKey {
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    pub fn function(&self) -> &str {
+        &self.function
+    }
+
     pub fn new(tenant: &str, function: &str, version: i64, code_key: &str, memory: usize, packages: &str) -> Self {
         PoolKey {
             tenant: tenant.to_string(),

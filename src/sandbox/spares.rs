@@ -42,6 +42,11 @@ impl Spares {
         }
     }
 
+    /// Wake the upkeep thread (ready instances were asked for).
+    pub fn wake(&self) {
+        self.low.notify_one();
+    }
+
     fn drop_retired(&self) {
         let dead = std::mem::take(&mut *self.retired.lock().unwrap_or_else(|e| e.into_inner()));
         drop(dead);
@@ -72,6 +77,7 @@ pub(super) fn spawn_upkeep(sandbox: &Arc<Sandbox>) {
         .spawn(move || loop {
             let Some(sb) = weak.upgrade() else { return };
             sb.spares.drop_retired();
+            sb.stock_ready();
             drop(sb.pool.expire());
             let missing = sb.spares.want.saturating_sub(sb.spares.ready());
             if missing == 0 {
