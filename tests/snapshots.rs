@@ -87,6 +87,12 @@ async fn fresh_calls_start_after_the_module_code() {
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
+    // The change dropped the old version's snapshot at once.
+    assert!(app
+        .get_text("/metrics")
+        .await
+        .lines()
+        .any(|l| l == "maestro_sandbox_snapshots 0"));
     assert_eq!(output(&app, "remember", json!({})).await["built"], "v2");
     assert_eq!(output(&app, "remember", json!({})).await["built"], "v2");
     app.stop().await;
@@ -110,32 +116,76 @@ async fn failures_and_tenants_are_kept_apart() {
     }
     assert_eq!(snapshots(&app, "built").await, 0.0);
 
-    let code = "state = []\ndef mine(input):\n    state.append(input['v'])\n    return state\n";
+    // The same function name and version under two tenants, each module with its own value.
     let other = app.token_for("other");
-    for token in [&app.token, &other] {
+    let tenants = [("one", &app.token), ("two", &other)];
+    for (who, token) in tenants {
+        let code = format!(
+            "who = '{who}'\nstate = []\ndef mine(input):\n    state.append(input['v'])\n    return [who, state]\n"
+        );
+        let body = json!({"name": "mine", "code": code, "isolation": "fresh"});
         let (s, v) = app
-            .call_as(
-                token,
-                reqwest::Method::POST,
-                "/api/v1/functions",
-                Some(json!({"name": "mine", "code": code, "isolation": "fresh"})),
-            )
+            .call_as(token, reqwest::Method::POST, "/api/v1/functions", Some(body))
             .await;
         assert_eq!(s, StatusCode::CREATED, "{v}");
     }
-    for (i, token) in [&app.token, &other, &app.token, &other].into_iter().enumerate() {
+    for i in 0..4 {
+        let (who, token) = tenants[i % 2];
+        let url = "/api/v1/functions/mine/invoke";
         let (s, v) = app
-            .call_as(
-                token,
-                reqwest::Method::POST,
-                "/api/v1/functions/mine/invoke",
-                Some(json!({"v": i})),
-            )
+            .call_as(token, reqwest::Method::POST, url, Some(json!({"v": i})))
             .await;
         assert_eq!(s, StatusCode::OK, "{v}");
-        assert_eq!(v["output"], json!([i]), "{v}");
+        assert_eq!(v["output"], json!([who, [i]]), "{v}");
     }
     assert_eq!(snapshots(&app, "built").await, 2.0, "one snapshot per tenant");
+    app.stop().await;
+}
+
+/// Module code that asks the host for something of the call (its context here; a secret, a
+/// nested call or HTTP alike) or leaves a file open is not snapshot: it runs again in each new
+/// instance and sees its own call. A module that seeds `random` itself keeps its sequence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_state_is_never_frozen() {
+    let app = start_with(Backend::Sqlite, &[]).await;
+    let fresh = |name: &str, code: &str| json!({"name": name, "code": code, "isolation": "fresh"});
+    app.create_with(fresh(
+        "ctx",
+        "import maestro\nfirst = maestro.context.execution_id\ndef ctx(input):\n    return first\n",
+    ))
+    .await;
+    app.create_with(fresh(
+        "opened",
+        "held = open('/usr/local/lib/python315.zip', 'rb')\ndef opened(input):\n    return len(held.read(4))\n",
+    ))
+    .await;
+    app.create_with(fresh(
+        "seeded",
+        "import random\nrandom.seed(42)\ndef seeded(input):\n    return random.random()\n",
+    ))
+    .await;
+    for _ in 0..3 {
+        let (_, v) = app.invoke("ctx", json!({})).await;
+        assert_eq!(
+            v["output"], v["execution_id"],
+            "module code saw another call's context: {v}"
+        );
+        assert_eq!(output(&app, "opened", json!({})).await, 4);
+    }
+    assert_eq!(
+        snapshots(&app, "built").await,
+        0.0,
+        "a module that used the host was snapshot"
+    );
+    let first = output(&app, "seeded", json!({})).await;
+    for _ in 0..3 {
+        assert_eq!(
+            output(&app, "seeded", json!({})).await,
+            first,
+            "an explicit seed was overridden"
+        );
+    }
+    assert_eq!(snapshots(&app, "built").await, 1.0);
     app.stop().await;
 }
 

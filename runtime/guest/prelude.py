@@ -373,6 +373,19 @@ def _mx_patch_urllib(ur):
 
 
 # Modules patched the moment they are imported (they are not imported at boot), by name.
+def _mx_patch_seed(mod):
+    """Note a seed the code sets itself (`random.seed(42)`): such a module wants the same
+    numbers in every instance, so instances started from its snapshot do not reseed it."""
+    seed = mod.seed
+
+    def seeded(*args, **kwargs):
+        _mx_state["seeded"] = True
+        return seed(*args, **kwargs)
+
+    mod.seed = seeded
+
+
+_mx_state = {}
 _MX_PATCHES = {"urllib.request": _mx_patch_urllib}
 
 
@@ -406,6 +419,12 @@ class _MxPatchingLoader:
 
 if "urllib.request" in _sys.modules:
     _MX_PATCHES.pop("urllib.request")(_sys.modules["urllib.request"])
+for _mx_name in ("random", "numpy.random"):
+    if _mx_name in _sys.modules:
+        _mx_patch_seed(_sys.modules[_mx_name])
+    else:
+        _MX_PATCHES[_mx_name] = _mx_patch_seed
+del _mx_name
 _sys.meta_path.insert(0, _MxImportHook)
 
 maestro = _types.ModuleType("maestro", "Maestro's guest API.")
@@ -423,7 +442,6 @@ _sys.modules["maestro.http"] = _mx_http
 _sys.modules["maestro"] = maestro
 del maestro
 
-_mx_state = {}
 
 
 def _mx_load(name, code):
@@ -522,18 +540,37 @@ def _mx_prepare():
     this, and starts later calls of the function from it."""
     req = _mx_frame({"op": "begin"})
     _mx_paths(req)
+    fds = _mx_open_fds()
     try:
         _mx_load(req["function"], req["code"])
     except BaseException as e:
         _mx_state.pop("fn", None)
         _mx_end({"op": "end", "ok": False, "error": _mx_error(e)})
         return
-    _mx_end({"op": "end", "ok": True, "output": None})
+    # A file the module code left open would be a stale descriptor in an instance started
+    # from the snapshot (the host's descriptor table is new there): no snapshot then.
+    _mx_end({"op": "end", "ok": True, "output": {"snapshot": _mx_open_fds() == fds}})
+
+
+def _mx_open_fds():
+    import os
+
+    n = 0
+    for fd in range(256):
+        try:
+            os.fstat(fd)
+            n += 1
+        except OSError:
+            pass
+    return n
+
 
 
 def _mx_reseed():
     """Every instance started from one snapshot holds the same random state: give the
     generators the module code may have seeded a state of this instance's own."""
+    if _mx_state.get("seeded"):
+        return
     for name in ("random", "numpy.random"):
         mod = _sys.modules.get(name)
         if mod is not None:

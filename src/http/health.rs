@@ -89,7 +89,7 @@ async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) 
     );
     m.set(
         "maestro_sandbox_pool_bytes",
-        "Memory held by idle warm instances (resident pages, shared ones counted in each), in bytes.",
+        "Memory held by idle warm instances (pages each wrote, its own; pages shared with the interpreter's image or a snapshot not counted), in bytes.",
         vec![],
         stats.warm_bytes as f64,
     );

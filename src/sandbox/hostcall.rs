@@ -131,6 +131,9 @@ fn handle(caller: &mut Caller<'_, HostState>, frame: Frame, raw: Vec<u8>) -> Vec
     let Some(call) = caller.data_mut().call.as_mut() else {
         return b"{}".to_vec();
     };
+    if matches!(frame.op.as_str(), "call" | "gather" | "http" | "secret" | "context") {
+        call.asked_host = true;
+    }
     match frame.op.as_str() {
         "begin" => call.begin.clone(),
         "end" => {

@@ -37,6 +37,9 @@ pub(super) struct ActiveCall {
     pub deadline: Instant,
     pub cancel: Cancel,
     pub limits: FrameLimits,
+    /// The code asked the host for something that depends on the call (another function, a
+    /// secret, HTTP, the call's context): module code that did must not be snapshot.
+    pub asked_host: bool,
 }
 
 /// What one `turn` left behind.
@@ -52,6 +55,8 @@ pub(super) struct TurnEnd {
     pub fuel_used: u64,
     /// The host the call was given, back for the next turn of the same call.
     pub host: Option<Box<dyn Host>>,
+    /// See [`ActiveCall::asked_host`].
+    pub asked_host: bool,
 }
 
 pub(super) struct Instance {
@@ -194,13 +199,17 @@ impl Instance {
         Ok((self.memory.data_ptr(&self.store), self.memory.data_size(&self.store)))
     }
 
-    /// The bytes of its memory that are resident now: what keeping it idle costs the
-    /// machine. A fresh CPython's linear memory is ~40 MiB, of which it has touched ~6;
-    /// counting the linear size held a quarter of the instances the pool's budget allows.
-    /// The linear size where residency cannot be read.
+    /// The bytes of its memory held in pages of its own (the ones it wrote): what keeping it
+    /// idle costs the machine. A CPython's linear memory is ~40 MiB, most of it pages of the
+    /// interpreter's image or a snapshot, shared by every instance. The linear size where
+    /// pages cannot be read (not Linux).
     pub fn resident_size(&self) -> u64 {
-        let len = self.memory.data_size(&self.store);
-        resident(self.memory.data_ptr(&self.store), len).unwrap_or(len as u64)
+        let memory = self.memory.data(&self.store);
+        #[cfg(target_os = "linux")]
+        if let Some(bytes) = super::pages::private_bytes(memory) {
+            return bytes;
+        }
+        memory.len() as u64
     }
 
     /// Run `source` in the guest's persistent `__main__`, with `begin` as the reply to the
@@ -220,11 +229,13 @@ impl Instance {
             deadline: budget.deadline,
             cancel: budget.cancel,
             limits,
+            asked_host: false,
         });
         let result = self.write_and_turn(source);
         let left = self.store.get_fuel().unwrap_or(0);
         let call = self.store.data_mut().call.take();
         let oversized = call.as_ref().is_some_and(|c| c.oversized_end);
+        let asked_host = call.as_ref().is_some_and(|c| c.asked_host);
         let (frame, host) = call.map_or((None, None), |c| (c.end, c.host));
         let fuel_used = fuel.saturating_sub(left);
         match result {
@@ -235,6 +246,7 @@ impl Instance {
                 status,
                 fuel_used,
                 host,
+                asked_host,
             },
             Err(e) => TurnEnd {
                 frame,
@@ -243,6 +255,7 @@ impl Instance {
                 status: -1,
                 fuel_used,
                 host,
+                asked_host,
             },
         }
     }
@@ -313,28 +326,4 @@ fn timeout(allowed: std::time::Duration) -> ErrorRecord {
         ErrorKind::Timeout,
         format!("the call ran past its deadline ({:.1} s)", allowed.as_secs_f64()),
     )
-}
-
-/// Resident bytes of the mapping at `ptr` (page aligned), from mincore(2). Pages of a
-/// file-backed copy-on-write image count when they are in the page cache, so pages shared
-/// by every instance count in each.
-#[cfg(target_os = "linux")]
-fn resident(ptr: *const u8, len: usize) -> Option<u64> {
-    // SAFETY: sysconf reads a constant of the system.
-    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).ok()?;
-    if page == 0 || len == 0 || !(ptr as usize).is_multiple_of(page) {
-        return None;
-    }
-    let mut pages = vec![0u8; len.div_ceil(page)];
-    // SAFETY: `ptr..ptr+len` is this instance's linear memory, mapped for as long as the
-    // instance (borrowed by the caller) lives; mincore writes one byte per page of it into
-    // `pages`, which has room for every page, and reads nothing of the memory itself.
-    let rc = unsafe { libc::mincore(ptr as *mut libc::c_void, len, pages.as_mut_ptr()) };
-    (rc == 0).then(|| pages.iter().filter(|p| **p & 1 == 1).count() as u64 * page as u64)
-}
-
-/// Elsewhere: unknown (the caller counts the linear size).
-#[cfg(not(target_os = "linux"))]
-fn resident(_: *const u8, _: usize) -> Option<u64> {
-    None
 }

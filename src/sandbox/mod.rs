@@ -9,6 +9,8 @@ mod cancel;
 mod fonts;
 mod hostcall;
 mod instance;
+#[cfg(target_os = "linux")]
+mod pages;
 mod pool;
 mod ready;
 pub mod runtime;
@@ -609,11 +611,15 @@ impl Sandbox {
         }
     }
 
+    /// Ready instances unused for the warm pool's idle time, taken out.
+    fn ready_expire(&self) -> Vec<Instance> {
+        self.ready.expire(self.cfg.warm.idle)
+    }
+
     /// Make the ready instances asked for (on the upkeep thread).
     fn stock_ready(&self) {
         for ask in self.ready.asked() {
             self.snapshots.learn(&ask.snap, &ask.used);
-            drop(ask.used);
             let made = self
                 .new_instance_with(ask.memory, ask.packages.as_deref())
                 .map_err(|e| anyhow::anyhow!(e.message))
@@ -626,9 +632,13 @@ impl Sandbox {
                     Ok(inst)
                 });
             match made {
+                // The function changed meanwhile (its snapshot is gone): not worth keeping.
+                Ok(inst) if self.snapshots.get(&ask.key).is_none() => drop(inst),
                 Ok(inst) => drop(self.ready.stock_up(ask.key, inst)),
                 Err(e) => tracing::warn!(error = %e, "could not make a ready instance"),
             }
+            // Unmapping the used one last: the next call may already be waiting for this one.
+            drop(ask.used);
         }
     }
 
@@ -690,6 +700,7 @@ impl Sandbox {
         let mut end = inst.turn(&source, begin.to_string().into_bytes(), spec.limits.budget, host);
         let host = end.host.take();
         let fuel_used = end.fuel_used;
+        let asked_host = end.asked_host;
         inst.prelude_loaded = true;
         let prepared = finish(end, &inst, memory, self.cfg.capture_bytes);
         // The module code failed: that is the call's answer.
@@ -703,7 +714,13 @@ impl Sandbox {
             return Err(Box::new(failed(lost)));
         };
         inst.loaded = true;
-        self.snapshots.capture(key.clone(), &inst);
+        // What the module code got from the host (a secret, the first caller's context, a
+        // nested call's answer) belongs to this call: such a module is not snapshot, and runs
+        // again in each new instance as it did before snapshots.
+        let snapshot = prepared.result.as_ref().is_ok_and(|v| v["snapshot"] != false);
+        if !asked_host && snapshot {
+            self.snapshots.capture(key.clone(), &inst);
+        }
         Ok(Started { inst, host, fuel_used })
     }
 

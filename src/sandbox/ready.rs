@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::instance::Instance;
 use super::pool::PoolKey;
@@ -39,7 +40,7 @@ pub(super) struct Ready {
 
 #[derive(Default)]
 struct Stock {
-    map: HashMap<PoolKey, (Instance, u64)>,
+    map: HashMap<PoolKey, (Instance, u64, Instant)>,
     clock: u64,
 }
 
@@ -58,17 +59,18 @@ impl Ready {
 
     /// The ready instance of `key`, if there is one.
     pub fn take(&self, key: &PoolKey) -> Option<Instance> {
-        self.stock().map.remove(key).map(|(inst, _)| inst)
+        self.stock().map.remove(key).map(|(inst, ..)| inst)
     }
 
-    /// Ask for `ask.key`'s next ready instance; false (and `ask` handed back to be retired)
-    /// when the stock is off or too many asks wait.
+    /// Ask for `ask.key`'s next ready instance; refused (and `ask` handed back to be retired)
+    /// when the stock is off, the key has one ready or asked for already (concurrent fresh
+    /// calls of one function ask once), or too many asks wait.
     pub fn ask(&self, ask: Ask) -> Result<(), Box<Ask>> {
-        if self.keys == 0 {
+        if self.keys == 0 || self.stock().map.contains_key(&ask.key) {
             return Err(Box::new(ask));
         }
         let mut asks = self.asks.lock().unwrap_or_else(|e| e.into_inner());
-        if asks.len() >= self.keys {
+        if asks.len() >= self.keys || asks.iter().any(|a| a.key == ask.key) {
             return Err(Box::new(ask));
         }
         asks.push(ask);
@@ -88,17 +90,41 @@ impl Ready {
         let now = stock.clock;
         let mut out: Vec<Instance> = stock
             .map
-            .insert(key, (inst, now))
-            .map(|(old, _)| old)
+            .insert(key, (inst, now, Instant::now()))
+            .map(|(old, ..)| old)
             .into_iter()
             .collect();
         while stock.map.len() > self.keys {
-            let Some(oldest) = stock.map.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| k.clone()) else {
+            let Some(oldest) = stock
+                .map
+                .iter()
+                .min_by_key(|(_, (_, at, _))| *at)
+                .map(|(k, _)| k.clone())
+            else {
                 break;
             };
-            out.extend(stock.map.remove(&oldest).map(|(inst, _)| inst));
+            out.extend(stock.map.remove(&oldest).map(|(inst, ..)| inst));
         }
         out
+    }
+
+    /// Take out the instances ready for longer than `idle` (their function is not being
+    /// called fresh any more), like the warm pool's idle ones.
+    pub fn expire(&self, idle: Duration) -> Vec<Instance> {
+        let Some(cutoff) = Instant::now().checked_sub(idle) else {
+            return Vec::new();
+        };
+        let mut stock = self.stock();
+        let old: Vec<PoolKey> = stock
+            .map
+            .iter()
+            .filter(|(_, e)| e.2 < cutoff)
+            .map(|(k, _)| k.clone())
+            .collect();
+        old.iter()
+            .filter_map(|k| stock.map.remove(k))
+            .map(|(inst, ..)| inst)
+            .collect()
     }
 
     /// Drop the ready instances whose key matches (their function or tenant changed).
@@ -107,7 +133,7 @@ impl Ready {
         let gone: Vec<PoolKey> = stock.map.keys().filter(|k| matches(k)).cloned().collect();
         gone.iter()
             .filter_map(|k| stock.map.remove(k))
-            .map(|(inst, _)| inst)
+            .map(|(inst, ..)| inst)
             .collect()
     }
 

@@ -29,12 +29,13 @@ use super::instance::Instance;
 use super::pool::PoolKey;
 use super::SnapshotStats;
 
-/// The unit pages are compared and stored in (the host's page size on the machines we run).
-const PAGE: usize = 4096;
+use super::pages::PAGE;
 /// Runs of at least this many pages are mapped from the snapshot's file rather than copied.
 const MAP_PAGES: u32 = 16;
-/// At most this many runs are mapped per instance (each mapping is one more the process holds).
-const MAX_MAPPED_RUNS: usize = 64;
+/// At most this many runs are mapped per instance: each splits the base mapping, and a
+/// process may hold only so many mappings (`vm.max_map_count`, 65,530 by default) across all
+/// its instances, pooled and ready ones included.
+const MAX_MAPPED_RUNS: usize = 8;
 
 /// The memory of a booted instance, on disk, mapped read-only for comparisons.
 pub(super) struct Base {
@@ -76,9 +77,9 @@ pub(super) struct Snapshot {
     runs: Vec<(u32, u32)>,
     /// Bytes on disk.
     bytes: u64,
-    /// The pages the last call on an instance started from it touched, and whether it wrote
-    /// them: what a ready instance faults in ahead of its call (see `ready.rs`).
-    touched: Mutex<Vec<(u32, bool)>>,
+    /// The pages the last call on an instance started from it wrote: what a ready instance
+    /// copies ahead of its call (see `ready.rs`).
+    written: Mutex<Vec<u32>>,
 }
 
 /// Snapshots by key, least recently used evicted past the byte budget.
@@ -112,7 +113,7 @@ impl Snapshots {
 
     /// Snapshots kept under `dir` within `budget` bytes, diffed against `booted`'s memory.
     pub fn new(dir: &Path, budget: u64, booted: &Instance) -> anyhow::Result<Self> {
-        if budget == 0 || !cfg!(target_os = "linux") {
+        if budget == 0 || !super::pages::usable() {
             return Ok(Self::off());
         }
         std::fs::create_dir_all(dir)?;
@@ -196,7 +197,7 @@ impl Snapshots {
             size: memory.len(),
             runs,
             bytes: at,
-            touched: Mutex::default(),
+            written: Mutex::default(),
         })
     }
 
@@ -234,6 +235,17 @@ impl Snapshots {
         let base = self.base.as_ref().ok_or_else(|| anyhow::anyhow!("snapshots are off"))?;
         let (ptr, len) = inst.grow_memory_to(snap.size)?;
         anyhow::ensure!(len == snap.size, "memory is {len} bytes, the snapshot {}", snap.size);
+        let restored = self.restore_at(base, snap, ptr, len);
+        if restored.is_err() {
+            // A failed MAP_FIXED may have unmapped the range already, leaving a hole in the
+            // store's reservation that another mapping could take (and wasmtime would later
+            // unmap). Fill it with inaccessible memory; the caller drops the instance.
+            seal(ptr, len);
+        }
+        restored
+    }
+
+    fn restore_at(&self, base: &Base, snap: &Snapshot, ptr: *mut u8, len: usize) -> anyhow::Result<()> {
         map_fixed(ptr, base.len.min(len), &base.file, 0)?;
         // Long runs (a module's imports) are mapped from the snapshot's file like the base, so
         // only the pages a call touches are ever read or copied; short ones are copied, which
@@ -258,29 +270,27 @@ impl Snapshots {
         Ok(())
     }
 
-    /// Remember which pages of `used` (started from `snap`, its call over) are present, and
-    /// which of those were written, from `/proc/self/pagemap`.
+    /// Remember which pages of `used` (started from `snap`, its call over) were written, from
+    /// `/proc/self/pagemap`.
     pub fn learn(&self, snap: &Snapshot, used: &Instance) {
-        match touched_pages(used.memory_data()) {
-            Ok(pages) => *snap.touched.lock().unwrap_or_else(|e| e.into_inner()) = pages,
+        match super::pages::written(used.memory_data(), MAX_TOUCHED) {
+            Ok(pages) => *snap.written.lock().unwrap_or_else(|e| e.into_inner()) = pages,
             Err(e) => tracing::debug!(error = %e, "could not read which pages a call touched"),
         }
     }
 
-    /// Fault in the pages the last call touched on `inst` (just restored from `snap`, run
-    /// nothing): written ones copied (copy-on-write), read ones mapped.
+    /// Copy ahead, on `inst` (just restored from `snap`, run nothing), the pages the last call
+    /// wrote: each write would otherwise fault and copy during the call. Pages it only read
+    /// are left to fault in on use: mapping a page-cache page is cheap and comes sixteen at a
+    /// time, and touching them all here took longer than a call.
     pub fn prefault(&self, snap: &Snapshot, inst: &mut Instance) {
-        let touched = snap.touched.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let written = snap.written.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let memory = inst.memory_data_mut();
-        for (page, written) in touched {
-            let Some(byte) = memory.get_mut(page as usize * PAGE) else {
-                continue;
-            };
-            // The same byte read and stored back: the store is what breaks copy-on-write, and
-            // `black_box` keeps the compiler from dropping it.
-            let value = std::hint::black_box(*byte);
-            if written {
-                *byte = value;
+        for page in written {
+            if let Some(byte) = memory.get_mut(page as usize * PAGE) {
+                // The same byte stored back breaks copy-on-write; `black_box` keeps the
+                // compiler from dropping the store.
+                *byte = std::hint::black_box(*byte);
             }
         }
     }
@@ -311,27 +321,6 @@ impl Snapshots {
 /// The most pages a ready instance faults in ahead (16 MiB): a call that touched more is not
 /// the common case worth preparing for.
 const MAX_TOUCHED: usize = 4096;
-
-/// The pages of `memory` present in this process's page tables, each with whether it is a
-/// private (written, copy-on-write broken) page rather than one mapped from a file.
-fn touched_pages(memory: &[u8]) -> std::io::Result<Vec<(u32, bool)>> {
-    const PRESENT: u64 = 1 << 63;
-    const FILE_OR_SHARED: u64 = 1 << 61;
-    let first = memory.as_ptr() as usize / PAGE;
-    let pages = memory.len() / PAGE;
-    let mut entries = vec![0u8; pages * 8];
-    let pagemap = File::open("/proc/self/pagemap")?;
-    read_exact_at(&pagemap, &mut entries, (first * 8) as u64)?;
-    Ok(entries
-        .chunks_exact(8)
-        .enumerate()
-        .filter_map(|(i, e)| {
-            let e = u64::from_le_bytes(e.try_into().ok()?);
-            (e & PRESENT != 0).then_some((i as u32, e & FILE_OR_SHARED == 0))
-        })
-        .take(MAX_TOUCHED)
-        .collect())
-}
 
 /// A new file in `dir`, unlinked at once: its blocks are freed when the last handle closes.
 fn unlinked_file(dir: &Path) -> std::io::Result<File> {
@@ -385,6 +374,27 @@ fn map_fixed(at: *mut u8, len: usize, file: &File, offset: u64) -> std::io::Resu
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Make `len` bytes at `at` (an instance's memory, about to be dropped) inaccessible anonymous
+/// memory; if even that fails the address space is not what wasmtime believes it is, and
+/// the process stops rather than run on.
+fn seal(at: *mut u8, len: usize) {
+    // SAFETY: as in `map_fixed`: the range is the instance's own memory, which nothing uses.
+    let got = unsafe {
+        libc::mmap(
+            at as *mut libc::c_void,
+            len,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_FIXED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if got != at as *mut libc::c_void {
+        tracing::error!(error = %std::io::Error::last_os_error(), "could not seal a failed snapshot restore");
+        std::process::abort();
+    }
 }
 
 fn map_file(file: &File, len: usize) -> std::io::Result<Mapping> {

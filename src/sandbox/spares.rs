@@ -79,6 +79,7 @@ pub(super) fn spawn_upkeep(sandbox: &Arc<Sandbox>) {
             sb.spares.drop_retired();
             sb.stock_ready();
             drop(sb.pool.expire());
+            drop(sb.ready_expire());
             let missing = sb.spares.want.saturating_sub(sb.spares.ready());
             if missing == 0 {
                 let guard = sb.spares.lock();
