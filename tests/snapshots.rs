@@ -165,7 +165,9 @@ async fn call_state_is_never_frozen() {
     ))
     .await;
     for _ in 0..3 {
-        let (_, v) = app.invoke("ctx", json!({})).await;
+        let (s, v) = app.invoke("ctx", json!({})).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert!(v["execution_id"].is_string(), "{v}");
         assert_eq!(
             v["output"], v["execution_id"],
             "module code saw another call's context: {v}"
@@ -185,7 +187,20 @@ async fn call_state_is_never_frozen() {
             "an explicit seed was overridden"
         );
     }
-    assert_eq!(snapshots(&app, "built").await, 1.0);
+    // `seed()` with no value asks for fresh numbers: instances still draw their own.
+    app.create_with(fresh(
+        "unseeded",
+        "import random\nrandom.seed()\ndef unseeded(input):\n    return random.random()\n",
+    ))
+    .await;
+    let mut draws = Vec::new();
+    for _ in 0..4 {
+        draws.push(output(&app, "unseeded", json!({})).await.as_f64().expect("a draw"));
+    }
+    draws.sort_by(f64::total_cmp);
+    draws.dedup();
+    assert_eq!(draws.len(), 4, "seed() froze the draws: {draws:?}");
+    assert_eq!(snapshots(&app, "built").await, 2.0);
     app.stop().await;
 }
 

@@ -372,20 +372,24 @@ def _mx_patch_urllib(ur):
     ur.install_opener(ur.build_opener(MaestroHandler))
 
 
-# Modules patched the moment they are imported (they are not imported at boot), by name.
 def _mx_patch_seed(mod):
-    """Note a seed the code sets itself (`random.seed(42)`): such a module wants the same
-    numbers in every instance, so instances started from its snapshot do not reseed it."""
+    """Note a seed the code sets itself (`random.seed(42)`, not `seed()`): that generator is
+    meant to give the same numbers in every instance, so instances started from the module's
+    snapshot do not reseed it (the other generator still is)."""
     seed = mod.seed
 
     def seeded(*args, **kwargs):
-        _mx_state["seeded"] = True
+        value = args[0] if args else kwargs.get("a", kwargs.get("seed"))
+        if value is not None:
+            _mx_state.setdefault("seeded", set()).add(mod.__name__)
         return seed(*args, **kwargs)
 
+    seeded._mx_seed = seed
     mod.seed = seeded
 
 
 _mx_state = {}
+# Modules patched the moment they are imported (they are not imported at boot), by name.
 _MX_PATCHES = {"urllib.request": _mx_patch_urllib}
 
 
@@ -415,6 +419,9 @@ class _MxPatchingLoader:
     def exec_module(self, module):
         self.loader.exec_module(module)
         self.patch(module)
+
+    def __getattr__(self, name):  # get_source, is_package, ...: the real loader's
+        return getattr(self.loader, name)
 
 
 if "urllib.request" in _sys.modules:
@@ -556,7 +563,7 @@ def _mx_open_fds():
     import os
 
     n = 0
-    for fd in range(256):
+    for fd in range(64):
         try:
             os.fstat(fd)
             n += 1
@@ -569,13 +576,12 @@ def _mx_open_fds():
 def _mx_reseed():
     """Every instance started from one snapshot holds the same random state: give the
     generators the module code may have seeded a state of this instance's own."""
-    if _mx_state.get("seeded"):
-        return
+    seeded = _mx_state.get("seeded", ())
     for name in ("random", "numpy.random"):
         mod = _sys.modules.get(name)
-        if mod is not None:
+        if mod is not None and name not in seeded:
             try:
-                mod.seed()
+                getattr(mod.seed, "_mx_seed", mod.seed)()
             except Exception:
                 pass
 

@@ -69,6 +69,9 @@ pub(super) struct Instance {
     /// Started from a snapshot that other instances also start from (its first call reseeds
     /// the random generators).
     pub restored: bool,
+    /// A ready instance: the pages a call wrote were copied into it ahead (so what it holds
+    /// privately says nothing about what its own call wrote).
+    pub prefaulted: bool,
     pub uses: u32,
 }
 
@@ -163,6 +166,7 @@ impl Instance {
             prelude_loaded: false,
             loaded: false,
             restored: false,
+            prefaulted: false,
             uses: 0,
         })
     }

@@ -611,6 +611,11 @@ impl Sandbox {
         }
     }
 
+    /// Whether ready instances were asked for and not made yet.
+    fn ready_pending(&self) -> bool {
+        self.ready.pending()
+    }
+
     /// Ready instances unused for the warm pool's idle time, taken out.
     fn ready_expire(&self) -> Vec<Instance> {
         self.ready.expire(self.cfg.warm.idle)
@@ -619,7 +624,12 @@ impl Sandbox {
     /// Make the ready instances asked for (on the upkeep thread).
     fn stock_ready(&self) {
         for ask in self.ready.asked() {
-            self.snapshots.learn(&ask.snap, &ask.used);
+            // Only an instance restored on the request path shows what a call writes: the one
+            // that built the snapshot also wrote the boot and the module code, and a ready one
+            // holds the pages copied into it.
+            if ask.used.restored && !ask.used.prefaulted {
+                self.snapshots.learn(&ask.snap, &ask.used);
+            }
             let made = self
                 .new_instance_with(ask.memory, ask.packages.as_deref())
                 .map_err(|e| anyhow::anyhow!(e.message))
@@ -628,13 +638,20 @@ impl Sandbox {
                     inst.prelude_loaded = true;
                     inst.loaded = true;
                     inst.restored = true;
-                    self.snapshots.prefault(&ask.snap, &mut inst);
+                    // Until a call has been learnt from, nothing is copied, and this instance
+                    // is as good to learn from as one restored on the request path.
+                    inst.prefaulted = self.snapshots.prefault(&ask.snap, &mut inst) > 0;
                     Ok(inst)
                 });
             match made {
-                // The function changed meanwhile (its snapshot is gone): not worth keeping.
-                Ok(inst) if self.snapshots.get(&ask.key).is_none() => drop(inst),
-                Ok(inst) => drop(self.ready.stock_up(ask.key, inst)),
+                Ok(inst) => {
+                    drop(self.ready.stock_up(ask.key.clone(), inst));
+                    // The function changed meanwhile (`recycle_function` forgets its snapshot
+                    // before its ready instances): take this one out again.
+                    if !self.snapshots.contains(&ask.key) {
+                        drop(self.ready.forget(|k| *k == ask.key));
+                    }
+                }
                 Err(e) => tracing::warn!(error = %e, "could not make a ready instance"),
             }
             // Unmapping the used one last: the next call may already be waiting for this one.

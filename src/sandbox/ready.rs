@@ -77,6 +77,11 @@ impl Ready {
         Ok(())
     }
 
+    /// Whether asks are waiting.
+    pub fn pending(&self) -> bool {
+        !self.asks.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
+
     /// The asks waiting, taken out.
     pub fn asked(&self) -> Vec<Ask> {
         std::mem::take(&mut *self.asks.lock().unwrap_or_else(|e| e.into_inner()))

@@ -152,6 +152,11 @@ impl Snapshots {
         Some(entry.0.clone())
     }
 
+    /// Whether `key` has a snapshot (without marking it used).
+    pub fn contains(&self, key: &PoolKey) -> bool {
+        self.lock().map.contains_key(key)
+    }
+
     /// Save `inst`'s memory as `key`'s snapshot (the caller has just run the function's module
     /// code in it, and nothing else). Failures only cost the next miss a boot.
     pub fn capture(&self, key: PoolKey, inst: &Instance) {
@@ -282,17 +287,20 @@ impl Snapshots {
     /// Copy ahead, on `inst` (just restored from `snap`, run nothing), the pages the last call
     /// wrote: each write would otherwise fault and copy during the call. Pages it only read
     /// are left to fault in on use: mapping a page-cache page is cheap and comes sixteen at a
-    /// time, and touching them all here took longer than a call.
-    pub fn prefault(&self, snap: &Snapshot, inst: &mut Instance) {
+    /// time, and touching them all here took longer than a call. Answers how many it copied.
+    pub fn prefault(&self, snap: &Snapshot, inst: &mut Instance) -> usize {
         let written = snap.written.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let memory = inst.memory_data_mut();
+        let mut copied = 0;
         for page in written {
             if let Some(byte) = memory.get_mut(page as usize * PAGE) {
                 // The same byte stored back breaks copy-on-write; `black_box` keeps the
                 // compiler from dropping the store.
                 *byte = std::hint::black_box(*byte);
+                copied += 1;
             }
         }
+        copied
     }
 
     /// Drop every snapshot whose key matches (its function or tenant changed).

@@ -28,6 +28,10 @@ impl Snapshots {
         None
     }
 
+    pub fn contains(&self, _: &PoolKey) -> bool {
+        false
+    }
+
     pub fn capture(&self, _: PoolKey, _: &Instance) {}
 
     pub fn restore(&self, _: &Snapshot, _: &mut Instance) -> anyhow::Result<()> {
@@ -36,7 +40,9 @@ impl Snapshots {
 
     pub fn learn(&self, _: &Snapshot, _: &Instance) {}
 
-    pub fn prefault(&self, _: &Snapshot, _: &mut Instance) {}
+    pub fn prefault(&self, _: &Snapshot, _: &mut Instance) -> usize {
+        0
+    }
 
     pub fn forget(&self, _: impl Fn(&PoolKey) -> bool) {}
 

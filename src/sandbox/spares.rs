@@ -44,6 +44,9 @@ impl Spares {
 
     /// Wake the upkeep thread (ready instances were asked for).
     pub fn wake(&self) {
+        // Under the lock the upkeep thread checks for asks before it waits, so the wake-up
+        // cannot fall between its check and its wait.
+        let _stock = self.lock();
         self.low.notify_one();
     }
 
@@ -83,6 +86,9 @@ pub(super) fn spawn_upkeep(sandbox: &Arc<Sandbox>) {
             let missing = sb.spares.want.saturating_sub(sb.spares.ready());
             if missing == 0 {
                 let guard = sb.spares.lock();
+                if sb.ready_pending() {
+                    continue;
+                }
                 // Wake on a take or a retirement, or now and then to expire idle instances
                 // and to notice the sandbox going away.
                 let _ = sb.spares.low.wait_timeout(guard, Duration::from_millis(500));
